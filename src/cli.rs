@@ -1,0 +1,290 @@
+//! The command line: clap definitions and `--help` text. No I/O happens here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::profile::EmptyPolicy;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every row valid (dry run) or accepted by Chat
+  1    fatal: unreadable input, bad header, unwritable output, bad settings, or
+       a job-wide Chat error (wrong key, SDKAppID, admin) that stopped the run
+  2    usage error
+  3    finished, but some rows were invalid or failed (see the failure CSV)
+  130  interrupted (SIGINT); 143 terminated (SIGTERM)";
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  # Validate a file without sending anything; invalid rows go to users.failures.csv
+  profile-import import users.csv --dry-run
+
+  # Show the exact JSON the first 3 rows would send
+  profile-import import users.csv --dry-run --show-requests 3
+
+  # Import for real (the key is read from the environment, never from a flag)
+  export PROFILE_IMPORT_SECRET_KEY=...    # or --key-file /etc/profile-import/key
+  profile-import import users.csv --sdkappid 1400000000 --region singapore
+
+  # Rehearse against the built-in simulator (run `profile-import sim` first)
+  PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
+      --sdkappid 1400000000 --endpoint http://127.0.0.1:8080
+
+  # Retry only the rows that failed last time
+  profile-import import users.failures.csv --sdkappid 1400000000
+
+  # A semicolon-separated export with its own column names
+  profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
+
+/// Bulk-import user profiles from CSV into Tencent Cloud Chat (v4/profile/portrait_set).
+#[derive(Debug, Parser)]
+#[command(name = "profile-import", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output (-v: info and sample request bodies, -vv: debug, -vvv: trace).
+    /// RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors and the final summary.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a CSV (--dry-run) or import it into Chat.
+    #[command(after_long_help = format!("{IMPORT_EXAMPLES}\n\n{EXIT_CODES}"))]
+    Import(ImportArgs),
+    /// Print a UserSig for the configured admin (for curl or the online debug tool).
+    Usersig(UsersigArgs),
+    /// Serve the built-in Chat simulator on loopback, for rehearsals with a real CSV.
+    Sim(SimArgs),
+    /// Import samples/users.csv into an in-process simulator with injected faults, end to end.
+    Demo(DemoArgs),
+}
+
+/// How the input CSV is read and validated.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// The CSV file: a header row, a UserID column, one column per profile field.
+    pub csv: PathBuf,
+
+    /// Where to write failed and invalid rows [default: <CSV stem>.failures.csv beside the input].
+    #[arg(long, value_name = "PATH")]
+    pub failures: Option<PathBuf>,
+
+    /// A TOML file that renames columns to tags and lists columns to ignore.
+    #[arg(long, value_name = "FILE.toml")]
+    pub mapping: Option<PathBuf>,
+
+    /// The column holding the UserID [default: UserID or From_Account].
+    #[arg(long, value_name = "NAME")]
+    pub user_column: Option<String>,
+
+    /// Field delimiter: one character, or `tab`.
+    #[arg(long, value_name = "C", default_value = ",", value_parser = parse_delimiter)]
+    pub delimiter: u8,
+
+    /// What an empty cell means: `skip` leaves the user's current value, `clear` sends the
+    /// field's empty value ("" for text, 0 for numbers, the default for enums).
+    #[arg(long, value_enum, default_value_t = EmptyPolicy::Skip, value_name = "skip|clear")]
+    pub empty: EmptyPolicy,
+
+    /// Accept any printable ASCII in UserIDs, not only letters, digits, '_' and '-'.
+    #[arg(long)]
+    pub relaxed_user_id: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Validate every row and build its request, but send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the JSON body of the first N valid rows to stdout (-v shows 3).
+    #[arg(long, value_name = "N")]
+    pub show_requests: Option<usize>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub sending: SendArgs,
+}
+
+/// Where and as whom to connect. Each setting can also come from the environment or a config
+/// file; a flag wins over the environment, the environment over the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionArgs {
+    /// The app's SDKAppID [env: PROFILE_IMPORT_SDKAPPID].
+    #[arg(long, value_name = "ID")]
+    pub sdkappid: Option<u64>,
+
+    /// The app admin account that signs requests [env: PROFILE_IMPORT_ADMIN] [default: administrator].
+    #[arg(long, value_name = "USERID")]
+    pub admin: Option<String>,
+
+    /// The data center where the app was created [env: PROFILE_IMPORT_REGION]: china, singapore,
+    /// seoul, tokyo, frankfurt, mumbai, silicon-valley, jakarta.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// A full base URL instead of a region, e.g. a proxy or the simulator
+    /// [env: PROFILE_IMPORT_ENDPOINT]. Plain http is allowed only for loopback.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// A TOML file with sdkappid, admin, region, endpoint, key_file (for cron).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+
+    /// A file holding the secret key [env: PROFILE_IMPORT_KEY_FILE]. The key itself is read
+    /// only from PROFILE_IMPORT_SECRET_KEY or this file, never from a flag.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Lifetime of the UserSig the tool generates, in seconds. It is renewed before expiry.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    pub usersig_ttl: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// Ceiling on requests per second: no one-second window holds more than this many.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub rate: u32,
+
+    /// Requests in flight at once [default: enough for the rate at 1 s latency].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Attempts per row for transient errors, the first included.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Per-request timeout in seconds (Chat's own is 3 s).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Never show a progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub progress_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UsersigArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// The SDKAppID the simulator accepts.
+    #[arg(long, default_value_t = 1_400_000_000)]
+    pub sdkappid: u64,
+
+    /// The admin account the simulator accepts.
+    #[arg(long, default_value = "administrator")]
+    pub admin: String,
+
+    /// The secret key the simulator verifies UserSigs with [env: PROFILE_IMPORT_SIM_KEY].
+    #[arg(long, env = "PROFILE_IMPORT_SIM_KEY", default_value = "sim-secret", hide_env_values = true)]
+    pub key: String,
+
+    /// Requests per second before the simulator answers 60007 (sliding one-second window).
+    #[arg(long, default_value_t = 200)]
+    pub limit: u32,
+
+    /// Response latency range in milliseconds, e.g. 20-80.
+    #[arg(long, default_value = "0-0")]
+    pub latency_ms: String,
+
+    /// Fraction of requests answered with 40006 (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_40006: f64,
+
+    /// Fraction of requests answered with HTTP 502.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_502: f64,
+
+    /// Fraction of connections reset without a response.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_reset: f64,
+
+    /// Fraction of requests answered only after this many milliseconds (see --slow-ms).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_slow: f64,
+
+    /// Delay for --fail-slow responses, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub slow_ms: u64,
+
+    /// A file of known UserIDs, one per line; others get 40003. Without it every user exists.
+    #[arg(long)]
+    pub accounts: Option<PathBuf>,
+
+    /// Custom keywords configured in the simulated console, comma-separated (others: 40009).
+    #[arg(long, default_value = "Hobby,City,Tier")]
+    pub custom_fields: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The CSV to import.
+    #[arg(default_value = "samples/users.csv")]
+    pub csv: PathBuf,
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
+        _ => Err(format!(
+            "the delimiter must be one ASCII character or `tab`, not {text:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_configuration_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn delimiters() {
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert!(parse_delimiter(";;").is_err());
+        assert!(parse_delimiter("é").is_err());
+    }
+}

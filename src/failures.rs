@@ -1,0 +1,198 @@
+//! The failure CSV: the only writer of failed and rejected rows.
+//!
+//! Each record is the input row's own columns, in the input's order, followed by
+//! [`FAILURE_COLUMNS`]. Because those columns are ignored on input, the file is itself valid
+//! input for the next run. Records are rendered whole into memory and written to the file only
+//! as whole records, so the file never ends in half a row; the file is created with mode 0600
+//! because rows carry personal data.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use csv::ByteRecord;
+
+use crate::header::{Columns, FAILURE_COLUMNS};
+use crate::outcome::Failure;
+
+/// Whole records are written out once this many bytes are pending.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// The default failure-CSV path: `users.csv` → `users.failures.csv`, beside the input.
+pub fn default_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    input.with_file_name(format!("{stem}.failures.csv"))
+}
+
+/// Creates a file for writing with mode 0600 (owner read/write only), truncating it.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        // `mode` applies only when the file is created; an existing file keeps its old mode.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
+/// Writes failed rows.
+pub struct FailureWriter {
+    path: PathBuf,
+    file: File,
+    pending: Vec<u8>,
+    data_indexes: Vec<usize>,
+    failure_column_indexes: Vec<usize>,
+    rows: u64,
+}
+
+impl FailureWriter {
+    /// Creates (or truncates) the failure CSV and writes its header. Called before any row is
+    /// processed, so an unwritable path stops the run at once.
+    pub fn create(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
+        let file = create_private(path)
+            .with_context(|| format!("cannot create the failure CSV {}", path.display()))?;
+        let data_indexes = columns.data_indexes();
+        let failure_column_indexes = (0..columns.names.len())
+            .filter(|i| !data_indexes.contains(i))
+            .collect();
+        let mut writer = FailureWriter {
+            path: path.to_path_buf(),
+            file,
+            pending: Vec::new(),
+            data_indexes,
+            failure_column_indexes,
+            rows: 0,
+        };
+        let mut header: Vec<&[u8]> = writer
+            .data_indexes
+            .iter()
+            .map(|&i| columns.names[i].as_bytes())
+            .collect();
+        header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
+        writer.render(header, delimiter)?;
+        writer.write_pending()?;
+        Ok(writer)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Failed rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Records one failed row. `record` is the raw input row (bytes as read, even if not UTF-8).
+    pub fn write(
+        &mut self,
+        record: &ByteRecord,
+        line: u64,
+        failure: &Failure,
+        delimiter: u8,
+    ) -> anyhow::Result<()> {
+        let mut fields: Vec<&[u8]> = if record.len() == self.data_indexes.len()
+            + self.failure_column_indexes.len()
+        {
+            self.data_indexes.iter().map(|&i| &record[i]).collect()
+        } else {
+            // A ragged row is copied as it was, minus any earlier failure columns, so that
+            // re-importing the failure CSV reports the same problem again.
+            record
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.failure_column_indexes.contains(i))
+                .map(|(_, f)| f)
+                .collect()
+        };
+        let code = failure.code.to_string();
+        let attempts = failure.attempts.to_string();
+        let stage = failure.stage.to_string();
+        let line = line.to_string();
+        fields.extend([
+            code.as_bytes(),
+            failure.message.as_bytes(),
+            stage.as_bytes(),
+            attempts.as_bytes(),
+            line.as_bytes(),
+        ]);
+        self.render(fields, delimiter)?;
+        self.rows += 1;
+        if self.pending.len() >= WRITE_CHUNK {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every pending record to the file and syncs it to disk.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.write_pending()?;
+        self.file
+            .sync_data()
+            .with_context(|| format!("cannot sync {}", self.path.display()))
+    }
+
+    /// Flushes and closes. A run with no failures leaves no failure CSV behind, so its
+    /// presence always means "some rows need attention" and a stale one is never mistaken
+    /// for this run's.
+    pub fn finish(mut self) -> anyhow::Result<Option<PathBuf>> {
+        self.flush()?;
+        if self.rows == 0 {
+            drop(self.file);
+            std::fs::remove_file(&self.path)
+                .with_context(|| format!("cannot remove empty {}", self.path.display()))?;
+            return Ok(None);
+        }
+        Ok(Some(self.path))
+    }
+
+    fn render(&mut self, fields: Vec<&[u8]>, delimiter: u8) -> anyhow::Result<()> {
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .buffer_capacity(1024)
+            .from_writer(&mut self.pending);
+        writer.write_record(fields)?;
+        writer.flush()?;
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> anyhow::Result<()> {
+        self.file
+            .write_all(&self.pending)
+            .with_context(|| format!("cannot write the failure CSV {}", self.path.display()))?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_sits_beside_the_input() {
+        assert_eq!(
+            default_path(Path::new("/data/users.csv")),
+            PathBuf::from("/data/users.failures.csv")
+        );
+        // Re-importing a failure CSV must never overwrite the file being read.
+        assert_eq!(
+            default_path(Path::new("/data/users.failures.csv")),
+            PathBuf::from("/data/users.failures.failures.csv")
+        );
+        assert_eq!(
+            default_path(Path::new("users.tsv")),
+            PathBuf::from("users.failures.csv")
+        );
+    }
+}

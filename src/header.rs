@@ -1,0 +1,376 @@
+//! The header row: which column is the UserID, which tag every other column sets, and the
+//! optional TOML mapping file that renames or ignores columns.
+//!
+//! A header problem stops the run before any row is read, so this module reports every problem
+//! at once rather than the first.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::profile::{self, StandardField, Tag, CUSTOM_TAG_PREFIX, MAX_CUSTOM_COLUMNS};
+
+/// The columns a failure CSV appends after the input's own. They are recognised and ignored on
+/// input, so a failure CSV can be fed straight back in.
+pub const FAILURE_COLUMNS: [&str; 5] = [
+    "_error_code",
+    "_error_message",
+    "_stage",
+    "_attempts",
+    "_line",
+];
+
+/// Header names accepted for the user column when none is named.
+pub const DEFAULT_USER_COLUMNS: [&str; 2] = ["UserID", "From_Account"];
+
+/// What one input column is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnRole {
+    User,
+    Field(Tag),
+    /// Listed under `ignore` in the mapping file.
+    Ignored,
+    /// Appended by an earlier run's failure CSV.
+    FailureInfo,
+}
+
+/// The resolved header: one role per column.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    /// The header names as written in the file (BOM and surrounding spaces removed).
+    pub names: Vec<String>,
+    pub roles: Vec<ColumnRole>,
+    pub user_index: usize,
+}
+
+impl Columns {
+    /// Profile columns in file order, with their index.
+    pub fn fields(&self) -> impl Iterator<Item = (usize, &Tag)> {
+        self.roles.iter().enumerate().filter_map(|(i, r)| match r {
+            ColumnRole::Field(tag) => Some((i, tag)),
+            _ => None,
+        })
+    }
+
+    /// Indexes of the columns a failure CSV copies from the input: all but earlier failure info.
+    pub fn data_indexes(&self) -> Vec<usize> {
+        (0..self.roles.len())
+            .filter(|&i| self.roles[i] != ColumnRole::FailureInfo)
+            .collect()
+    }
+}
+
+/// The optional mapping file (`--mapping FILE.toml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// The column holding the UserID.
+    pub user_column: Option<String>,
+    /// Columns to ignore entirely.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Column name → tag (full tag, short standard name, or `Custom_<Keyword>`).
+    #[serde(default)]
+    pub columns: HashMap<String, String>,
+}
+
+impl Mapping {
+    pub fn load(path: &Path) -> anyhow::Result<Mapping> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read mapping file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("mapping file {} is not valid", path.display()))
+    }
+
+    fn target_for(&self, column: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case(column))
+            .map(|(_, target)| target.as_str())
+    }
+
+    fn ignores(&self, column: &str) -> bool {
+        self.ignore
+            .iter()
+            .any(|name| name.trim().eq_ignore_ascii_case(column))
+    }
+}
+
+/// Every problem found in a header row.
+#[derive(Debug, thiserror::Error)]
+pub struct HeaderError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the header row cannot be used:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        write!(f, "{}", accepted_names_help())
+    }
+}
+
+/// The list of accepted header names, shown with every header error.
+pub fn accepted_names_help() -> String {
+    let shorts: Vec<&str> = StandardField::ALL.iter().map(|f| f.short_name()).collect();
+    format!(
+        "accepted column names (case-insensitive):\n  \
+         user:     UserID or From_Account (or --user-column NAME)\n  \
+         standard: {} (or the full tag, e.g. Tag_Profile_IM_Nick)\n  \
+         custom:   Custom_<Keyword> or Tag_Profile_Custom_<Keyword> (keyword: 1-8 letters)\n  \
+         other columns: rename or ignore them in a --mapping file",
+        shorts.join(", ")
+    )
+}
+
+/// Parses a tag name as written in a header or a mapping file.
+pub fn parse_tag(name: &str) -> Result<Tag, String> {
+    if let Some(field) = StandardField::lookup(name) {
+        return Ok(Tag::Standard(field));
+    }
+    let keyword = strip_prefix_ignore_case(name, CUSTOM_TAG_PREFIX)
+        .or_else(|| strip_prefix_ignore_case(name, "Custom_"));
+    match keyword {
+        Some(keyword) => {
+            profile::check_custom_keyword(keyword)?;
+            Ok(Tag::Custom(keyword.to_string()))
+        }
+        None => Err(format!("\"{name}\" is not a profile tag")),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// Cleans a raw header cell: drops a UTF-8 BOM and surrounding white space.
+pub fn clean_name(raw: &str) -> String {
+    raw.trim_start_matches('\u{feff}').trim().to_string()
+}
+
+/// Resolves the header row into column roles, or lists every problem with it.
+pub fn resolve(
+    names: Vec<String>,
+    mapping: &Mapping,
+    user_column: Option<&str>,
+) -> Result<Columns, HeaderError> {
+    let mut problems = Vec::new();
+    let user_column = user_column.or(mapping.user_column.as_deref());
+    let mut roles = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let position = index + 1;
+        let role = if mapping.ignores(name) {
+            ColumnRole::Ignored
+        } else if is_user_column(name, user_column) {
+            ColumnRole::User
+        } else if let Some(target) = mapping.target_for(name) {
+            match parse_tag(target) {
+                Ok(tag) => ColumnRole::Field(tag),
+                Err(why) => {
+                    problems.push(format!(
+                        "column {position} \"{name}\": the mapping file maps it to {why}"
+                    ));
+                    continue;
+                }
+            }
+        } else if FAILURE_COLUMNS.iter().any(|c| c == name) {
+            ColumnRole::FailureInfo
+        } else if name.is_empty() {
+            problems.push(format!(
+                "column {position} has an empty name (a trailing delimiter?)"
+            ));
+            continue;
+        } else {
+            match parse_tag(name) {
+                Ok(tag) => ColumnRole::Field(tag),
+                Err(why) => {
+                    problems.push(format!("column {position} \"{name}\": {why}"));
+                    continue;
+                }
+            }
+        };
+        roles.push((index, role));
+    }
+
+    let mut user_indexes = roles
+        .iter()
+        .filter(|(_, r)| *r == ColumnRole::User)
+        .map(|(i, _)| *i);
+    let user_index = user_indexes.next();
+    if let Some(second) = user_indexes.next() {
+        problems.push(format!(
+            "two user columns: \"{}\" and \"{}\"",
+            names[user_index.unwrap_or_default()],
+            names[second]
+        ));
+    }
+    if user_index.is_none() {
+        problems.push(match user_column {
+            Some(wanted) => format!("no column named \"{wanted}\" (from --user-column or the mapping file)"),
+            None => "no user column: name one UserID or From_Account, or pass --user-column NAME"
+                .to_string(),
+        });
+    }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut custom_count = 0;
+    for (index, role) in &roles {
+        if let ColumnRole::Field(tag) = role {
+            if matches!(tag, Tag::Custom(_)) {
+                custom_count += 1;
+            }
+            // Chat's tags are case-sensitive, but two columns that differ only in case are
+            // almost certainly the same field written twice.
+            let key = tag.name().to_ascii_lowercase();
+            if let Some(first) = seen.insert(key, *index) {
+                problems.push(format!(
+                    "columns {} \"{}\" and {} \"{}\" both set {tag}",
+                    first + 1,
+                    names[first],
+                    index + 1,
+                    names[*index]
+                ));
+            }
+        }
+    }
+    if custom_count > MAX_CUSTOM_COLUMNS {
+        problems.push(format!(
+            "{custom_count} custom columns; Chat allows at most {MAX_CUSTOM_COLUMNS} custom fields"
+        ));
+    }
+
+    match (problems.is_empty(), user_index) {
+        (true, Some(user_index)) => Ok(Columns {
+            names,
+            roles: roles.into_iter().map(|(_, r)| r).collect(),
+            user_index,
+        }),
+        _ => Err(HeaderError { problems }),
+    }
+}
+
+fn is_user_column(name: &str, wanted: Option<&str>) -> bool {
+    match wanted {
+        Some(wanted) => name.eq_ignore_ascii_case(wanted.trim()),
+        None => DEFAULT_USER_COLUMNS
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| clean_name(s)).collect()
+    }
+
+    #[test]
+    fn maps_short_full_and_custom_names() {
+        let columns = resolve(
+            names(&[
+                "\u{feff}UserID",
+                "nick",
+                "Tag_Profile_IM_Gender",
+                "Custom_Hobby",
+                "tag_profile_custom_City",
+            ]),
+            &Mapping::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(columns.user_index, 0);
+        let tags: Vec<String> = columns.fields().map(|(_, t)| t.name()).collect();
+        assert_eq!(
+            tags,
+            [
+                "Tag_Profile_IM_Nick",
+                "Tag_Profile_IM_Gender",
+                "Tag_Profile_Custom_Hobby",
+                "Tag_Profile_Custom_City"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_every_unknown_header() {
+        let err = resolve(
+            names(&["UserID", "Nickname", "Nick", "Email", "Custom_Too_Long"]),
+            &Mapping::default(),
+            None,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("\"Nickname\""));
+        assert!(text.contains("\"Email\""));
+        assert!(text.contains("letters only"));
+        assert!(text.contains("accepted column names"));
+    }
+
+    #[test]
+    fn duplicate_tags_and_missing_user_column_are_errors() {
+        let err = resolve(
+            names(&["Nick", "Tag_Profile_IM_Nick"]),
+            &Mapping::default(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.to_string().contains("both set Tag_Profile_IM_Nick"));
+        assert!(err.to_string().contains("no user column"));
+    }
+
+    #[test]
+    fn failure_columns_are_recognised() {
+        let mut list = vec!["From_Account", "Level"];
+        list.extend(FAILURE_COLUMNS);
+        let columns = resolve(names(&list), &Mapping::default(), None).unwrap();
+        assert_eq!(columns.data_indexes(), vec![0, 1]);
+    }
+
+    #[test]
+    fn mapping_renames_ignores_and_names_the_user_column() {
+        let mapping: Mapping = toml::from_str(
+            r#"
+            user_column = "member_id"
+            ignore = ["email"]
+            [columns]
+            nickname = "Nick"
+            hobby = "Custom_Hobby"
+            "#,
+        )
+        .unwrap();
+        let columns = resolve(
+            names(&["member_id", "nickname", "email", "hobby"]),
+            &mapping,
+            None,
+        )
+        .unwrap();
+        assert_eq!(columns.user_index, 0);
+        assert_eq!(columns.roles[2], ColumnRole::Ignored);
+        assert_eq!(
+            columns.roles[3],
+            ColumnRole::Field(Tag::Custom("Hobby".into()))
+        );
+    }
+
+    #[test]
+    fn too_many_custom_columns() {
+        let mut list = vec!["UserID".to_string()];
+        let letters = "ABCDEFGHIJKLMNOPQRSTU";
+        for c in letters.chars() {
+            list.push(format!("Custom_X{c}"));
+        }
+        let err = resolve(list, &Mapping::default(), None).unwrap_err();
+        assert!(err.to_string().contains("21 custom columns"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The validated settings of one import job, built from the command line. No clap types pass
+//! beyond this point.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::cli::InputArgs;
+use crate::failures;
+use crate::input::InputOptions;
+use crate::profile::UserIdRule;
+use crate::row::RowRules;
+
+/// What to read and where failures go.
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    pub input: InputOptions,
+    pub rules: RowRules,
+    pub failures: PathBuf,
+}
+
+impl JobInput {
+    pub fn from_args(args: &InputArgs) -> anyhow::Result<JobInput> {
+        let failures = args
+            .failures
+            .clone()
+            .unwrap_or_else(|| failures::default_path(&args.csv));
+        if same_file(&failures, &args.csv) {
+            bail!(
+                "the failure CSV {} would overwrite the input; pass --failures with another path",
+                failures.display()
+            );
+        }
+        Ok(JobInput {
+            input: InputOptions {
+                path: args.csv.clone(),
+                delimiter: args.delimiter,
+                user_column: args.user_column.clone(),
+                mapping: args.mapping.clone(),
+            },
+            rules: RowRules {
+                empty: args.empty,
+                user_id: if args.relaxed_user_id {
+                    UserIdRule::PrintableAscii
+                } else {
+                    UserIdRule::Strict
+                },
+            },
+            failures,
+        })
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,68 @@
+//! The vocabulary of a row's fate: failure codes, the stage that failed, and the failure record
+//! that the failure CSV, the summary and the journal all share.
+
+use std::fmt;
+
+/// Why a row failed, as written in the failure CSV's `_error_code` column.
+///
+/// Chat's own numeric codes are used wherever one names the problem, so local and server
+/// failures read alike; the rest are short words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureCode {
+    /// A Chat `ErrorCode` (from the server, or the code Chat would give for a local rule).
+    Chat(u32),
+    /// A row that is not valid UTF-8.
+    BadUtf8,
+    /// A row with a different number of fields than the header.
+    FieldCount,
+    /// A non-200 HTTP status after the last attempt.
+    Http(u16),
+    /// The connection failed (refused, reset, closed) on the last attempt.
+    Transport,
+    /// The last attempt timed out: Chat may or may not have applied the row.
+    OutcomeUnknown,
+    /// The response was not Chat's JSON envelope.
+    BadResponse,
+}
+
+impl fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCode::Chat(code) => write!(f, "{code}"),
+            FailureCode::BadUtf8 => f.write_str("bad_utf8"),
+            FailureCode::FieldCount => f.write_str("field_count"),
+            FailureCode::Http(status) => write!(f, "http_{status}"),
+            FailureCode::Transport => f.write_str("transport"),
+            FailureCode::OutcomeUnknown => f.write_str("outcome_unknown"),
+            FailureCode::BadResponse => f.write_str("bad_response"),
+        }
+    }
+}
+
+/// Which step of the job rejected the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Local validation before anything is sent.
+    Validate,
+    /// The portrait_set call.
+    Send,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Validate => "validate",
+            Stage::Send => "send",
+        })
+    }
+}
+
+/// One row's failure, as recorded in the failure CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: FailureCode,
+    pub message: String,
+    pub stage: Stage,
+    /// Send attempts made (0 for validation failures).
+    pub attempts: u32,
+}

@@ -1,0 +1,335 @@
+//! One CSV record to one portrait_set request body: the single code path shared by the dry run
+//! and the real send, so a green dry run predicts the real run.
+
+use csv::ByteRecord;
+
+use crate::header::{ColumnRole, Columns};
+use crate::outcome::{Failure, FailureCode, Stage};
+use crate::profile::{self, EmptyPolicy, UserIdRule, Value, ValueKind};
+
+/// How rows are turned into requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowRules {
+    pub empty: EmptyPolicy,
+    pub user_id: UserIdRule,
+}
+
+/// One broken rule in one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The column's header name, when the rule concerns one column.
+    pub column: Option<String>,
+    pub code: FailureCode,
+    /// A short stable name of the rule, for the summary's counts.
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Violation {
+    /// `column "Nick": is 501 bytes …`, or the bare message for row-level problems.
+    pub fn describe(&self) -> String {
+        match &self.column {
+            Some(column) => format!("column \"{column}\": {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// What a row turned into.
+#[derive(Debug)]
+pub enum Verdict<'r> {
+    /// The body was written into the caller's buffer.
+    Ready { user_id: &'r str, items: usize },
+    /// Valid, but every profile cell was empty under `--empty skip`: nothing to send.
+    Skipped { user_id: &'r str },
+    Invalid(Vec<Violation>),
+}
+
+/// Turns `Vec<Violation>` into the single failure the failure CSV records for the row.
+pub fn failure_from(violations: &[Violation]) -> Failure {
+    let message = violations
+        .iter()
+        .map(Violation::describe)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Failure {
+        code: violations
+            .first()
+            .map_or(FailureCode::FieldCount, |v| v.code),
+        message,
+        stage: Stage::Validate,
+        attempts: 0,
+    }
+}
+
+struct FieldColumn {
+    index: usize,
+    /// The tag, pre-escaped as a JSON string literal.
+    tag_json: String,
+    kind: ValueKind,
+}
+
+/// Maps records of one file to request bodies.
+pub struct RowMapper {
+    columns: Columns,
+    fields: Vec<FieldColumn>,
+    rules: RowRules,
+}
+
+impl RowMapper {
+    pub fn new(columns: Columns, rules: RowRules) -> Self {
+        let fields = columns
+            .fields()
+            .map(|(index, tag)| FieldColumn {
+                index,
+                tag_json: serde_json::to_string(&tag.name()).unwrap_or_default(),
+                kind: tag.kind(),
+            })
+            .collect();
+        RowMapper {
+            columns,
+            fields,
+            rules,
+        }
+    }
+
+    pub fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    /// The UserID cell of a record, if it is valid UTF-8 (used where the full mapping is not
+    /// needed, such as counting duplicates).
+    pub fn user_id<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
+        std::str::from_utf8(record.get(self.columns.user_index)?).ok()
+    }
+
+    /// Validates `record` and, when it is valid, writes its exact JSON body into `body`.
+    ///
+    /// Every violation in the row is reported, not just the first.
+    pub fn map<'r>(&self, record: &'r ByteRecord, body: &mut Vec<u8>) -> Verdict<'r> {
+        body.clear();
+        let expected = self.columns.names.len();
+        if record.len() != expected {
+            return Verdict::Invalid(vec![Violation {
+                column: None,
+                code: FailureCode::FieldCount,
+                rule: "wrong field count",
+                message: format!(
+                    "the row has {} fields but the header has {expected}",
+                    record.len()
+                ),
+            }]);
+        }
+        let mut violations = Vec::new();
+        let user_id = match self.cell(record, self.columns.user_index) {
+            Ok(user_id) => {
+                if let Err(err) = profile::check_user_id(user_id, self.rules.user_id) {
+                    violations.push(self.violation(self.columns.user_index, err));
+                }
+                user_id
+            }
+            Err(violation) => {
+                violations.push(violation);
+                ""
+            }
+        };
+
+        body.extend_from_slice(b"{\"From_Account\":");
+        write_json_str(body, user_id);
+        body.extend_from_slice(b",\"ProfileItem\":[");
+        let mut items = 0;
+        for field in &self.fields {
+            let cell = match self.cell(record, field.index) {
+                Ok(cell) => cell,
+                Err(violation) => {
+                    violations.push(violation);
+                    continue;
+                }
+            };
+            match profile::normalize(field.kind, cell, self.rules.empty) {
+                Ok(Some(value)) => {
+                    if items > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(b"{\"Tag\":");
+                    body.extend_from_slice(field.tag_json.as_bytes());
+                    body.extend_from_slice(b",\"Value\":");
+                    match value {
+                        Value::Text(text) => write_json_str(body, text),
+                        Value::Number(number) => {
+                            body.extend_from_slice(itoa_u32(number, &mut [0; 10]))
+                        }
+                    }
+                    body.push(b'}');
+                    items += 1;
+                }
+                Ok(None) => {}
+                Err(err) => violations.push(self.violation(field.index, err)),
+            }
+        }
+        body.extend_from_slice(b"]}");
+
+        if !violations.is_empty() {
+            body.clear();
+            Verdict::Invalid(violations)
+        } else if items == 0 {
+            body.clear();
+            Verdict::Skipped { user_id }
+        } else {
+            Verdict::Ready { user_id, items }
+        }
+    }
+
+    fn cell<'r>(&self, record: &'r ByteRecord, index: usize) -> Result<&'r str, Violation> {
+        let bytes = record.get(index).unwrap_or_default();
+        std::str::from_utf8(bytes).map_err(|err| Violation {
+            column: Some(self.columns.names[index].clone()),
+            code: FailureCode::BadUtf8,
+            rule: "not UTF-8",
+            message: format!(
+                "is not valid UTF-8 (bad byte at offset {}); save the file as UTF-8",
+                err.valid_up_to()
+            ),
+        })
+    }
+
+    fn violation(&self, index: usize, err: profile::ValueError) -> Violation {
+        Violation {
+            column: Some(self.columns.names[index].clone()),
+            code: FailureCode::Chat(err.code),
+            rule: err.rule,
+            message: err.message,
+        }
+    }
+
+    /// True if the column at `index` is copied into the failure CSV.
+    pub fn is_data_column(&self, index: usize) -> bool {
+        self.columns.roles.get(index) != Some(&ColumnRole::FailureInfo)
+    }
+}
+
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    // serde_json escapes exactly as JSON requires; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn itoa_u32(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::{clean_name, resolve, Mapping};
+
+    fn mapper(header: &[&str], rules: RowRules) -> RowMapper {
+        let names = header.iter().map(|s| clean_name(s)).collect();
+        RowMapper::new(resolve(names, &Mapping::default(), None).unwrap(), rules)
+    }
+
+    fn record(fields: &[&[u8]]) -> ByteRecord {
+        ByteRecord::from(fields.to_vec())
+    }
+
+    #[test]
+    fn builds_the_exact_body_with_typed_values() {
+        let m = mapper(
+            &["UserID", "Nick", "Gender", "BirthDay", "Level", "Custom_Hobby"],
+            RowRules::default(),
+        );
+        let rec = record(&[
+            b"u1",
+            "张三 \"😀\"".as_bytes(),
+            b"m",
+            b"1990-01-02",
+            b"7",
+            b"",
+        ]);
+        let mut body = Vec::new();
+        let verdict = m.map(&rec, &mut body);
+        assert!(matches!(verdict, Verdict::Ready { user_id: "u1", items: 4 }));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "From_Account": "u1",
+                "ProfileItem": [
+                    {"Tag": "Tag_Profile_IM_Nick", "Value": "张三 \"😀\""},
+                    {"Tag": "Tag_Profile_IM_Gender", "Value": "Gender_Type_Male"},
+                    {"Tag": "Tag_Profile_IM_BirthDay", "Value": 19900102},
+                    {"Tag": "Tag_Profile_IM_Level", "Value": 7},
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn clear_policy_sends_cleared_values() {
+        let m = mapper(
+            &["UserID", "Nick", "Level"],
+            RowRules {
+                empty: EmptyPolicy::Clear,
+                ..RowRules::default()
+            },
+        );
+        let mut body = Vec::new();
+        assert!(matches!(
+            m.map(&record(&[b"u1", b"", b""]), &mut body),
+            Verdict::Ready { items: 2, .. }
+        ));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["ProfileItem"][0]["Value"], "");
+        assert_eq!(json["ProfileItem"][1]["Value"], 0);
+    }
+
+    #[test]
+    fn reports_every_violation_in_the_row() {
+        let m = mapper(&["UserID", "Nick", "Level", "Gender"], RowRules::default());
+        let long = "中".repeat(167);
+        let rec = record(&[b"bad id", long.as_bytes(), b"-1", b"robot"]);
+        let mut body = Vec::new();
+        let Verdict::Invalid(violations) = m.map(&rec, &mut body) else {
+            panic!("expected invalid")
+        };
+        let codes: Vec<String> = violations.iter().map(|v| v.code.to_string()).collect();
+        assert_eq!(codes, ["40001", "40601", "40605", "40605"]);
+        let columns: Vec<_> = violations.iter().map(|v| v.column.clone().unwrap()).collect();
+        assert_eq!(columns, ["UserID", "Nick", "Level", "Gender"]);
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn empty_row_is_skipped_and_bad_utf8_and_ragged_rows_are_invalid() {
+        let m = mapper(&["UserID", "Nick"], RowRules::default());
+        let mut body = Vec::new();
+        assert!(matches!(
+            m.map(&record(&[b"u1", b""]), &mut body),
+            Verdict::Skipped { user_id: "u1" }
+        ));
+        let Verdict::Invalid(v) = m.map(&record(&[b"u1", b"\xff\xfe"]), &mut body) else {
+            panic!()
+        };
+        assert_eq!(v[0].code, FailureCode::BadUtf8);
+        assert_eq!(v[0].column.as_deref(), Some("Nick"));
+        let Verdict::Invalid(v) = m.map(&record(&[b"u1"]), &mut body) else {
+            panic!()
+        };
+        assert_eq!(v[0].code, FailureCode::FieldCount);
+    }
+
+    #[test]
+    fn itoa_matches_display() {
+        for n in [0, 7, 10, 19900102, u32::MAX] {
+            assert_eq!(itoa_u32(n, &mut [0; 10]), n.to_string().as_bytes());
+        }
+    }
+}
