@@ -37,6 +37,15 @@ Examples:
   # A semicolon-separated export with its own column names
   profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
 
+const SIM_EXAMPLES: &str = "\
+Examples:
+  # Terminal 1: a simulator with realistic latency and some transient faults
+  profile-import sim --latency-ms 20-80 --fail-40006 0.1
+
+  # Terminal 2: rehearse the real import against it
+  PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
+      --sdkappid 1400000000 --endpoint http://127.0.0.1:8080";
+
 /// Bulk-import user profiles from CSV into Tencent Cloud Chat (v4/profile/portrait_set).
 #[derive(Debug, Parser)]
 #[command(name = "profile-import", version, after_long_help = EXIT_CODES)]
@@ -72,6 +81,10 @@ pub enum Command {
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
     /// Serve the built-in Chat simulator on loopback, for rehearsals with a real CSV.
+    ///
+    /// The simulator verifies UserSigs with the key in PROFILE_IMPORT_SIM_KEY (default
+    /// `sim-secret`); give the importer the same key in PROFILE_IMPORT_SECRET_KEY.
+    #[command(after_long_help = SIM_EXAMPLES)]
     Sim(SimArgs),
     /// Import samples/users.csv into an in-process simulator with injected faults, end to end.
     Demo(DemoArgs),
@@ -211,10 +224,6 @@ pub struct SimArgs {
     /// The admin account the simulator accepts.
     #[arg(long, default_value = "administrator")]
     pub admin: String,
-
-    /// The secret key the simulator verifies UserSigs with [env: PROFILE_IMPORT_SIM_KEY].
-    #[arg(long, env = "PROFILE_IMPORT_SIM_KEY", default_value = "sim-secret", hide_env_values = true)]
-    pub key: String,
 
     /// Requests per second before the simulator answers 60007 (sliding one-second window).
     #[arg(long, default_value_t = 200)]

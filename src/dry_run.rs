@@ -8,7 +8,7 @@ use csv::ByteRecord;
 
 use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
-use crate::input::{line_of, CsvInput};
+use crate::input::CsvInput;
 use crate::job::JobInput;
 use crate::row::{failure_from, RowMapper, Verdict};
 use crate::summary::Summary;
@@ -32,9 +32,9 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     let stdout = std::io::stdout();
     let mut shown = 0;
 
-    while input.read(&mut record)? {
+    while let Some(line) = input.read(&mut record)? {
         summary.rows += 1;
-        if let Some(user_id) = mapper.user_id(&record) {
+        if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
             finder.observe(user_id);
         }
         match mapper.map(&record, &mut body) {
@@ -49,7 +49,6 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             }
             Verdict::Skipped { .. } => summary.skipped += 1,
             Verdict::Invalid(violations) => {
-                let line = line_of(&record);
                 summary.invalid += 1;
                 for violation in &violations {
                     let key = format!("{} {}", violation.code, violation.rule);
@@ -62,7 +61,12 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                 } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
                     tracing::warn!("more invalid rows follow; all are in the failure CSV");
                 }
-                failures.write(&record, line, &failure_from(&violations), job.input.delimiter)?;
+                failures.write(
+                    &record,
+                    line,
+                    &failure_from(&violations),
+                    job.input.delimiter,
+                )?;
             }
         }
     }
@@ -70,8 +74,8 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     if !finder.is_clear() {
         let mut recount = finder.into_recount();
         let mut input = CsvInput::open(&job.input)?;
-        while input.read(&mut record)? {
-            if let Some(user_id) = mapper.user_id(&record) {
+        while input.read(&mut record)?.is_some() {
+            if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
                 recount.observe(user_id);
             }
         }

@@ -127,7 +127,11 @@ mod tests {
     fn finds_exact_duplicates_among_many_unique_ids() {
         let ids: Vec<String> = (0..200_000)
             .map(|i| format!("user{i}"))
-            .chain(["user7".to_string(), "user7".to_string(), "user42".to_string()])
+            .chain([
+                "user7".to_string(),
+                "user7".to_string(),
+                "user42".to_string(),
+            ])
             .collect();
         let mut finder = DuplicateFinder::default();
         for id in &ids {
@@ -147,10 +151,12 @@ mod tests {
         let ids: Vec<String> = (0..10_000).map(|i| format!("u{i}")).collect();
         let mut finder = DuplicateFinder::default();
         ids.iter().for_each(|id| finder.observe(id));
-        assert!(finder.is_clear() || {
-            let mut recount = finder.into_recount();
-            ids.iter().for_each(|id| recount.observe(id));
-            recount.finish() == Duplicates::default()
-        });
+        assert!(
+            finder.is_clear() || {
+                let mut recount = finder.into_recount();
+                ids.iter().for_each(|id| recount.observe(id));
+                recount.finish() == Duplicates::default()
+            }
+        );
     }
 }

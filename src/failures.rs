@@ -45,6 +45,17 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
+/// Creates a directory only the owner can enter.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 /// Writes failed rows.
 pub struct FailureWriter {
     path: PathBuf,
@@ -101,19 +112,23 @@ impl FailureWriter {
         failure: &Failure,
         delimiter: u8,
     ) -> anyhow::Result<()> {
-        let mut fields: Vec<&[u8]> = if record.len() == self.data_indexes.len()
-            + self.failure_column_indexes.len()
-        {
-            self.data_indexes.iter().map(|&i| &record[i]).collect()
-        } else {
-            // A ragged row is copied as it was, minus any earlier failure columns, so that
-            // re-importing the failure CSV reports the same problem again.
-            record
+        let width = self.data_indexes.len() + self.failure_column_indexes.len();
+        let earlier_failure_suffix = !self.failure_column_indexes.is_empty()
+            && self
+                .failure_column_indexes
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| !self.failure_column_indexes.contains(i))
-                .map(|(_, f)| f)
-                .collect()
+                .all(|(k, &i)| i == self.data_indexes.len() + k);
+        let mut fields: Vec<&[u8]> = if record.len() == width {
+            self.data_indexes.iter().map(|&i| &record[i]).collect()
+        } else if earlier_failure_suffix && record.len() >= self.failure_column_indexes.len() {
+            // A ragged row from an earlier failure CSV: its own failure columns are its last
+            // fields, wherever they fall, so the data cells are kept exactly as they were.
+            let keep = record.len() - self.failure_column_indexes.len();
+            record.iter().take(keep).collect()
+        } else {
+            // A ragged row is copied as it was, so re-importing it reports the same problem.
+            record.iter().collect()
         };
         let code = failure.code.to_string();
         let attempts = failure.attempts.to_string();

@@ -213,7 +213,9 @@ pub fn resolve(
     }
     if user_index.is_none() {
         problems.push(match user_column {
-            Some(wanted) => format!("no column named \"{wanted}\" (from --user-column or the mapping file)"),
+            Some(wanted) => {
+                format!("no column named \"{wanted}\" (from --user-column or the mapping file)")
+            }
             None => "no user column: name one UserID or From_Account, or pass --user-column NAME"
                 .to_string(),
         });

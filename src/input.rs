@@ -3,9 +3,11 @@
 //!
 //! This is the only place that builds a `csv::Reader`.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use csv::ByteRecord;
@@ -23,7 +25,8 @@ pub struct InputOptions {
 
 /// An open input file positioned after its header.
 pub struct CsvInput {
-    reader: csv::Reader<File>,
+    reader: csv::Reader<LineTracker<File>>,
+    breaks: Arc<Mutex<LineBreaks>>,
     pub columns: Columns,
 }
 
@@ -38,7 +41,12 @@ impl CsvInput {
         let mut file =
             File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         check_encoding(&mut file, path)?;
-        let mut reader = reader_builder(options.delimiter).from_reader(file);
+        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
+        let tracker = LineTracker {
+            inner: file,
+            breaks: breaks.clone(),
+        };
+        let mut reader = reader_builder(options.delimiter).from_reader(tracker);
         let raw_header = reader
             .byte_headers()
             .with_context(|| format!("cannot read the header row of {}", path.display()))?
@@ -63,21 +71,119 @@ impl CsvInput {
         }
         let columns = header::resolve(names, &mapping, options.user_column.as_deref())
             .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-        Ok(CsvInput { reader, columns })
+        Ok(CsvInput {
+            reader,
+            breaks,
+            columns,
+        })
     }
 
-    /// Reads the next record into `record`. Returns false at the end of the file.
-    pub fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<bool> {
-        self.reader.read_byte_record(record).map_err(|err| {
-            let line = err.position().map_or(0, |p| p.line());
-            anyhow::anyhow!("cannot read the input at line {line}: {err}")
-        })
+    /// Reads the next record into `record`. Returns the 1-based physical line it starts on, or
+    /// None at the end of the file.
+    pub fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+        let more = self.reader.read_byte_record(record).map_err(|err| {
+            let byte = err.position().map_or(0, |p| p.byte());
+            anyhow::anyhow!("cannot read the input near byte {byte}: {err}")
+        })?;
+        if !more {
+            return Ok(None);
+        }
+        let start = record.position().map_or(0, |p| p.byte());
+        let mut breaks = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Some(breaks.line_at(start)))
     }
 }
 
-/// The 1-based line on which `record` starts.
-pub fn line_of(record: &ByteRecord) -> u64 {
-    record.position().map_or(0, |p| p.line())
+/// Line breaks seen by the reader and not yet passed by a record.
+///
+/// csv's own `Position::line` skips blank lines and miscounts CRLF, so lines are counted here
+/// from the bytes: a break is `\r\n`, `\n` or a lone `\r`, as csv's default terminator reads.
+#[derive(Default)]
+struct LineBreaks {
+    /// (first byte, byte after) of each break not yet passed.
+    pending: VecDeque<(u64, u64)>,
+    /// Breaks already passed.
+    passed: u64,
+    /// Bytes handed to the reader so far.
+    offset: u64,
+    /// A `\r` at the end of the last chunk, waiting to see if `\n` follows.
+    carriage_return: Option<u64>,
+}
+
+impl LineBreaks {
+    fn scan(&mut self, chunk: &[u8]) {
+        let base = self.offset;
+        if let Some(cr) = self.carriage_return.take() {
+            let end = if chunk.first() == Some(&b'\n') {
+                cr + 2
+            } else {
+                cr + 1
+            };
+            self.pending.push_back((cr, end));
+        }
+        for i in memchr::memchr2_iter(b'\r', b'\n', chunk) {
+            let at = base + i as u64;
+            if chunk[i] == b'\n' {
+                if self.pending.back().is_some_and(|&(_, end)| end > at) {
+                    continue; // the \n of a \r\n already recorded
+                }
+                self.pending.push_back((at, at + 1));
+            } else if i + 1 == chunk.len() {
+                self.carriage_return = Some(at);
+            } else {
+                let end = if chunk[i + 1] == b'\n' {
+                    at + 2
+                } else {
+                    at + 1
+                };
+                self.pending.push_back((at, end));
+            }
+        }
+        self.offset += chunk.len() as u64;
+    }
+
+    fn finish(&mut self) {
+        if let Some(cr) = self.carriage_return.take() {
+            self.pending.push_back((cr, cr + 1));
+        }
+    }
+
+    /// The line of a record whose reading began at byte `start`. csv reports the position
+    /// where reading began, before any blank lines it skipped, so those are skipped here too.
+    fn line_at(&mut self, start: u64) -> u64 {
+        // Every break that begins at or before the content start is behind the record:
+        // breaks wholly before `start`, the tail of a CRLF split across `start`, and blank
+        // lines (record content never begins with CR or LF).
+        let mut at = start;
+        while let Some(&(first, end)) = self.pending.front() {
+            if first > at {
+                break;
+            }
+            at = at.max(end);
+            self.pending.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// Passes bytes to the csv reader while noting every line break.
+struct LineTracker<R> {
+    inner: R,
+    breaks: Arc<Mutex<LineBreaks>>,
+}
+
+impl<R: Read> Read for LineTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
+        if n == 0 {
+            breaks.finish();
+        } else {
+            breaks.scan(&buf[..n]);
+        }
+        Ok(n)
+    }
 }
 
 /// One place that configures CSV parsing for every reader of input files.
@@ -90,6 +196,58 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
         .flexible(true)
         .buffer_capacity(64 * 1024);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines of each record, read through the tracker in chunks of `chunk` bytes.
+    fn lines(data: &[u8], chunk: usize) -> Vec<u64> {
+        struct Chunked<'a>(&'a [u8], usize);
+        impl Read for Chunked<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
+        let tracker = LineTracker {
+            inner: Chunked(data, chunk),
+            breaks: breaks.clone(),
+        };
+        let mut reader = reader_builder(b',').buffer_capacity(7).from_reader(tracker);
+        let mut record = ByteRecord::new();
+        let mut out = Vec::new();
+        while reader.read_byte_record(&mut record).unwrap() {
+            let start = record.position().unwrap().byte();
+            out.push(breaks.lock().unwrap().line_at(start));
+        }
+        out
+    }
+
+    #[test]
+    fn counts_physical_lines_across_endings_blank_lines_and_quotes() {
+        let cases: [(&[u8], &[u64]); 5] = [
+            (b"h\na\nb\n", &[2, 3]),
+            (b"h\r\na\r\n\r\nb\r\n", &[2, 4]),
+            (b"h\ra\r\r\rb", &[2, 5]),
+            (b"h\n\"x\ny\"\nb\n", &[2, 4]),
+            (b"h\n\n\n\na\n\n", &[5]),
+        ];
+        for (data, want) in cases {
+            for chunk in [1, 2, 3, 64] {
+                assert_eq!(
+                    lines(data, chunk),
+                    want,
+                    "{:?} in chunks of {chunk}",
+                    String::from_utf8_lossy(data)
+                );
+            }
+        }
+    }
 }
 
 /// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.

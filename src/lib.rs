@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`cli`]: clap definitions and `--help` text.
-//! - [`job`]: validated job settings built from the command line.
+//! - [`job`], [`config`]: validated job and connection settings built from the command line.
 //! - [`input`]: the CSV reader (encoding checks, header, streaming records).
 //! - [`header`]: column → tag resolution and the mapping file.
 //! - [`profile`]: Chat's field table and per-value rules.
@@ -10,10 +10,20 @@
 //! - [`dupes`]: duplicate UserIDs in constant memory.
 //! - [`failures`]: the failure CSV writer.
 //! - [`dry_run`]: validation without sending.
+//! - [`usersig`]: TLSSigAPIv2 UserSigs.
+//! - [`client`]: the pooled HTTP client and Chat's answer envelope.
+//! - [`codes`]: what each Chat error code means for the job.
+//! - [`limiter`]: the job-wide pace.
+//! - [`send`]: reader, dispatcher, workers and collector of a real import.
+//! - [`sim`]: the built-in Chat simulator; [`demo`]: the end-to-end demo.
 //! - [`summary`], [`progress`], [`logging`]: what the user sees.
 //! - [`exit`]: exit statuses (picked only in `main`).
 
 pub mod cli;
+pub mod client;
+pub mod codes;
+pub mod config;
+pub mod demo;
 pub mod dry_run;
 pub mod dupes;
 pub mod exit;
@@ -21,16 +31,31 @@ pub mod failures;
 pub mod header;
 pub mod input;
 pub mod job;
+pub mod limiter;
 pub mod logging;
 pub mod outcome;
 pub mod profile;
 pub mod progress;
 pub mod row;
+pub mod send;
+pub mod sim;
 pub mod summary;
+pub mod usersig;
 
-use cli::{Cli, Command};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command, SendArgs};
+use client::{ChatClient, ClientTuning};
+use config::Connection;
 use exit::ExitStatus;
 use job::JobInput;
+use send::{SendReport, SendSettings};
 use summary::Summary;
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1).
@@ -44,13 +69,228 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                     .unwrap_or(if cli.verbose > 0 { 3 } else { 0 });
                 let summary = dry_run::run(&job, show)?;
                 eprint!("{summary}");
-                Ok(status_of(&summary))
-            } else {
-                anyhow::bail!("sending is not built yet")
+                return Ok(status_of(&summary));
             }
+            let connection = Connection::resolve(&args.connection, true)?;
+            let settings = send_settings(&args.sending, cli.quiet)?;
+            let tuning = ClientTuning {
+                request_timeout: Duration::try_from_secs_f64(args.sending.timeout)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .context("--timeout must be a positive number of seconds")?,
+                ..ClientTuning::default()
+            };
+            if tuning.request_timeout <= Duration::from_secs(3) {
+                tracing::warn!(
+                    "--timeout {:?} is not above Chat's own 3 s timeout; slow answers will be cut off",
+                    tuning.request_timeout
+                );
+            }
+            let client = Arc::new(ChatClient::new(connection, tuning)?);
+            let runtime = runtime()?;
+            runtime.block_on(import_until_signalled(|stop| {
+                send::run(&job, client, settings, stop)
+            }))
         }
-        _ => anyhow::bail!("not built yet"),
+        Command::Usersig(args) => {
+            let connection = Connection::resolve(&args.connection, false)?;
+            let client = ChatClient::new(connection, ClientTuning::default())?;
+            println!("{}", client.usersig());
+            Ok(ExitStatus::Success)
+        }
+        Command::Sim(args) => runtime()?.block_on(serve_simulator(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args, cli.quiet)),
     }
+}
+
+/// The runtime for network commands: two workers match the machines this runs on, and the
+/// job is paced far below what one core can drive.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Validated send settings from the command line.
+pub fn send_settings(args: &SendArgs, quiet: bool) -> anyhow::Result<SendSettings> {
+    if args.rate == 0 {
+        bail!("--rate must be at least 1");
+    }
+    if args.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
+    }
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| SendSettings::default_concurrency(args.rate));
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    Ok(SendSettings {
+        rate: args.rate,
+        concurrency,
+        max_attempts: args.max_attempts,
+        base_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(30),
+        allow_bar: !args.no_progress,
+        quiet,
+        progress_interval: Duration::from_secs(args.progress_interval.max(1)),
+    })
+}
+
+/// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
+/// finish, a second one returns at once.
+pub async fn import_until_signalled<F, Fut>(import: F) -> anyhow::Result<ExitStatus>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<SendReport>>,
+{
+    let stop = CancellationToken::new();
+    let terminated = Arc::new(AtomicBool::new(false));
+    let (hard_tx, hard_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::spawn(listen_for_signals(
+        stop.clone(),
+        terminated.clone(),
+        hard_tx,
+    ));
+    let result = tokio::select! {
+        report = import(stop.clone()) => report,
+        Ok(()) = hard_rx => {
+            eprintln!("second signal: exiting now; rows in flight are unconfirmed");
+            return Ok(signal_status(&terminated));
+        }
+    };
+    listener.abort();
+    let report = result?;
+    eprint!("{}", report.summary);
+    Ok(if report.fatal.is_some() {
+        ExitStatus::Fatal
+    } else if report.interrupted {
+        signal_status(&terminated)
+    } else {
+        status_of(&report.summary)
+    })
+}
+
+fn signal_status(terminated: &AtomicBool) -> ExitStatus {
+    if terminated.load(Ordering::Relaxed) {
+        ExitStatus::Terminated
+    } else {
+        ExitStatus::Interrupted
+    }
+}
+
+async fn listen_for_signals(
+    stop: CancellationToken,
+    terminated: Arc<AtomicBool>,
+    hard: tokio::sync::oneshot::Sender<()>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot listen for signals; Ctrl-C will stop the run abruptly");
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => terminated.store(true, Ordering::Relaxed),
+        }
+        eprintln!("stopping: no new rows are sent; waiting for requests in flight (signal again to exit now)");
+        stop.cancel();
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let _ = hard.send(());
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = hard.send(());
+        }
+        let _ = terminated;
+    }
+}
+
+/// `profile-import sim`: serves the simulator on loopback until Ctrl-C, then prints its stats.
+async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
+    let addr: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen {:?} is not an IP:port address", args.listen))?;
+    if !addr.ip().is_loopback() {
+        bail!("--listen {addr}: the simulator serves loopback addresses only");
+    }
+    let key = std::env::var("PROFILE_IMPORT_SIM_KEY").unwrap_or_else(|_| "sim-secret".into());
+    let mut config = sim::SimConfig::new(args.sdkappid, &args.admin, usersig::SecretKey::new(key));
+    let (min, max) = parse_range_ms(&args.latency_ms)?;
+    config.latency_min = min;
+    config.latency_max = max;
+    config.limit_per_sec = args.limit;
+    config.faults = sim::Faults {
+        p_40006: args.fail_40006,
+        p_502: args.fail_502,
+        p_reset: args.fail_reset,
+        p_slow: args.fail_slow,
+        slow: Duration::from_millis(args.slow_ms),
+        ..sim::Faults::default()
+    };
+    config.custom_fields = args
+        .custom_fields
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(path) = &args.accounts {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        config.accounts = Some(
+            text.lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let handle = sim::SimHandle::start_on(listener, config).await;
+    eprintln!(
+        "simulator listening on {url} (SDKAppID {id}, admin {admin}); import into it with:\n  \
+         PROFILE_IMPORT_SECRET_KEY=<the PROFILE_IMPORT_SIM_KEY value, default sim-secret> \\\n    \
+         profile-import import users.csv --sdkappid {id} --admin {admin} --endpoint {url}\n\
+         Ctrl-C stops it and prints what it saw.",
+        url = handle.url(),
+        id = args.sdkappid,
+        admin = args.admin,
+    );
+    tokio::signal::ctrl_c().await?;
+    handle.shutdown();
+    eprintln!("{}", handle.stats());
+    Ok(ExitStatus::Success)
+}
+
+fn parse_range_ms(text: &str) -> anyhow::Result<(Duration, Duration)> {
+    let parse = |s: &str| -> anyhow::Result<u64> {
+        s.trim()
+            .parse::<u64>()
+            .with_context(|| format!("{text:?} is not a millisecond range like 20-80"))
+    };
+    let (min, max) = match text.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(text)?, parse(text)?),
+    };
+    if min > max {
+        bail!("latency range {text:?}: the minimum is above the maximum");
+    }
+    Ok((Duration::from_millis(min), Duration::from_millis(max)))
 }
 
 /// The exit status a finished run earns.

@@ -82,8 +82,14 @@ static GENDER: EnumSpec = EnumSpec {
 
 static ALLOW_TYPE: EnumSpec = EnumSpec {
     values: &[
-        ("AllowType_Type_NeedConfirm", &["need_confirm", "needconfirm", "confirm"]),
-        ("AllowType_Type_AllowAny", &["allow_any", "allowany", "allow"]),
+        (
+            "AllowType_Type_NeedConfirm",
+            &["need_confirm", "needconfirm", "confirm"],
+        ),
+        (
+            "AllowType_Type_AllowAny",
+            &["allow_any", "allowany", "allow"],
+        ),
         ("AllowType_Type_DenyAny", &["deny_any", "denyany", "deny"]),
     ],
     cleared: "AllowType_Type_NeedConfirm",
@@ -353,12 +359,12 @@ pub fn parse_uint32(text: &str) -> Result<u32, ValueError> {
 /// BirthDay: `YYYYMMDD` or `YYYY-MM-DD`, a real calendar date, sent as the integer YYYYMMDD.
 /// A plain `0` is accepted too, since it is how Chat represents "not set".
 pub fn parse_birthday(text: &str) -> Result<u32, ValueError> {
-    let digits: String = if text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-'
-    {
-        text.split('-').collect()
-    } else {
-        text.to_string()
-    };
+    let digits: String =
+        if text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-' {
+            text.split('-').collect()
+        } else {
+            text.to_string()
+        };
     let number = parse_uint32(&digits).map_err(|mut err| {
         if err.code == code::WRONG_TYPE {
             err.message = format!(
@@ -409,11 +415,7 @@ fn normalize_enum(spec: &EnumSpec, text: &str) -> Result<Value<'static>, ValueEr
     Err(ValueError::new(
         code::BAD_VALUE,
         "not an allowed value",
-        format!(
-            "\"{}\" is not one of: {}",
-            clip(text),
-            accepted.join(", ")
-        ),
+        format!("\"{}\" is not one of: {}", clip(text), accepted.join(", ")),
     ))
 }
 
@@ -444,7 +446,10 @@ pub fn check_user_id(user_id: &str, rule: UserIdRule) -> Result<(), ValueError> 
         UserIdRule::Strict => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
         UserIdRule::PrintableAscii => (0x20..=0x7e).contains(&b),
     };
-    if let Some(c) = user_id.chars().find(|c| !c.is_ascii() || !allowed(*c as u8)) {
+    if let Some(c) = user_id
+        .chars()
+        .find(|c| !c.is_ascii() || !allowed(*c as u8))
+    {
         let allowed_text = match rule {
             UserIdRule::Strict => "letters, digits, '_' and '-'",
             UserIdRule::PrintableAscii => "printable ASCII",

@@ -88,10 +88,7 @@ impl Progress {
             ));
         } else if self.enabled && self.last_line.elapsed() >= self.interval {
             self.last_line = Instant::now();
-            let of_total = self
-                .total
-                .map(|t| format!("/{t}"))
-                .unwrap_or_default();
+            let of_total = self.total.map(|t| format!("/{t}")).unwrap_or_default();
             let _ = writeln!(
                 StderrWriter,
                 "progress: {}{of_total} rows  ok {}  failed {}  retries {}  {:.0} req/s",

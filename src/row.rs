@@ -39,9 +39,14 @@ impl Violation {
 #[derive(Debug)]
 pub enum Verdict<'r> {
     /// The body was written into the caller's buffer.
-    Ready { user_id: &'r str, items: usize },
+    Ready {
+        user_id: &'r str,
+        items: usize,
+    },
     /// Valid, but every profile cell was empty under `--empty skip`: nothing to send.
-    Skipped { user_id: &'r str },
+    Skipped {
+        user_id: &'r str,
+    },
     Invalid(Vec<Violation>),
 }
 
@@ -243,7 +248,14 @@ mod tests {
     #[test]
     fn builds_the_exact_body_with_typed_values() {
         let m = mapper(
-            &["UserID", "Nick", "Gender", "BirthDay", "Level", "Custom_Hobby"],
+            &[
+                "UserID",
+                "Nick",
+                "Gender",
+                "BirthDay",
+                "Level",
+                "Custom_Hobby",
+            ],
             RowRules::default(),
         );
         let rec = record(&[
@@ -256,7 +268,13 @@ mod tests {
         ]);
         let mut body = Vec::new();
         let verdict = m.map(&rec, &mut body);
-        assert!(matches!(verdict, Verdict::Ready { user_id: "u1", items: 4 }));
+        assert!(matches!(
+            verdict,
+            Verdict::Ready {
+                user_id: "u1",
+                items: 4
+            }
+        ));
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             json,
@@ -302,7 +320,10 @@ mod tests {
         };
         let codes: Vec<String> = violations.iter().map(|v| v.code.to_string()).collect();
         assert_eq!(codes, ["40001", "40601", "40605", "40605"]);
-        let columns: Vec<_> = violations.iter().map(|v| v.column.clone().unwrap()).collect();
+        let columns: Vec<_> = violations
+            .iter()
+            .map(|v| v.column.clone().unwrap())
+            .collect();
         assert_eq!(columns, ["UserID", "Nick", "Level", "Gender"]);
         assert!(body.is_empty());
     }

@@ -92,7 +92,11 @@ impl fmt::Display for Summary {
         for (rule, count) in &self.invalid_by_rule {
             writeln!(f, "  {rule:<28} {count:>6}")?;
         }
-        writeln!(f, "skipped          {:>10}   (nothing to set)", self.skipped)?;
+        writeln!(
+            f,
+            "skipped          {:>10}   (nothing to set)",
+            self.skipped
+        )?;
         if !self.dry_run {
             writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
             writeln!(

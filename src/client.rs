@@ -1,0 +1,247 @@
+//! The HTTP client for Chat's REST API: one pooled reqwest client, request URLs with a fresh
+//! UserSig and `random`, and the decoding of Chat's answer envelope.
+//!
+//! This module knows nothing of CSV files or retries. Errors it returns never contain the URL,
+//! because the URL carries the UserSig.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{Connection, Credentials};
+use crate::usersig;
+
+/// Chat's answer envelope (spec §1.3).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "ActionStatus", default)]
+    pub action_status: String,
+    #[serde(rename = "ErrorCode", default)]
+    pub error_code: u32,
+    #[serde(rename = "ErrorInfo", default)]
+    pub error_info: String,
+}
+
+impl Envelope {
+    /// Success is `ActionStatus` OK with `ErrorCode` 0, and nothing else.
+    pub fn is_ok(&self) -> bool {
+        self.action_status == "OK" && self.error_code == 0
+    }
+}
+
+/// A call that got no usable Chat answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No answer within the request timeout: Chat may or may not have applied the call.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting, sending or reading failed (refused, reset, closed).
+    #[error("connection failed: {0}")]
+    Transport(String),
+    /// A non-200 HTTP status.
+    #[error("HTTP {0}")]
+    Http(u16),
+    /// HTTP 200 but not Chat's JSON envelope.
+    #[error("unexpected answer: {0}")]
+    BadResponse(String),
+}
+
+/// Client timeouts and pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTuning {
+    /// Whole-request timeout; Chat's own is 3 s, so this must be above it.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Below common server keep-alives (nginx 75 s, ALB 60 s) to avoid the keep-alive race.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for ClientTuning {
+    fn default() -> Self {
+        ClientTuning {
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct CurrentSig {
+    usersig: String,
+    /// Unix time after which the sig is renewed.
+    renew_at: u64,
+}
+
+/// A client for one app, signing as its admin.
+pub struct ChatClient {
+    http: reqwest::Client,
+    connection: Connection,
+    tuning: ClientTuning,
+    sig: Mutex<CurrentSig>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ChatClient {
+    pub fn new(connection: Connection, tuning: ClientTuning) -> anyhow::Result<ChatClient> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(tuning.request_timeout)
+            .connect_timeout(tuning.connect_timeout)
+            .pool_idle_timeout(tuning.pool_idle_timeout)
+            .tcp_nodelay(true)
+            .user_agent(concat!("profile-import/", env!("CARGO_PKG_VERSION")))
+            .https_only(connection.base_url.scheme() == "https");
+        if connection.base_url.scheme() == "http" {
+            // Plain http is only ever loopback (see config::parse_endpoint): never via a proxy.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build()?;
+        let sig = Mutex::new(Self::fresh_sig(&connection));
+        Ok(ChatClient {
+            http,
+            connection,
+            tuning,
+            sig,
+        })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    fn fresh_sig(connection: &Connection) -> CurrentSig {
+        match &connection.credentials {
+            Credentials::Key(key) => {
+                // Signed a little in the past, in case our clock is ahead of Chat's.
+                let time = unix_now().saturating_sub(30);
+                let ttl = connection.usersig_ttl;
+                CurrentSig {
+                    usersig: usersig::generate(
+                        key,
+                        connection.sdkappid,
+                        &connection.admin,
+                        time,
+                        ttl,
+                    ),
+                    renew_at: time + ttl - (ttl / 10).min(3600),
+                }
+            }
+            Credentials::FixedUserSig(sig) => CurrentSig {
+                usersig: sig.expose().to_string(),
+                renew_at: u64::MAX,
+            },
+        }
+    }
+
+    /// The current UserSig, renewed before it expires.
+    pub fn usersig(&self) -> String {
+        let mut sig = self.sig.lock().unwrap_or_else(|e| e.into_inner());
+        if unix_now() >= sig.renew_at {
+            *sig = Self::fresh_sig(&self.connection);
+        }
+        sig.usersig.clone()
+    }
+
+    /// Forces a new UserSig (after 70001). Returns false if it cannot be renewed.
+    pub fn renew_usersig(&self) -> bool {
+        if matches!(self.connection.credentials, Credentials::FixedUserSig(_)) {
+            return false;
+        }
+        let mut sig = self.sig.lock().unwrap_or_else(|e| e.into_inner());
+        *sig = Self::fresh_sig(&self.connection);
+        true
+    }
+
+    /// The request URL for `service/command` with a fresh `random`.
+    fn url(&self, command: &str) -> Url {
+        let mut url = self.connection.base_url.clone();
+        url.set_path(&format!("v4/{command}"));
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("sdkappid", &self.connection.sdkappid.to_string())
+            .append_pair("identifier", &self.connection.admin)
+            .append_pair("usersig", &self.usersig())
+            .append_pair("random", &rand::random::<u32>().to_string())
+            .append_pair("contenttype", "json");
+        url
+    }
+
+    /// POSTs a JSON body to `command` (e.g. `profile/portrait_set`) and decodes the envelope.
+    /// Returns the envelope and the raw answer body (for APIs that return more).
+    pub async fn call(&self, command: &str, body: Bytes) -> Result<(Envelope, Bytes), CallError> {
+        let response = self
+            .http
+            .post(self.url(command))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| self.describe(err))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(CallError::Http(status.as_u16()));
+        }
+        let bytes = response.bytes().await.map_err(|err| self.describe(err))?;
+        match serde_json::from_slice::<Envelope>(&bytes) {
+            Ok(envelope) if !envelope.action_status.is_empty() => Ok((envelope, bytes)),
+            _ => Err(CallError::BadResponse(format!(
+                "not a Chat answer: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(120)])
+            ))),
+        }
+    }
+
+    /// Turns a reqwest error into a `CallError` without the URL (it carries the UserSig).
+    fn describe(&self, err: reqwest::Error) -> CallError {
+        if err.is_timeout() {
+            return CallError::Timeout(self.tuning.request_timeout);
+        }
+        let err = err.without_url();
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        CallError::Transport(redact_usersig(&text))
+    }
+}
+
+/// Removes any `usersig=` query value from a text, as a second line of defence.
+pub fn redact_usersig(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("usersig=") {
+        out.push_str(&rest[..pos + "usersig=".len()]);
+        out.push_str("<redacted>");
+        rest = &rest[pos + "usersig=".len()..];
+        let end = rest
+            .find(|c: char| c == '&' || c.is_whitespace() || c == ')' || c == '"')
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_usersig_values() {
+        assert_eq!(
+            redact_usersig("error sending request for url (http://h/v4/x?usersig=abc*-_&random=1)"),
+            "error sending request for url (http://h/v4/x?usersig=<redacted>&random=1)"
+        );
+        assert_eq!(redact_usersig("plain"), "plain");
+    }
+}

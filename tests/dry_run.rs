@@ -1,0 +1,1096 @@
+//! `import --dry-run` end to end: reading, validation, the failure CSV, the summary, exit codes.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::util::{
+    read_csv, read_csv_bytes, read_failures, read_failures_with, sample, strings, FailureRow, Run,
+    Workspace, FAILURE_COLUMNS,
+};
+
+/// Runs a dry run of `input` with the failure CSV at `failures`, plus `extra` arguments.
+fn dry_run(ws: &Workspace, input: &Path, failures: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("import"),
+        input.as_os_str(),
+        OsStr::new("--dry-run"),
+        OsStr::new("--failures"),
+        failures.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    ws.run(args)
+}
+
+/// `(UserID, code, line)` of every failure row, for compact assertions.
+fn summary_of(rows: &[FailureRow]) -> Vec<(String, String, u64)> {
+    rows.iter()
+        .map(|r| (r.data[0].clone(), r.code.clone(), r.line))
+        .collect()
+}
+
+fn triple(user: &str, code: &str, line: u64) -> (String, String, u64) {
+    (user.to_string(), code.to_string(), line)
+}
+
+/// The file names in a directory, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// True if some line of `text`, with runs of white space collapsed, equals `wanted`.
+fn has_line(text: &str, wanted: &str) -> bool {
+    text.lines()
+        .any(|line| line.split_whitespace().collect::<Vec<_>>().join(" ") == wanted)
+}
+
+// ── the samples ────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn sample_users_csv_validates_clean() {
+    let ws = Workspace::new();
+    let failures = ws.path("users.failures.csv");
+    let run = dry_run(
+        &ws,
+        &sample("users.csv"),
+        &failures,
+        &["--show-requests", "100"],
+    );
+    run.assert_code(0);
+    assert_eq!(run.count("rows read"), 30);
+    assert_eq!(run.count("valid"), 30);
+    assert_eq!(run.count("invalid"), 0);
+    assert_eq!(run.count("skipped"), 0);
+    assert_eq!(run.count("duplicate users"), 0);
+    assert!(
+        run.stderr.contains("failure CSV      none"),
+        "{}",
+        run.stderr
+    );
+    assert!(!failures.exists(), "a clean run left a failure CSV");
+
+    let requests = run.requests();
+    assert_eq!(requests.len(), 30);
+    // Friendly enum forms are sent as Chat's exact strings and dates as YYYYMMDD numbers.
+    let zhang = requests
+        .iter()
+        .find(|r| r["From_Account"] == "zhang_san")
+        .expect("zhang_san is sent");
+    let items = zhang["ProfileItem"].as_array().unwrap();
+    assert!(items.contains(&json!({"Tag": "Tag_Profile_IM_BirthDay", "Value": 19921008})));
+    assert!(items.contains(&json!({"Tag": "Tag_Profile_Custom_City", "Value": "深圳"})));
+    let alice = &requests[0];
+    assert_eq!(alice["From_Account"], "alice_01");
+    let items = alice["ProfileItem"].as_array().unwrap();
+    assert!(items.contains(&json!({"Tag": "Tag_Profile_IM_Gender", "Value": "Gender_Type_Female"})));
+    assert!(items.contains(&json!({"Tag": "Tag_Profile_IM_BirthDay", "Value": 19900412})));
+    assert!(items
+        .contains(&json!({"Tag": "Tag_Profile_IM_AllowType", "Value": "AllowType_Type_AllowAny"})));
+    // The embedded newline survives into the request.
+    let tanaka = requests
+        .iter()
+        .find(|r| r["From_Account"] == "tanaka_yuki")
+        .expect("tanaka_yuki is sent");
+    let signature = tanaka["ProfileItem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["Tag"] == "Tag_Profile_IM_SelfSignature")
+        .unwrap();
+    assert!(signature["Value"].as_str().unwrap().contains('\n'));
+}
+
+#[test]
+fn sample_users_with_errors_reports_every_invalid_row() {
+    let ws = Workspace::new();
+    let input = sample("users-with-errors.csv");
+    let failures = ws.path("errors.failures.csv");
+    let run = dry_run(&ws, &input, &failures, &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 19);
+    assert_eq!(run.count("valid"), 3);
+    assert_eq!(run.count("invalid"), 15);
+    assert_eq!(run.count("skipped"), 1);
+    for rule in [
+        "40001 bad UserID 4",
+        "40601 too long 4",
+        "40605 not a date 2",
+        "40605 not a uint32 3",
+        "40605 not an allowed value 3",
+        "40610 not a number 2",
+        "field_count wrong field count 1",
+    ] {
+        assert!(
+            has_line(&run.stderr, rule),
+            "no \"{rule}\" in\n{}",
+            run.stderr
+        );
+    }
+    assert!(run
+        .stderr
+        .contains("line 17: the row has 3 fields but the header has 13"));
+
+    let (header, rows) = read_failures(&failures);
+    let input_header = read_csv(&input).remove(0);
+    assert_eq!(header, input_header);
+    assert_eq!(
+        summary_of(&rows),
+        vec![
+            triple("bad user!", "40001", 4),
+            triple(&"a".repeat(33), "40001", 5),
+            triple("", "40001", 6),
+            triple("long_nick", "40601", 7),
+            triple("long_location", "40601", 8),
+            triple("level_text", "40610", 9),
+            triple("language_neg", "40605", 10),
+            triple("role_overflow", "40605", 11),
+            triple("not_leap", "40605", 12),
+            triple("bad_date_format", "40610", 13),
+            triple("bad_gender", "40605", 14),
+            triple("bad_allow", "40605", 15),
+            triple("long_custom", "40601", 16),
+            triple("ragged_row", "field_count", 17),
+            triple("bad.id", "40001", 19),
+        ]
+    );
+
+    // Every failure row is the input row found at its `_line`, cell for cell.
+    let by_line = records_by_line(&input);
+    for row in &rows {
+        assert_eq!(row.stage, "validate", "{row:?}");
+        assert_eq!(row.attempts, "0", "{row:?}");
+        assert_eq!(
+            Some(&row.data),
+            by_line.get(&row.line),
+            "failure row for line {} differs from the input",
+            row.line
+        );
+    }
+
+    // A row with several violations names every one of them; its code is the first one's.
+    let many = rows.iter().find(|r| r.data[0] == "bad.id").unwrap();
+    for column in ["UserID", "Gender", "BirthDay", "Level", "Custom_City"] {
+        assert!(
+            many.message.contains(&format!("column \"{column}\"")),
+            "{column} missing from {:?}",
+            many.message
+        );
+    }
+    let nick = rows.iter().find(|r| r.data[0] == "long_nick").unwrap();
+    assert!(nick.message.contains("501 bytes"), "{}", nick.message);
+}
+
+/// The records of a CSV keyed by the line each starts on, computed here independently of the
+/// tool: a record's line is one plus the newlines before its first byte.
+fn records_by_line(path: &Path) -> HashMap<u64, Vec<String>> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes.as_slice());
+    let mut map = HashMap::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        let mut start = record.position().unwrap().byte() as usize;
+        // Skip what the previous record's terminator and blank lines left behind.
+        while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        let line = 1 + bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        map.insert(line, record.iter().map(String::from).collect());
+    }
+    map
+}
+
+#[test]
+fn sample_export_with_mapping_validates_clean() {
+    let ws = Workspace::new();
+    let failures = ws.path("export.failures.csv");
+    let run = dry_run(
+        &ws,
+        &sample("export-with-mapping.csv"),
+        &failures,
+        &[
+            "--delimiter",
+            ";",
+            "--mapping",
+            sample("mapping.toml").to_str().unwrap(),
+            "--show-requests",
+            "10",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.count("rows read"), 6);
+    assert_eq!(run.count("valid"), 6);
+    assert_eq!(run.count("invalid"), 0);
+    assert!(!failures.exists());
+    let requests = run.requests();
+    assert_eq!(requests.len(), 6);
+    assert_eq!(requests[0]["From_Account"], "m-100234");
+    let first = requests[1]["ProfileItem"].as_array().unwrap();
+    assert!(first.contains(&json!({"Tag": "Tag_Profile_IM_Nick", "Value": "刘洋"})));
+    assert!(first
+        .contains(&json!({"Tag": "Tag_Profile_IM_SelfSignature", "Value": "早睡早起; 身体好"})));
+    assert!(first.contains(&json!({"Tag": "Tag_Profile_Custom_Hobby", "Value": "羽毛球"})));
+    assert!(first.contains(&json!({"Tag": "Tag_Profile_Custom_City", "Value": "广州"})));
+    // Ignored columns are never sent.
+    assert!(!run.stdout.contains("@example"), "{}", run.stdout);
+    assert!(!run.stdout.contains("newsletter"), "{}", run.stdout);
+}
+
+// ── encodings and CSV syntax ───────────────────────────────────────────────────────────────
+
+#[test]
+fn utf8_bom_on_the_header_is_ignored() {
+    let ws = Workspace::new();
+    let input = ws.write("bom.csv", "\u{feff}UserID,Nick,Level\nu1,Ann,1\nu2,Bob,x\n");
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &["--show-requests", "5"]);
+    run.assert_code(3);
+    assert_eq!(run.count("valid"), 1);
+    assert_eq!(
+        run.requests(),
+        vec![json!({
+            "From_Account": "u1",
+            "ProfileItem": [
+                {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann"},
+                {"Tag": "Tag_Profile_IM_Level", "Value": 1},
+            ]
+        })]
+    );
+    let (header, rows) = read_failures(&failures);
+    assert_eq!(header, strings(&["UserID", "Nick", "Level"]));
+    assert_eq!(summary_of(&rows), vec![triple("u2", "40610", 3)]);
+    // The failure CSV starts with the header name itself, not a BOM.
+    assert!(std::fs::read(&failures).unwrap().starts_with(b"UserID,"));
+}
+
+#[test]
+fn crlf_line_endings_are_read_and_lines_are_counted() {
+    let ws = Workspace::new();
+    let input = ws.write(
+        "crlf.csv",
+        "UserID,Nick,Level\r\nu1,Ann,1\r\nu2,Bob,x\r\nu3,Cy,3\r\nu4,Di,-4\r\n",
+    );
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &["--show-requests", "5"]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 4);
+    let requests = run.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0]["ProfileItem"][1]["Value"], 1);
+    assert_eq!(requests[1]["ProfileItem"][0]["Value"], "Cy");
+    let (_, rows) = read_failures(&failures);
+    // No cell keeps a stray carriage return.
+    assert_eq!(rows[0].data, strings(&["u2", "Bob", "x"]));
+    assert_eq!(rows[1].data, strings(&["u4", "Di", "-4"]));
+    assert_eq!(
+        summary_of(&rows),
+        vec![triple("u2", "40610", 3), triple("u4", "40605", 5)],
+        "_line must be the physical line in a CRLF file"
+    );
+    assert!(
+        run.stderr.contains("line 3: column \"Level\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn blank_lines_are_not_rows_and_do_not_shift_line_numbers() {
+    let ws = Workspace::new();
+    let input = ws.write("blank.csv", "UserID,Nick,Level\nu1,Ann,1\n\n\nu2,Bob,x\n");
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 2);
+    let (_, rows) = read_failures(&failures);
+    assert_eq!(summary_of(&rows), vec![triple("u2", "40610", 5)]);
+}
+
+#[test]
+fn quoted_fields_keep_commas_quotes_and_newlines() {
+    let ws = Workspace::new();
+    let input = ws.write(
+        "quoted.csv",
+        concat!(
+            "UserID,Nick,SelfSignature,Level\n",
+            "u1,\"Smith, John\",\"He said \"\"hi\"\"\nand left\",1\n",
+            "u2,Bad,\"multi\nline\nsig\",x\n",
+            "u3,\"Q \"\"uote\"\"\",plain,2\n",
+            "u4,Ok,\"a, b\",-1\n",
+        ),
+    );
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &["--show-requests", "5"]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 4);
+    assert_eq!(
+        run.requests(),
+        vec![
+            json!({"From_Account": "u1", "ProfileItem": [
+                {"Tag": "Tag_Profile_IM_Nick", "Value": "Smith, John"},
+                {"Tag": "Tag_Profile_IM_SelfSignature", "Value": "He said \"hi\"\nand left"},
+                {"Tag": "Tag_Profile_IM_Level", "Value": 1},
+            ]}),
+            json!({"From_Account": "u3", "ProfileItem": [
+                {"Tag": "Tag_Profile_IM_Nick", "Value": "Q \"uote\""},
+                {"Tag": "Tag_Profile_IM_SelfSignature", "Value": "plain"},
+                {"Tag": "Tag_Profile_IM_Level", "Value": 2},
+            ]}),
+        ]
+    );
+    let (_, rows) = read_failures(&failures);
+    // u2 starts on line 4 (u1 spans lines 2-3); u4 on line 8 (u2 spans 4-6, u3 is 7).
+    assert_eq!(
+        summary_of(&rows),
+        vec![triple("u2", "40610", 4), triple("u4", "40605", 8)]
+    );
+    assert_eq!(
+        rows[0].data,
+        strings(&["u2", "Bad", "multi\nline\nsig", "x"])
+    );
+    assert_eq!(rows[1].data, strings(&["u4", "Ok", "a, b", "-1"]));
+}
+
+#[test]
+fn ragged_rows_are_row_errors_and_the_run_goes_on() {
+    let ws = Workspace::new();
+    let input = ws.write(
+        "ragged.csv",
+        "UserID,Nick,Level\nu1,A,1\nu2,B\nu3,C,3\nu4,D,4,extra\nu5,E,5\n",
+    );
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 5);
+    assert_eq!(run.count("valid"), 3);
+    assert_eq!(run.count("invalid"), 2);
+    assert!(
+        run.stderr
+            .contains("line 3: the row has 2 fields but the header has 3"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("line 5: the row has 4 fields but the header has 3"),
+        "{}",
+        run.stderr
+    );
+    let (_, rows) = read_failures(&failures);
+    assert_eq!(
+        summary_of(&rows),
+        vec![
+            triple("u2", "field_count", 3),
+            triple("u4", "field_count", 5)
+        ]
+    );
+    // A ragged row is copied as it was.
+    assert_eq!(rows[0].data, strings(&["u2", "B"]));
+    assert_eq!(rows[1].data, strings(&["u4", "D", "4", "extra"]));
+}
+
+#[test]
+fn invalid_utf8_in_a_cell_is_a_row_error_and_the_raw_bytes_are_kept() {
+    let ws = Workspace::new();
+    let mut bytes = b"UserID,Nick,Level\n".to_vec();
+    bytes.extend_from_slice(b"u1,M\xfcller,1\n"); // Latin-1, not UTF-8
+    bytes.extend_from_slice(b"u2,Ok,2\n");
+    bytes.extend_from_slice(b"u\xff3,Bad id,3\n");
+    bytes.extend_from_slice(b"u4,\xe4\xb8,4\n"); // a truncated 3-byte sequence
+    let input = ws.write("latin1.csv", &bytes);
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 4);
+    assert_eq!(run.count("valid"), 1);
+    assert_eq!(run.count("invalid"), 3);
+    assert!(
+        run.stderr.contains("line 2: column \"Nick\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("not valid UTF-8"), "{}", run.stderr);
+
+    let records = read_csv_bytes(&failures);
+    assert_eq!(records.len(), 4);
+    let expected: [(&[u8], &[u8], &[u8]); 3] = [
+        (b"u1", b"M\xfcller", b"2"),
+        (b"u\xff3", b"Bad id", b"4"),
+        (b"u4", b"\xe4\xb8", b"5"),
+    ];
+    for (record, (user, nick, line)) in records[1..].iter().zip(expected) {
+        assert_eq!(record[0], user, "{record:?}");
+        assert_eq!(record[1], nick, "{record:?}");
+        assert_eq!(record[3], b"bad_utf8", "{record:?}");
+        assert_eq!(record[5], b"validate", "{record:?}");
+        assert_eq!(record[7], line, "{record:?}");
+    }
+}
+
+#[test]
+fn utf16_input_is_refused_with_a_clear_message() {
+    let ws = Workspace::new();
+    let text: Vec<u8> = "UserID,Nick\nu1,A\n"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text);
+    let input = ws.write("utf16.csv", bytes);
+    let run = dry_run(&ws, &input, &ws.path("f.csv"), &[]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("UTF-16"), "{}", run.stderr);
+    assert!(!ws.path("f.csv").exists());
+}
+
+// ── the header ─────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn empty_file_is_fatal_with_a_clear_message() {
+    for (name, bytes) in [
+        ("empty.csv", &b""[..]),
+        ("newline.csv", b"\n"),
+        ("bom-only.csv", b"\xef\xbb\xbf"),
+    ] {
+        let ws = Workspace::new();
+        let input = ws.write(name, bytes);
+        let run = ws.run(["import", name, "--dry-run"]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains(&format!("{name} is empty")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("header row"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("accepted column names"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty());
+        assert_eq!(files_in(ws.dir()), vec![name.to_string()], "{input:?}");
+    }
+}
+
+#[test]
+fn header_only_file_has_zero_rows() {
+    for (name, text) in [
+        ("header.csv", "UserID,Nick\n"),
+        ("no-newline.csv", "UserID,Nick"),
+    ] {
+        let ws = Workspace::new();
+        ws.write(name, text);
+        let run = ws.run(["import", name, "--dry-run"]);
+        run.assert_code(0);
+        assert_eq!(run.count("rows read"), 0);
+        assert_eq!(run.count("invalid"), 0);
+        assert_eq!(files_in(ws.dir()), vec![name.to_string()]);
+    }
+}
+
+#[test]
+fn unknown_headers_are_all_listed_and_no_failure_csv_is_created() {
+    let ws = Workspace::new();
+    ws.write(
+        "unknown.csv",
+        "UserID,Nickname,Nick,Email,Custom_Fav_Color,Phone,\nu1,a,b,c,d,e,\n",
+    );
+    let run = ws.run(["import", "unknown.csv", "--dry-run"]);
+    run.assert_code(1);
+    for expected in [
+        "the header row cannot be used",
+        "\"Nickname\"",
+        "\"Email\"",
+        "\"Phone\"",
+        "\"Custom_Fav_Color\"",
+        "column 7 has an empty name",
+        "accepted column names",
+        "UserID or From_Account",
+        "Nick, Gender, BirthDay, Location, SelfSignature, AllowType, Language, Image",
+        "Custom_<Keyword>",
+        "--mapping",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "missing {expected:?} in\n{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("\"Nick\""), "Nick is a valid name");
+    assert_eq!(files_in(ws.dir()), vec!["unknown.csv".to_string()]);
+}
+
+#[test]
+fn duplicate_headers_are_fatal() {
+    for (header, expected) in [
+        ("UserID,Nick,Level,nick", "both set Tag_Profile_IM_Nick"),
+        (
+            "UserID,Nick,Tag_Profile_IM_Nick",
+            "both set Tag_Profile_IM_Nick",
+        ),
+        (
+            "UserID,Custom_Hobby,Tag_Profile_Custom_Hobby",
+            "both set Tag_Profile_Custom_Hobby",
+        ),
+        ("UserID,From_Account,Nick", "two user columns"),
+    ] {
+        let ws = Workspace::new();
+        ws.write("dup.csv", format!("{header}\n"));
+        let run = ws.run(["import", "dup.csv", "--dry-run"]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains(expected),
+            "{header}: missing {expected:?} in\n{}",
+            run.stderr
+        );
+        assert_eq!(files_in(ws.dir()), vec!["dup.csv".to_string()]);
+    }
+}
+
+// ── options ────────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn tab_delimiter_reads_tsv_and_writes_a_tsv_failure_file() {
+    let ws = Workspace::new();
+    let input = ws.write(
+        "users.tsv",
+        "UserID\tNick\tSelfSignature\tLevel\nu1\tA, B\tx;y\t1\nu2\tC\t\"tab\tinside\"\tnope\n",
+    );
+    let failures = ws.path("f.tsv");
+    let run = dry_run(
+        &ws,
+        &input,
+        &failures,
+        &["--delimiter", "tab", "--show-requests", "5"],
+    );
+    run.assert_code(3);
+    assert_eq!(
+        run.requests(),
+        vec![json!({"From_Account": "u1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "A, B"},
+            {"Tag": "Tag_Profile_IM_SelfSignature", "Value": "x;y"},
+            {"Tag": "Tag_Profile_IM_Level", "Value": 1},
+        ]})]
+    );
+    let (header, rows) = read_failures_with(&failures, b'\t');
+    assert_eq!(
+        header,
+        strings(&["UserID", "Nick", "SelfSignature", "Level"])
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].data, strings(&["u2", "C", "tab\tinside", "nope"]));
+    assert_eq!(rows[0].code, "40610");
+    // The same input with the default comma delimiter is one unknown column.
+    let run = dry_run(&ws, &input, &ws.path("g.csv"), &[]);
+    run.assert_code(1);
+}
+
+#[test]
+fn user_column_names_the_user_id_column() {
+    let ws = Workspace::new();
+    ws.write("members.csv", "member,Nick\nm1,Ann\nm2,Bob\n");
+    let run = ws.run(["import", "members.csv", "--dry-run"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("no user column"), "{}", run.stderr);
+    assert!(run.stderr.contains("\"member\""), "{}", run.stderr);
+
+    let run = ws.run([
+        "import",
+        "members.csv",
+        "--dry-run",
+        "--user-column",
+        "member",
+        "--show-requests",
+        "1",
+    ]);
+    run.assert_code(0);
+    assert_eq!(run.count("valid"), 2);
+    assert_eq!(
+        run.requests(),
+        vec![json!({"From_Account": "m1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann"},
+        ]})]
+    );
+
+    let run = ws.run([
+        "import",
+        "members.csv",
+        "--dry-run",
+        "--user-column",
+        "account",
+    ]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("no column named \"account\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn mapping_file_renames_and_ignores_columns() {
+    let ws = Workspace::new();
+    ws.write(
+        "mapping.toml",
+        concat!(
+            "user_column = \"member_id\"\n",
+            "ignore = [\"email\"]\n",
+            "[columns]\n",
+            "display_name = \"Nick\"\n",
+            "hobby = \"Custom_Hobby\"\n",
+            "tier = \"Tag_Profile_Custom_Tier\"\n",
+        ),
+    );
+    ws.write(
+        "export.csv",
+        "member_id,display_name,email,hobby,tier,Level\nx-1,Ann,ann@example.com,chess,gold,3\n",
+    );
+    let run = ws.run([
+        "import",
+        "export.csv",
+        "--dry-run",
+        "--mapping",
+        "mapping.toml",
+        "--show-requests",
+        "1",
+    ]);
+    run.assert_code(0);
+    assert_eq!(
+        run.requests(),
+        vec![json!({"From_Account": "x-1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann"},
+            {"Tag": "Tag_Profile_Custom_Hobby", "Value": "chess"},
+            {"Tag": "Tag_Profile_Custom_Tier", "Value": "gold"},
+            {"Tag": "Tag_Profile_IM_Level", "Value": 3},
+        ]})]
+    );
+
+    // Without the mapping the same file is refused.
+    let run = ws.run(["import", "export.csv", "--dry-run"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("\"display_name\""), "{}", run.stderr);
+
+    // A mapping to something that is not a tag, and a mapping with an unknown key, are fatal.
+    ws.write("bad-tag.toml", "[columns]\ndisplay_name = \"Nickname\"\n");
+    let run = ws.run([
+        "import",
+        "export.csv",
+        "--dry-run",
+        "--mapping",
+        "bad-tag.toml",
+    ]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("\"display_name\""), "{}", run.stderr);
+    assert!(run.stderr.contains("Nickname"), "{}", run.stderr);
+
+    ws.write("bad-key.toml", "user_colum = \"member_id\"\n");
+    let run = ws.run([
+        "import",
+        "export.csv",
+        "--dry-run",
+        "--mapping",
+        "bad-key.toml",
+    ]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("bad-key.toml"), "{}", run.stderr);
+    assert!(!ws.path("export.failures.csv").exists());
+}
+
+#[test]
+fn empty_cells_are_skipped_by_default_and_cleared_with_empty_clear() {
+    let ws = Workspace::new();
+    ws.write(
+        "empty.csv",
+        "UserID,Nick,Gender,BirthDay,AllowType,Level,Custom_Hobby\nu1,,,,,,\nu2,Bo,,, ,,\n",
+    );
+    let run = ws.run(["import", "empty.csv", "--dry-run", "--show-requests", "5"]);
+    run.assert_code(0);
+    assert_eq!(run.count("valid"), 1);
+    assert_eq!(run.count("skipped"), 1);
+    assert_eq!(
+        run.requests(),
+        vec![json!({"From_Account": "u2", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "Bo"},
+        ]})]
+    );
+
+    let run = ws.run([
+        "import",
+        "empty.csv",
+        "--dry-run",
+        "--show-requests",
+        "5",
+        "--empty",
+        "clear",
+    ]);
+    run.assert_code(0);
+    assert_eq!(run.count("valid"), 2);
+    assert_eq!(run.count("skipped"), 0);
+    let requests = run.requests();
+    assert_eq!(
+        requests[0],
+        json!({"From_Account": "u1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": ""},
+            {"Tag": "Tag_Profile_IM_Gender", "Value": "Gender_Type_Unknown"},
+            {"Tag": "Tag_Profile_IM_BirthDay", "Value": 0},
+            {"Tag": "Tag_Profile_IM_AllowType", "Value": "AllowType_Type_NeedConfirm"},
+            {"Tag": "Tag_Profile_IM_Level", "Value": 0},
+            {"Tag": "Tag_Profile_Custom_Hobby", "Value": ""},
+        ]})
+    );
+    assert_eq!(requests[1]["ProfileItem"][0]["Value"], "Bo");
+    assert_eq!(requests[1]["ProfileItem"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn show_requests_prints_only_the_first_n_valid_rows() {
+    let ws = Workspace::new();
+    ws.write("n.csv", "UserID,Level\nu1,x\nu2,2\nu3,3\nu4,4\n");
+    let run = ws.run(["import", "n.csv", "--dry-run", "--show-requests", "2"]);
+    run.assert_code(3);
+    let users: Vec<_> = run
+        .requests()
+        .iter()
+        .map(|r| r["From_Account"].clone())
+        .collect();
+    assert_eq!(users, vec![json!("u2"), json!("u3")]);
+    let run = ws.run(["import", "n.csv", "--dry-run"]);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn relaxed_user_id_accepts_printable_ascii() {
+    let ws = Workspace::new();
+    ws.write("ids.csv", "UserID,Nick\na@b.c,Ann\n");
+    let run = ws.run(["import", "ids.csv", "--dry-run"]);
+    run.assert_code(3);
+    let run = ws.run(["import", "ids.csv", "--dry-run", "--relaxed-user-id"]);
+    run.assert_code(0);
+    assert_eq!(run.count("valid"), 1);
+}
+
+#[test]
+fn duplicate_user_ids_are_reported_in_the_summary() {
+    let ws = Workspace::new();
+    ws.write(
+        "dups.csv",
+        "UserID,Nick\nu1,A\nu2,B\nu1,C\nu3,D\nu1,E\nu2,F\n",
+    );
+    let run = ws.run(["import", "dups.csv", "--dry-run"]);
+    run.assert_code(0);
+    assert_eq!(run.count("rows read"), 6);
+    assert_eq!(run.count("valid"), 6);
+    assert_eq!(run.count("duplicate users"), 2);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("duplicate users"))
+        .unwrap();
+    assert!(line.contains("3 extra rows"), "{line}");
+    assert!(line.contains("the last row for a user wins"), "{line}");
+    assert!(line.ends_with("u1 ×3, u2 ×2"), "{line}");
+}
+
+#[test]
+fn empty_user_ids_are_not_reported_as_duplicates() {
+    let ws = Workspace::new();
+    ws.write("blank-ids.csv", "UserID,Nick\n,A\nu1,B\n,C\n");
+    let run = ws.run(["import", "blank-ids.csv", "--dry-run"]);
+    run.assert_code(3);
+    assert_eq!(run.count("invalid"), 2);
+    assert_eq!(
+        run.count("duplicate users"),
+        0,
+        "rows without a UserID are not a user:\n{}",
+        run.stderr
+    );
+}
+
+// ── the failure CSV ────────────────────────────────────────────────────────────────────────
+
+/// A mix of valid rows and rows that each break a value rule (one with several, one with bytes
+/// that are not UTF-8, one with a quoted newline).
+fn mixed_input() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"UserID,Nick,Gender,Level,SelfSignature,Custom_Hobby\n");
+    bytes.extend_from_slice(b"ok_1,Ann,f,1,hi,chess\n");
+    bytes.extend_from_slice(b"bad id,Bob,m,2,,\n");
+    bytes.extend_from_slice(b"multi.bad,,yes,x,\"line1\nline2\",\n");
+    bytes.extend_from_slice(b"ok_2,Cat,,3,\"multi\nline\",\n");
+    bytes.extend_from_slice(format!("long_nick,{},,4,,\n", "中".repeat(167)).as_bytes());
+    bytes.extend_from_slice(b"bad_gender,Dan,robot,5,\"quote \"\"q\"\", comma\",go\n");
+    bytes.extend_from_slice(b"lvl,Eve,f,-1,,\n");
+    bytes.extend_from_slice(b"utf8,Fr\xe9d,m,6,,\n");
+    bytes.extend_from_slice(b"ok_3,Gus,m,7,,\n");
+    bytes.extend_from_slice(b"nothing,,,,,\n");
+    bytes
+}
+
+/// The records of a failure CSV without the `_line` column (which differs between files).
+fn without_line(records: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            r.pop();
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn failure_csv_round_trips_through_a_second_run() {
+    let ws = Workspace::new();
+    ws.write("mixed.csv", mixed_input());
+    let first = ws.run(["import", "mixed.csv", "--dry-run"]);
+    first.assert_code(3);
+    assert_eq!(first.count("rows read"), 10);
+    assert_eq!(first.count("valid"), 3);
+    assert_eq!(first.count("invalid"), 6);
+    assert_eq!(first.count("skipped"), 1);
+    // Default naming: `<stem>.failures.csv` beside the input.
+    let first_path = ws.path("mixed.failures.csv");
+    assert!(
+        first.stderr.contains("mixed.failures.csv"),
+        "{}",
+        first.stderr
+    );
+    let first_records = read_csv_bytes(&first_path);
+    assert_eq!(first_records.len(), 7);
+    let codes: Vec<&[u8]> = first_records[1..].iter().map(|r| &r[6][..]).collect();
+    assert_eq!(
+        codes,
+        [
+            &b"40001"[..],
+            b"40001",
+            b"40601",
+            b"40605",
+            b"40605",
+            b"bad_utf8",
+        ]
+    );
+
+    // Feed the failure CSV back in: the appended columns are ignored, the same rows fail the
+    // same way, and the default name does not overwrite the file being read.
+    let second = ws.run(["import", "mixed.failures.csv", "--dry-run"]);
+    second.assert_code(3);
+    assert_eq!(second.count("rows read"), 6);
+    assert_eq!(second.count("valid"), 0);
+    assert_eq!(second.count("invalid"), 6);
+    assert_eq!(second.count("skipped"), 0);
+    let second_path = ws.path("mixed.failures.failures.csv");
+    let second_records = read_csv_bytes(&second_path);
+    assert_eq!(
+        read_csv_bytes(&first_path),
+        first_records,
+        "input was changed"
+    );
+    assert_eq!(second_records[0], first_records[0], "same header");
+    assert_eq!(
+        without_line(second_records.clone()),
+        without_line(first_records),
+        "the second failure CSV must hold exactly the same rows, cells, codes and messages"
+    );
+    let lines: Vec<&[u8]> = second_records[1..]
+        .iter()
+        .map(|r| &r[r.len() - 1][..])
+        .collect();
+    // Lines in the failure CSV itself: the `multi.bad` row spans lines 3-4.
+    assert_eq!(lines, [&b"2"[..], b"3", b"5", b"6", b"7", b"8"]);
+
+    // And a third pass with an explicit --failures path gives the same again.
+    let third = ws.run([
+        "import",
+        "mixed.failures.failures.csv",
+        "--dry-run",
+        "--failures",
+        "third.csv",
+    ]);
+    third.assert_code(3);
+    assert_eq!(read_csv_bytes(&ws.path("third.csv")), second_records);
+}
+
+#[test]
+fn failure_csv_round_trip_keeps_ragged_rows_unchanged() {
+    let ws = Workspace::new();
+    ws.write(
+        "ragged.csv",
+        "UserID,Nick,Level\nu1,A,1\nu2,B\nu3,C,3,extra\nu4,D,x\n",
+    );
+    ws.run(["import", "ragged.csv", "--dry-run"]).assert_code(3);
+    let (header, first) = read_failures(&ws.path("ragged.failures.csv"));
+    assert_eq!(header, strings(&["UserID", "Nick", "Level"]));
+    let first_data: Vec<_> = first
+        .iter()
+        .map(|r| (r.data.clone(), r.code.clone()))
+        .collect();
+    assert_eq!(
+        first_data,
+        vec![
+            (strings(&["u2", "B"]), "field_count".to_string()),
+            (
+                strings(&["u3", "C", "3", "extra"]),
+                "field_count".to_string()
+            ),
+            (strings(&["u4", "D", "x"]), "40610".to_string()),
+        ]
+    );
+
+    ws.run(["import", "ragged.failures.csv", "--dry-run"])
+        .assert_code(3);
+    let (header, second) = read_failures(&ws.path("ragged.failures.failures.csv"));
+    assert_eq!(header, strings(&["UserID", "Nick", "Level"]));
+    let second_data: Vec<_> = second
+        .iter()
+        .map(|r| (r.data.clone(), r.code.clone()))
+        .collect();
+    assert_eq!(
+        second_data, first_data,
+        "re-importing a failure CSV must not change the data cells of ragged rows"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn failure_csv_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let ws = Workspace::new();
+    ws.write("in.csv", "UserID,Level\nu1,x\n");
+    ws.run(["import", "in.csv", "--dry-run"]).assert_code(3);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&ws.path("in.failures.csv")), 0o600);
+
+    // An existing, world-readable file at the path is made private too.
+    let stale = ws.write("old.csv", "stale");
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ws.run(["import", "in.csv", "--dry-run", "--failures", "old.csv"])
+        .assert_code(3);
+    assert_eq!(mode(&stale), 0o600);
+    assert_eq!(read_csv(&stale)[0][..2], strings(&["UserID", "Level"]));
+}
+
+#[test]
+fn a_clean_run_leaves_no_failure_csv() {
+    let ws = Workspace::new();
+    ws.write("clean.csv", "UserID,Nick\nu1,A\nu2,\n");
+    // A stale failure CSV from an earlier run is removed, so it is never mistaken for this one.
+    ws.write(
+        "clean.failures.csv",
+        "UserID,Nick,_error_code\nu1,A,40001\n",
+    );
+    let run = ws.run(["import", "clean.csv", "--dry-run"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("failure CSV      none"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(files_in(ws.dir()), vec!["clean.csv".to_string()]);
+}
+
+#[test]
+fn failure_path_equal_to_the_input_is_refused() {
+    let ws = Workspace::new();
+    let input = ws.write("same.csv", "UserID,Level\nu1,x\n");
+    let run = ws.run([
+        "import",
+        "same.csv",
+        "--dry-run",
+        "--failures",
+        "./same.csv",
+    ]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("would overwrite the input"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), b"UserID,Level\nu1,x\n");
+}
+
+#[test]
+fn missing_input_is_fatal() {
+    let ws = Workspace::new();
+    let run = ws.run(["import", "nope.csv", "--dry-run"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("cannot open nope.csv"),
+        "{}",
+        run.stderr
+    );
+    assert!(files_in(ws.dir()).is_empty());
+}
+
+// ── the command line ───────────────────────────────────────────────────────────────────────
+
+#[test]
+fn import_help_shows_examples_and_exit_codes() {
+    let ws = Workspace::new();
+    let run = ws.run(["import", "--help"]);
+    run.assert_code(0);
+    for expected in [
+        "Examples:",
+        "profile-import import users.csv --dry-run",
+        "--show-requests 3",
+        "--delimiter ';' --mapping mapping.toml",
+        "Exit codes:",
+        "0    every row valid",
+        "1    fatal",
+        "2    usage error",
+        "3    finished, but some rows were invalid or failed",
+        "--empty",
+        "--failures",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let ws = Workspace::new();
+    ws.write("u.csv", "UserID\nu1\n");
+    for args in [
+        &["import"][..],
+        &["import", "u.csv", "--dry-run", "--delimiter", ";;"],
+        &["import", "u.csv", "--dry-run", "--empty", "sometimes"],
+        &["import", "u.csv", "--dry-run", "--no-such-flag"],
+        &["import", "u.csv", "--dry-run", "--show-requests", "-1"],
+    ] {
+        let run = ws.run(args);
+        run.assert_code(2);
+        assert!(!run.stderr.is_empty(), "{args:?}");
+    }
+    assert_eq!(files_in(ws.dir()), vec!["u.csv".to_string()]);
+}
+
+#[test]
+fn failure_columns_are_ignored_on_input() {
+    let ws = Workspace::new();
+    let mut header = vec!["UserID", "Nick"];
+    header.extend(FAILURE_COLUMNS);
+    ws.write(
+        "retry.csv",
+        format!("{}\nu1,Ann,40006,busy,send,5,2\n", header.join(",")),
+    );
+    let run = ws.run(["import", "retry.csv", "--dry-run", "--show-requests", "1"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.requests(),
+        vec![json!({"From_Account": "u1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann"},
+        ]})]
+    );
+}

@@ -1,0 +1,6 @@
+//! Integration tests: each runs the real `profile-import` binary on files in its own temporary
+//! directory. Shared helpers live in `util`; add one module per area below.
+
+mod util;
+
+mod dry_run;

@@ -1,0 +1,268 @@
+//! Shared helpers for the integration tests: a private temporary directory per test, running the
+//! real binary, and reading the CSV files it writes.
+//!
+//! Every test builds its own [`Workspace`], and the binary runs with that directory as its
+//! working directory, so tests never share a file and can run in parallel.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The failure CSV's appended columns, in order (mirrors `header::FAILURE_COLUMNS`).
+pub const FAILURE_COLUMNS: [&str; 5] = [
+    "_error_code",
+    "_error_message",
+    "_stage",
+    "_attempts",
+    "_line",
+];
+
+/// The built binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_profile-import")
+}
+
+/// A file under the crate's `samples/` directory.
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+}
+
+/// A temporary directory owned by one test, removed when dropped.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::Builder::new()
+                .prefix("profile-import-test-")
+                .tempdir()
+                .expect("create a temporary directory"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path of `name` inside the workspace (the file need not exist).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `bytes` to `name` in the workspace and returns its path.
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write a test file");
+        path
+    }
+
+    /// Runs the binary with `args`, in this workspace.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_in(self.dir(), args)
+    }
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (`-1` if the process was killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing both streams when it differs.
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Run {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the binary panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// A counter from the summary on stderr, e.g. `count("invalid")` for
+    /// `invalid                   3`.
+    #[track_caller]
+    pub fn count(&self, label: &str) -> u64 {
+        self.stderr
+            .lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(label)?;
+                if !rest.starts_with("  ") {
+                    return None;
+                }
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no \"{label}\" line in the summary:\n{}", self.stderr))
+    }
+
+    /// The JSON request bodies printed by `--show-requests`, one per stdout line.
+    #[track_caller]
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|err| panic!("stdout line is not JSON ({err}): {line}"))
+            })
+            .collect()
+    }
+}
+
+/// Runs the binary with `args` and `dir` as the working directory, with a clean environment
+/// for the tool (no RUST_LOG, no PROFILE_IMPORT_* settings, no colours).
+pub fn run_in<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(bin());
+    command.args(args).current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("PROFILE_IMPORT_"))
+        {
+            command.env_remove(key);
+        }
+    }
+    command.env("NO_COLOR", "1");
+    Run::from_output(command.output().expect("run the profile-import binary"))
+}
+
+/// Reads a CSV written by the tool (header included) as text, one `Vec<String>` per record.
+/// Rows may have different lengths. Panics if a cell is not UTF-8.
+#[track_caller]
+pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    read_csv_with(path, b',')
+}
+
+/// [`read_csv`] with another delimiter.
+#[track_caller]
+pub fn read_csv_with(path: &Path, delimiter: u8) -> Vec<Vec<String>> {
+    read_csv_bytes_with(path, delimiter)
+        .into_iter()
+        .map(|record| {
+            record
+                .into_iter()
+                .map(|cell| {
+                    String::from_utf8(cell).unwrap_or_else(|err| {
+                        panic!("{} has a non-UTF-8 cell: {err}", path.display())
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Reads a CSV as raw bytes (header included), so cells that are not UTF-8 can be checked.
+#[track_caller]
+pub fn read_csv_bytes(path: &Path) -> Vec<Vec<Vec<u8>>> {
+    read_csv_bytes_with(path, b',')
+}
+
+fn read_csv_bytes_with(path: &Path, delimiter: u8) -> Vec<Vec<Vec<u8>>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_path(path)
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
+    reader
+        .byte_records()
+        .map(|record| {
+            record
+                .unwrap_or_else(|err| panic!("{} is not valid CSV: {err}", path.display()))
+                .iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        })
+        .collect()
+}
+
+/// One record of a failure CSV, split into the input's own cells and the appended columns.
+///
+/// The appended columns are always the record's last five cells, even for a ragged row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRow {
+    pub data: Vec<String>,
+    pub code: String,
+    pub message: String,
+    pub stage: String,
+    pub attempts: String,
+    pub line: u64,
+}
+
+/// Reads a failure CSV: checks that its header ends with the failure columns and returns the
+/// header's data columns and every record.
+#[track_caller]
+pub fn read_failures(path: &Path) -> (Vec<String>, Vec<FailureRow>) {
+    read_failures_with(path, b',')
+}
+
+/// [`read_failures`] with another delimiter.
+#[track_caller]
+pub fn read_failures_with(path: &Path, delimiter: u8) -> (Vec<String>, Vec<FailureRow>) {
+    let mut records = read_csv_with(path, delimiter).into_iter();
+    let mut header = records
+        .next()
+        .unwrap_or_else(|| panic!("{} has no header", path.display()));
+    assert!(
+        header.ends_with(&FAILURE_COLUMNS.map(String::from)),
+        "the failure CSV header does not end with the failure columns: {header:?}"
+    );
+    header.truncate(header.len() - FAILURE_COLUMNS.len());
+    let rows = records
+        .map(|mut record| {
+            assert!(
+                record.len() >= FAILURE_COLUMNS.len(),
+                "short failure record: {record:?}"
+            );
+            let info = record.split_off(record.len() - FAILURE_COLUMNS.len());
+            let [code, message, stage, attempts, line] =
+                <[String; 5]>::try_from(info).expect("five failure columns");
+            FailureRow {
+                data: record,
+                code,
+                message,
+                stage,
+                attempts,
+                line: line
+                    .parse()
+                    .unwrap_or_else(|_| panic!("_line is not a number: {line:?}")),
+            }
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Converts a row given as string slices, for comparisons.
+pub fn strings(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
