@@ -198,6 +198,38 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
     builder
 }
 
+/// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.
+fn check_encoding(file: &mut File, path: &Path) -> anyhow::Result<()> {
+    let mut head = [0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = file
+            .read(&mut head[filled..])
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    let head = &head[..filled];
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        bail!(
+            "{} is UTF-16 encoded; save it as UTF-8 (in Excel: \"CSV UTF-8\")",
+            path.display()
+        );
+    }
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    if first_line.contains(&0) {
+        bail!(
+            "{} has NUL bytes in its header row; it is probably UTF-16 or binary, not a UTF-8 CSV",
+            path.display()
+        );
+    }
+    file.seek(SeekFrom::Start(0))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,36 +280,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.
-fn check_encoding(file: &mut File, path: &Path) -> anyhow::Result<()> {
-    let mut head = [0u8; 512];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = file
-            .read(&mut head[filled..])
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    let head = &head[..filled];
-    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
-        bail!(
-            "{} is UTF-16 encoded; save it as UTF-8 (in Excel: \"CSV UTF-8\")",
-            path.display()
-        );
-    }
-    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    if first_line.contains(&0) {
-        bail!(
-            "{} has NUL bytes in its header row; it is probably UTF-16 or binary, not a UTF-8 CSV",
-            path.display()
-        );
-    }
-    file.seek(SeekFrom::Start(0))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(())
 }
