@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use csv::ByteRecord;
 
-use crate::dupes::DuplicateFinder;
+use crate::dupes::BackgroundFinder;
 use crate::failures::FailureWriter;
 use crate::input::CsvInput;
 use crate::job::JobInput;
@@ -26,7 +26,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         dry_run: true,
         ..Summary::default()
     };
-    let mut finder = DuplicateFinder::default();
+    let mut finder = BackgroundFinder::spawn()?;
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let stdout = std::io::stdout();
@@ -71,6 +71,12 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         }
     }
 
+    let finder = finder.finish()?;
+    tracing::debug!(
+        "pass 1 done after {:?}; duplicate check clear: {}",
+        started.elapsed(),
+        finder.is_clear()
+    );
     if !finder.is_clear() {
         let mut recount = finder.into_recount();
         let mut input = CsvInput::open(&job.input)?;

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use csv::ByteRecord;
@@ -26,7 +25,6 @@ pub struct InputOptions {
 /// An open input file positioned after its header.
 pub struct CsvInput {
     reader: csv::Reader<LineTracker<File>>,
-    breaks: Arc<Mutex<LineBreaks>>,
     pub columns: Columns,
 }
 
@@ -41,10 +39,9 @@ impl CsvInput {
         let mut file =
             File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         check_encoding(&mut file, path)?;
-        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
         let tracker = LineTracker {
             inner: file,
-            breaks: breaks.clone(),
+            breaks: LineBreaks::default(),
         };
         let mut reader = reader_builder(options.delimiter).from_reader(tracker);
         let raw_header = reader
@@ -71,11 +68,7 @@ impl CsvInput {
         }
         let columns = header::resolve(names, &mapping, options.user_column.as_deref())
             .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-        Ok(CsvInput {
-            reader,
-            breaks,
-            columns,
-        })
+        Ok(CsvInput { reader, columns })
     }
 
     /// Reads the next record into `record`. Returns the 1-based physical line it starts on, or
@@ -89,8 +82,7 @@ impl CsvInput {
             return Ok(None);
         }
         let start = record.position().map_or(0, |p| p.byte());
-        let mut breaks = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Some(breaks.line_at(start)))
+        Ok(Some(self.reader.get_mut().breaks.line_at(start)))
     }
 }
 
@@ -170,17 +162,16 @@ impl LineBreaks {
 /// Passes bytes to the csv reader while noting every line break.
 struct LineTracker<R> {
     inner: R,
-    breaks: Arc<Mutex<LineBreaks>>,
+    breaks: LineBreaks,
 }
 
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut breaks = self.breaks.lock().unwrap_or_else(|e| e.into_inner());
         if n == 0 {
-            breaks.finish();
+            self.breaks.finish();
         } else {
-            breaks.scan(&buf[..n]);
+            self.breaks.scan(&buf[..n]);
         }
         Ok(n)
     }
@@ -245,17 +236,16 @@ mod tests {
                 Ok(n)
             }
         }
-        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
         let tracker = LineTracker {
             inner: Chunked(data, chunk),
-            breaks: breaks.clone(),
+            breaks: LineBreaks::default(),
         };
         let mut reader = reader_builder(b',').buffer_capacity(7).from_reader(tracker);
         let mut record = ByteRecord::new();
         let mut out = Vec::new();
         while reader.read_byte_record(&mut record).unwrap() {
             let start = record.position().unwrap().byte();
-            out.push(breaks.lock().unwrap().line_at(start));
+            out.push(reader.get_mut().breaks.line_at(start));
         }
         out
     }

@@ -1,6 +1,8 @@
 //! Log output: tracing-subscriber on stderr, text or JSON, at a level from -v/-q or RUST_LOG.
 //! Lines go through the progress bar's writer so they never tear it.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -16,8 +18,11 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("profile_import={level},warn")));
+    // Colour only for a person at a terminal: cron logs and pipes get plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(StderrWriter::default)
         .with_target(false);
     // A second init (tests calling `run` twice in one process) keeps the first subscriber.

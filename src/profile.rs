@@ -289,7 +289,8 @@ pub fn normalize(
     cell: &str,
     empty: EmptyPolicy,
 ) -> Result<Option<Value<'_>>, ValueError> {
-    if cell.trim().is_empty() {
+    // Blank means empty or ASCII white space only; other Unicode spaces are content.
+    if cell.trim_ascii().is_empty() {
         return Ok(match empty {
             EmptyPolicy::Skip => None,
             EmptyPolicy::Clear => Some(cleared_value(kind)),
@@ -297,9 +298,9 @@ pub fn normalize(
     }
     match kind {
         ValueKind::Text { max_bytes } => normalize_text(cell, max_bytes).map(Some),
-        ValueKind::Uint32 => parse_uint32(cell.trim()).map(|n| Some(Value::Number(n))),
-        ValueKind::Date => parse_birthday(cell.trim()).map(|n| Some(Value::Number(n))),
-        ValueKind::Enum(spec) => normalize_enum(spec, cell.trim()).map(Some),
+        ValueKind::Uint32 => parse_uint32(cell.trim_ascii()).map(|n| Some(Value::Number(n))),
+        ValueKind::Date => parse_birthday(cell.trim_ascii()).map(|n| Some(Value::Number(n))),
+        ValueKind::Enum(spec) => normalize_enum(spec, cell.trim_ascii()).map(Some),
     }
 }
 
@@ -359,26 +360,44 @@ pub fn parse_uint32(text: &str) -> Result<u32, ValueError> {
 /// BirthDay: `YYYYMMDD` or `YYYY-MM-DD`, a real calendar date, sent as the integer YYYYMMDD.
 /// A plain `0` is accepted too, since it is how Chat represents "not set".
 pub fn parse_birthday(text: &str) -> Result<u32, ValueError> {
-    let digits: String =
-        if text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-' {
-            text.split('-').collect()
-        } else {
-            text.to_string()
-        };
-    let number = parse_uint32(&digits).map_err(|mut err| {
-        if err.code == code::WRONG_TYPE {
-            err.message = format!(
+    let not_a_date = || {
+        ValueError::new(
+            code::WRONG_TYPE,
+            "not a number",
+            format!(
                 "\"{}\" is not a date; use YYYYMMDD or YYYY-MM-DD",
                 clip(text)
-            );
+            ),
+        )
+    };
+    let bytes = text.as_bytes();
+    let (number, digits) = if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
+        let mut number = 0u32;
+        for (i, &b) in bytes.iter().enumerate() {
+            if i == 4 || i == 7 {
+                continue;
+            }
+            if !b.is_ascii_digit() {
+                return Err(not_a_date());
+            }
+            number = number * 10 + u32::from(b - b'0');
         }
-        err
-    })?;
+        (number, 8)
+    } else {
+        let number = parse_uint32(text).map_err(|err| {
+            if err.code == code::WRONG_TYPE {
+                not_a_date()
+            } else {
+                err
+            }
+        })?;
+        (number, text.len())
+    };
     if number == 0 {
         return Ok(0);
     }
     let (year, month, day) = (number / 10_000, number / 100 % 100, number % 100);
-    if digits.len() != 8 || !is_real_date(year, month, day) {
+    if digits != 8 || !is_real_date(year, month, day) {
         return Err(ValueError::new(
             code::BAD_VALUE,
             "not a date",

@@ -316,6 +316,103 @@ fn blank_lines_are_not_rows_and_do_not_shift_line_numbers() {
 }
 
 #[test]
+fn lone_carriage_returns_end_lines_too() {
+    // Classic Mac line endings: csv reads a lone CR as a record terminator.
+    let ws = Workspace::new();
+    let input = ws.write(
+        "mac.csv",
+        "UserID,Nick,Level\ru1,Ann,1\ru2,Bob,x\ru3,Cy,3\r",
+    );
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 3);
+    let (_, rows) = read_failures(&failures);
+    assert_eq!(summary_of(&rows), vec![triple("u2", "40610", 3)]);
+}
+
+/// Builds a large file with the given line ending, where some rows hold quoted line breaks and
+/// blank lines, and returns it with the `(UserID, line)` of every invalid row. The first row's
+/// Nick is padded with `pad` letters, to move later line breaks to chosen byte offsets.
+fn many_rows(eol: &str, rows: usize, pad: usize) -> (String, Vec<(String, u64)>) {
+    let mut text = format!("UserID,Nick,SelfSignature,Level{eol}");
+    let mut line = 2;
+    let mut invalid = Vec::new();
+    for i in 0..rows {
+        let user = format!("user_{i:06}");
+        let signature = match i % 5 {
+            0 => format!("\"two{eol}lines\""),
+            1 => format!("\"three{eol}{eol}lines, quoted \"\"here\"\"\""),
+            _ => "plain text of some length to fill the buffer".to_string(),
+        };
+        let level = if i % 7 == 3 {
+            "x".to_string()
+        } else {
+            i.to_string()
+        };
+        if i % 7 == 3 {
+            invalid.push((user.clone(), line));
+        }
+        let padding = if i == 0 {
+            "a".repeat(pad)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "{user},Nick {i}{padding},{signature},{level}{eol}"
+        ));
+        line += 1 + signature.matches(eol).count() as u64;
+        if i % 11 == 10 {
+            text.push_str(eol); // a blank line
+            line += 1;
+        }
+    }
+    (text, invalid)
+}
+
+#[test]
+fn line_numbers_stay_right_across_read_buffers() {
+    for eol in ["\n", "\r\n"] {
+        let ws = Workspace::new();
+        // About 400 KB: several of the reader's 64 KiB buffers. The first row is padded so that
+        // a line break ends exactly at the first buffer boundary: for CRLF, the CR is the last
+        // byte of one read and the LF the first byte of the next.
+        const BOUNDARY: usize = 64 * 1024;
+        let (plain, _) = many_rows(eol, 6000, 0);
+        let last_break = plain[..BOUNDARY].rfind(eol).unwrap();
+        let pad = BOUNDARY - 1 - last_break;
+        let (text, invalid) = many_rows(eol, 6000, pad);
+        assert_eq!(&text[BOUNDARY - 1..BOUNDARY - 1 + eol.len()], eol);
+        assert!(text.len() > 300_000);
+        let input = ws.write("many.csv", &text);
+        let failures = ws.path("f.csv");
+        let run = dry_run(&ws, &input, &failures, &[]);
+        run.assert_code(3);
+        assert_eq!(run.count("rows read"), 6000);
+        assert_eq!(run.count("invalid"), invalid.len() as u64);
+        let (_, rows) = read_failures(&failures);
+        let got: Vec<(String, u64)> = rows.iter().map(|r| (r.data[0].clone(), r.line)).collect();
+        let first_wrong = got.iter().zip(&invalid).position(|(g, w)| g != w);
+        assert_eq!(
+            first_wrong,
+            None,
+            "eol {eol:?}: first wrong _line: got {:?}, expected {:?}",
+            first_wrong.map(|i| &got[i]),
+            first_wrong.map(|i| &invalid[i])
+        );
+        assert_eq!(got.len(), invalid.len());
+        // The quoted line breaks are kept exactly, CRLF included.
+        let multi = rows.iter().find(|r| r.data[0] == "user_000003").unwrap();
+        assert_eq!(
+            multi.data[2],
+            "plain text of some length to fill the buffer"
+        );
+        let quoted = rows.iter().find(|r| r.data[0] == "user_000010").unwrap();
+        assert_eq!(quoted.data[2], format!("two{eol}lines"));
+    }
+}
+
+#[test]
 fn quoted_fields_keep_commas_quotes_and_newlines() {
     let ws = Workspace::new();
     let input = ws.write(

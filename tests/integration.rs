@@ -4,3 +4,4 @@
 mod util;
 
 mod dry_run;
+mod send;
