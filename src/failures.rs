@@ -64,6 +64,8 @@ pub struct FailureWriter {
     data_indexes: Vec<usize>,
     failure_column_indexes: Vec<usize>,
     rows: u64,
+    /// Rows written since the last sync.
+    unsynced: bool,
 }
 
 impl FailureWriter {
@@ -83,6 +85,7 @@ impl FailureWriter {
             data_indexes,
             failure_column_indexes,
             rows: 0,
+            unsynced: true,
         };
         let mut header: Vec<&[u8]> = writer
             .data_indexes
@@ -143,6 +146,7 @@ impl FailureWriter {
         ]);
         self.render(fields, delimiter)?;
         self.rows += 1;
+        self.unsynced = true;
         if self.pending.len() >= WRITE_CHUNK {
             self.write_pending()?;
         }
@@ -151,10 +155,15 @@ impl FailureWriter {
 
     /// Writes every pending record to the file and syncs it to disk.
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
         self.write_pending()?;
         self.file
             .sync_data()
-            .with_context(|| format!("cannot sync {}", self.path.display()))
+            .with_context(|| format!("cannot sync {}", self.path.display()))?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Flushes and closes. A run with no failures leaves no failure CSV behind, so its

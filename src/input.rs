@@ -24,7 +24,7 @@ pub struct InputOptions {
 
 /// An open input file positioned after its header.
 pub struct CsvInput {
-    reader: csv::Reader<LineTracker<File>>,
+    reader: csv::Reader<LineTracker<Source>>,
     pub columns: Columns,
 }
 
@@ -38,9 +38,41 @@ impl CsvInput {
         let path = &options.path;
         let mut file =
             File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        check_encoding(&mut file, path)?;
+        let mut head = [0u8; 512];
+        let mut filled = 0;
+        while filled < head.len() {
+            let n = file
+                .read(&mut head[filled..])
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        check_encoding(&head[..filled], path)?;
+        file.seek(SeekFrom::Start(0))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_source(Source::File(file), options, &mapping)
+    }
+
+    /// Reads CSV from memory, exactly as `open` reads a file (used by the fuzz target).
+    pub fn from_bytes(data: Vec<u8>, options: &InputOptions) -> anyhow::Result<CsvInput> {
+        check_encoding(&data[..data.len().min(512)], &options.path)?;
+        Self::from_source(
+            Source::Bytes(std::io::Cursor::new(data)),
+            options,
+            &Mapping::default(),
+        )
+    }
+
+    fn from_source(
+        source: Source,
+        options: &InputOptions,
+        mapping: &Mapping,
+    ) -> anyhow::Result<CsvInput> {
+        let path = &options.path;
         let tracker = LineTracker {
-            inner: file,
+            inner: source,
             breaks: LineBreaks::default(),
         };
         let mut reader = reader_builder(options.delimiter).from_reader(tracker);
@@ -66,7 +98,7 @@ impl CsvInput {
             })?;
             names.push(header::clean_name(name));
         }
-        let columns = header::resolve(names, &mapping, options.user_column.as_deref())
+        let columns = header::resolve(names, mapping, options.user_column.as_deref())
             .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
         Ok(CsvInput { reader, columns })
     }
@@ -189,20 +221,23 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
     builder
 }
 
-/// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.
-fn check_encoding(file: &mut File, path: &Path) -> anyhow::Result<()> {
-    let mut head = [0u8; 512];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = file
-            .read(&mut head[filled..])
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
+/// Where CSV bytes come from.
+enum Source {
+    File(File),
+    Bytes(std::io::Cursor<Vec<u8>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::File(file) => file.read(buf),
+            Source::Bytes(bytes) => bytes.read(buf),
         }
-        filled += n;
     }
-    let head = &head[..filled];
+}
+
+/// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.
+fn check_encoding(head: &[u8], path: &Path) -> anyhow::Result<()> {
     if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
         bail!(
             "{} is UTF-16 encoded; save it as UTF-8 (in Excel: \"CSV UTF-8\")",
@@ -216,8 +251,6 @@ fn check_encoding(file: &mut File, path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    file.seek(SeekFrom::Start(0))
-        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(())
 }
 

@@ -103,11 +103,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// The runtime for network commands: two workers match the machines this runs on, and the
-/// job is paced far below what one core can drive.
+/// The runtime for network commands. One thread: the job is paced far below what one core can
+/// drive, and at 200 requests a second waking threads for each other costs more CPU than the
+/// requests themselves. (The CSV reader has its own thread.)
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
