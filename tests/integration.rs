@@ -3,5 +3,6 @@
 
 mod util;
 
+mod corpus;
 mod dry_run;
 mod send;

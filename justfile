@@ -1,0 +1,58 @@
+# profile-import development recipes. `just` lists them.
+
+default:
+    @just --list
+
+# README command 1: import samples/users.csv into the built-in simulator, end to end
+demo:
+    cargo run --release -- demo
+
+# README command 2: the whole test suite
+test:
+    cargo test
+
+# Formatting and lints, as CI runs them
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# What CI runs
+ci: lint test
+
+# Validate the samples without sending anything
+dry-run-samples:
+    -cargo run --release -- import samples/users.csv --dry-run
+    -cargo run --release -- import samples/users-with-errors.csv --dry-run --failures /tmp/users-with-errors.failures.csv
+    -cargo run --release -- import samples/export-with-mapping.csv --delimiter ';' --mapping samples/mapping.toml --dry-run
+
+# Serve the simulator on loopback for a rehearsal (Ctrl-C prints what it saw)
+sim *ARGS:
+    cargo run --release -- sim {{ARGS}}
+
+# Dry run vs parse-only baseline at 1 M rows (rows/s, peak RSS), then peak RSS at 5 M rows
+bench-dry-run:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release --quiet --bin profile-import --example gen_profiles --example parse_only
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    measure() { # label rows file cmd...
+        local label=$1 rows=$2; shift 2
+        /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1 || true
+        read -r secs kb < "$dir/time"
+        awk -v l="$label" -v r="$rows" -v s="$secs" -v k="$kb" \
+            'BEGIN { printf "%-28s %10d rows %8.2f s %12.0f rows/s %8.1f MB peak RSS\n", l, r, s, (s > 0 ? r / s : 0), k / 1024 }'
+    }
+    for rows in 1000000 5000000; do
+        target/release/examples/gen_profiles "$rows" "$dir/in.csv"
+        echo "── $rows rows, $(du -h "$dir/in.csv" | cut -f1) (8 profile columns) ──"
+        measure "parse-only (csv ByteRecord)" "$rows" target/release/examples/parse_only "$dir/in.csv"
+        measure "dry run" "$rows" target/release/profile-import -q import "$dir/in.csv" --dry-run --failures "$dir/f.csv"
+    done
+    echo "targets: dry run >= 1/3 of parse-only rows/s; peak RSS <= 64 MB at 1 M rows and flat at 5 M"
+
+# 6,000 rows to the simulator at the default rate, 20-80 ms and 200-600 ms latency, next to a naive loop
+bench-send:
+    cargo build --release --quiet --bin profile-import --example send_bench
+    target/release/examples/send_bench 6000 20-80
+    target/release/examples/send_bench 6000 200-600
