@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
         match mapper.map(&record, &mut body) {
             Verdict::Ready { user_id, items } => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|err| {
-                    panic!("body is not JSON ({err}): {}", String::from_utf8_lossy(&body))
+                    panic!(
+                        "body is not JSON ({err}): {}",
+                        String::from_utf8_lossy(&body)
+                    )
                 });
                 assert_eq!(json["From_Account"].as_str(), Some(user_id));
                 let list = json["ProfileItem"].as_array().expect("ProfileItem array");
@@ -61,7 +64,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(items > 0);
                 for item in list {
                     assert!(item["Tag"].is_string(), "{item}");
-                    assert!(item["Value"].is_string() || item["Value"].is_u64(), "{item}");
+                    assert!(
+                        item["Value"].is_string() || item["Value"].is_u64(),
+                        "{item}"
+                    );
                 }
             }
             Verdict::Skipped { .. } => assert!(body.is_empty()),
