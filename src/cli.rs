@@ -13,6 +13,7 @@ Exit codes:
        a job-wide Chat error (wrong key, SDKAppID, admin) that stopped the run
   2    usage error
   3    finished, but some rows were invalid or failed (see the failure CSV)
+  4    another run holds the lock on this input's journal
   130  interrupted (SIGINT); 143 terminated (SIGTERM)";
 
 const IMPORT_EXAMPLES: &str = "\
@@ -30,6 +31,9 @@ Examples:
   # Rehearse against the built-in simulator (run `profile-import sim` first)
   PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
       --sdkappid 1400000000 --endpoint http://127.0.0.1:8080
+
+  # Cron: resume after a crash or kill, never overlap, leave a JSON summary
+  profile-import import users.csv --config chat.toml --resume --summary-json run.json
 
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000
@@ -134,6 +138,29 @@ pub struct ImportArgs {
     /// Print the JSON body of the first N valid rows to stdout (-v shows 3).
     #[arg(long, value_name = "N")]
     pub show_requests: Option<usize>,
+
+    /// Continue an interrupted run from its journal: rows already final are not sent again,
+    /// and failures are appended to the same failure CSV. With no journal, start fresh (so a
+    /// cron line can always pass it).
+    #[arg(long)]
+    pub resume: bool,
+
+    /// With --resume: continue even though the input changed since the journal was written
+    /// (rows are matched by their position in the file).
+    #[arg(long, requires = "resume")]
+    pub force: bool,
+
+    /// The resume journal [default: <CSV stem>.journal beside the input].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Write the final counts, codes, timings and exit code as JSON to PATH (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Stop the run once this many rows have failed or been rejected (a run going bad).
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -60,6 +60,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         },
         rules: RowRules::default(),
         failures: workdir.join("users.failures.csv"),
+        journal: workdir.join("users.journal"),
+        resume: false,
+        force: false,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
@@ -78,8 +81,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         allow_bar: true,
         quiet,
         progress_interval: Duration::from_secs(2),
+        max_errors: None,
     };
-    let status =
+    let (status, _) =
         crate::import_until_signalled(|stop| send::run(&job, client, settings, stop)).await?;
 
     let stats = sim.stats();

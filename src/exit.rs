@@ -11,6 +11,8 @@ pub enum ExitStatus {
     Usage,
     /// The run finished but some rows were invalid or failed.
     RowsFailed,
+    /// Another run holds the lock.
+    Locked,
     /// Stopped by SIGINT.
     Interrupted,
     /// Stopped by SIGTERM.
@@ -24,6 +26,7 @@ impl ExitStatus {
             ExitStatus::Fatal => 1,
             ExitStatus::Usage => 2,
             ExitStatus::RowsFailed => 3,
+            ExitStatus::Locked => 4,
             ExitStatus::Interrupted => 130,
             ExitStatus::Terminated => 143,
         }

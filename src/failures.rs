@@ -98,6 +98,104 @@ impl FailureWriter {
         Ok(writer)
     }
 
+    /// Reopens the failure CSV of an interrupted run to append to it. A torn last record is
+    /// cut off. Returns the writer and the input lines already recorded in the file (rows whose
+    /// failure was written just before a crash but not yet journalled).
+    pub fn append(
+        path: &Path,
+        columns: &Columns,
+        delimiter: u8,
+    ) -> anyhow::Result<(FailureWriter, std::collections::HashSet<u64>)> {
+        let data = match std::fs::read(path) {
+            Ok(data) if !data.is_empty() => data,
+            Ok(_) => return Ok((Self::create(path, columns, delimiter)?, Default::default())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self::create(path, columns, delimiter)?, Default::default()))
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let data_indexes = columns.data_indexes();
+        let failure_column_indexes: Vec<usize> = (0..columns.names.len())
+            .filter(|i| !data_indexes.contains(i))
+            .collect();
+        let mut expected_header: Vec<&[u8]> = data_indexes
+            .iter()
+            .map(|&i| columns.names[i].as_bytes())
+            .collect();
+        expected_header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
+
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(data.as_slice());
+        let mut record = ByteRecord::new();
+        let mut lines = std::collections::HashSet::new();
+        let mut rows = 0u64;
+        let mut keep = 0u64;
+        let mut first = true;
+        while reader.read_byte_record(&mut record)? {
+            let start = record.position().map_or(0, |p| p.byte());
+            let end = reader.position().byte();
+            let complete =
+                end as usize == data.len() && data.ends_with(b"\n") || (end as usize) < data.len();
+            if first {
+                if record.iter().collect::<Vec<_>>() != expected_header {
+                    anyhow::bail!(
+                        "{} has different columns than this input; move it away or pass --failures with another path",
+                        path.display()
+                    );
+                }
+                first = false;
+                keep = end;
+                continue;
+            }
+            // A record is whole if it ends in a terminator and its last field is a line
+            // number; anything else is what a crash mid-write left.
+            let line = record
+                .get(record.len().saturating_sub(1))
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .and_then(|f| f.parse::<u64>().ok());
+            match line {
+                Some(line) if complete => {
+                    lines.insert(line);
+                    rows += 1;
+                    keep = end;
+                }
+                _ => {
+                    keep = start;
+                    break;
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open the failure CSV {}", path.display()))?;
+        file.set_len(keep)
+            .with_context(|| format!("cannot repair {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        let mut file = file;
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::End(0))?;
+        Ok((
+            FailureWriter {
+                path: path.to_path_buf(),
+                file,
+                pending: Vec::new(),
+                data_indexes,
+                failure_column_indexes,
+                rows,
+                unsynced: false,
+            },
+            lines,
+        ))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -118,6 +118,34 @@ impl CsvInput {
     }
 }
 
+impl CsvInput {
+    /// Continues after the record at `pos` (from the journal), without re-reading what lies
+    /// before it: seeks to where that record begins, reads it once more, and discards it.
+    pub fn seek_past(&mut self, pos: crate::journal::RowPos) -> anyhow::Result<()> {
+        let mut position = csv::Position::new();
+        position
+            .set_byte(pos.byte)
+            .set_line(pos.line)
+            .set_record(pos.index);
+        self.reader
+            .seek(position)
+            .context("cannot seek in the input to resume")?;
+        let mut record = ByteRecord::new();
+        let Some(line) = self.read(&mut record)? else {
+            bail!("the input ends before the journal's checkpoint; was it truncated?");
+        };
+        // Lines were counted from the seek point; shift them to the file's real numbering.
+        let breaks = &mut self.reader.get_mut().breaks;
+        breaks.passed += pos.line.saturating_sub(line);
+        Ok(())
+    }
+
+    /// The byte where the CSV reader began reading `record` (for the journal).
+    pub fn start_byte(record: &ByteRecord) -> u64 {
+        record.position().map_or(0, |p| p.byte())
+    }
+}
+
 /// Line breaks seen by the reader and not yet passed by a record.
 ///
 /// csv's own `Position::line` skips blank lines and miscounts CRLF, so lines are counted here
@@ -225,6 +253,26 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
 enum Source {
     File(File),
     Bytes(std::io::Cursor<Vec<u8>>),
+}
+
+impl Seek for Source {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        match self {
+            Source::File(file) => file.seek(to),
+            Source::Bytes(bytes) => bytes.seek(to),
+        }
+    }
+}
+
+impl<R: Seek> Seek for LineTracker<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let offset = self.inner.seek(to)?;
+        self.breaks = LineBreaks {
+            offset,
+            ..LineBreaks::default()
+        };
+        Ok(offset)
+    }
 }
 
 impl Read for Source {

@@ -17,6 +17,12 @@ pub struct JobInput {
     pub input: InputOptions,
     pub rules: RowRules,
     pub failures: PathBuf,
+    /// The resume journal (real imports only).
+    pub journal: PathBuf,
+    /// Continue from the journal instead of starting over.
+    pub resume: bool,
+    /// Resume even if the input changed since the journal was written.
+    pub force: bool,
 }
 
 impl JobInput {
@@ -46,6 +52,9 @@ impl JobInput {
                     UserIdRule::Strict
                 },
             },
+            journal: crate::journal::default_path(&args.csv),
+            resume: false,
+            force: false,
             failures,
         })
     }

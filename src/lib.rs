@@ -16,6 +16,7 @@
 //! - [`limiter`]: the job-wide pace.
 //! - [`send`]: reader, dispatcher, workers and collector of a real import.
 //! - [`sim`]: the built-in Chat simulator; [`demo`]: the end-to-end demo.
+//! - [`journal`], [`lock`]: crash-safe resume and the run lock.
 //! - [`summary`], [`progress`], [`logging`]: what the user sees.
 //! - [`exit`]: exit statuses (picked only in `main`).
 
@@ -31,7 +32,9 @@ pub mod failures;
 pub mod header;
 pub mod input;
 pub mod job;
+pub mod journal;
 pub mod limiter;
+pub mod lock;
 pub mod logging;
 pub mod outcome;
 pub mod profile;
@@ -62,7 +65,12 @@ use summary::Summary;
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Import(args) => {
-            let job = JobInput::from_args(&args.input)?;
+            let mut job = JobInput::from_args(&args.input)?;
+            if let Some(journal) = &args.journal {
+                job.journal = journal.clone();
+            }
+            job.resume = args.resume;
+            job.force = args.force;
             if args.dry_run {
                 let show = args
                     .show_requests
@@ -72,7 +80,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 return Ok(status_of(&summary));
             }
             let connection = Connection::resolve(&args.connection, true)?;
-            let settings = send_settings(&args.sending, cli.quiet)?;
+            let mut settings = send_settings(&args.sending, cli.quiet)?;
+            settings.max_errors = args.max_errors;
             let tuning = ClientTuning {
                 request_timeout: Duration::try_from_secs_f64(args.sending.timeout)
                     .ok()
@@ -88,9 +97,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             }
             let client = Arc::new(ChatClient::new(connection, tuning)?);
             let runtime = runtime()?;
-            runtime.block_on(import_until_signalled(|stop| {
+            let summary_json = args.summary_json.clone();
+            let outcome = runtime.block_on(import_until_signalled(|stop| {
                 send::run(&job, client, settings, stop)
-            }))
+            }));
+            let (status, summary) = match outcome {
+                Ok(done) => done,
+                Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
+                    eprintln!("error: {err:#}");
+                    (ExitStatus::Locked, None)
+                }
+                Err(err) => return Err(err),
+            };
+            if let (Some(path), Some(summary)) = (summary_json, &summary) {
+                summary::write_json(&path, summary, status)?;
+            }
+            Ok(status)
         }
         Command::Usersig(args) => {
             let connection = Connection::resolve(&args.connection, false)?;
@@ -135,12 +157,15 @@ pub fn send_settings(args: &SendArgs, quiet: bool) -> anyhow::Result<SendSetting
         allow_bar: !args.no_progress,
         quiet,
         progress_interval: Duration::from_secs(args.progress_interval.max(1)),
+        max_errors: None,
     })
 }
 
 /// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
 /// finish, a second one returns at once.
-pub async fn import_until_signalled<F, Fut>(import: F) -> anyhow::Result<ExitStatus>
+pub async fn import_until_signalled<F, Fut>(
+    import: F,
+) -> anyhow::Result<(ExitStatus, Option<Summary>)>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<SendReport>>,
@@ -156,20 +181,21 @@ where
     let result = tokio::select! {
         report = import(stop.clone()) => report,
         Ok(()) = hard_rx => {
-            eprintln!("second signal: exiting now; rows in flight are unconfirmed");
-            return Ok(signal_status(&terminated));
+            eprintln!("second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them");
+            return Ok((signal_status(&terminated), None));
         }
     };
     listener.abort();
     let report = result?;
     eprint!("{}", report.summary);
-    Ok(if report.fatal.is_some() {
+    let status = if report.fatal.is_some() {
         ExitStatus::Fatal
     } else if report.interrupted {
         signal_status(&terminated)
     } else {
         status_of(&report.summary)
-    })
+    };
+    Ok((status, Some(report.summary)))
 }
 
 fn signal_status(terminated: &AtomicBool) -> ExitStatus {

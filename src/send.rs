@@ -11,7 +11,7 @@
 //! Every channel is bounded except "user released", which holds at most one message per job in
 //! flight, so memory stays flat at any file size.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
 use crate::input::CsvInput;
 use crate::job::JobInput;
+use crate::journal::{self, Final, Journal, RowPos};
 use crate::outcome::{Failure, FailureCode, Stage};
 use crate::progress::{Progress, Snapshot};
 use crate::row::{failure_from, RowMapper, Verdict, Violation};
@@ -51,6 +52,8 @@ pub struct SendSettings {
     pub allow_bar: bool,
     pub quiet: bool,
     pub progress_interval: Duration,
+    /// Stop the job once this many rows failed or were invalid.
+    pub max_errors: Option<u64>,
 }
 
 impl SendSettings {
@@ -80,7 +83,7 @@ const MAX_THROTTLED: u32 = 20;
 
 /// A valid row on its way to Chat.
 struct Job {
-    line: u64,
+    pos: RowPos,
     user_id: String,
     body: Bytes,
     record: ByteRecord,
@@ -89,22 +92,25 @@ struct Job {
 /// What the reader thread produces, in file order.
 enum Event {
     Job(Job),
-    Skipped,
+    Skipped(RowPos),
     Invalid {
-        line: u64,
+        pos: RowPos,
         record: ByteRecord,
         violations: Vec<Violation>,
     },
+    /// A row already in the failure CSV from an interrupted earlier run but not yet journalled.
+    AlreadyFailed(RowPos),
 }
 
 /// What the collector receives.
 enum Report {
-    Skipped,
+    Skipped(RowPos),
     Invalid {
-        line: u64,
+        pos: RowPos,
         record: ByteRecord,
         violations: Vec<Violation>,
     },
+    AlreadyFailed(RowPos),
     Finished {
         job: Job,
         outcome: Outcome,
@@ -150,10 +156,73 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<SendReport> {
     let started = Instant::now();
-    let input = CsvInput::open(&job.input)?;
+    // Held until this function returns: no second run on the same journal meanwhile.
+    let _lock = crate::lock::RunLock::acquire(&job.journal)?;
+    let mut input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
-    let failures = FailureWriter::create(&job.failures, mapper.columns(), job.input.delimiter)?;
+    let delimiter = job.input.delimiter;
+    let identity = journal::Identity::of(&job.input.path)?;
+    let resume = if job.resume {
+        journal::read(&job.journal, &identity, job.force)?
+    } else {
+        None
+    };
+    let (failures, failed_lines) = match &resume {
+        Some(_) => FailureWriter::append(&job.failures, mapper.columns(), delimiter)?,
+        None => (
+            FailureWriter::create(&job.failures, mapper.columns(), delimiter)?,
+            HashSet::new(),
+        ),
+    };
+    let journal = match &resume {
+        Some(resume) => Journal::append(&job.journal, resume)?,
+        None => Journal::create(&job.journal, &identity)?,
+    };
     let total = count_rows(job)?;
+    let mut prior = Summary::default();
+    let reader_resume = match &resume {
+        Some(resume) => {
+            for (state, count) in &resume.counts {
+                match state {
+                    Final::Ok => prior.ok += count,
+                    Final::Failed => prior.failed += count,
+                    Final::Invalid => prior.invalid += count,
+                    Final::Skipped => prior.skipped += count,
+                }
+            }
+            for ((state, code), count) in &resume.codes {
+                let key = format!("{code} (earlier run)");
+                match state {
+                    Final::Failed => *prior.failed_by_code.entry(key).or_default() += count,
+                    _ => *prior.invalid_by_rule.entry(key).or_default() += count,
+                }
+            }
+            let done = resume.counts.values().sum::<u64>();
+            tracing::info!(
+                "resuming from {}: {done} of {total} rows already final",
+                job.journal.display()
+            );
+            if !job.input.path.exists() {
+                anyhow::bail!("the input disappeared");
+            }
+            ReaderResume {
+                checkpoint: resume.checkpoint,
+                journalled: journal::skip_set(resume),
+                failed_lines,
+            }
+        }
+        None => {
+            if job.resume {
+                tracing::info!(
+                    "no journal at {}: starting a fresh run",
+                    job.journal.display()
+                );
+            }
+            ReaderResume::default()
+        }
+    };
+    // The reader opens its own handle; this one only checked the header.
+    drop(std::mem::replace(&mut input, CsvInput::open(&job.input)?));
 
     let external_stop = stop.clone();
     let internal_stop = stop.child_token();
@@ -176,7 +245,7 @@ pub async fn run(
         .name("csv-reader".into())
         .spawn({
             let options = job.input.clone();
-            move || read_rows(input, &options, mapper, event_tx)
+            move || read_rows(input, &options, mapper, event_tx, reader_resume)
         })?;
 
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
@@ -205,18 +274,26 @@ pub async fn run(
         settings.quiet,
         settings.progress_interval,
     );
-    let mut summary = collect(report_rx, failures, progress, shared.clone(), job).await?;
+    let collector = Collector {
+        failures,
+        journal,
+        progress,
+        shared: shared.clone(),
+        delimiter,
+        max_errors: settings.max_errors,
+    };
+    let mut summary = collector.run(report_rx, prior).await?;
 
     dispatcher.await?;
     for worker in workers {
         worker.await?;
     }
-    let (rows_read, duplicates) = match reader.join() {
+    let duplicates = match reader.join() {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the CSV reader thread panicked"),
     };
     summary.duplicates = duplicates;
-    summary.rows = rows_read;
+    summary.rows = total;
     summary.requests = shared.requests.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     let fatal = shared
@@ -225,6 +302,12 @@ pub async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let interrupted = external_stop.is_cancelled() && fatal.is_none();
+    if summary.not_attempted == 0 && fatal.is_none() && !interrupted && summary.accounted() {
+        // Every row is final: the run is complete and nothing is left to resume.
+        let _ = std::fs::remove_file(&job.journal);
+    } else {
+        summary.journal = Some(job.journal.clone());
+    }
     if let Some(why) = &fatal {
         summary.stopped = Some(why.clone());
     } else if interrupted {
@@ -255,50 +338,76 @@ fn read_rows(
     options: &crate::input::InputOptions,
     mapper: RowMapper,
     events: mpsc::Sender<Event>,
-) -> anyhow::Result<(u64, crate::dupes::Duplicates)> {
+    resume: ReaderResume,
+) -> anyhow::Result<crate::dupes::Duplicates> {
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
-    let mut rows = 0;
+    let mut index = 0;
+    if let Some(checkpoint) = resume.checkpoint {
+        input.seek_past(checkpoint)?;
+        index = checkpoint.index + 1;
+    }
     let mut finder = DuplicateFinder::default();
     while let Some(line) = input.read(&mut record)? {
-        rows += 1;
+        let pos = RowPos {
+            index,
+            line,
+            byte: CsvInput::start_byte(&record),
+        };
+        index += 1;
+        if resume.journalled.contains(&pos.index) {
+            continue;
+        }
         if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
             finder.observe(user_id);
         }
-        let event = match mapper.map(&record, &mut body) {
-            Verdict::Ready { user_id, .. } => Event::Job(Job {
-                line,
-                user_id: user_id.to_string(),
-                body: Bytes::copy_from_slice(&body),
-                record: record.clone(),
-            }),
-            Verdict::Skipped { .. } => Event::Skipped,
-            Verdict::Invalid(violations) => Event::Invalid {
-                line,
-                record: record.clone(),
-                violations,
-            },
+        let event = if resume.failed_lines.contains(&line) {
+            Event::AlreadyFailed(pos)
+        } else {
+            match mapper.map(&record, &mut body) {
+                Verdict::Ready { user_id, .. } => Event::Job(Job {
+                    pos,
+                    user_id: user_id.to_string(),
+                    body: Bytes::copy_from_slice(&body),
+                    record: record.clone(),
+                }),
+                Verdict::Skipped { .. } => Event::Skipped(pos),
+                Verdict::Invalid(violations) => Event::Invalid {
+                    pos,
+                    record: record.clone(),
+                    violations,
+                },
+            }
         };
         if events.blocking_send(event).is_err() {
             anyhow::bail!("the import stopped before the whole file was read");
         }
     }
     drop(events);
-    let duplicates = if finder.is_clear() {
-        Default::default()
-    } else {
-        // The duplicate report needs a second look at the UserIDs; the dispatcher has all it
-        // needs already, so this does not delay any request.
-        let mut recount = finder.into_recount();
-        let mut again = CsvInput::open(options)?;
-        while again.read(&mut record)?.is_some() {
-            if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
-                recount.observe(user_id);
-            }
+    if finder.is_clear() {
+        return Ok(Default::default());
+    }
+    // The exact recount needs a second look at the UserIDs; every request has been handed
+    // on already, so this delays nothing.
+    let mut recount = finder.into_recount();
+    let mut again = CsvInput::open(options)?;
+    while again.read(&mut record)?.is_some() {
+        if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
+            recount.observe(user_id);
         }
-        recount.finish()
-    };
-    Ok((rows, duplicates))
+    }
+    Ok(recount.finish())
+}
+
+/// What the reader skips when resuming.
+#[derive(Default)]
+struct ReaderResume {
+    /// Every record up to this one is final: seek past it.
+    checkpoint: Option<RowPos>,
+    /// Records after the checkpoint that the journal already has.
+    journalled: HashSet<u64>,
+    /// Lines already in the failure CSV (written just before a crash, not yet journalled).
+    failed_lines: HashSet<u64>,
 }
 
 /// Sends jobs to workers, holding back any row whose user already has one in flight.
@@ -360,11 +469,14 @@ async fn dispatch(
                             }
                         }
                     }
-                    Some(Event::Skipped) => {
-                        let _ = reports.send(Report::Skipped).await;
+                    Some(Event::Skipped(pos)) => {
+                        let _ = reports.send(Report::Skipped(pos)).await;
                     }
-                    Some(Event::Invalid { line, record, violations }) => {
-                        let _ = reports.send(Report::Invalid { line, record, violations }).await;
+                    Some(Event::Invalid { pos, record, violations }) => {
+                        let _ = reports.send(Report::Invalid { pos, record, violations }).await;
+                    }
+                    Some(Event::AlreadyFailed(pos)) => {
+                        let _ = reports.send(Report::AlreadyFailed(pos)).await;
                     }
                 }
             }
@@ -561,7 +673,11 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
             return (last_failure, requests);
         }
         let sleep = rand::random_range(Duration::ZERO..=backoff_window(settings, attempts));
-        tracing::debug!(line = job.line, attempt = attempts, "retrying in {sleep:?}");
+        tracing::debug!(
+            line = job.pos.line,
+            attempt = attempts,
+            "retrying in {sleep:?}"
+        );
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             // A stop cancels the backoff: the row stays pending.
@@ -605,81 +721,143 @@ fn describe_code(code: u32) -> &'static str {
     }
 }
 
-/// The single owner of the counters, the progress display and the failure CSV.
-async fn collect(
-    mut reports: mpsc::Receiver<Report>,
-    mut failures: FailureWriter,
-    mut progress: Progress,
+/// The single owner of the counters, the progress display, the failure CSV and the journal.
+struct Collector {
+    failures: FailureWriter,
+    journal: Journal,
+    progress: Progress,
     shared: Arc<Shared>,
-    job: &JobInput,
-) -> anyhow::Result<Summary> {
-    let delimiter = job.input.delimiter;
-    let mut summary = Summary::default();
-    let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
-    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
-    let mut done = 0u64;
-    loop {
-        tokio::select! {
-            report = reports.recv() => {
-                let Some(report) = report else { break };
-                done += 1;
-                match report {
-                    Report::Skipped => summary.skipped += 1,
-                    Report::Invalid { line, record, violations } => {
-                        summary.invalid += 1;
-                        for violation in &violations {
-                            *summary.invalid_by_rule
-                                .entry(format!("{} {}", violation.code, violation.rule))
-                                .or_default() += 1;
-                            tracing::warn!("line {line}: {}", violation.describe());
-                        }
-                        failures.write(&record, line, &failure_from(&violations), delimiter)?;
-                    }
-                    Report::Finished { job, outcome, requests } => {
-                        summary.retries += u64::from(requests.saturating_sub(1));
-                        match outcome {
-                            Outcome::Ok => summary.ok += 1,
-                            Outcome::NotAttempted => summary.not_attempted += 1,
-                            Outcome::Failed(failure) => {
-                                summary.failed += 1;
-                                *summary.failed_by_code.entry(failure.code.to_string()).or_default() += 1;
-                                tracing::warn!(
-                                    "line {}: user {} failed: {} {}",
-                                    job.line, job.user_id, failure.code, failure.message
-                                );
-                                failures.write(&job.record, job.line, &failure, delimiter)?;
-                            }
+    delimiter: u8,
+    max_errors: Option<u64>,
+}
+
+impl Collector {
+    async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        prior: Summary,
+    ) -> anyhow::Result<Summary> {
+        let mut summary = prior;
+        let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut done = summary.ok + summary.failed + summary.invalid + summary.skipped;
+        loop {
+            tokio::select! {
+                report = reports.recv() => {
+                    let Some(report) = report else { break };
+                    done += 1;
+                    self.record(report, &mut summary)?;
+                    if let Some(limit) = self.max_errors {
+                        if summary.failed + summary.invalid >= limit && !self.shared.stop.is_cancelled() {
+                            self.shared.stop_job(format!(
+                                "{} rows failed or were invalid, reaching --max-errors {limit}",
+                                summary.failed + summary.invalid
+                            ));
                         }
                     }
                 }
-            }
-            _ = flush_tick.tick() => {
-                failures.flush()?;
-                let now = Instant::now();
-                rate_window.push_back((now, shared.requests.load(Ordering::Relaxed)));
-                while rate_window.len() > 6 {
-                    rate_window.pop_front();
-                }
-                let rate = match (rate_window.front(), rate_window.back()) {
-                    (Some(first), Some(last)) if last.0 > first.0 => {
-                        (last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64()
+                _ = flush_tick.tick() => {
+                    self.sync()?;
+                    let now = Instant::now();
+                    rate_window.push_back((now, self.shared.requests.load(Ordering::Relaxed)));
+                    while rate_window.len() > 6 {
+                        rate_window.pop_front();
                     }
-                    _ => 0.0,
-                };
-                progress.update(Snapshot {
-                    done,
-                    ok: summary.ok,
-                    failed: summary.failed + summary.invalid,
-                    retries: summary.retries,
-                    rate,
-                });
+                    let rate = match (rate_window.front(), rate_window.back()) {
+                        (Some(first), Some(last)) if last.0 > first.0 => {
+                            (last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64()
+                        }
+                        _ => 0.0,
+                    };
+                    self.progress.update(Snapshot {
+                        done,
+                        ok: summary.ok,
+                        failed: summary.failed + summary.invalid,
+                        retries: summary.retries,
+                        rate,
+                    });
+                }
             }
         }
+        self.sync()?;
+        self.progress.finish();
+        summary.failure_csv = self.failures.finish()?;
+        Ok(summary)
     }
-    progress.finish();
-    summary.failure_csv = failures.finish()?;
-    Ok(summary)
+
+    /// The failure CSV first, then the journal: a row is never journalled as failed before
+    /// its failure record is on disk.
+    fn sync(&mut self) -> anyhow::Result<()> {
+        self.failures.flush()?;
+        self.journal.sync()
+    }
+
+    fn record(&mut self, report: Report, summary: &mut Summary) -> anyhow::Result<()> {
+        match report {
+            Report::Skipped(pos) => {
+                summary.skipped += 1;
+                self.journal.record(pos, Final::Skipped, "");
+            }
+            Report::AlreadyFailed(pos) => {
+                summary.failed += 1;
+                *summary
+                    .failed_by_code
+                    .entry("(earlier run)".into())
+                    .or_default() += 1;
+                self.journal.record(pos, Final::Failed, "earlier");
+            }
+            Report::Invalid {
+                pos,
+                record,
+                violations,
+            } => {
+                summary.invalid += 1;
+                for violation in &violations {
+                    *summary
+                        .invalid_by_rule
+                        .entry(format!("{} {}", violation.code, violation.rule))
+                        .or_default() += 1;
+                    tracing::warn!("line {}: {}", pos.line, violation.describe());
+                }
+                let failure = failure_from(&violations);
+                self.failures
+                    .write(&record, pos.line, &failure, self.delimiter)?;
+                self.journal
+                    .record(pos, Final::Invalid, &failure.code.to_string());
+            }
+            Report::Finished {
+                job,
+                outcome,
+                requests,
+            } => {
+                summary.retries += u64::from(requests.saturating_sub(1));
+                match outcome {
+                    Outcome::Ok => {
+                        summary.ok += 1;
+                        self.journal.record(job.pos, Final::Ok, "");
+                    }
+                    Outcome::NotAttempted => summary.not_attempted += 1,
+                    Outcome::Failed(failure) => {
+                        summary.failed += 1;
+                        let code = failure.code.to_string();
+                        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+                        tracing::warn!(
+                            "line {}: user {} failed: {} {}",
+                            job.pos.line,
+                            job.user_id,
+                            failure.code,
+                            failure.message
+                        );
+                        self.failures
+                            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
+                        self.journal.record(job.pos, Final::Failed, &code);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub struct Summary {
     pub failure_csv: Option<PathBuf>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// The journal to resume from, if rows are left.
+    pub journal: Option<PathBuf>,
 }
 
 impl Summary {
@@ -68,6 +70,45 @@ impl Summary {
             0.0
         }
     }
+}
+
+/// Writes the summary as JSON, atomically (a temporary file renamed into place), mode 0600.
+pub fn write_json(
+    path: &std::path::Path,
+    summary: &Summary,
+    status: crate::exit::ExitStatus,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let json = serde_json::json!({
+        "exit_code": status.code(),
+        "dry_run": summary.dry_run,
+        "rows": summary.rows,
+        "ok": summary.ok,
+        "failed": summary.failed,
+        "failed_by_code": summary.failed_by_code,
+        "invalid": summary.invalid,
+        "invalid_by_rule": summary.invalid_by_rule,
+        "skipped": summary.skipped,
+        "not_attempted": summary.not_attempted,
+        "requests": summary.requests,
+        "retries": summary.retries,
+        "duplicate_users": summary.duplicates.users,
+        "elapsed_seconds": summary.elapsed.as_secs_f64(),
+        "mean_requests_per_second": summary.mean_rate(),
+        "failure_csv": summary.failure_csv,
+        "journal": summary.journal,
+        "stopped": summary.stopped,
+    });
+    let tmp = path.with_extension("json.tmp");
+    let mut file = crate::failures::create_private(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    serde_json::to_writer_pretty(&mut file, &json)?;
+    file.write_all(b"\n")?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write the summary {}", path.display()))?;
+    Ok(())
 }
 
 impl fmt::Display for Summary {
@@ -144,6 +185,13 @@ impl fmt::Display for Summary {
         }
         if let Some(why) = &self.stopped {
             writeln!(f, "stopped early    {why}")?;
+        }
+        if let Some(journal) = &self.journal {
+            writeln!(
+                f,
+                "resume with      --resume   (journal {})",
+                journal.display()
+            )?;
         }
         Ok(())
     }

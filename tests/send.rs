@@ -57,6 +57,7 @@ fn settings(rate: u32, concurrency: usize, max_attempts: u32) -> SendSettings {
         allow_bar: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),
+        max_errors: None,
     }
 }
 
@@ -98,6 +99,9 @@ async fn import_with(
         },
         rules: RowRules::default(),
         failures: failures.to_path_buf(),
+        journal: failures.with_extension("journal"),
+        resume: false,
+        force: false,
     };
     let connection = Connection {
         sdkappid: APP,

@@ -1,16 +1,17 @@
 //! Any bytes → CSV reader → header resolution → request bodies.
 //!
-//! Run from the crate root:
-//! `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz csv_to_requests -- -max_total_time=300 -jobs=1`
+//! Run from `tests/fuzz`:
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir . csv_to_requests corpus/csv_to_requests ../data ../../samples -- -max_total_time=300 -jobs=1 -dict=csv.dict`
 //!
 //! Invariants checked on every input:
 //! - reading, header resolution and mapping never panic (errors are fine);
+//! - the resolved header names resolve again to the same roles, and naming any one of them as
+//!   the user column resolves or fails without panicking;
+//! - each record's line is the physical line it starts on, counted independently here;
 //! - a `Ready` body is valid JSON whose `From_Account` is the row's UserID and whose
-//!   `ProfileItem` array has `items` entries, each with a string `Tag` and a `Value`;
-//! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names at least one
-//!   violation;
-//! - the header names the reader resolved also resolve through `header::resolve` directly, and
-//!   naming any one of them as the user column never panics.
+//!   `ProfileItem` has one item per non-blank profile cell, in column order, with the column's
+//!   tag and a value equal to the cell (text exactly, numbers and dates as parsed);
+//! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names a violation.
 
 #![no_main]
 
@@ -18,6 +19,7 @@ use csv::ByteRecord;
 use libfuzzer_sys::fuzz_target;
 use profile_import::header::{self, Mapping};
 use profile_import::input::{CsvInput, InputOptions};
+use profile_import::profile::ValueKind;
 use profile_import::row::{RowMapper, Verdict};
 
 fuzz_target!(|data: &[u8]| {
@@ -31,8 +33,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    // Header resolution: the resolved names resolve again to the same roles, and any column
-    // named as the user column resolves or fails without panicking.
     let names = input.columns.names.clone();
     let again = header::resolve(names.clone(), &Mapping::default(), None)
         .expect("resolved header names resolve again");
@@ -43,13 +43,21 @@ fuzz_target!(|data: &[u8]| {
         let _ = header::parse_tag(name);
     }
 
+    let expected_lines = record_lines(data);
+    let fields: Vec<(usize, String, ValueKind)> = input
+        .columns
+        .fields()
+        .map(|(i, tag)| (i, tag.name(), tag.kind()))
+        .collect();
     let mapper = RowMapper::new(input.columns.clone(), Default::default());
     let mut record = ByteRecord::new();
     let mut body = Vec::new();
-    let mut last_line = 0;
+    let mut index = 0;
     while let Ok(Some(line)) = input.read(&mut record) {
-        assert!(line > last_line, "line {line} after line {last_line}");
-        last_line = line;
+        if let Some(&want) = expected_lines.get(index) {
+            assert_eq!(line, want, "record {index}");
+        }
+        index += 1;
         match mapper.map(&record, &mut body) {
             Verdict::Ready { user_id, items } => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|err| {
@@ -62,13 +70,36 @@ fuzz_target!(|data: &[u8]| {
                 let list = json["ProfileItem"].as_array().expect("ProfileItem array");
                 assert_eq!(list.len(), items);
                 assert!(items > 0);
-                for item in list {
-                    assert!(item["Tag"].is_string(), "{item}");
-                    assert!(
-                        item["Value"].is_string() || item["Value"].is_u64(),
-                        "{item}"
-                    );
+                let cells = fields.iter().filter_map(|(i, tag, kind)| {
+                    let cell = std::str::from_utf8(&record[*i]).expect("a Ready row is UTF-8");
+                    (!cell.trim_ascii().is_empty()).then_some((cell, tag, kind))
+                });
+                let mut count = 0;
+                for ((cell, tag, kind), item) in cells.zip(list) {
+                    count += 1;
+                    assert_eq!(item["Tag"].as_str(), Some(tag.as_str()), "{item}");
+                    let value = &item["Value"];
+                    match kind {
+                        ValueKind::Text { max_bytes } => {
+                            assert_eq!(value.as_str(), Some(cell), "{item}");
+                            assert!(cell.len() <= *max_bytes);
+                        }
+                        ValueKind::Uint32 => {
+                            let n: u64 = cell.trim_ascii().parse().expect("digits");
+                            assert_eq!(value.as_u64(), Some(n), "{item}");
+                        }
+                        ValueKind::Date => {
+                            let digits = cell.trim_ascii().replace('-', "");
+                            let n: u64 = digits.parse().expect("digits");
+                            assert_eq!(value.as_u64(), Some(n), "{item}");
+                        }
+                        ValueKind::Enum(spec) => {
+                            let sent = value.as_str().expect("an enum is a string");
+                            assert!(spec.values.iter().any(|(exact, _)| *exact == sent));
+                        }
+                    }
                 }
+                assert_eq!(count, items, "items vs non-blank profile cells");
             }
             Verdict::Skipped { .. } => assert!(body.is_empty()),
             Verdict::Invalid(violations) => {
@@ -78,3 +109,32 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The physical line each data record starts on, computed independently of the tool: one plus
+/// the line breaks (`\r\n`, `\n` or a lone `\r`) before the record's first byte.
+fn record_lines(data: &[u8]) -> Vec<u64> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let mut lines = Vec::new();
+    let mut record = ByteRecord::new();
+    let mut first = true;
+    while let Ok(true) = reader.read_byte_record(&mut record) {
+        if std::mem::take(&mut first) {
+            continue; // the header
+        }
+        let mut start = record.position().map_or(0, |p| p.byte()) as usize;
+        while matches!(data.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        let prefix = &data[..start.min(data.len())];
+        let breaks = prefix
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && prefix.get(i + 1) != Some(&b'\n')))
+            .count() as u64;
+        lines.push(breaks + 1);
+    }
+    lines
+}

@@ -1,0 +1,473 @@
+//! The resume journal: an append-only record of every row's final outcome, with periodic
+//! low-water-mark checkpoints, so a crashed or interrupted import resumes where it stopped
+//! without re-sending what Chat already accepted.
+//!
+//! Format (text, one entry per line, synced about once a second):
+//! ```text
+//! profile-import journal v1 size=<input bytes> xxh3=<input content hash>
+//! r <index> <line> <byte> <ok|failed|invalid|skipped> <code>
+//! c <index> <line> <byte>
+//! ```
+//! `r` is a final row: its record index, the line it starts on, and the byte where the CSV
+//! reader began reading it. `c` says every record up to and including `index` is final, and
+//! where that record begins, so a resume can seek past them instead of re-reading. A torn last
+//! line (a crash mid-write) is ignored.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use xxhash_rust::xxh3::Xxh3;
+
+const MAGIC: &str = "profile-import journal v1";
+
+/// Where a row sits in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPos {
+    /// 0-based record index (the header not counted).
+    pub index: u64,
+    /// 1-based physical line where the record starts.
+    pub line: u64,
+    /// Byte offset where the CSV reader began reading the record.
+    pub byte: u64,
+}
+
+/// A row's final state, as journalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    Ok,
+    Failed,
+    Invalid,
+    Skipped,
+}
+
+impl Final {
+    fn word(self) -> &'static str {
+        match self {
+            Final::Ok => "ok",
+            Final::Failed => "failed",
+            Final::Invalid => "invalid",
+            Final::Skipped => "skipped",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Final> {
+        Some(match word {
+            "ok" => Final::Ok,
+            "failed" => Final::Failed,
+            "invalid" => Final::Invalid,
+            "skipped" => Final::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// The input's identity: size and a content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub size: u64,
+    pub hash: String,
+}
+
+impl Identity {
+    /// Hashes the whole input (xxh3-128; a 1 GB file takes well under a second from cache).
+    pub fn of(path: &Path) -> anyhow::Result<Identity> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut hasher = Xxh3::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Identity {
+            size,
+            hash: format!("{:032x}", hasher.digest128()),
+        })
+    }
+
+    fn header(&self) -> String {
+        format!("{MAGIC} size={} xxh3={}\n", self.size, self.hash)
+    }
+
+    fn parse_header(line: &str) -> Option<Identity> {
+        let rest = line.strip_prefix(MAGIC)?.trim();
+        let mut size = None;
+        let mut hash = None;
+        for part in rest.split_whitespace() {
+            if let Some(v) = part.strip_prefix("size=") {
+                size = v.parse().ok();
+            } else if let Some(v) = part.strip_prefix("xxh3=") {
+                hash = Some(v.to_string());
+            }
+        }
+        Some(Identity {
+            size: size?,
+            hash: hash?,
+        })
+    }
+}
+
+/// The default journal path: `users.csv` → `users.journal`, beside the input.
+pub fn default_path(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    input.with_file_name(format!("{stem}.journal"))
+}
+
+/// What an earlier run left behind.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// The last checkpoint: every record up to it is final.
+    pub checkpoint: Option<RowPos>,
+    /// Final rows after the checkpoint (record indexes) with their positions.
+    pub finals_after: BTreeMap<u64, RowPos>,
+    /// Final rows of earlier runs by state, and failed/invalid rows by code.
+    pub counts: BTreeMap<Final, u64>,
+    pub codes: BTreeMap<(Final, String), u64>,
+}
+
+impl PartialOrd for Final {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Final {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.word().cmp(other.word())
+    }
+}
+
+impl Resume {
+    /// Record indexes at or below which nothing needs reading.
+    pub fn is_final(&self, index: u64) -> bool {
+        self.checkpoint.is_some_and(|c| index <= c.index) || self.finals_after.contains_key(&index)
+    }
+}
+
+/// Reads an existing journal. `Ok(None)` if there is none.
+/// Refuses one written for different input content unless `force`.
+pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Option<Resume>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot open journal {}", path.display()))
+        }
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read journal {}", path.display()))?;
+    let Some(recorded) = Identity::parse_header(line.trim_end()) else {
+        bail!(
+            "{} is not a profile-import journal; remove it or pass --journal with another path",
+            path.display()
+        );
+    };
+    if &recorded != identity {
+        if force {
+            tracing::warn!(
+                "the input changed since the journal {} was written; resuming anyway (--force): rows are matched by position",
+                path.display()
+            );
+        } else {
+            bail!(
+                "the input changed since the journal {} was written (size {} → {}, content hash differs): \
+                 resuming would skip the wrong rows. Run without --resume to start over, or pass --force \
+                 to resume by row position anyway",
+                path.display(),
+                recorded.size,
+                identity.size
+            );
+        }
+    }
+    let mut resume = Resume::default();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read journal {}", path.display()))?;
+        if n == 0 || !line.ends_with('\n') {
+            break; // the end, or a torn last line from a crash mid-write
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        match fields.first() {
+            Some(&"r") => {
+                let (Some(index), Some(line_no), Some(byte), Some(state)) = (
+                    number(1),
+                    number(2),
+                    number(3),
+                    fields.get(4).and_then(|w| Final::parse(w)),
+                ) else {
+                    continue;
+                };
+                *resume.counts.entry(state).or_default() += 1;
+                if matches!(state, Final::Failed | Final::Invalid) {
+                    let code = fields.get(5).unwrap_or(&"").to_string();
+                    *resume.codes.entry((state, code)).or_default() += 1;
+                }
+                if resume.checkpoint.is_none_or(|c| index > c.index) {
+                    resume.finals_after.insert(
+                        index,
+                        RowPos {
+                            index,
+                            line: line_no,
+                            byte,
+                        },
+                    );
+                }
+            }
+            Some(&"c") => {
+                if let (Some(index), Some(line_no), Some(byte)) = (number(1), number(2), number(3))
+                {
+                    resume.checkpoint = Some(RowPos {
+                        index,
+                        line: line_no,
+                        byte,
+                    });
+                    resume.finals_after = resume.finals_after.split_off(&(index + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(resume))
+}
+
+/// Tracks the highest record index below which every record is final.
+#[derive(Debug, Default)]
+pub struct LowWater {
+    /// The lowest record index not yet final.
+    next: u64,
+    /// Position of record `next - 1`.
+    last: Option<RowPos>,
+    /// Final records above `next`.
+    above: BTreeMap<u64, RowPos>,
+}
+
+impl LowWater {
+    pub fn starting_after(checkpoint: Option<RowPos>) -> LowWater {
+        LowWater {
+            next: checkpoint.map_or(0, |c| c.index + 1),
+            last: checkpoint,
+            above: BTreeMap::new(),
+        }
+    }
+
+    pub fn mark(&mut self, pos: RowPos) {
+        if pos.index < self.next {
+            return;
+        }
+        self.above.insert(pos.index, pos);
+        while let Some(pos) = self.above.remove(&self.next) {
+            self.last = Some(pos);
+            self.next += 1;
+        }
+    }
+
+    /// The checkpoint: the last record of the final prefix.
+    pub fn checkpoint(&self) -> Option<RowPos> {
+        self.last
+    }
+}
+
+/// Appends final outcomes.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    pending: String,
+    low_water: LowWater,
+    checkpointed: Option<u64>,
+}
+
+impl Journal {
+    /// Starts a new journal for `identity` (truncating any old one).
+    pub fn create(path: &Path, identity: &Identity) -> anyhow::Result<Journal> {
+        let mut file = crate::failures::create_private(path)
+            .with_context(|| format!("cannot create journal {}", path.display()))?;
+        file.write_all(identity.header().as_bytes())
+            .and_then(|_| file.sync_data())
+            .with_context(|| format!("cannot write journal {}", path.display()))?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            pending: String::new(),
+            low_water: LowWater::default(),
+            checkpointed: None,
+        })
+    }
+
+    /// Continues an existing journal after `resume`, dropping a torn last line first.
+    pub fn append(path: &Path, resume: &Resume) -> anyhow::Result<Journal> {
+        truncate_torn_tail(path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open journal {}", path.display()))?;
+        let mut low_water = LowWater::starting_after(resume.checkpoint);
+        for pos in resume.finals_after.values() {
+            low_water.mark(*pos);
+        }
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            pending: String::new(),
+            checkpointed: resume.checkpoint.map(|c| c.index),
+            low_water,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Notes a final row (written out at the next `sync`).
+    pub fn record(&mut self, pos: RowPos, state: Final, code: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            self.pending,
+            "r {} {} {} {} {}",
+            pos.index,
+            pos.line,
+            pos.byte,
+            state.word(),
+            if code.is_empty() { "-" } else { code }
+        );
+        self.low_water.mark(pos);
+    }
+
+    /// Writes what is pending plus a checkpoint, and syncs. The caller syncs the failure CSV
+    /// first, so a row is never journalled as failed before its failure record is durable.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = self.low_water.checkpoint() {
+            if self.checkpointed != Some(c.index) {
+                use std::fmt::Write as _;
+                let _ = writeln!(self.pending, "c {} {} {}", c.index, c.line, c.byte);
+                self.checkpointed = Some(c.index);
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(self.pending.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .with_context(|| format!("cannot write journal {}", self.path.display()))?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Cuts a journal back to its last complete line.
+fn truncate_torn_tail(path: &Path) -> anyhow::Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if keep < data.len() {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(keep as u64)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Every record index in `resume` that a new run must not process again.
+pub fn skip_set(resume: &Resume) -> HashSet<u64> {
+    resume.finals_after.keys().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(index: u64) -> RowPos {
+        RowPos {
+            index,
+            line: index + 2,
+            byte: index * 10 + 20,
+        }
+    }
+
+    #[test]
+    fn low_water_advances_only_over_a_complete_prefix() {
+        let mut lw = LowWater::default();
+        lw.mark(pos(1));
+        lw.mark(pos(2));
+        assert_eq!(lw.checkpoint(), None);
+        lw.mark(pos(0));
+        assert_eq!(lw.checkpoint(), Some(pos(2)));
+        lw.mark(pos(4));
+        assert_eq!(lw.checkpoint(), Some(pos(2)));
+    }
+
+    #[test]
+    fn journal_round_trip_with_checkpoint_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let identity = Identity {
+            size: 10,
+            hash: "ab".into(),
+        };
+        let mut journal = Journal::create(&path, &identity).unwrap();
+        journal.record(pos(0), Final::Ok, "");
+        journal.record(pos(2), Final::Failed, "40003");
+        journal.record(pos(1), Final::Invalid, "40601");
+        journal.record(pos(5), Final::Ok, "");
+        journal.sync().unwrap();
+        // A crash mid-write leaves half a line.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"r 6 8 80 o").unwrap();
+
+        let resume = read(&path, &identity, false).unwrap().unwrap();
+        assert_eq!(resume.checkpoint, Some(pos(2)));
+        assert_eq!(resume.finals_after.keys().copied().collect::<Vec<_>>(), [5]);
+        assert_eq!(resume.counts[&Final::Ok], 2);
+        assert_eq!(resume.codes[&(Final::Failed, "40003".to_string())], 1);
+        assert!(resume.is_final(0) && resume.is_final(2) && resume.is_final(5));
+        assert!(!resume.is_final(3) && !resume.is_final(6));
+
+        let mut journal = Journal::append(&path, &resume).unwrap();
+        journal.record(pos(3), Final::Ok, "");
+        journal.record(pos(4), Final::Skipped, "");
+        journal.sync().unwrap();
+        let resume = read(&path, &identity, false).unwrap().unwrap();
+        assert_eq!(resume.checkpoint, Some(pos(5)));
+        assert!(resume.finals_after.is_empty());
+        assert_eq!(resume.counts.values().sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn changed_input_is_refused_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let old = Identity {
+            size: 10,
+            hash: "ab".into(),
+        };
+        Journal::create(&path, &old).unwrap();
+        let new = Identity {
+            size: 11,
+            hash: "cd".into(),
+        };
+        let err = read(&path, &new, false).unwrap_err().to_string();
+        assert!(err.contains("input changed"), "{err}");
+        assert!(read(&path, &new, true).unwrap().is_some());
+        assert!(read(&dir.path().join("missing"), &new, false)
+            .unwrap()
+            .is_none());
+    }
+}
