@@ -81,7 +81,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate a CSV (--dry-run) or import it into Chat.
     #[command(after_long_help = format!("{IMPORT_EXAMPLES}\n\n{EXIT_CODES}"))]
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
     /// Serve the built-in Chat simulator on loopback, for rehearsals with a real CSV.
