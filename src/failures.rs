@@ -251,6 +251,15 @@ impl FailureWriter {
         Ok(())
     }
 
+    /// Hands whole pending records to the operating system (no disk sync): they survive the
+    /// process being killed.
+    pub fn write_out(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.write_pending()
+    }
+
     /// Writes every pending record to the file and syncs it to disk.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         if !self.unsynced {

@@ -7,11 +7,15 @@
 //! profile-import journal v1 size=<input bytes> xxh3=<input content hash>
 //! r <index> <line> <byte> <ok|failed|invalid|skipped> <code>
 //! c <index> <line> <byte>
+//! done
 //! ```
 //! `r` is a final row: its record index, the line it starts on, and the byte where the CSV
 //! reader began reading it. `c` says every record up to and including `index` is final, and
-//! where that record begins, so a resume can seek past them instead of re-reading. A torn last
-//! line (a crash mid-write) is ignored.
+//! where that record begins, so a resume can seek past them instead of re-reading. `done` closes
+//! a run in which every row became final: the journal stays as the run's record, and a new
+//! run over different input simply starts fresh. A torn last line (a crash mid-write) is
+//! ignored. Lines are written to the file as rows finish (so a killed process loses none) and
+//! synced to disk about once a second (so a power cut loses at most that second).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -136,6 +140,8 @@ pub struct Resume {
     /// Final rows of earlier runs by state, and failed/invalid rows by code.
     pub counts: BTreeMap<Final, u64>,
     pub codes: BTreeMap<(Final, String), u64>,
+    /// The earlier run finished every row.
+    pub complete: bool,
 }
 
 impl PartialOrd for Final {
@@ -178,6 +184,14 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
             path.display()
         );
     };
+    let complete = journal_is_complete(path)?;
+    if &recorded != identity && complete {
+        tracing::info!(
+            "the journal {} belongs to a finished run over other input: starting a fresh run",
+            path.display()
+        );
+        return Ok(None);
+    }
     if &recorded != identity {
         if force {
             tracing::warn!(
@@ -232,6 +246,7 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
                     );
                 }
             }
+            Some(&"done") => resume.complete = true,
             Some(&"c") => {
                 if let (Some(index), Some(line_no), Some(byte)) = (number(1), number(2), number(3))
                 {
@@ -247,6 +262,18 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
         }
     }
     Ok(Some(resume))
+}
+
+/// True if the journal ends with `done`.
+fn journal_is_complete(path: &Path) -> anyhow::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let tail_len = len.min(64);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    Ok(tail.ends_with(b"\ndone\n"))
 }
 
 /// Tracks the highest record index below which every record is final.
@@ -293,6 +320,8 @@ pub struct Journal {
     pending: String,
     low_water: LowWater,
     checkpointed: Option<u64>,
+    /// Lines written since the last sync.
+    unsynced: bool,
 }
 
 impl Journal {
@@ -309,6 +338,7 @@ impl Journal {
             pending: String::new(),
             low_water: LowWater::default(),
             checkpointed: None,
+            unsynced: false,
         })
     }
 
@@ -329,6 +359,7 @@ impl Journal {
             pending: String::new(),
             checkpointed: resume.checkpoint.map(|c| c.index),
             low_water,
+            unsynced: false,
         })
     }
 
@@ -351,8 +382,22 @@ impl Journal {
         self.low_water.mark(pos);
     }
 
-    /// Writes what is pending plus a checkpoint, and syncs. The caller syncs the failure CSV
-    /// first, so a row is never journalled as failed before its failure record is durable.
+    /// Hands pending lines to the operating system: they survive the process being killed.
+    /// The caller writes the failure CSV out first, so a row is never journalled as failed
+    /// before its failure record.
+    pub fn write_out(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(self.pending.as_bytes())
+            .with_context(|| format!("cannot write journal {}", self.path.display()))?;
+        self.pending.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Adds a checkpoint, writes everything out and syncs it to disk.
     pub fn sync(&mut self) -> anyhow::Result<()> {
         if let Some(c) = self.low_water.checkpoint() {
             if self.checkpointed != Some(c.index) {
@@ -361,15 +406,20 @@ impl Journal {
                 self.checkpointed = Some(c.index);
             }
         }
-        if self.pending.is_empty() {
-            return Ok(());
+        self.write_out()?;
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .with_context(|| format!("cannot sync journal {}", self.path.display()))?;
+            self.unsynced = false;
         }
-        self.file
-            .write_all(self.pending.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .with_context(|| format!("cannot write journal {}", self.path.display()))?;
-        self.pending.clear();
         Ok(())
+    }
+
+    /// Marks the run complete (every row final).
+    pub fn complete(mut self) -> anyhow::Result<()> {
+        self.pending.push_str("done\n");
+        self.sync()
     }
 }
 

@@ -302,12 +302,7 @@ pub async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let interrupted = external_stop.is_cancelled() && fatal.is_none();
-    if summary.not_attempted == 0 && fatal.is_none() && !interrupted && summary.accounted() {
-        // Every row is final: the run is complete and nothing is left to resume.
-        let _ = std::fs::remove_file(&job.journal);
-    } else {
-        summary.journal = Some(job.journal.clone());
-    }
+
     if let Some(why) = &fatal {
         summary.stopped = Some(why.clone());
     } else if interrupted {
@@ -748,6 +743,10 @@ impl Collector {
                     let Some(report) = report else { break };
                     done += 1;
                     self.record(report, &mut summary)?;
+                    // Out to the OS at once, so a killed process loses no finished row; the
+                    // failure record goes first.
+                    self.failures.write_out()?;
+                    self.journal.write_out()?;
                     if let Some(limit) = self.max_errors {
                         if summary.failed + summary.invalid >= limit && !self.shared.stop.is_cancelled() {
                             self.shared.stop_job(format!(
@@ -783,6 +782,12 @@ impl Collector {
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
+        let complete = summary.not_attempted == 0 && !self.shared.stop.is_cancelled();
+        if complete {
+            self.journal.complete()?;
+        } else {
+            summary.journal = Some(self.journal.path().to_path_buf());
+        }
         Ok(summary)
     }
 

@@ -5,4 +5,5 @@ mod util;
 
 mod corpus;
 mod dry_run;
+mod reliability;
 mod send;
