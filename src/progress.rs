@@ -19,10 +19,14 @@ pub struct StderrWriter;
 
 impl Write for StderrWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Every log line passes here, including other crates' at RUST_LOG=trace: the last
+        // guard that a request URL (it carries the UserSig) never reaches a log.
+        let text = String::from_utf8_lossy(buf);
+        let redacted = crate::client::redact_usersig(&text);
         let bar = active_bar().lock().ok().and_then(|slot| slot.clone());
         match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(redacted.as_bytes()))?,
+            None => std::io::stderr().write_all(redacted.as_bytes())?,
         }
         Ok(buf.len())
     }

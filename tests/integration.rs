@@ -6,4 +6,5 @@ mod util;
 mod corpus;
 mod dry_run;
 mod reliability;
+mod security;
 mod send;

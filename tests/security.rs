@@ -1,0 +1,146 @@
+//! Secrets: a sentinel key and a sentinel UserSig must never appear in anything the tool
+//! prints or writes, at any verbosity; every file it writes is private (mode 0600).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use profile_import::sim::{SimConfig, SimHandle};
+use profile_import::usersig::SecretKey;
+
+const APP: u64 = 1_400_000_000;
+const SENTINEL_KEY: &str = "SENTINEL-KEY-7f3a9c";
+const SENTINEL_SIG: &str = "SENTINEL-USERSIG-41d2e8";
+
+fn write_input(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("users.csv");
+    let mut text = String::from("UserID,Nick,Level\n");
+    for i in 0..60 {
+        let level = if i % 10 == 3 {
+            "bad".to_string()
+        } else {
+            i.to_string()
+        };
+        text.push_str(&format!("user_{i:03},Nick {i},{level}\n"));
+    }
+    text.push_str("ghost_1,Nobody,1\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary at trace level; returns stdout + stderr.
+fn run(dir: &Path, input: &Path, sim: &SimHandle, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+        .arg("-vvv")
+        .arg("import")
+        .arg(input)
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .args(["--no-progress", "--max-attempts", "2"])
+        .arg("--summary-json")
+        .arg(dir.join("summary.json"))
+        .env("RUST_LOG", "trace")
+        .env_remove("PROFILE_IMPORT_SECRET_KEY")
+        .env_remove("PROFILE_IMPORT_USERSIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+/// Every file in `dir` except the input: contents must hold no secret, mode must be 0600.
+fn check_files(dir: &Path, input: &Path, secrets: &[&str]) -> usize {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path == input {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{} contains a secret",
+                path.display()
+            );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+        }
+        checked += 1;
+    }
+    checked
+}
+
+fn assert_no_usersig_value(output: &str) {
+    for (i, _) in output.match_indices("usersig=") {
+        let after = &output[i + "usersig=".len()..];
+        assert!(
+            after.starts_with("<redacted>") || after.starts_with('&') || after.is_empty(),
+            "a UserSig value is printed: {}",
+            &output[i..(i + 60).min(output.len())]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_key_never_appears_in_logs_errors_summaries_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(SENTINEL_KEY));
+    config.accounts = Some((0..60).map(|i| format!("user_{i:03}")).collect());
+    let sim = SimHandle::start(config).await.unwrap();
+    let (code, output) = run(
+        dir.path(),
+        &input,
+        &sim,
+        &[("PROFILE_IMPORT_SECRET_KEY", SENTINEL_KEY)],
+    );
+    assert_eq!(code, Some(3), "{output}");
+    assert!(sim.stats().count("0") > 0, "the run really sent rows");
+    assert!(!output.contains(SENTINEL_KEY), "the key is printed");
+    assert_no_usersig_value(&output);
+    // The failure CSV, the journal and the summary JSON exist and are clean.
+    assert!(check_files(dir.path(), &input, &[SENTINEL_KEY, "usersig="]) >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_usersig_never_appears_even_when_chat_rejects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let sim = SimHandle::start(SimConfig::new(APP, "administrator", SecretKey::new("k")))
+        .await
+        .unwrap();
+    let (code, output) = run(
+        dir.path(),
+        &input,
+        &sim,
+        &[("PROFILE_IMPORT_USERSIG", SENTINEL_SIG)],
+    );
+    assert_eq!(code, Some(1), "an invalid UserSig stops the job: {output}");
+    assert!(output.contains("70003"), "{output}");
+    assert!(!output.contains(SENTINEL_SIG), "the UserSig is printed");
+    assert_no_usersig_value(&output);
+    check_files(dir.path(), &input, &[SENTINEL_SIG, "usersig="]);
+}
+
+#[test]
+fn usersig_command_output_is_the_only_place_a_usersig_is_printed() {
+    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+        .args(["usersig", "--sdkappid", "1400000000"])
+        .env("PROFILE_IMPORT_SECRET_KEY", SENTINEL_KEY)
+        .env_remove("PROFILE_IMPORT_USERSIG")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let sig = String::from_utf8(output.stdout).unwrap();
+    let doc = profile_import::usersig::decode(sig.trim()).unwrap();
+    assert_eq!(doc.identifier, "administrator");
+    assert!(!sig.contains(SENTINEL_KEY));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(SENTINEL_KEY));
+}
