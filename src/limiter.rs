@@ -1,38 +1,48 @@
-//! The job-wide pace: one governor limiter that every attempt (retries included) passes, and
-//! the job-wide pause that throttle codes trigger.
+//! The job-wide pace: one governor limiter that every attempt (retries included) passes, the
+//! job-wide pause that throttle codes trigger, and the adaptive rate (AIMD) that lives with a
+//! server throttling below `--rate`.
 //!
 //! `Quota::per_second(n)` alone would admit 2n-1 requests in the first second (its burst is n).
-//! We use a burst of 2, which absorbs timer overshoot so the mean stays near the ceiling, and a
-//! period of 1/(n-2) s, so any one-second window admits at most (2-1) + (n-2) = n-1 requests:
+//! We use a burst of 2, which absorbs timer overshoot so the mean stays near the target, and
+//! n-2 cells per second, so any one-second window admits at most (2-1) + (n-2) = n-1 requests:
 //! one request of headroom for network jitter bunching arrivals at the server.
+//!
+//! When Chat answers with a throttle code, the rate drops to 70 % (at most once a second) and
+//! all requests pause for a second; after two quiet seconds it climbs back by 2 % of the
+//! ceiling per second, never above the ceiling.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// The shape of the limiter for a given ceiling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The shape of the limiter for a given target rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PaceShape {
     /// Cells replenished per second.
-    pub per_second: u32,
+    pub per_second: f64,
     pub burst: u32,
 }
 
 impl PaceShape {
     /// The limiter for "never more than `ceiling` in any one-second window".
     pub fn for_ceiling(ceiling: u32) -> PaceShape {
-        if ceiling >= 4 {
+        Self::for_rate(f64::from(ceiling))
+    }
+
+    /// The limiter for a target of `rate` requests in any one-second window.
+    pub fn for_rate(rate: f64) -> PaceShape {
+        if rate >= 4.0 {
             PaceShape {
-                per_second: ceiling - 2,
+                per_second: rate - 2.0,
                 burst: 2,
             }
         } else {
             // Too slow for a headroom cell: space requests a full period apart.
             PaceShape {
-                per_second: ceiling.max(1),
+                per_second: rate.max(0.1),
                 burst: 1,
             }
         }
@@ -40,69 +50,147 @@ impl PaceShape {
 
     /// The most requests any half-open one-second window can hold.
     pub fn max_per_window(self) -> u32 {
-        self.burst - 1 + self.per_second
+        self.burst - 1 + self.per_second.ceil() as u32
     }
 
     fn quota(self) -> Quota {
-        let per_second = NonZeroU32::new(self.per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        Quota::per_second(per_second).allow_burst(burst)
+        let period = Duration::from_secs_f64(1.0 / self.per_second);
+        Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst)
     }
+}
+
+/// Lowest rate the adaptive pace goes down to.
+const MIN_RATE: f64 = 1.0;
+
+struct PaceState {
+    limiter: Arc<DefaultDirectRateLimiter>,
+    rate: f64,
+    lowest: f64,
+    paused_until: Option<Instant>,
+    last_decrease: Option<Instant>,
+    last_increase: Instant,
 }
 
 /// Paces every request of the job.
 pub struct Pacer {
-    limiter: DefaultDirectRateLimiter,
-    shape: PaceShape,
-    /// One waiter at a time on the limiter: governor wakes every waiting task on each cell,
-    /// so hundreds of workers waiting directly would burn CPU. The tokio mutex queues them
-    /// fairly instead.
+    ceiling: f64,
+    state: Mutex<PaceState>,
+    /// One waiter at a time on the limiter: governor would wake every waiting task on each
+    /// cell, so hundreds of workers waiting directly would burn CPU. The tokio mutex queues
+    /// them fairly instead.
     turn: tokio::sync::Mutex<()>,
-    /// While set, no request starts: a throttle code slows the whole job, not just one row.
-    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Pacer {
     pub fn new(ceiling: u32) -> Pacer {
-        let shape = PaceShape::for_ceiling(ceiling);
+        let ceiling = f64::from(ceiling.max(1));
         Pacer {
-            limiter: RateLimiter::direct(shape.quota()),
-            shape,
+            ceiling,
+            state: Mutex::new(PaceState {
+                limiter: Arc::new(RateLimiter::direct(PaceShape::for_rate(ceiling).quota())),
+                rate: ceiling,
+                lowest: ceiling,
+                paused_until: None,
+                last_decrease: None,
+                last_increase: Instant::now(),
+            }),
             turn: tokio::sync::Mutex::new(()),
-            paused_until: Mutex::new(None),
         }
     }
 
-    pub fn shape(&self) -> PaceShape {
-        self.shape
+    fn state(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for this request's turn under the ceiling (and any throttle pause).
+    /// The rate the job is currently paced at (requests per second).
+    pub fn current_rate(&self) -> f64 {
+        self.state().rate
+    }
+
+    /// The lowest rate the job was paced at.
+    pub fn lowest_rate(&self) -> f64 {
+        self.state().lowest
+    }
+
+    /// Waits for this request's turn under the pace (and any throttle pause).
     pub async fn acquire(&self) {
         let _turn = self.turn.lock().await;
         loop {
-            let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-            match pause {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => break,
+            let (pause, limiter) = {
+                let state = self.state();
+                (state.paused_until, state.limiter.clone())
+            };
+            if let Some(until) = pause.filter(|until| *until > Instant::now()) {
+                tokio::time::sleep_until(until).await;
+                continue;
             }
-        }
-        // Waiting on tokio's own timer rather than governor's `until_ready` (which sleeps on
-        // futures-timer's helper thread) keeps the whole send loop on one runtime thread: at
-        // 200 requests a second the thread hand-offs cost more CPU than the requests.
-        while let Err(not_until) = self.limiter.check() {
-            let now = governor::clock::Clock::now(self.limiter.clock());
-            tokio::time::sleep(not_until.wait_time_from(now)).await;
+            // Waiting on tokio's own timer rather than governor's `until_ready` (which sleeps
+            // on futures-timer's helper thread) keeps the whole send loop on one runtime
+            // thread: at 200 requests a second the thread hand-offs cost more CPU than the
+            // requests.
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let now = governor::clock::Clock::now(limiter.clock());
+                    tokio::time::sleep(not_until.wait_time_from(now)).await;
+                }
+            }
         }
     }
 
     /// Pauses every request for `delay` (extending, never shortening, a pause in force).
     pub fn pause_for(&self, delay: Duration) {
         let until = Instant::now() + delay;
-        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if paused.is_none_or(|current| current < until) {
-            *paused = Some(until);
+        let mut state = self.state();
+        if state.paused_until.is_none_or(|current| current < until) {
+            state.paused_until = Some(until);
         }
+    }
+
+    /// Chat said "too many requests": slow the whole job down (multiplicative decrease, at
+    /// most once a second so one burst of throttled answers counts once) and pause.
+    pub fn on_throttled(&self) {
+        let now = Instant::now();
+        {
+            let mut state = self.state();
+            if state
+                .last_decrease
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                let rate = (state.rate * 0.7).max(MIN_RATE);
+                tracing::info!("Chat is throttling: pace {:.0}/s → {rate:.0}/s", state.rate);
+                self.set_rate(&mut state, rate);
+                state.lowest = state.lowest.min(rate);
+                state.last_decrease = Some(now);
+            }
+        }
+        self.pause_for(Duration::from_secs(1));
+    }
+
+    /// A request was accepted: after two quiet seconds, climb back towards the ceiling
+    /// (additive increase, once a second).
+    pub fn on_accepted(&self) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.rate >= self.ceiling
+            || now.duration_since(state.last_increase) < Duration::from_secs(1)
+            || state
+                .last_decrease
+                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(2))
+        {
+            return;
+        }
+        let rate = (state.rate + self.ceiling * 0.02).min(self.ceiling);
+        self.set_rate(&mut state, rate);
+        state.last_increase = now;
+    }
+
+    fn set_rate(&self, state: &mut PaceState, rate: f64) {
+        state.rate = rate;
+        state.limiter = Arc::new(RateLimiter::direct(PaceShape::for_rate(rate).quota()));
     }
 }
 
@@ -142,6 +230,10 @@ mod tests {
             let shape = PaceShape::for_ceiling(ceiling);
             let seen = max_in_any_window(shape, 5);
             assert!(
+                shape.per_second >= f64::from(ceiling) * 0.49,
+                "ceiling {ceiling}: too slow"
+            );
+            assert!(
                 seen <= ceiling,
                 "ceiling {ceiling}: saw {seen} in one window"
             );
@@ -149,11 +241,34 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn throttling_decreases_the_rate_and_quiet_time_restores_it() {
+        let pacer = Pacer::new(200);
+        pacer.on_throttled();
+        assert!((pacer.current_rate() - 140.0).abs() < 1e-9);
+        // A burst of throttled answers in the same second counts once.
+        pacer.on_throttled();
+        assert!((pacer.current_rate() - 140.0).abs() < 1e-9);
+        pacer.on_accepted();
+        assert!(
+            (pacer.current_rate() - 140.0).abs() < 1e-9,
+            "no increase right after a decrease"
+        );
+        {
+            let mut state = pacer.state();
+            state.last_decrease = Some(Instant::now() - Duration::from_secs(3));
+            state.last_increase = Instant::now() - Duration::from_secs(2);
+        }
+        pacer.on_accepted();
+        assert!((pacer.current_rate() - 144.0).abs() < 1e-9);
+        assert!((pacer.lowest_rate() - 140.0).abs() < 1e-9);
+    }
+
     #[test]
     fn per_second_alone_bursts_past_the_ceiling() {
         // The trap this module avoids: the default burst admits ~2n in the first second.
         let naive = PaceShape {
-            per_second: 200,
+            per_second: 200.0,
             burst: 200,
         };
         assert!(max_in_any_window(naive, 3) > 390);

@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub retries: u64,
     /// Requests per second over the last few seconds.
     pub rate: f64,
+    /// The pace the job is held to now (below `--rate` while Chat throttles).
+    pub pace: f64,
 }
 
 /// How progress is shown.
@@ -87,16 +89,16 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(snap.done);
             bar.set_message(format!(
-                "ok {}  failed {}  retries {}  {:.0}/s",
-                snap.ok, snap.failed, snap.retries, snap.rate
+                "ok {}  failed {}  retries {}  {:.0}/s (pace {:.0}/s)",
+                snap.ok, snap.failed, snap.retries, snap.rate, snap.pace
             ));
         } else if self.enabled && self.last_line.elapsed() >= self.interval {
             self.last_line = Instant::now();
             let of_total = self.total.map(|t| format!("/{t}")).unwrap_or_default();
             let _ = writeln!(
                 StderrWriter,
-                "progress: {}{of_total} rows  ok {}  failed {}  retries {}  {:.0} req/s",
-                snap.done, snap.ok, snap.failed, snap.retries, snap.rate
+                "progress: {}{of_total} rows  ok {}  failed {}  retries {}  {:.0} req/s  pace {:.0}/s",
+                snap.done, snap.ok, snap.failed, snap.retries, snap.rate, snap.pace
             );
         }
     }

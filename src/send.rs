@@ -135,6 +135,8 @@ struct Shared {
     fatal: Mutex<Option<String>>,
     consecutive_transport_failures: AtomicU64,
     requests: AtomicU64,
+    /// Throttled answers (60007 and friends, HTTP 429).
+    throttled: AtomicU64,
 }
 
 impl Shared {
@@ -234,6 +236,7 @@ pub async fn run(
         fatal: Mutex::new(None),
         consecutive_transport_failures: AtomicU64::new(0),
         requests: AtomicU64::new(0),
+        throttled: AtomicU64::new(0),
     });
 
     let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
@@ -295,6 +298,8 @@ pub async fn run(
     summary.duplicates = duplicates;
     summary.rows = total;
     summary.requests = shared.requests.load(Ordering::Relaxed);
+    summary.throttled = shared.throttled.load(Ordering::Relaxed);
+    summary.pace = Some((shared.pacer.lowest_rate(), shared.pacer.current_rate()));
     summary.elapsed = started.elapsed();
     let fatal = shared
         .fatal
@@ -567,6 +572,7 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
                 shared
                     .consecutive_transport_failures
                     .store(0, Ordering::Relaxed);
+                shared.pacer.on_accepted();
                 return (Outcome::Ok, requests);
             }
             Ok((envelope, _)) => {
@@ -775,6 +781,7 @@ impl Collector {
                         failed: summary.failed + summary.invalid,
                         retries: summary.retries,
                         rate,
+                        pace: self.shared.pacer.current_rate(),
                     });
                 }
             }

@@ -35,6 +35,10 @@ pub struct Summary {
     pub requests: u64,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Throttled answers from Chat (60007, 60011, 60018, 60019, HTTP 429).
+    pub throttled: u64,
+    /// The adaptive pace: (lowest, final) requests per second.
+    pub pace: Option<(f64, f64)>,
     /// Valid rows never attempted because the run stopped early.
     pub not_attempted: u64,
     pub elapsed: Duration,
@@ -93,6 +97,9 @@ pub fn write_json(
         "not_attempted": summary.not_attempted,
         "requests": summary.requests,
         "retries": summary.retries,
+        "throttled": summary.throttled,
+        "pace_lowest_per_second": summary.pace.map(|p| p.0),
+        "pace_final_per_second": summary.pace.map(|p| p.1),
         "duplicate_users": summary.duplicates.users,
         "elapsed_seconds": summary.elapsed.as_secs_f64(),
         "mean_requests_per_second": summary.mean_rate(),
@@ -142,9 +149,15 @@ impl fmt::Display for Summary {
             writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
             writeln!(
                 f,
-                "requests         {:>10}   ({} retries)",
-                self.requests, self.retries
+                "requests         {:>10}   ({} retries, {} throttled)",
+                self.requests, self.retries, self.throttled
             )?;
+            if let Some((lowest, now)) = self.pace {
+                writeln!(
+                    f,
+                    "pace             {now:>8.0}/s   (lowest {lowest:.0}/s while Chat throttled)"
+                )?;
+            }
         }
         let dupes = &self.duplicates;
         if dupes.users > 0 {
