@@ -82,6 +82,11 @@ pub enum Command {
     /// Validate a CSV (--dry-run) or import it into Chat.
     #[command(after_long_help = format!("{IMPORT_EXAMPLES}\n\n{EXIT_CODES}"))]
     Import(Box<ImportArgs>),
+    /// Report which of the file's users are not imported into Chat (account_check).
+    CheckAccounts(Box<CheckAccountsArgs>),
+    /// Read the profiles back from Chat (portrait_get) and compare them with the CSV.
+    #[command(after_long_help = VERIFY_HELP)]
+    Verify(Box<VerifyArgs>),
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
     /// Serve the built-in Chat simulator on loopback, for rehearsals with a real CSV.
@@ -162,6 +167,16 @@ pub struct ImportArgs {
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
 
+    /// Import the users' Chat accounts too: `batch` (default: multiaccount_import of every
+    /// user before the profiles), `account-list` (the same, also setting Nick and FaceUrl from
+    /// the row), or `on-demand` (account_import when portrait_set answers 40003, then retry).
+    #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "batch")]
+    pub create_accounts: Option<crate::accounts::CreateAccounts>,
+
+    /// With --dry-run: also ask Chat (account_check) which users are not imported yet.
+    #[arg(long, requires = "dry_run")]
+    pub check_accounts: bool,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
@@ -231,6 +246,48 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub progress_interval: u64,
 }
+
+#[derive(Debug, Args)]
+pub struct CheckAccountsArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Where to write the UserIDs that are not imported [default: <CSV stem>.missing-accounts.csv].
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Check only about N users of a large file (the same ones every time).
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u64>,
+
+    /// Where to write the differences [default: <CSV stem>.diff.csv].
+    #[arg(long, value_name = "PATH")]
+    pub diff: Option<PathBuf>,
+
+    /// Ceiling on portrait_get calls per second (100 users each).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub rate: u32,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+const VERIFY_HELP: &str = "\
+Writes a diff CSV (UserID,Tag,Expected,Actual) and exits 0 only when every value matches;
+3 when some differ or accounts are missing; 1 on a fatal error.
+
+Examples:
+  profile-import verify users.csv --sdkappid 1400000000 --region singapore
+  profile-import verify users.csv --sample 1000 --config chat.toml";
 
 #[derive(Debug, Args)]
 pub struct UsersigArgs {

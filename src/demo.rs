@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         journal: workdir.join("users.journal"),
         resume: false,
         force: false,
+        create_accounts: None,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,

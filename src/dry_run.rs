@@ -37,7 +37,12 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
             finder.observe(user_id);
         }
-        match mapper.map(&record, &mut body) {
+        let verdict = if input.unterminated() {
+            Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
+        } else {
+            mapper.map(&record, &mut body)
+        };
+        match verdict {
             Verdict::Ready { .. } => {
                 summary.valid += 1;
                 if shown < show_requests {

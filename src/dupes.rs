@@ -162,6 +162,15 @@ impl Recount {
         }
     }
 
+    /// Every UserID seen more than once.
+    pub fn repeated_users(self) -> HashSet<String> {
+        self.exact
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, _)| k.into_string())
+            .collect()
+    }
+
     pub fn finish(self) -> Duplicates {
         let mut repeated: Vec<(String, u64)> = self
             .exact

@@ -26,6 +26,16 @@ pub struct InputOptions {
 pub struct CsvInput {
     reader: csv::Reader<LineTracker<Source>>,
     pub columns: Columns,
+    path: PathBuf,
+    delimiter: u8,
+    /// Set once the reader has reached the end of the input and the tail has been checked.
+    tail_checked: bool,
+    /// The input ends inside a quoted field (an unterminated quote).
+    ends_in_quote: bool,
+    /// A record read ahead, near the end of an input that ends inside a quote.
+    stash: Option<(ByteRecord, u64)>,
+    /// The record last returned is the one whose quote never closes.
+    unterminated: bool,
 }
 
 impl CsvInput {
@@ -100,12 +110,102 @@ impl CsvInput {
         }
         let columns = header::resolve(names, mapping, options.user_column.as_deref())
             .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-        Ok(CsvInput { reader, columns })
+        Ok(CsvInput {
+            reader,
+            columns,
+            path: path.clone(),
+            delimiter: options.delimiter,
+            tail_checked: false,
+            ends_in_quote: false,
+            stash: None,
+            unterminated: false,
+        })
     }
 
     /// Reads the next record into `record`. Returns the 1-based physical line it starts on, or
     /// None at the end of the file.
+    ///
+    /// csv reads a quote that never closes to the end of the file without complaint, which
+    /// would silently fold every later line into one field. So once the end is in sight, the
+    /// tail is checked, and the record holding such a quote is flagged (`unterminated`).
     pub fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+        self.unterminated = false;
+        let line = match self.stash.take() {
+            Some((stashed, line)) => {
+                *record = stashed;
+                line
+            }
+            None => match self.read_raw(record)? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
+        };
+        if !self.tail_checked && self.reader.get_ref().breaks.at_end {
+            self.tail_checked = true;
+            self.ends_in_quote = self.tail_ends_in_quote(Self::start_byte(record))?;
+        }
+        if self.ends_in_quote {
+            let mut next = ByteRecord::new();
+            match self.read_raw(&mut next)? {
+                Some(next_line) => self.stash = Some((next, next_line)),
+                None => self.unterminated = true,
+            }
+        }
+        Ok(Some(line))
+    }
+
+    /// True if the record last returned opens a quote that never closes before the end of
+    /// the file (so it swallowed every line after it).
+    pub fn unterminated(&self) -> bool {
+        self.unterminated
+    }
+
+    /// Scans the input from `start` (a record boundary) to the end, the way csv quotes work,
+    /// and says whether it ends inside a quoted field.
+    fn tail_ends_in_quote(&self, start: u64) -> anyhow::Result<bool> {
+        #[derive(PartialEq)]
+        enum State {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            QuoteInQuoted,
+        }
+        let mut tail: Box<dyn Read> = match &self.reader.get_ref().inner {
+            Source::Bytes(cursor) => {
+                let data = cursor.get_ref();
+                let from = (start as usize).min(data.len());
+                Box::new(std::io::Cursor::new(data[from..].to_vec()))
+            }
+            Source::File(_) => {
+                let mut file = File::open(&self.path)
+                    .with_context(|| format!("cannot read {}", self.path.display()))?;
+                file.seek(SeekFrom::Start(start))?;
+                Box::new(std::io::BufReader::new(file))
+            }
+        };
+        let mut state = State::FieldStart;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = tail.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                let delimiter = self.delimiter;
+                state = match (state, b) {
+                    (State::FieldStart, b'"') => State::Quoted,
+                    (State::Quoted, b'"') => State::QuoteInQuoted,
+                    (State::Quoted, _) => State::Quoted,
+                    (State::QuoteInQuoted, b'"') => State::Quoted,
+                    (_, b) if b == delimiter || b == b'\n' || b == b'\r' => State::FieldStart,
+                    _ => State::Unquoted,
+                };
+            }
+        }
+        Ok(state == State::Quoted)
+    }
+
+    fn read_raw(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
         let more = self.reader.read_byte_record(record).map_err(|err| {
             let byte = err.position().map_or(0, |p| p.byte());
             anyhow::anyhow!("cannot read the input near byte {byte}: {err}")
@@ -160,6 +260,8 @@ struct LineBreaks {
     offset: u64,
     /// A `\r` at the end of the last chunk, waiting to see if `\n` follows.
     carriage_return: Option<u64>,
+    /// The reader has reached the end of the input.
+    at_end: bool,
 }
 
 impl LineBreaks {
@@ -195,6 +297,7 @@ impl LineBreaks {
     }
 
     fn finish(&mut self) {
+        self.at_end = true;
         if let Some(cr) = self.carriage_return.take() {
             self.pending.push_back((cr, cr + 1));
         }
@@ -329,6 +432,39 @@ mod tests {
             out.push(reader.get_mut().breaks.line_at(start));
         }
         out
+    }
+
+    /// (line, unterminated) of every record read from `data` as a file would be.
+    fn flags(data: &[u8]) -> Vec<(u64, bool)> {
+        let options = InputOptions {
+            path: "t.csv".into(),
+            delimiter: b',',
+            user_column: None,
+            mapping: None,
+        };
+        let mut input = CsvInput::from_bytes(data.to_vec(), &options).unwrap();
+        let mut record = ByteRecord::new();
+        let mut out = Vec::new();
+        while let Some(line) = input.read(&mut record).unwrap() {
+            out.push((line, input.unterminated()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_is_flagged_on_its_row_only() {
+        assert_eq!(
+            flags(b"UserID,Nick\nu1,a\nu2,\"b\nu3,c\nu4,d\n"),
+            [(2, false), (3, true)]
+        );
+        assert_eq!(
+            flags(b"UserID,Nick\nu1,\"a \"\"x\"\" b\"\nu2,5'11\"\n"),
+            [(2, false), (3, false)]
+        );
+        assert_eq!(
+            flags(b"UserID,Nick\nu1,\"multi\nline\"\nu2,x"),
+            [(2, false), (4, false)]
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct JobInput {
     pub resume: bool,
     /// Resume even if the input changed since the journal was written.
     pub force: bool,
+    /// Import the users' accounts too, and how.
+    pub create_accounts: Option<crate::accounts::CreateAccounts>,
 }
 
 impl JobInput {
@@ -55,6 +57,7 @@ impl JobInput {
             journal: crate::journal::default_path(&args.csv),
             resume: false,
             force: false,
+            create_accounts: None,
             failures,
         })
     }

@@ -12,14 +12,16 @@
 //! - [`dry_run`]: validation without sending.
 //! - [`usersig`]: TLSSigAPIv2 UserSigs.
 //! - [`client`]: the pooled HTTP client and Chat's answer envelope.
-//! - [`codes`]: what each Chat error code means for the job.
+//! - [`codes`]: what each Chat error code means for the job; [`retry`]: one call, retried.
 //! - [`limiter`]: the job-wide pace.
 //! - [`send`]: reader, dispatcher, workers and collector of a real import.
+//! - [`accounts`]: importing and checking Chat accounts; [`verify`]: reading profiles back.
 //! - [`sim`]: the built-in Chat simulator; [`demo`]: the end-to-end demo.
 //! - [`journal`], [`lock`]: crash-safe resume and the run lock.
 //! - [`summary`], [`progress`], [`logging`]: what the user sees.
 //! - [`exit`]: exit statuses (picked only in `main`).
 
+pub mod accounts;
 pub mod cli;
 pub mod client;
 pub mod codes;
@@ -39,11 +41,13 @@ pub mod logging;
 pub mod outcome;
 pub mod profile;
 pub mod progress;
+pub mod retry;
 pub mod row;
 pub mod send;
 pub mod sim;
 pub mod summary;
 pub mod usersig;
+pub mod verify;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,13 +75,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             }
             job.resume = args.resume;
             job.force = args.force;
+            job.create_accounts = args.create_accounts;
             if args.dry_run {
                 let show = args
                     .show_requests
                     .unwrap_or(if cli.verbose > 0 { 3 } else { 0 });
                 let summary = dry_run::run(&job, show)?;
                 eprint!("{summary}");
-                return Ok(status_of(&summary));
+                let mut status = status_of(&summary);
+                if args.check_accounts {
+                    let missing = check_accounts(&job, &args.connection, None)?;
+                    if missing > 0 && status == ExitStatus::Success {
+                        status = ExitStatus::RowsFailed;
+                    }
+                }
+                return Ok(status);
             }
             let connection = Connection::resolve(&args.connection, true)?;
             let mut settings = send_settings(&args.sending, cli.quiet)?;
@@ -114,6 +126,39 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             }
             Ok(status)
         }
+        Command::CheckAccounts(args) => {
+            let job = JobInput::from_args(&args.input)?;
+            let missing = check_accounts(&job, &args.connection, args.output.clone())?;
+            Ok(if missing > 0 {
+                ExitStatus::RowsFailed
+            } else {
+                ExitStatus::Success
+            })
+        }
+        Command::Verify(args) => {
+            let job = JobInput::from_args(&args.input)?;
+            let connection = Connection::resolve(&args.connection, true)?;
+            let client = ChatClient::new(connection, ClientTuning::default())?;
+            let diff = args
+                .diff
+                .clone()
+                .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
+            let stop = CancellationToken::new();
+            let verifier = verify::Verifier {
+                client: &client,
+                rate: args.rate.max(1),
+                max_attempts: 5,
+                stop: &stop,
+            };
+            let report =
+                runtime()?.block_on(verifier.run(&job.input, job.rules, args.sample, &diff))?;
+            eprint!("{report}");
+            Ok(if report.differences == 0 {
+                ExitStatus::Success
+            } else {
+                ExitStatus::RowsFailed
+            })
+        }
         Command::Usersig(args) => {
             let connection = Connection::resolve(&args.connection, false)?;
             let client = ChatClient::new(connection, ClientTuning::default())?;
@@ -132,6 +177,51 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
+}
+
+/// Asks Chat which of the file's users are not imported; writes them to `output` (default
+/// beside the input) and returns how many.
+fn check_accounts(
+    job: &JobInput,
+    connection: &cli::ConnectionArgs,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<u64> {
+    let connection = Connection::resolve(connection, true)?;
+    let client = ChatClient::new(connection, ClientTuning::default())?;
+    let output = output.unwrap_or_else(|| {
+        let stem = job
+            .input
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "input".into());
+        job.input
+            .path
+            .with_file_name(format!("{stem}.missing-accounts.csv"))
+    });
+    let pacer = limiter::Pacer::new(accounts::BATCH_CALLS_PER_SECOND);
+    let stop = CancellationToken::new();
+    let (requests, throttled) = (Default::default(), Default::default());
+    let calls = accounts::AccountCalls {
+        client: &client,
+        pacer: &pacer,
+        max_attempts: 5,
+        stop: &stop,
+        requests: &requests,
+        throttled: &throttled,
+    };
+    let (checked, missing) =
+        runtime()?.block_on(accounts::check_all(&job.input, job.rules, &calls, &output))?;
+    eprintln!("── check-accounts ──");
+    eprintln!("users checked    {checked:>10}");
+    eprintln!("not imported     {missing:>10}");
+    if missing > 0 {
+        eprintln!("missing list     {}", output.display());
+    } else {
+        let _ = std::fs::remove_file(&output);
+        eprintln!("missing list     none (every user is imported)");
+    }
+    Ok(missing)
 }
 
 /// Validated send settings from the command line.

@@ -15,6 +15,8 @@ pub enum FailureCode {
     BadUtf8,
     /// A row with a different number of fields than the header.
     FieldCount,
+    /// A quote opened in the row never closes before the end of the file.
+    UnterminatedQuote,
     /// A non-200 HTTP status after the last attempt.
     Http(u16),
     /// The connection failed (refused, reset, closed) on the last attempt.
@@ -23,6 +25,8 @@ pub enum FailureCode {
     OutcomeUnknown,
     /// The response was not Chat's JSON envelope.
     BadResponse,
+    /// The user's account could not be imported (listed in FailAccounts).
+    AccountImport,
 }
 
 impl fmt::Display for FailureCode {
@@ -31,10 +35,12 @@ impl fmt::Display for FailureCode {
             FailureCode::Chat(code) => write!(f, "{code}"),
             FailureCode::BadUtf8 => f.write_str("bad_utf8"),
             FailureCode::FieldCount => f.write_str("field_count"),
+            FailureCode::UnterminatedQuote => f.write_str("unterminated_quote"),
             FailureCode::Http(status) => write!(f, "http_{status}"),
             FailureCode::Transport => f.write_str("transport"),
             FailureCode::OutcomeUnknown => f.write_str("outcome_unknown"),
             FailureCode::BadResponse => f.write_str("bad_response"),
+            FailureCode::AccountImport => f.write_str("account_import"),
         }
     }
 }
@@ -46,6 +52,8 @@ pub enum Stage {
     Validate,
     /// The portrait_set call.
     Send,
+    /// Importing the user's account (`--create-accounts`).
+    Account,
 }
 
 impl fmt::Display for Stage {
@@ -53,6 +61,7 @@ impl fmt::Display for Stage {
         f.write_str(match self {
             Stage::Validate => "validate",
             Stage::Send => "send",
+            Stage::Account => "account",
         })
     }
 }

@@ -50,6 +50,19 @@ pub enum Verdict<'r> {
     Invalid(Vec<Violation>),
 }
 
+/// The violation for a row whose quote never closes (see `CsvInput::unterminated`).
+pub fn unterminated_quote(line: u64) -> Violation {
+    Violation {
+        column: None,
+        code: FailureCode::UnterminatedQuote,
+        rule: "unterminated quote",
+        message: format!(
+            "a quote opened in the row starting on line {line} never closes, so every line after it \
+             was read into this row; close the quote (or double it: \"\")"
+        ),
+    }
+}
+
 /// Turns `Vec<Violation>` into the single failure the failure CSV records for the row.
 pub fn failure_from(violations: &[Violation]) -> Failure {
     let message = violations

@@ -21,8 +21,8 @@ use csv::ByteRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CallError, ChatClient};
-use crate::codes::{classify, ErrorClass};
+use crate::accounts::CreateAccounts;
+use crate::client::ChatClient;
 use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
 use crate::input::CsvInput;
@@ -30,6 +30,7 @@ use crate::job::JobInput;
 use crate::journal::{self, Final, Journal, RowPos};
 use crate::outcome::{Failure, FailureCode, Stage};
 use crate::progress::{Progress, Snapshot};
+use crate::retry::{Answer, Caller};
 use crate::row::{failure_from, RowMapper, Verdict, Violation};
 use crate::summary::Summary;
 
@@ -78,8 +79,6 @@ const MAX_DEFERRED: usize = 50_000;
 /// Rows that fail on transport errors in a row, with no success between, before the job
 /// concludes Chat is unreachable and stops.
 const UNREACHABLE_AFTER: u64 = 50;
-/// Throttled answers one row may get before it is recorded as failed.
-const MAX_THROTTLED: u32 = 20;
 
 /// A valid row on its way to Chat.
 struct Job {
@@ -100,6 +99,12 @@ enum Event {
     },
     /// A row already in the failure CSV from an interrupted earlier run but not yet journalled.
     AlreadyFailed(RowPos),
+    /// A row whose user's account could not be imported (`--create-accounts`).
+    AccountFailed {
+        pos: RowPos,
+        record: ByteRecord,
+        failure: Failure,
+    },
 }
 
 /// What the collector receives.
@@ -111,6 +116,11 @@ enum Report {
         violations: Vec<Violation>,
     },
     AlreadyFailed(RowPos),
+    AccountFailed {
+        pos: RowPos,
+        record: ByteRecord,
+        failure: Failure,
+    },
     Finished {
         job: Job,
         outcome: Outcome,
@@ -137,9 +147,23 @@ struct Shared {
     requests: AtomicU64,
     /// Throttled answers (60007 and friends, HTTP 429).
     throttled: AtomicU64,
+    create_accounts: Option<CreateAccounts>,
 }
 
 impl Shared {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            client: &self.client,
+            pacer: &self.pacer,
+            max_attempts: self.settings.max_attempts,
+            base_backoff: self.settings.base_backoff,
+            max_backoff: self.settings.max_backoff,
+            stop: &self.stop,
+            requests: &self.requests,
+            throttled: &self.throttled,
+        }
+    }
+
     fn stop_job(&self, why: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
@@ -211,6 +235,7 @@ pub async fn run(
                 checkpoint: resume.checkpoint,
                 journalled: journal::skip_set(resume),
                 failed_lines,
+                failed_accounts: HashMap::new(),
             }
         }
         None => {
@@ -223,6 +248,18 @@ pub async fn run(
             ReaderResume::default()
         }
     };
+    let mut reader_resume = reader_resume;
+    if let Some(mode @ (CreateAccounts::Batch | CreateAccounts::AccountList)) = job.create_accounts
+    {
+        let pass = import_accounts(job, &client, &settings, &stop, mode).await?;
+        prior.accounts = Some(format!(
+            "{} imported or already there, {} failed ({} multiaccount_import calls)",
+            pass.accounts - pass.failed.len() as u64,
+            pass.failed.len(),
+            pass.calls
+        ));
+        reader_resume.failed_accounts = pass.failed;
+    }
     // The reader opens its own handle; this one only checked the header.
     drop(std::mem::replace(&mut input, CsvInput::open(&job.input)?));
 
@@ -237,6 +274,7 @@ pub async fn run(
         consecutive_transport_failures: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
+        create_accounts: job.create_accounts,
     });
 
     let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
@@ -320,6 +358,41 @@ pub async fn run(
     })
 }
 
+/// The batch form of `--create-accounts`: every user of the file is imported with
+/// multiaccount_import (100 per call, at most 100 calls a second on its own pacer) before any
+/// profile is sent.
+async fn import_accounts(
+    job: &JobInput,
+    client: &ChatClient,
+    settings: &SendSettings,
+    stop: &CancellationToken,
+    mode: CreateAccounts,
+) -> anyhow::Result<crate::accounts::ImportPass> {
+    let pacer = crate::limiter::Pacer::new(crate::accounts::BATCH_CALLS_PER_SECOND);
+    let (requests, throttled) = (AtomicU64::new(0), AtomicU64::new(0));
+    let calls = crate::accounts::AccountCalls {
+        client,
+        pacer: &pacer,
+        max_attempts: settings.max_attempts,
+        stop,
+        requests: &requests,
+        throttled: &throttled,
+    };
+    let started = Instant::now();
+    let pass = crate::accounts::import_all(
+        &job.input,
+        job.rules,
+        &calls,
+        mode == CreateAccounts::AccountList,
+    )
+    .await?;
+    tracing::info!(
+        "accounts imported in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(pass)
+}
+
 /// Counts data rows with a parse-only pass, for the progress total.
 fn count_rows(job: &JobInput) -> anyhow::Result<u64> {
     let mut input = CsvInput::open(&job.input)?;
@@ -363,8 +436,27 @@ fn read_rows(
         }
         let event = if resume.failed_lines.contains(&line) {
             Event::AlreadyFailed(pos)
+        } else if input.unterminated() {
+            Event::Invalid {
+                pos,
+                record: record.clone(),
+                violations: vec![crate::row::unterminated_quote(line)],
+            }
         } else {
             match mapper.map(&record, &mut body) {
+                Verdict::Ready { user_id, .. } if resume.failed_accounts.contains_key(user_id) => {
+                    let why = &resume.failed_accounts[user_id];
+                    Event::AccountFailed {
+                        pos,
+                        record: record.clone(),
+                        failure: Failure {
+                            code: why.code,
+                            message: why.message.clone(),
+                            stage: Stage::Account,
+                            attempts: 0,
+                        },
+                    }
+                }
                 Verdict::Ready { user_id, .. } => Event::Job(Job {
                     pos,
                     user_id: user_id.to_string(),
@@ -408,6 +500,8 @@ struct ReaderResume {
     journalled: HashSet<u64>,
     /// Lines already in the failure CSV (written just before a crash, not yet journalled).
     failed_lines: HashSet<u64>,
+    /// Users whose account import failed: their rows are not sent.
+    failed_accounts: HashMap<String, crate::accounts::AccountFailure>,
 }
 
 /// Sends jobs to workers, holding back any row whose user already has one in flight.
@@ -478,6 +572,9 @@ async fn dispatch(
                     Some(Event::AlreadyFailed(pos)) => {
                         let _ = reports.send(Report::AlreadyFailed(pos)).await;
                     }
+                    Some(Event::AccountFailed { pos, record, failure }) => {
+                        let _ = reports.send(Report::AccountFailed { pos, record, failure }).await;
+                    }
                 }
             }
             _ = stop.cancelled(), if deferred > 0 => {
@@ -540,126 +637,62 @@ async fn worker(
 
 /// Sends one row until it succeeds, fails for good, or the job stops.
 async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
-    let settings = &shared.settings;
-    let mut attempts = 0u32;
-    let mut throttled = 0u32;
-    let mut renewed = false;
-    loop {
-        if shared.stop.is_cancelled() {
-            return (Outcome::NotAttempted, attempts + throttled);
-        }
-        tokio::select! {
-            _ = shared.pacer.acquire() => {}
-            _ = shared.stop.cancelled() => return (Outcome::NotAttempted, attempts + throttled),
-        }
-        if shared.stop.is_cancelled() {
-            return (Outcome::NotAttempted, attempts + throttled);
-        }
-        attempts += 1;
-        shared.requests.fetch_add(1, Ordering::Relaxed);
-        let result = shared.client.call(PORTRAIT_SET, job.body.clone()).await;
-        let requests = attempts + throttled;
-        let failure = |code: FailureCode, message: String| {
-            Outcome::Failed(Failure {
-                code,
-                message,
-                stage: Stage::Send,
-                attempts: requests,
-            })
-        };
-        let retryable = match result {
-            Ok((envelope, _)) if envelope.is_ok() => {
-                shared
-                    .consecutive_transport_failures
-                    .store(0, Ordering::Relaxed);
-                shared.pacer.on_accepted();
-                return (Outcome::Ok, requests);
-            }
-            Ok((envelope, _)) => {
-                shared
-                    .consecutive_transport_failures
-                    .store(0, Ordering::Relaxed);
-                let code = envelope.error_code;
-                let message = format!("{} ({})", envelope.error_info, describe_code(code));
-                match classify(code) {
-                    ErrorClass::PermanentRow => {
-                        return (failure(FailureCode::Chat(code), message), requests)
-                    }
-                    ErrorClass::FatalJob => {
-                        shared.stop_job(format!("Chat answered {code}: {message}"));
-                        return (failure(FailureCode::Chat(code), message), requests);
-                    }
-                    ErrorClass::Expired => {
-                        if renewed || !shared.client.renew_usersig() {
-                            shared.stop_job(format!(
-                                "Chat answered {code} (UserSig expired) even after renewal: check the clock and the key"
-                            ));
-                            return (failure(FailureCode::Chat(code), message), requests);
-                        }
-                        renewed = true;
-                        attempts -= 1;
-                        continue;
-                    }
-                    ErrorClass::Throttled => {
-                        throttled += 1;
-                        attempts -= 1;
-                        if throttled > MAX_THROTTLED {
-                            return (failure(FailureCode::Chat(code), message), requests);
-                        }
-                        let pause = backoff_window(settings, throttled).max(Duration::from_secs(1));
-                        tracing::info!(
-                            "Chat throttled the job ({code}); pausing all requests for {pause:?}"
-                        );
-                        shared.pacer.pause_for(pause);
-                        continue;
-                    }
-                    ErrorClass::Transient => Some(failure(FailureCode::Chat(code), message)),
-                }
-            }
-            Err(CallError::Http(status)) if status >= 500 || status == 408 => {
-                Some(failure(FailureCode::Http(status), format!("HTTP {status}")))
-            }
-            Err(CallError::Http(429)) => {
-                throttled += 1;
-                attempts -= 1;
-                shared
-                    .pacer
-                    .pause_for(backoff_window(settings, throttled).max(Duration::from_secs(1)));
-                if throttled > MAX_THROTTLED {
-                    return (failure(FailureCode::Http(429), "HTTP 429".into()), requests);
-                }
-                continue;
-            }
-            Err(CallError::Http(status)) => {
-                shared.stop_job(format!(
-                    "the endpoint answered HTTP {status}: check --endpoint / --region"
-                ));
-                return (
-                    failure(FailureCode::Http(status), format!("HTTP {status}")),
-                    requests,
-                );
-            }
-            Err(CallError::BadResponse(text)) => {
-                shared.stop_job(format!(
-                    "the endpoint does not answer like Chat ({text}): check --endpoint"
-                ));
-                return (failure(FailureCode::BadResponse, text), requests);
-            }
-            Err(CallError::Timeout(after)) => Some(failure(
-                FailureCode::OutcomeUnknown,
-                format!("no answer within {after:?} on the last attempt; Chat may have applied it"),
-            )),
-            Err(CallError::Transport(text)) => Some(failure(FailureCode::Transport, text)),
-        };
-        let Some(last_failure) = retryable else {
-            continue;
-        };
-        if attempts >= settings.max_attempts {
-            if let Outcome::Failed(Failure {
-                code: FailureCode::Transport,
+    let caller = shared.caller();
+    let (mut answer, mut requests) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+    if shared.create_accounts == Some(CreateAccounts::OnDemand)
+        && matches!(
+            answer,
+            Answer::Failed {
+                code: FailureCode::Chat(40003),
                 ..
-            }) = &last_failure
-            {
+            }
+        )
+    {
+        // Not an account yet: import it (account_import, through the same pacer) and retry
+        // the row once.
+        let calls = crate::accounts::AccountCalls {
+            client: &shared.client,
+            pacer: &shared.pacer,
+            max_attempts: shared.settings.max_attempts,
+            stop: &shared.stop,
+            requests: &shared.requests,
+            throttled: &shared.throttled,
+        };
+        answer = match calls.import_one(&job.user_id).await {
+            Answer::Ok(..) => {
+                let (again, more) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+                requests += more;
+                again
+            }
+            Answer::Failed { code, message } => Answer::Failed {
+                code,
+                message: format!("account_import failed: {message}"),
+            },
+            other => other,
+        };
+    }
+    let failed = |code, message| {
+        Outcome::Failed(Failure {
+            code,
+            message,
+            stage: Stage::Send,
+            attempts: requests,
+        })
+    };
+    match answer {
+        Answer::Ok(..) => {
+            shared
+                .consecutive_transport_failures
+                .store(0, Ordering::Relaxed);
+            (Outcome::Ok, requests)
+        }
+        Answer::Stopped => (Outcome::NotAttempted, requests),
+        Answer::Fatal { code, message, why } => {
+            shared.stop_job(why);
+            (failed(code, message), requests)
+        }
+        Answer::Failed { code, message } => {
+            if code == FailureCode::Transport {
                 let streak = shared
                     .consecutive_transport_failures
                     .fetch_add(1, Ordering::Relaxed)
@@ -667,58 +700,16 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
                 if streak >= UNREACHABLE_AFTER {
                     shared.stop_job(format!(
                         "{streak} rows in a row failed to connect after {} attempts each: Chat is unreachable",
-                        settings.max_attempts
+                        shared.settings.max_attempts
                     ));
                 }
+            } else {
+                shared
+                    .consecutive_transport_failures
+                    .store(0, Ordering::Relaxed);
             }
-            return (last_failure, requests);
+            (failed(code, message), requests)
         }
-        let sleep = rand::random_range(Duration::ZERO..=backoff_window(settings, attempts));
-        tracing::debug!(
-            line = job.pos.line,
-            attempt = attempts,
-            "retrying in {sleep:?}"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            // A stop cancels the backoff: the row stays pending.
-            _ = shared.stop.cancelled() => return (Outcome::NotAttempted, requests),
-        }
-    }
-}
-
-/// The full-jitter window before retry `n` (1-based): base × 2^(n-1), capped.
-fn backoff_window(settings: &SendSettings, n: u32) -> Duration {
-    let factor = 1u32 << n.saturating_sub(1).min(16);
-    settings
-        .base_backoff
-        .saturating_mul(factor)
-        .min(settings.max_backoff)
-}
-
-fn describe_code(code: u32) -> &'static str {
-    match code {
-        40001 => "bad request parameter",
-        40003 => "account not imported into Chat",
-        40004 => "identifier is not an app admin",
-        40005 => "sensitive words",
-        40006 => "internal server error",
-        40008 => "no admin write permission on the field",
-        40009 => "tag does not exist (configure custom fields in the console)",
-        40601 => "value longer than 500 bytes",
-        40605 => "bad value for a standard field",
-        40610 => "wrong value type",
-        60006 => "invalid SDKAppID",
-        60007 | 60011 | 60018 | 60019 => "rate limited",
-        60010 | 70403 => "needs app admin permission",
-        70001 => "UserSig expired",
-        70003 | 70005 => "invalid UserSig",
-        70009 => "UserSig does not match the key",
-        70013 => "UserSig made for another identifier",
-        70014 => "UserSig made for another SDKAppID",
-        70016 | 70020 => "SDKAppID not found in this data center (check --region)",
-        70050 => "too many failed UserSig checks",
-        _ => "see Chat's error code table",
     }
 }
 
@@ -810,6 +801,21 @@ impl Collector {
             Report::Skipped(pos) => {
                 summary.skipped += 1;
                 self.journal.record(pos, Final::Skipped, "");
+            }
+            Report::AccountFailed {
+                pos,
+                record,
+                failure,
+            } => {
+                summary.failed += 1;
+                let code = failure.code.to_string();
+                *summary
+                    .failed_by_code
+                    .entry(format!("{code} (account)"))
+                    .or_default() += 1;
+                self.failures
+                    .write(&record, pos.line, &failure, self.delimiter)?;
+                self.journal.record(pos, Final::Failed, &code);
             }
             Report::AlreadyFailed(pos) => {
                 summary.failed += 1;

@@ -1,19 +1,73 @@
-//! The built-in Chat simulator: an HTTP/1.1 server that answers `v4/profile/portrait_set` the way
-//! the spec (§1–§4) says Chat does, with a sliding one-second rate limit, seeded fault injection
-//! and the statistics the tests use to prove the client paces, retries and serializes per user.
+//! The built-in Chat simulator: an HTTP/1.1 server that answers the REST commands the import
+//! job uses the way the spec (§1–§5) says Chat does, with a sliding one-second rate limit per
+//! command, seeded fault injection and the statistics the tests use to prove the client paces,
+//! retries and serializes per user.
+//!
+//! Commands served (request and answer shapes as in spec §2 and §5.2–§5.6):
+//! - `v4/profile/portrait_set`: `{"From_Account","ProfileItem":[{"Tag","Value"}]}` → envelope.
+//! - `v4/profile/portrait_get`: `{"To_Account":[..],"TagList":[..]}` → envelope +
+//!   `UserProfileItem:[{"To_Account","ProfileItem":[{"Tag","Value"}],"ResultCode","ResultInfo"}]`
+//!   and, only when some user failed, `Fail_Account:[..]`.
+//! - `v4/im_open_login_svc/account_import`: `{"UserID","Nick"?,"FaceUrl"?}` → envelope.
+//! - `v4/im_open_login_svc/multiaccount_import`: `{"Accounts":[..]}` or
+//!   `{"AccountList":[{"UserID","Nick"?,"FaceUrl"?}]}` → envelope + `FailAccounts:[..]`.
+//! - `v4/im_open_login_svc/account_check`: `{"CheckItem":[{"UserID"}]}` → envelope +
+//!   `ResultItem:[{"UserID","ResultCode","ResultInfo","AccountStatus"}]`.
+//!
+//! To add a command: a `Command` variant (and its entry in `Command::ALL`), its path in
+//! `from_path`, its name, its non-admin code in `not_admin_code`, whether it is a 100/s API in
+//! `batch_limited`, and a handler in `Sim::dispatch`.
 //!
 //! Decisions where the spec is silent (all documented so tests can rely on them):
 //! - Order of checks: `always_code` → route (60009) → method (60002) → query (`sdkappid` 60012 /
 //!   60006, `identifier` 60010, `usersig` 700xx, `random` / `contenttype` 60002) → admin
-//!   (40004) → rate limit (60007) → body (60003, then 40001, then 40003) → injected faults →
-//!   per-item validation (40009 / 40610 / 40605 / 40601).
+//!   (40004 for profile commands, 70403 for account commands) → the command's rate limit
+//!   (60007) → body (60003, then the command's decode checks) → injected faults → value checks
+//!   and the work itself. Decode checks: portrait_set 40001 / 40003; portrait_get 40002 / 40001;
+//!   account_import 70402; multiaccount_import and account_check 70402 / 70206. Value checks:
+//!   portrait_set 40009 / 40610 / 40605 / 40601; portrait_get 40009; account_import 40601.
 //! - The simulator knows one app, so any `sdkappid` other than the configured one is "invalid"
 //!   (60006). 70014 comes from a sig made for another SDKAppID sent with the right `sdkappid`.
 //! - Bodies over [`MAX_BODY_BYTES`] get 60002 (no documented code exists for this).
 //! - A portrait_set is all-or-nothing: nothing is written unless every item is valid.
-//! - 40006, 502 and reset faults write nothing; a slow fault writes, then answers late.
+//! - 40006, 502 and reset faults write nothing; a slow fault does the work, then answers late.
+//!   The 40006 fault is used for every command, although account_check's page does not list
+//!   40006 (its "try again" codes are 70169 / 70202 / 70500).
+//! - `max_streak_per_user` is keyed by From_Account for portrait_set, and by command plus the
+//!   first UserID of the request for the other commands (a retried batch starts with the same
+//!   account, so its streak is capped too; different commands never share a streak).
+//! - The rate limit is one sliding limiter per command (spec §1.5 is silent on per-API vs.
+//!   per-app): portrait_set, portrait_get and account_import admit
+//!   [`SimConfig::limit_per_sec`]; multiaccount_import and account_check admit
+//!   [`SimConfig::limit_batch_per_sec`]. `limit_per_sec == 0` turns every limiter off.
+//! - Account commands answer the account envelope `{"ActionStatus","ErrorCode","ErrorInfo"}`
+//!   with no `ErrorDisplay`, as their doc pages show; profile commands and unknown paths carry
+//!   `ErrorDisplay: ""`.
+//! - A UserID is valid when it is 1 to [`MAX_USER_ID_BYTES`] bytes; characters are not checked.
+//!   `Nick` / `FaceUrl` must be JSON strings when present (`null` is a protocol error, 70402);
+//!   they are written as `Tag_Profile_IM_Nick` / `Tag_Profile_IM_Image`, empty strings included,
+//!   and each may be at most 500 bytes (40601). Re-importing an account is OK and overwrites the
+//!   Nick / FaceUrl it carries; others are kept.
+//! - Batch sizes: an empty or over-100 `Accounts` / `AccountList` / `CheckItem` gets 70206
+//!   ("invalid batch quantity"); sending both `Accounts` and `AccountList` gets 70402. A
+//!   portrait_get with over 100 `To_Account` gets 40001; a missing, `null` or empty one 40002;
+//!   a missing or empty `TagList` 40001; any unknown tag in `TagList` fails the call with 40009.
+//! - multiaccount_import answers OK with `FailAccounts` always present (empty when nothing
+//!   failed). An account fails when its UserID is invalid, its Nick / FaceUrl is over 500 bytes
+//!   or it is in [`SimConfig::fail_import`]; each failed UserID is listed once, in request
+//!   order. Entries that are not strings (`Accounts`) or not objects with a string `UserID`
+//!   (`AccountList`) cannot be listed, so they fail the whole call with 70402.
+//! - account_import of a UserID in [`SimConfig::fail_import`] answers 70402.
+//! - account_check gives an invalid UserID `ResultCode` 70402 and `AccountStatus`
+//!   `"NotImported"`; with `accounts: None` every valid UserID is `"Imported"`.
+//! - portrait_get answers OK even when some users fail: an unknown account (only possible when
+//!   `accounts` is Some) gets a `UserProfileItem` `{"To_Account","ResultCode":40003,
+//!   "ResultInfo"}` without `ProfileItem` (as in the doc's failed-user sample) and is listed in
+//!   `Fail_Account`. Known users get `ProfileItem` in `TagList` order (duplicates once), holding
+//!   only the tags that have a value; a user with none gets `ProfileItem: []`.
+//! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +92,12 @@ use crate::usersig::{self, SecretKey};
 /// Request bodies larger than this are refused; a portrait_set body is a few KB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The longest UserID Chat accepts, in bytes (spec §5.1).
+pub const MAX_USER_ID_BYTES: usize = 32;
+
+/// The most accounts one multiaccount_import, account_check or portrait_get may name.
+pub const MAX_BATCH: usize = 100;
+
 /// How long `shutdown` lets in-flight requests finish before their connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
@@ -47,13 +107,21 @@ pub struct SimConfig {
     pub sdkappid: u64,
     pub admin: String,
     pub key: SecretKey,
-    /// Admitted requests per sliding one-second window before answering 60007. 0 = no limit.
+    /// Admitted requests per sliding one-second window, per command, before answering 60007,
+    /// for portrait_set, portrait_get and account_import (Chat: 200/s). 0 = no limit for any
+    /// command, whatever `limit_batch_per_sec` says.
     pub limit_per_sec: u32,
+    /// The same for multiaccount_import and account_check (Chat: 100/s). 0 = no limit.
+    pub limit_batch_per_sec: u32,
     pub latency_min: Duration,
     pub latency_max: Duration,
     pub faults: Faults,
-    /// Known accounts; None = every UserID exists. Others get 40003.
+    /// Known accounts; None = every UserID exists. Others get 40003. account_import and
+    /// multiaccount_import add to it (see [`SimHandle::accounts`]).
     pub accounts: Option<HashSet<String>>,
+    /// UserIDs whose import always fails: listed in multiaccount_import's `FailAccounts`,
+    /// answered 70402 by account_import. For tests of per-account import failures.
+    pub fail_import: HashSet<String>,
     /// Custom keywords configured "in the console" (e.g. "Hobby"); other Tag_Profile_Custom_* get 40009.
     pub custom_fields: HashSet<String>,
     /// Seed for the fault RNG so runs are reproducible.
@@ -61,18 +129,21 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Chat's documented portrait_set limit (200/s), no latency, no faults, every account
-    /// exists, custom keywords Hobby, City and Tier, seed 1.
+    /// Chat's documented limits (200/s, and 100/s for multiaccount_import and account_check),
+    /// no latency, no faults, every account exists, no forced import failures, custom keywords
+    /// Hobby, City and Tier, seed 1.
     pub fn new(sdkappid: u64, admin: &str, key: SecretKey) -> Self {
         SimConfig {
             sdkappid,
             admin: admin.to_string(),
             key,
             limit_per_sec: 200,
+            limit_batch_per_sec: 100,
             latency_min: Duration::ZERO,
             latency_max: Duration::ZERO,
             faults: Faults::default(),
             accounts: None,
+            fail_import: HashSet::new(),
             custom_fields: ["Hobby", "City", "Tier"]
                 .into_iter()
                 .map(String::from)
@@ -97,6 +168,7 @@ pub struct Faults {
     pub slow: Duration,
     /// Never inject more than this many faults in a row for one From_Account (0 = no cap),
     /// so "bursts of 40006 are retried to success" is deterministic with enough attempts.
+    /// For the other commands the streak is keyed by command and the request's first UserID.
     pub max_streak_per_user: u32,
     /// Answer EVERY request with this ErrorCode (e.g. 70009) — for fatal-error tests. None = off.
     pub always_code: Option<u32>,
@@ -105,14 +177,24 @@ pub struct Faults {
 /// What the simulator has seen so far.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SimStats {
-    /// Every HTTP request that reached the handler.
+    /// Every HTTP request that reached the handler, whatever its path.
     pub requests: u64,
-    /// The most arrivals in any half-open one-second window `[t, t+1s)`.
+    /// The most portrait_set arrivals (requests to its path) in any half-open one-second
+    /// window `[t, t+1s)`. Other commands are in `max_in_any_window_by_command`.
     pub max_in_any_window: u64,
-    /// `(n-1) / (t_last - t_first)` over arrivals; 0 with fewer than two.
+    /// `(n-1) / (t_last - t_first)` over all arrivals; 0 with fewer than two.
     pub mean_rate: f64,
-    /// Answers by kind: `"0"`, `"40006"`, `"60007"`, …, `"http_502"`, `"reset"`.
+    /// Answers by kind, over every request: `"0"`, `"40006"`, `"60007"`, …, `"http_502"`,
+    /// `"reset"`. Per-command answers are in `answers_by_command`.
     pub codes: BTreeMap<String, u64>,
+    /// Requests by command name (`"portrait_set"`, `"portrait_get"`, `"account_import"`,
+    /// `"multiaccount_import"`, `"account_check"`), counted by path on arrival. Requests to
+    /// unknown paths are only in `requests`. Commands never called are absent.
+    pub by_command: BTreeMap<String, u64>,
+    /// Answers by command name, then by kind (the keys of `codes`).
+    pub answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Like `max_in_any_window`, for each command that was called.
+    pub max_in_any_window_by_command: BTreeMap<String, u64>,
     /// The most concurrent requests ever seen for one From_Account (a correct client keeps 1).
     pub max_in_flight_per_user: u64,
     /// The most concurrent requests overall.
@@ -126,6 +208,15 @@ impl SimStats {
     pub fn count(&self, key: &str) -> u64 {
         self.codes.get(key).copied().unwrap_or(0)
     }
+
+    /// How many answers to `command` (e.g. `"account_check"`) carried this key.
+    pub fn count_for(&self, command: &str, key: &str) -> u64 {
+        self.answers_by_command
+            .get(command)
+            .and_then(|codes| codes.get(key))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl fmt::Display for SimStats {
@@ -136,6 +227,21 @@ impl fmt::Display for SimStats {
             self.requests, self.mean_rate, self.max_in_any_window
         )?;
         writeln!(f, "applied    {}", self.applied)?;
+        if !self.by_command.is_empty() {
+            let commands: Vec<String> = self
+                .by_command
+                .iter()
+                .map(|(command, n)| {
+                    let max = self
+                        .max_in_any_window_by_command
+                        .get(command)
+                        .copied()
+                        .unwrap_or(0);
+                    format!("{command}={n} (at most {max} in 1 s)")
+                })
+                .collect();
+            writeln!(f, "commands   {}", commands.join(" "))?;
+        }
         writeln!(
             f,
             "in flight  at most {} overall, {} for one user",
@@ -206,6 +312,16 @@ impl SimHandle {
     /// The profiles the simulator holds: UserID -> (Tag -> JSON value), sorted.
     pub fn profiles(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
         self.sim.state().profiles.clone()
+    }
+
+    /// The known accounts, sorted: the configured ones plus those imported since. None when
+    /// the simulator was started with `accounts: None` (every UserID exists).
+    pub fn accounts(&self) -> Option<BTreeSet<String>> {
+        self.sim
+            .state()
+            .accounts
+            .as_ref()
+            .map(|accounts| accounts.iter().cloned().collect())
     }
 
     /// Change faults while running (e.g. turn off after a while). Streak counts carry over.
@@ -303,6 +419,17 @@ impl Answer {
         }
     }
 
+    /// OK with one command-specific field, e.g. `FailAccounts`.
+    fn ok_with(field: &str, value: Value) -> Answer {
+        let mut extra = Map::new();
+        extra.insert(field.to_string(), value);
+        Answer::Chat {
+            code: 0,
+            info: String::new(),
+            extra,
+        }
+    }
+
     fn fail(code: u32, info: impl Into<String>) -> Answer {
         Answer::Chat {
             code,
@@ -320,7 +447,9 @@ impl Answer {
         }
     }
 
-    fn into_response(self) -> Result<Response<Full<Bytes>>, InjectedReset> {
+    /// `error_display`: whether the envelope carries `ErrorDisplay` (profile APIs do, account
+    /// APIs do not).
+    fn into_response(self, error_display: bool) -> Result<Response<Full<Bytes>>, InjectedReset> {
         match self {
             Answer::Chat { code, info, extra } => {
                 let mut envelope = Map::new();
@@ -328,7 +457,9 @@ impl Answer {
                 envelope.insert("ActionStatus".into(), status.into());
                 envelope.insert("ErrorCode".into(), code.into());
                 envelope.insert("ErrorInfo".into(), info.into());
-                envelope.insert("ErrorDisplay".into(), "".into());
+                if error_display {
+                    envelope.insert("ErrorDisplay".into(), "".into());
+                }
                 envelope.extend(extra);
                 let body = serde_json::to_vec(&Value::Object(envelope)).unwrap_or_default();
                 let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -353,26 +484,65 @@ impl Answer {
     }
 }
 
-/// The REST commands the simulator serves. To add one: a variant, its path in `from_path`,
-/// its admin-refusal code, and a handler in `Sim::dispatch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The REST commands the simulator serves. To add one: a variant (also in `ALL`), its path in
+/// `from_path`, its name, its admin-refusal code, its rate class in `batch_limited`, and a
+/// handler in `Sim::dispatch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Command {
     PortraitSet,
+    PortraitGet,
+    AccountImport,
+    MultiaccountImport,
+    AccountCheck,
 }
 
 impl Command {
+    const ALL: [Command; 5] = [
+        Command::PortraitSet,
+        Command::PortraitGet,
+        Command::AccountImport,
+        Command::MultiaccountImport,
+        Command::AccountCheck,
+    ];
+
     fn from_path(path: &str) -> Option<Command> {
-        match path {
-            "/v4/profile/portrait_set" => Some(Command::PortraitSet),
-            _ => None,
+        Command::ALL
+            .into_iter()
+            .find(|command| command.path() == path)
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Command::PortraitSet => "/v4/profile/portrait_set",
+            Command::PortraitGet => "/v4/profile/portrait_get",
+            Command::AccountImport => "/v4/im_open_login_svc/account_import",
+            Command::MultiaccountImport => "/v4/im_open_login_svc/multiaccount_import",
+            Command::AccountCheck => "/v4/im_open_login_svc/account_check",
         }
     }
 
-    /// Each service refuses a non-admin identifier with its own code (spec §1.6, §2.4).
+    /// The key used in [`SimStats`]: the last path segment.
+    fn name(self) -> &'static str {
+        let path = self.path();
+        path.rsplit('/').next().unwrap_or(path)
+    }
+
+    /// Each service refuses a non-admin identifier with its own code (spec §1.6, §2.4, §5).
     fn not_admin_code(self) -> u32 {
         match self {
-            Command::PortraitSet => 40004,
+            Command::PortraitSet | Command::PortraitGet => 40004,
+            Command::AccountImport | Command::MultiaccountImport | Command::AccountCheck => 70403,
         }
+    }
+
+    /// The 100/s APIs (spec §1.5); the others are 200/s.
+    fn batch_limited(self) -> bool {
+        matches!(self, Command::MultiaccountImport | Command::AccountCheck)
+    }
+
+    /// Profile-service answers carry `ErrorDisplay`; account-service answers do not.
+    fn error_display(self) -> bool {
+        matches!(self, Command::PortraitSet | Command::PortraitGet)
     }
 }
 
@@ -498,20 +668,25 @@ enum Fault {
 
 struct State {
     profiles: BTreeMap<String, BTreeMap<String, Value>>,
-    /// In `State` rather than the config so an account_import command can add to it later.
+    /// In `State` rather than the config because the import commands add to it.
     accounts: Option<HashSet<String>>,
     faults: Faults,
     fault_rng: StdRng,
     // Separate from the fault stream so changing latency does not change which requests fail.
     latency_rng: StdRng,
     streaks: HashMap<String, u32>,
-    limiter: SlidingLimiter,
+    /// One per command (see `Command::batch_limited`).
+    limiters: HashMap<Command, SlidingLimiter>,
+    /// Every arrival, whatever its path.
     window: WindowCounter,
+    /// Arrivals by command (known paths only).
+    windows: HashMap<Command, WindowCounter>,
     in_flight: u64,
     in_flight_by_user: HashMap<String, u64>,
     max_in_flight: u64,
     max_in_flight_per_user: u64,
     codes: BTreeMap<String, u64>,
+    answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
     applied: u64,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     connections: u64,
@@ -519,11 +694,23 @@ struct State {
 
 impl State {
     fn stats(&self) -> SimStats {
+        let by_name = |value: fn(&WindowCounter) -> u64| -> BTreeMap<String, u64> {
+            self.windows
+                .iter()
+                .map(|(command, window)| (command.name().to_string(), value(window)))
+                .collect()
+        };
         SimStats {
             requests: self.window.count,
-            max_in_any_window: self.window.max,
+            max_in_any_window: self
+                .windows
+                .get(&Command::PortraitSet)
+                .map_or(0, |window| window.max),
             mean_rate: self.window.mean_rate(),
             codes: self.codes.clone(),
+            by_command: by_name(|window| window.count),
+            answers_by_command: self.answers_by_command.clone(),
+            max_in_any_window_by_command: by_name(|window| window.max),
             max_in_flight_per_user: self.max_in_flight_per_user,
             max_in_flight: self.max_in_flight,
             applied: self.applied,
@@ -538,6 +725,7 @@ struct Sim {
     latency_min: Duration,
     latency_max: Duration,
     custom_fields: HashSet<String>,
+    fail_import: HashSet<String>,
     state: Mutex<State>,
 }
 
@@ -548,6 +736,17 @@ impl Sim {
         } else {
             (config.latency_max, config.latency_min)
         };
+        let limiters = Command::ALL
+            .into_iter()
+            .map(|command| {
+                let limit = match (config.limit_per_sec, command.batch_limited()) {
+                    (0, _) => 0,
+                    (_, true) => config.limit_batch_per_sec,
+                    (limit, false) => limit,
+                };
+                (command, SlidingLimiter::new(limit))
+            })
+            .collect();
         Sim {
             sdkappid: config.sdkappid,
             admin: config.admin,
@@ -555,6 +754,7 @@ impl Sim {
             latency_min,
             latency_max,
             custom_fields: config.custom_fields,
+            fail_import: config.fail_import,
             state: Mutex::new(State {
                 profiles: BTreeMap::new(),
                 accounts: config.accounts,
@@ -562,13 +762,15 @@ impl Sim {
                 fault_rng: StdRng::seed_from_u64(config.seed),
                 latency_rng: StdRng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15),
                 streaks: HashMap::new(),
-                limiter: SlidingLimiter::new(config.limit_per_sec),
+                limiters,
                 window: WindowCounter::default(),
+                windows: HashMap::new(),
                 in_flight: 0,
                 in_flight_by_user: HashMap::new(),
                 max_in_flight: 0,
                 max_in_flight_per_user: 0,
                 codes: BTreeMap::new(),
+                answers_by_command: BTreeMap::new(),
                 applied: 0,
                 connections: 0,
             }),
@@ -579,11 +781,16 @@ impl Sim {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an arrival and counts it in flight until the guard drops.
-    fn arrive(self: &Arc<Self>) -> FlightGuard {
+    /// Records an arrival (for `command`, if the path names one) and counts it in flight until
+    /// the guard drops.
+    fn arrive(self: &Arc<Self>, command: Option<Command>) -> FlightGuard {
         let mut state = self.state();
         // Taken under the lock so arrivals are recorded in order.
-        state.window.record(Instant::now());
+        let now = Instant::now();
+        state.window.record(now);
+        if let Some(command) = command {
+            state.windows.entry(command).or_default().record(now);
+        }
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);
         FlightGuard {
@@ -613,10 +820,20 @@ impl Sim {
             .random_range(self.latency_min..=self.latency_max)
     }
 
-    /// Everything before the command itself: auth, admin and the rate limit.
-    fn admit(&self, method: &Method, path: &str, query: &str) -> Result<Command, Answer> {
-        let command = Command::from_path(path)
-            .ok_or_else(|| Answer::fail(60009, format!("unknown REST command {path}")))?;
+    /// Everything before the command itself: route, auth, admin and the rate limit.
+    fn admit(
+        &self,
+        command: Option<Command>,
+        method: &Method,
+        path: &str,
+        query: &str,
+    ) -> Result<Command, Answer> {
+        let command = command.ok_or_else(|| {
+            Answer::fail(
+                60009,
+                format!("unknown REST command {}", crate::profile::clip(path)),
+            )
+        })?;
         if method != Method::POST {
             return Err(Answer::fail(
                 60002,
@@ -660,7 +877,12 @@ impl Sim {
                 format!("{} is not an app admin", crate::profile::clip(&identifier)),
             ));
         }
-        if !self.state().limiter.admit(Instant::now()) {
+        let admitted = self
+            .state()
+            .limiters
+            .get_mut(&command)
+            .is_none_or(|limiter| limiter.admit(Instant::now()));
+        if !admitted {
             return Err(Answer::fail(
                 60007,
                 "REST API call frequency limit exceeded",
@@ -670,9 +892,14 @@ impl Sim {
     }
 
     fn dispatch(self: &Arc<Self>, command: Command, body: &[u8], ctx: &mut RequestCtx) -> Answer {
-        match command {
-            Command::PortraitSet => self.portrait_set(body, ctx),
-        }
+        let result = match command {
+            Command::PortraitSet => Ok(self.portrait_set(body, ctx)),
+            Command::PortraitGet => self.portrait_get(body, ctx),
+            Command::AccountImport => self.account_import(body, ctx),
+            Command::MultiaccountImport => self.multiaccount_import(body, ctx),
+            Command::AccountCheck => self.account_check(body, ctx),
+        };
+        result.unwrap_or_else(|answer| answer)
     }
 
     /// Picks this request's fault, honouring the per-user streak cap.
@@ -742,14 +969,8 @@ impl Sim {
             );
         }
 
-        match self.pick_fault(user) {
-            (Fault::None, _) => {}
-            (Fault::Busy, _) => {
-                return Answer::fail(40006, "internal server error, try again later")
-            }
-            (Fault::BadGateway, _) => return Answer::BadGateway,
-            (Fault::Reset, _) => return Answer::Reset,
-            (Fault::Slow, slow) => ctx.extra_delay = slow,
+        if let Err(answer) = self.inject_fault(user, ctx) {
+            return answer;
         }
 
         for (tag, value) in &updates {
@@ -766,10 +987,244 @@ impl Sim {
         Answer::ok()
     }
 
-    /// One item against Chat's rules. Only the exact spellings Chat uses are accepted.
-    fn check_item(&self, tag: &str, value: &Value) -> Result<(), (u32, String)> {
-        let shown = crate::profile::clip(tag);
-        let kind = StandardField::ALL
+    /// `v4/profile/portrait_get` (spec §5.6).
+    fn portrait_get(self: &Arc<Self>, body: &[u8], ctx: &mut RequestCtx) -> Result<Answer, Answer> {
+        let doc = parse_json(body)?;
+        let decode_fail =
+            |why: &str| Answer::fail(40001, format!("Err_Profile_Comm_Decode_Fail: {why}"));
+        let to = match doc.get("To_Account") {
+            None | Some(Value::Null) => return Err(Answer::fail(40002, "To_Account is missing")),
+            Some(Value::Array(to)) if to.is_empty() => {
+                return Err(Answer::fail(40002, "To_Account is empty"))
+            }
+            Some(Value::Array(to)) => to,
+            Some(_) => return Err(decode_fail("To_Account is not an array")),
+        };
+        if to.len() > MAX_BATCH {
+            return Err(decode_fail(&format!(
+                "To_Account names {} users; at most {MAX_BATCH} allowed",
+                to.len()
+            )));
+        }
+        let users: Vec<&str> = to
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<_>>()
+            .ok_or_else(|| decode_fail("every To_Account entry must be a string"))?;
+        let tags: Vec<&str> = match doc.get("TagList").and_then(Value::as_array) {
+            Some(tags) if !tags.is_empty() => tags
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<_>>()
+                .ok_or_else(|| decode_fail("every TagList entry must be a string"))?,
+            _ => return Err(decode_fail("TagList is missing, empty or not an array")),
+        };
+
+        self.inject_fault(&batch_streak_key(Command::PortraitGet, users[0]), ctx)?;
+
+        let mut wanted: Vec<&str> = Vec::with_capacity(tags.len());
+        for tag in tags {
+            if self.tag_kind(tag).is_none() {
+                return Err(Answer::fail(
+                    40009,
+                    format!("profile tag {} does not exist", crate::profile::clip(tag)),
+                ));
+            }
+            if !wanted.contains(&tag) {
+                wanted.push(tag);
+            }
+        }
+        let state = self.state();
+        let mut items = Vec::with_capacity(users.len());
+        let mut failed = Vec::new();
+        for user in users {
+            let known = state
+                .accounts
+                .as_ref()
+                .is_none_or(|accounts| accounts.contains(user));
+            if !known {
+                items.push(serde_json::json!({
+                    "To_Account": user,
+                    "ResultCode": 40003,
+                    "ResultInfo": format!("account {} does not exist", crate::profile::clip(user)),
+                }));
+                failed.push(Value::from(user));
+                continue;
+            }
+            let profile = state.profiles.get(user);
+            let profile_items: Vec<Value> = wanted
+                .iter()
+                .filter_map(|tag| {
+                    let value = profile?.get(*tag)?;
+                    Some(serde_json::json!({"Tag": tag, "Value": value}))
+                })
+                .collect();
+            items.push(serde_json::json!({
+                "To_Account": user,
+                "ProfileItem": profile_items,
+                "ResultCode": 0,
+                "ResultInfo": "",
+            }));
+        }
+        let mut answer = Answer::ok_with("UserProfileItem", Value::Array(items));
+        if !failed.is_empty() {
+            if let Answer::Chat { extra, .. } = &mut answer {
+                extra.insert("Fail_Account".into(), Value::Array(failed));
+            }
+        }
+        Ok(answer)
+    }
+
+    /// `v4/im_open_login_svc/account_import` (spec §5.2).
+    fn account_import(
+        self: &Arc<Self>,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+    ) -> Result<Answer, Answer> {
+        let doc = parse_json(body)?;
+        let import = Import::parse(&doc).map_err(|why| Answer::fail(70402, why))?;
+        if !valid_user_id(import.user) {
+            return Err(Answer::fail(
+                70402,
+                format!("UserID must be 1 to {MAX_USER_ID_BYTES} bytes"),
+            ));
+        }
+        self.inject_fault(&batch_streak_key(Command::AccountImport, import.user), ctx)?;
+        if let Some((code, why)) = import.problem() {
+            return Err(Answer::fail(code, why));
+        }
+        if self.fail_import.contains(import.user) {
+            return Err(Answer::fail(70402, "injected import failure (fail_import)"));
+        }
+        import.apply(&mut self.state());
+        Ok(Answer::ok())
+    }
+
+    /// `v4/im_open_login_svc/multiaccount_import` (spec §5.3), old and new body forms.
+    fn multiaccount_import(
+        self: &Arc<Self>,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+    ) -> Result<Answer, Answer> {
+        let doc = parse_json(body)?;
+        let bad = |why: &str| Answer::fail(70402, why.to_string());
+        let imports: Vec<Import<'_>> = match (doc.get("Accounts"), doc.get("AccountList")) {
+            (Some(_), Some(_)) => return Err(bad("send either Accounts or AccountList, not both")),
+            (Some(Value::Array(list)), None) => {
+                check_batch_size("Accounts", list.len())?;
+                list.iter()
+                    .map(|user| {
+                        user.as_str().map(|user| Import {
+                            user,
+                            nick: None,
+                            face_url: None,
+                        })
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("every Accounts entry must be a string"))?
+            }
+            (None, Some(Value::Array(list))) => {
+                check_batch_size("AccountList", list.len())?;
+                list.iter()
+                    .map(Import::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|why| Answer::fail(70402, format!("AccountList: {why}")))?
+            }
+            (None, None) => return Err(bad("Accounts or AccountList is required")),
+            _ => return Err(bad("Accounts / AccountList must be an array")),
+        };
+
+        self.inject_fault(
+            &batch_streak_key(Command::MultiaccountImport, imports[0].user),
+            ctx,
+        )?;
+
+        let mut failed: Vec<&str> = Vec::new();
+        let mut state = self.state();
+        for import in &imports {
+            let fails = !valid_user_id(import.user)
+                || import.problem().is_some()
+                || self.fail_import.contains(import.user);
+            if fails {
+                if !failed.contains(&import.user) {
+                    failed.push(import.user);
+                }
+            } else {
+                import.apply(&mut state);
+            }
+        }
+        Ok(Answer::ok_with("FailAccounts", Value::from(failed)))
+    }
+
+    /// `v4/im_open_login_svc/account_check` (spec §5.4).
+    fn account_check(
+        self: &Arc<Self>,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+    ) -> Result<Answer, Answer> {
+        let doc = parse_json(body)?;
+        let items = doc
+            .get("CheckItem")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Answer::fail(70402, "CheckItem is missing or not an array"))?;
+        check_batch_size("CheckItem", items.len())?;
+        let users: Vec<&str> = items
+            .iter()
+            .map(|item| item.get("UserID").and_then(Value::as_str))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Answer::fail(70402, "every CheckItem needs a string UserID"))?;
+
+        self.inject_fault(&batch_streak_key(Command::AccountCheck, users[0]), ctx)?;
+
+        let state = self.state();
+        let results: Vec<Value> = users
+            .into_iter()
+            .map(|user| {
+                if !valid_user_id(user) {
+                    return serde_json::json!({
+                        "UserID": user,
+                        "ResultCode": 70402,
+                        "ResultInfo": format!("UserID must be 1 to {MAX_USER_ID_BYTES} bytes"),
+                        "AccountStatus": "NotImported",
+                    });
+                }
+                let imported = state
+                    .accounts
+                    .as_ref()
+                    .is_none_or(|accounts| accounts.contains(user));
+                serde_json::json!({
+                    "UserID": user,
+                    "ResultCode": 0,
+                    "ResultInfo": "",
+                    "AccountStatus": if imported { "Imported" } else { "NotImported" },
+                })
+            })
+            .collect();
+        Ok(Answer::ok_with("ResultItem", Value::Array(results)))
+    }
+
+    /// Applies this request's injected fault: 40006, 502 and reset come back as the answer (so
+    /// the caller writes nothing); slow sets the extra delay and lets the work go on.
+    fn inject_fault(&self, streak_key: &str, ctx: &mut RequestCtx) -> Result<(), Answer> {
+        match self.pick_fault(streak_key) {
+            (Fault::None, _) => Ok(()),
+            (Fault::Busy, _) => Err(Answer::fail(
+                40006,
+                "internal server error, try again later",
+            )),
+            (Fault::BadGateway, _) => Err(Answer::BadGateway),
+            (Fault::Reset, _) => Err(Answer::Reset),
+            (Fault::Slow, slow) => {
+                ctx.extra_delay = slow;
+                Ok(())
+            }
+        }
+    }
+
+    /// The value kind of a tag Chat knows (a standard field or a configured custom keyword).
+    /// Only the exact spellings Chat uses are accepted.
+    fn tag_kind(&self, tag: &str) -> Option<ValueKind> {
+        StandardField::ALL
             .into_iter()
             .find(|field| field.tag() == tag)
             .map(StandardField::kind)
@@ -780,6 +1235,13 @@ impl Sim {
                         max_bytes: MAX_STRING_BYTES,
                     })
             })
+    }
+
+    /// One item against Chat's rules.
+    fn check_item(&self, tag: &str, value: &Value) -> Result<(), (u32, String)> {
+        let shown = crate::profile::clip(tag);
+        let kind = self
+            .tag_kind(tag)
             .ok_or_else(|| (40009, format!("profile tag {shown} does not exist")))?;
         let wrong_type = || (40610, format!("{shown} has a value of the wrong JSON type"));
         match kind {
@@ -811,13 +1273,108 @@ impl Sim {
     }
 }
 
+/// One account to import: account_import's body or one AccountList entry.
+struct Import<'a> {
+    user: &'a str,
+    nick: Option<&'a str>,
+    face_url: Option<&'a str>,
+}
+
+impl<'a> Import<'a> {
+    /// Reads `{"UserID","Nick"?,"FaceUrl"?}`; Err says what breaks the protocol (70402).
+    fn parse(doc: &'a Value) -> Result<Import<'a>, String> {
+        let object = doc
+            .as_object()
+            .ok_or_else(|| "an account must be a JSON object".to_string())?;
+        let user = object
+            .get("UserID")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "UserID is missing or not a string".to_string())?;
+        let text = |name: &str| match object.get(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(format!("{name} must be a string")),
+        };
+        Ok(Import {
+            user,
+            nick: text("Nick")?,
+            face_url: text("FaceUrl")?,
+        })
+    }
+
+    fn fields(&self) -> [(&'static str, &'static str, Option<&'a str>); 2] {
+        [
+            ("Nick", StandardField::Nick.tag(), self.nick),
+            ("FaceUrl", StandardField::Image.tag(), self.face_url),
+        ]
+    }
+
+    /// A profile value Chat would refuse (40601), if any.
+    fn problem(&self) -> Option<(u32, String)> {
+        self.fields().into_iter().find_map(|(name, _, value)| {
+            let len = value?.len();
+            (len > MAX_STRING_BYTES).then(|| {
+                (
+                    40601,
+                    format!("{name} is {len} bytes; at most {MAX_STRING_BYTES} allowed"),
+                )
+            })
+        })
+    }
+
+    /// Adds the account to the known set and writes the profile values it carries.
+    fn apply(&self, state: &mut State) {
+        if let Some(accounts) = state.accounts.as_mut() {
+            accounts.insert(self.user.to_string());
+        }
+        let values: Vec<(&str, &str)> = self
+            .fields()
+            .into_iter()
+            .filter_map(|(_, tag, value)| Some((tag, value?)))
+            .collect();
+        if !values.is_empty() {
+            let profile = state.profiles.entry(self.user.to_string()).or_default();
+            for (tag, value) in values {
+                profile.insert(tag.to_string(), Value::from(value));
+            }
+        }
+    }
+}
+
+fn valid_user_id(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_ID_BYTES
+}
+
+/// The fault-streak key of a command other than portrait_set: the command and the first UserID.
+fn batch_streak_key(command: Command, first_user: &str) -> String {
+    format!("{}\n{first_user}", command.name())
+}
+
+/// 70206 unless 1 to [`MAX_BATCH`] accounts are named.
+fn check_batch_size(field: &str, len: usize) -> Result<(), Answer> {
+    if (1..=MAX_BATCH).contains(&len) {
+        Ok(())
+    } else {
+        Err(Answer::fail(
+            70206,
+            format!("{field} names {len} accounts; 1 to {MAX_BATCH} allowed"),
+        ))
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, Answer> {
+    serde_json::from_slice(body)
+        .map_err(|err| Answer::fail(60003, format!("the body is not JSON: {err}")))
+}
+
 async fn handle(
     sim: Arc<Sim>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, InjectedReset> {
-    let _request = sim.arrive();
-    let mut ctx = RequestCtx::default();
     let (parts, body) = req.into_parts();
+    let command = Command::from_path(parts.uri.path());
+    let _request = sim.arrive(command);
+    let mut ctx = RequestCtx::default();
     // The body is read before any answer: leaving it unread would cost the keep-alive connection.
     let body = Limited::new(body, MAX_BODY_BYTES).collect().await;
     let always = sim.state().faults.always_code;
@@ -826,7 +1383,7 @@ async fn handle(
         (None, Err(err)) => Answer::fail(60002, format!("cannot read the request body: {err}")),
         (None, Ok(body)) => {
             let query = parts.uri.query().unwrap_or("");
-            match sim.admit(&parts.method, parts.uri.path(), query) {
+            match sim.admit(command, &parts.method, parts.uri.path(), query) {
                 Ok(command) => sim.dispatch(command, &body.to_bytes(), &mut ctx),
                 Err(answer) => answer,
             }
@@ -834,12 +1391,23 @@ async fn handle(
     };
     let key = answer.stats_key();
     tracing::debug!(path = parts.uri.path(), answer = %key, "simulator answered");
-    *sim.state().codes.entry(key).or_insert(0) += 1;
+    {
+        let mut state = sim.state();
+        *state.codes.entry(key.clone()).or_insert(0) += 1;
+        if let Some(command) = command {
+            *state
+                .answers_by_command
+                .entry(command.name().to_string())
+                .or_default()
+                .entry(key)
+                .or_insert(0) += 1;
+        }
+    }
     let delay = sim.latency() + ctx.extra_delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    answer.into_response()
+    answer.into_response(command.is_none_or(Command::error_display))
 }
 
 fn unix_now() -> u64 {
@@ -972,7 +1540,7 @@ mod tests {
             assert_eq!(code_of(&client, &url, &body).await, expected, "{q}");
         }
         let unknown = format!(
-            "{}/v4/profile/portrait_get?{}",
+            "{}/v4/im_open_login_svc/account_delete?{}",
             sim.url(),
             query(ADMIN, &admin_sig)
         );
@@ -1337,5 +1905,568 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let fresh = reqwest::Client::new();
         assert!(fresh.post(&url).json(&nick("a", "A")).send().await.is_err());
+    }
+
+    // ── account and read commands ─────────────────────────────────────────────────────────
+
+    const IMPORT: &str = "/v4/im_open_login_svc/account_import";
+    const MULTI: &str = "/v4/im_open_login_svc/multiaccount_import";
+    const CHECK: &str = "/v4/im_open_login_svc/account_check";
+    const GET: &str = "/v4/profile/portrait_get";
+
+    fn url_as(sim: &SimHandle, path: &str, identifier: &str) -> String {
+        format!(
+            "{}{path}?{}",
+            sim.url(),
+            query(identifier, &sig_for(identifier))
+        )
+    }
+
+    fn url(sim: &SimHandle, path: &str) -> String {
+        url_as(sim, path, ADMIN)
+    }
+
+    /// Posts and returns the whole answer after checking the envelope: HTTP 200, ActionStatus
+    /// matching ErrorCode, and `ErrorDisplay` only on profile-service answers.
+    async fn call(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+        let response = client.post(url).json(body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        let code = answer["ErrorCode"].as_u64().unwrap();
+        assert_eq!(
+            answer["ActionStatus"],
+            if code == 0 { "OK" } else { "FAIL" }
+        );
+        assert!(answer["ErrorInfo"].is_string(), "{answer}");
+        if url.contains("/v4/profile/") {
+            assert_eq!(answer["ErrorDisplay"], "", "{answer}");
+        } else {
+            assert!(answer.get("ErrorDisplay").is_none(), "{answer}");
+        }
+        answer
+    }
+
+    async fn code(client: &reqwest::Client, url: &str, body: &Value) -> u64 {
+        call(client, url, body).await["ErrorCode"].as_u64().unwrap()
+    }
+
+    fn known(users: &[&str]) -> Option<HashSet<String>> {
+        Some(users.iter().map(|u| u.to_string()).collect())
+    }
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[tokio::test]
+    async fn account_import_adds_the_account_and_writes_nick_and_face_url() {
+        let mut cfg = config();
+        cfg.accounts = known(&["alice"]);
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let import = url(&sim, IMPORT);
+        // Not imported yet: portrait_set refuses the account.
+        assert_eq!(
+            code(&client, &set_url(&sim), &nick("bob", "B")).await,
+            40003
+        );
+        let body = json!({"UserID": "bob", "Nick": "Bob", "FaceUrl": "http://x/b.png"});
+        let answer = call(&client, &import, &body).await;
+        assert_eq!(
+            answer,
+            json!({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
+        );
+        let accounts = sim.accounts().unwrap();
+        assert_eq!(
+            accounts.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        let bob = &sim.profiles()["bob"];
+        assert_eq!(bob["Tag_Profile_IM_Nick"], "Bob");
+        assert_eq!(bob["Tag_Profile_IM_Image"], "http://x/b.png");
+        // Idempotent; a re-import overwrites what it carries and keeps the rest.
+        assert_eq!(code(&client, &import, &body).await, 0);
+        let renamed = json!({"UserID": "bob", "Nick": "Robert"});
+        assert_eq!(code(&client, &import, &renamed).await, 0);
+        let bob = &sim.profiles()["bob"];
+        assert_eq!(bob["Tag_Profile_IM_Nick"], "Robert");
+        assert_eq!(bob["Tag_Profile_IM_Image"], "http://x/b.png");
+        // Without Nick / FaceUrl only the account is created.
+        assert_eq!(code(&client, &import, &json!({"UserID": "carol"})).await, 0);
+        assert!(!sim.profiles().contains_key("carol"));
+        assert_eq!(sim.accounts().unwrap().len(), 3);
+        assert_eq!(code(&client, &set_url(&sim), &nick("bob", "B")).await, 0);
+        // With `accounts: None` there is no set to report.
+        let open = SimHandle::start(config()).await.unwrap();
+        assert_eq!(
+            code(&client, &url(&open, IMPORT), &json!({"UserID": "x"})).await,
+            0
+        );
+        assert_eq!(open.accounts(), None);
+        let stats = sim.stats();
+        assert_eq!(stats.count_for("account_import", "0"), 4);
+        assert_eq!(stats.applied, 1, "only portrait_set counts as applied");
+    }
+
+    #[tokio::test]
+    async fn account_import_error_codes() {
+        let mut cfg = config();
+        cfg.accounts = known(&[]);
+        cfg.fail_import = ["doomed".to_string()].into_iter().collect();
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let import = url(&sim, IMPORT);
+        let cases = [
+            (json!({}), 70402),
+            (json!({"UserID": ""}), 70402),
+            (json!({"UserID": 7}), 70402),
+            (json!(["alice"]), 70402),
+            (json!({"UserID": "u".repeat(33)}), 70402),
+            (json!({"UserID": "alice", "Nick": 5}), 70402),
+            (json!({"UserID": "alice", "FaceUrl": null}), 70402),
+            (json!({"UserID": "alice", "Nick": "n".repeat(501)}), 40601),
+            (
+                json!({"UserID": "alice", "FaceUrl": "f".repeat(501)}),
+                40601,
+            ),
+            (json!({"UserID": "doomed"}), 70402),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(code(&client, &import, &body).await, expected, "{body}");
+        }
+        assert_eq!(sim.accounts().unwrap().len(), 0);
+        assert!(sim.profiles().is_empty());
+        let not_json = client.post(&import).body("{nope").send().await.unwrap();
+        assert_eq!(not_json.json::<Value>().await.unwrap()["ErrorCode"], 60003);
+        let bob = url_as(&sim, IMPORT, "bob");
+        let refused = call(&client, &bob, &json!({"UserID": "bob"})).await;
+        assert_eq!(refused["ErrorCode"], 70403);
+        // The limits themselves pass.
+        let at_limits = json!({"UserID": "u".repeat(32), "Nick": "n".repeat(500),
+            "FaceUrl": "f".repeat(500)});
+        assert_eq!(code(&client, &import, &at_limits).await, 0);
+        assert_eq!(sim.accounts().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn multiaccount_import_both_forms_and_fail_accounts() {
+        let mut cfg = config();
+        cfg.accounts = known(&["alice"]);
+        cfg.fail_import = ["doomed".to_string()].into_iter().collect();
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let multi = url(&sim, MULTI);
+        let long = "u".repeat(33);
+        let old = json!({"Accounts": ["bob", "", "doomed", &long, "carol", "doomed", "alice"]});
+        let answer = call(&client, &multi, &old).await;
+        assert_eq!(
+            answer,
+            json!({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "",
+                "FailAccounts": ["", "doomed", long]})
+        );
+        let accounts: Vec<String> = sim.accounts().unwrap().into_iter().collect();
+        assert_eq!(accounts, ["alice", "bob", "carol"]);
+        assert!(sim.profiles().is_empty(), "the old form writes no profile");
+        // Nothing failed: FailAccounts is still there, empty.
+        let answer = call(&client, &multi, &json!({"Accounts": ["dave"]})).await;
+        assert_eq!(answer["FailAccounts"], json!([]));
+        // The new form writes Nick / FaceUrl, also for accounts that already exist.
+        let new = json!({"AccountList": [
+            {"UserID": "alice", "Nick": "Alice", "FaceUrl": "http://x/a.png"},
+            {"UserID": "erin"},
+            {"UserID": "frank", "Nick": "n".repeat(501)},
+            {"UserID": "doomed", "Nick": "D"},
+        ]});
+        let answer = call(&client, &multi, &new).await;
+        assert_eq!(answer["ErrorCode"], 0);
+        assert_eq!(answer["FailAccounts"], json!(["frank", "doomed"]));
+        let profiles = sim.profiles();
+        assert_eq!(profiles["alice"]["Tag_Profile_IM_Nick"], "Alice");
+        assert_eq!(profiles["alice"]["Tag_Profile_IM_Image"], "http://x/a.png");
+        assert!(!profiles.contains_key("frank") && !profiles.contains_key("doomed"));
+        let accounts = sim.accounts().unwrap();
+        assert!(accounts.contains("erin") && !accounts.contains("frank"));
+        assert!(!accounts.contains("doomed"));
+        let update = json!({"AccountList": [{"UserID": "alice", "Nick": "Al"}]});
+        assert_eq!(code(&client, &multi, &update).await, 0);
+        assert_eq!(sim.profiles()["alice"]["Tag_Profile_IM_Nick"], "Al");
+        assert_eq!(
+            sim.profiles()["alice"]["Tag_Profile_IM_Image"],
+            "http://x/a.png"
+        );
+    }
+
+    #[tokio::test]
+    async fn multiaccount_import_error_codes_and_the_100_limit() {
+        let mut cfg = config();
+        cfg.accounts = known(&[]);
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let multi = url(&sim, MULTI);
+        let hundred = names("u", 100);
+        let too_many = names("v", 101);
+        let list =
+            |users: &[String]| -> Value { users.iter().map(|u| json!({"UserID": u})).collect() };
+        let cases = [
+            (json!({}), 70402),
+            (json!({"Accounts": "alice"}), 70402),
+            (json!({"Accounts": null}), 70402),
+            (json!({"Accounts": ["a", 7]}), 70402),
+            (
+                json!({"Accounts": ["a"], "AccountList": [{"UserID": "b"}]}),
+                70402,
+            ),
+            (json!({"AccountList": [{"Nick": "no id"}]}), 70402),
+            (json!({"AccountList": ["a"]}), 70402),
+            (json!({"AccountList": [{"UserID": "a", "Nick": 1}]}), 70402),
+            (json!({"Accounts": []}), 70206),
+            (json!({"AccountList": []}), 70206),
+            (json!({"Accounts": too_many}), 70206),
+            (json!({"AccountList": list(&too_many)}), 70206),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(code(&client, &multi, &body).await, expected, "{body}");
+        }
+        assert!(sim.accounts().unwrap().is_empty());
+        let refused = call(
+            &client,
+            &url_as(&sim, MULTI, "bob"),
+            &json!({"Accounts": ["a"]}),
+        )
+        .await;
+        assert_eq!(refused["ErrorCode"], 70403);
+        // Exactly 100 is fine, in either form.
+        let answer = call(&client, &multi, &json!({"Accounts": hundred})).await;
+        assert_eq!(answer["FailAccounts"], json!([]));
+        let answer = call(
+            &client,
+            &multi,
+            &json!({"AccountList": list(&names("w", 100))}),
+        )
+        .await;
+        assert_eq!(answer["FailAccounts"], json!([]));
+        assert_eq!(sim.accounts().unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn account_check_reports_import_status() {
+        let mut cfg = config();
+        cfg.accounts = known(&["alice"]);
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let check = url(&sim, CHECK);
+        let body = json!({"CheckItem": [{"UserID": "alice"}, {"UserID": "bob"}, {"UserID": ""}]});
+        let answer = call(&client, &check, &body).await;
+        assert_eq!(answer["ErrorCode"], 0);
+        let items = answer["ResultItem"].as_array().unwrap();
+        assert_eq!(
+            items[..2],
+            [
+                json!({"UserID": "alice", "ResultCode": 0, "ResultInfo": "",
+                    "AccountStatus": "Imported"}),
+                json!({"UserID": "bob", "ResultCode": 0, "ResultInfo": "",
+                    "AccountStatus": "NotImported"}),
+            ]
+        );
+        assert_eq!(items[2]["ResultCode"], 70402);
+        assert_eq!(items[2]["AccountStatus"], "NotImported");
+        // An import changes the answer.
+        let import = url(&sim, IMPORT);
+        assert_eq!(code(&client, &import, &json!({"UserID": "bob"})).await, 0);
+        let answer = call(&client, &check, &json!({"CheckItem": [{"UserID": "bob"}]})).await;
+        assert_eq!(answer["ResultItem"][0]["AccountStatus"], "Imported");
+        // With `accounts: None` every account exists.
+        let open = SimHandle::start(config()).await.unwrap();
+        let answer = call(
+            &client,
+            &url(&open, CHECK),
+            &json!({"CheckItem": [{"UserID": "zed"}]}),
+        )
+        .await;
+        assert_eq!(answer["ResultItem"][0]["AccountStatus"], "Imported");
+    }
+
+    #[tokio::test]
+    async fn account_check_error_codes_and_the_100_limit() {
+        let sim = SimHandle::start(config()).await.unwrap();
+        let client = reqwest::Client::new();
+        let check = url(&sim, CHECK);
+        let items =
+            |n: usize| -> Value { names("u", n).iter().map(|u| json!({"UserID": u})).collect() };
+        let cases = [
+            (json!({}), 70402),
+            (json!({"CheckItem": "alice"}), 70402),
+            (json!({"CheckItem": [{"User": "alice"}]}), 70402),
+            (json!({"CheckItem": ["alice"]}), 70402),
+            (json!({"CheckItem": []}), 70206),
+            (json!({"CheckItem": items(101)}), 70206),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(code(&client, &check, &body).await, expected, "{body}");
+        }
+        let answer = call(&client, &check, &json!({"CheckItem": items(100)})).await;
+        assert_eq!(answer["ResultItem"].as_array().unwrap().len(), 100);
+        let refused = call(
+            &client,
+            &url_as(&sim, CHECK, "bob"),
+            &json!({"CheckItem": items(1)}),
+        )
+        .await;
+        assert_eq!(refused["ErrorCode"], 70403);
+    }
+
+    #[tokio::test]
+    async fn portrait_get_returns_only_set_tags_and_flags_unknown_accounts() {
+        let mut cfg = config();
+        cfg.accounts = known(&["alice", "bob"]);
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let set = json!({"From_Account": "alice", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "Alice"},
+            {"Tag": "Tag_Profile_IM_Level", "Value": 7},
+            {"Tag": "Tag_Profile_Custom_Hobby", "Value": "chess"},
+        ]});
+        assert_eq!(code(&client, &set_url(&sim), &set).await, 0);
+        let get = url(&sim, GET);
+        let tags = [
+            "Tag_Profile_Custom_Hobby",
+            "Tag_Profile_IM_Gender",
+            "Tag_Profile_IM_Level",
+            "Tag_Profile_IM_Nick",
+            "Tag_Profile_IM_Level",
+        ];
+        let body = json!({"To_Account": ["alice", "bob"], "TagList": tags});
+        let answer = call(&client, &get, &body).await;
+        assert_eq!(
+            answer,
+            json!({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", "ErrorDisplay": "",
+            "UserProfileItem": [
+                {"To_Account": "alice", "ResultCode": 0, "ResultInfo": "", "ProfileItem": [
+                    {"Tag": "Tag_Profile_Custom_Hobby", "Value": "chess"},
+                    {"Tag": "Tag_Profile_IM_Level", "Value": 7},
+                    {"Tag": "Tag_Profile_IM_Nick", "Value": "Alice"},
+                ]},
+                {"To_Account": "bob", "ResultCode": 0, "ResultInfo": "", "ProfileItem": []},
+            ]})
+        );
+        // An unknown account fails on its own: 40003 in its item, listed in Fail_Account.
+        let body = json!({"To_Account": ["mallory", "alice"], "TagList": ["Tag_Profile_IM_Nick"]});
+        let answer = call(&client, &get, &body).await;
+        assert_eq!(answer["ErrorCode"], 0);
+        assert_eq!(answer["Fail_Account"], json!(["mallory"]));
+        let mallory = &answer["UserProfileItem"][0];
+        assert_eq!(mallory["To_Account"], "mallory");
+        assert_eq!(mallory["ResultCode"], 40003);
+        assert!(mallory.get("ProfileItem").is_none(), "{mallory}");
+        assert_eq!(
+            answer["UserProfileItem"][1]["ProfileItem"],
+            json!([{"Tag": "Tag_Profile_IM_Nick", "Value": "Alice"}])
+        );
+        // Imported accounts become readable.
+        let import = url(&sim, IMPORT);
+        let body = json!({"UserID": "mallory", "Nick": "M"});
+        assert_eq!(code(&client, &import, &body).await, 0);
+        let body = json!({"To_Account": ["mallory"], "TagList": ["Tag_Profile_IM_Nick", "Tag_Profile_IM_Image"]});
+        let answer = call(&client, &get, &body).await;
+        assert!(answer.get("Fail_Account").is_none(), "{answer}");
+        assert_eq!(
+            answer["UserProfileItem"][0]["ProfileItem"],
+            json!([{"Tag": "Tag_Profile_IM_Nick", "Value": "M"}])
+        );
+    }
+
+    #[tokio::test]
+    async fn portrait_get_error_codes_and_the_100_limit() {
+        let sim = SimHandle::start(config()).await.unwrap();
+        let client = reqwest::Client::new();
+        let get = url(&sim, GET);
+        let nick_tag = json!(["Tag_Profile_IM_Nick"]);
+        let cases = [
+            (json!({"TagList": nick_tag}), 40002),
+            (json!({"To_Account": null, "TagList": nick_tag}), 40002),
+            (json!({"To_Account": [], "TagList": nick_tag}), 40002),
+            (json!({"To_Account": "alice", "TagList": nick_tag}), 40001),
+            (
+                json!({"To_Account": ["alice", 7], "TagList": nick_tag}),
+                40001,
+            ),
+            (
+                json!({"To_Account": names("u", 101), "TagList": nick_tag}),
+                40001,
+            ),
+            (json!({"To_Account": ["alice"]}), 40001),
+            (json!({"To_Account": ["alice"], "TagList": []}), 40001),
+            (json!({"To_Account": ["alice"], "TagList": [1]}), 40001),
+            (
+                json!({"To_Account": ["alice"], "TagList": ["Tag_Profile_IM_Nick", "Tag_Profile_IM_Nickname"]}),
+                40009,
+            ),
+            (
+                json!({"To_Account": ["alice"], "TagList": ["Tag_Profile_Custom_Pet"]}),
+                40009,
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(code(&client, &get, &body).await, expected, "{body}");
+        }
+        let body = json!({"To_Account": names("u", 100), "TagList": nick_tag});
+        let answer = call(&client, &get, &body).await;
+        assert_eq!(answer["UserProfileItem"].as_array().unwrap().len(), 100);
+        let refused = call(&client, &url_as(&sim, GET, "bob"), &body).await;
+        assert_eq!(refused["ErrorCode"], 40004);
+    }
+
+    #[tokio::test]
+    async fn each_command_has_its_own_limiter() {
+        let mut cfg = config();
+        cfg.limit_per_sec = 4;
+        cfg.limit_batch_per_sec = 2;
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let check = json!({"CheckItem": [{"UserID": "a"}]});
+        let multi = json!({"Accounts": ["a"]});
+        let get = json!({"To_Account": ["a"], "TagList": ["Tag_Profile_IM_Nick"]});
+        let import = json!({"UserID": "a"});
+        let mut seen = BTreeMap::new();
+        for (path, body, n) in [
+            (CHECK, &check, 3),
+            (MULTI, &multi, 3),
+            (IMPORT, &import, 5),
+            (GET, &get, 5),
+        ] {
+            let url = url(&sim, path);
+            let mut codes = Vec::new();
+            for _ in 0..n {
+                codes.push(code(&client, &url, body).await);
+            }
+            seen.insert(path, codes);
+        }
+        let set = set_url(&sim);
+        let mut codes = Vec::new();
+        for i in 0..5 {
+            codes.push(code(&client, &set, &nick(&format!("u{i}"), "n")).await);
+        }
+        assert_eq!(seen[CHECK], [0, 0, 60007]);
+        assert_eq!(seen[MULTI], [0, 0, 60007]);
+        assert_eq!(seen[IMPORT], [0, 0, 0, 0, 60007]);
+        assert_eq!(seen[GET], [0, 0, 0, 0, 60007]);
+        assert_eq!(
+            codes,
+            [0, 0, 0, 0, 60007],
+            "portrait_set keeps its own budget"
+        );
+        let stats = sim.stats();
+        assert_eq!(stats.requests, 21);
+        assert_eq!(stats.max_in_any_window, 5, "portrait_set only: {stats}");
+        let by_command: Vec<(&str, u64)> = stats
+            .by_command
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            by_command,
+            [
+                ("account_check", 3),
+                ("account_import", 5),
+                ("multiaccount_import", 3),
+                ("portrait_get", 5),
+                ("portrait_set", 5),
+            ]
+        );
+        assert_eq!(stats.max_in_any_window_by_command["account_check"], 3);
+        assert_eq!(stats.count_for("account_check", "60007"), 1);
+        assert_eq!(stats.count_for("portrait_set", "0"), 4);
+        assert_eq!((stats.count("0"), stats.count("60007")), (16, 5));
+        assert!(
+            stats
+                .to_string()
+                .contains("account_check=3 (at most 3 in 1 s)"),
+            "{stats}"
+        );
+    }
+
+    #[tokio::test]
+    async fn zero_limit_per_sec_turns_every_limiter_off() {
+        let mut cfg = config();
+        cfg.limit_per_sec = 0;
+        cfg.limit_batch_per_sec = 1;
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let check = url(&sim, CHECK);
+        for _ in 0..5 {
+            let body = json!({"CheckItem": [{"UserID": "a"}]});
+            assert_eq!(code(&client, &check, &body).await, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn faults_apply_to_the_new_commands_with_their_own_streaks() {
+        let mut cfg = config();
+        cfg.accounts = known(&[]);
+        cfg.faults.p_40006 = 1.0;
+        cfg.faults.max_streak_per_user = 2;
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let client = reqwest::Client::new();
+        let multi = url(&sim, MULTI);
+        let body = json!({"Accounts": ["alice", "bob"]});
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            codes.push(code(&client, &multi, &body).await);
+            if codes.len() < 3 {
+                assert!(
+                    sim.accounts().unwrap().is_empty(),
+                    "a 40006 imports nothing"
+                );
+            }
+        }
+        assert_eq!(codes, [40006, 40006, 0]);
+        assert_eq!(sim.accounts().unwrap().len(), 2);
+        // account_check starting with alice, and portrait_set for alice, have their own streaks.
+        let check = url(&sim, CHECK);
+        let body = json!({"CheckItem": [{"UserID": "alice"}]});
+        assert_eq!(code(&client, &check, &body).await, 40006);
+        assert_eq!(
+            code(&client, &set_url(&sim), &nick("alice", "A")).await,
+            40006
+        );
+        let mut faults = Faults {
+            p_502: 1.0,
+            ..Faults::default()
+        };
+        sim.set_faults(faults.clone());
+        let response = client
+            .post(url(&sim, IMPORT))
+            .json(&json!({"UserID": "carol"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+        faults.p_502 = 0.0;
+        faults.p_reset = 1.0;
+        sim.set_faults(faults);
+        let get = json!({"To_Account": ["alice"], "TagList": ["Tag_Profile_IM_Nick"]});
+        assert!(client.post(url(&sim, GET)).json(&get).send().await.is_err());
+        assert!(!sim.accounts().unwrap().contains("carol"));
+        let stats = sim.stats();
+        assert_eq!(stats.count_for("multiaccount_import", "40006"), 2);
+        assert_eq!(stats.count_for("account_import", "http_502"), 1);
+        assert_eq!(stats.count_for("portrait_get", "reset"), 1);
+    }
+
+    #[tokio::test]
+    async fn slow_fault_imports_then_answers_late() {
+        let mut cfg = config();
+        cfg.accounts = known(&[]);
+        cfg.faults.p_slow = 1.0;
+        cfg.faults.slow = Duration::from_millis(300);
+        let sim = SimHandle::start(cfg).await.unwrap();
+        let timed_out = reqwest::Client::new()
+            .post(url(&sim, IMPORT))
+            .json(&json!({"UserID": "late"}))
+            .timeout(Duration::from_millis(100))
+            .send()
+            .await;
+        assert!(timed_out.is_err());
+        assert!(sim.accounts().unwrap().contains("late"));
     }
 }

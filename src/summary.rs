@@ -48,6 +48,8 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// The journal to resume from, if rows are left.
     pub journal: Option<PathBuf>,
+    /// What `--create-accounts` did, in words.
+    pub accounts: Option<String>,
 }
 
 impl Summary {
@@ -152,11 +154,16 @@ impl fmt::Display for Summary {
                 "requests         {:>10}   ({} retries, {} throttled)",
                 self.requests, self.retries, self.throttled
             )?;
-            if let Some((lowest, now)) = self.pace {
-                writeln!(
+            match self.pace {
+                Some((lowest, now)) if self.throttled > 0 => writeln!(
                     f,
                     "pace             {now:>8.0}/s   (lowest {lowest:.0}/s while Chat throttled)"
-                )?;
+                )?,
+                Some((_, now)) => writeln!(f, "pace             {now:>8.0}/s")?,
+                None => {}
+            }
+            if let Some(accounts) = &self.accounts {
+                writeln!(f, "accounts         {accounts}")?;
             }
         }
         let dupes = &self.duplicates;

@@ -381,6 +381,7 @@ async fn run_with_faults(
         journal: dir.join("j"),
         resume: false,
         force: false,
+        create_accounts: None,
     };
     let connection = Connection {
         sdkappid: APP,

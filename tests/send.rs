@@ -102,6 +102,7 @@ async fn import_with(
         journal: failures.with_extension("journal"),
         resume: false,
         force: false,
+        create_accounts: None,
     };
     let connection = Connection {
         sdkappid: APP,

@@ -11,7 +11,9 @@
 //! - a `Ready` body is valid JSON whose `From_Account` is the row's UserID and whose
 //!   `ProfileItem` has one item per non-blank profile cell, in column order, with the column's
 //!   tag and a value equal to the cell (text exactly, numbers and dates as parsed);
-//! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names a violation.
+//! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names a violation;
+//! - `CsvInput::unterminated` flags the last record, and only it, exactly when the input ends
+//!   inside a quoted field (computed independently here), and nothing is read after it.
 
 #![no_main]
 
@@ -53,11 +55,16 @@ fuzz_target!(|data: &[u8]| {
     let mut record = ByteRecord::new();
     let mut body = Vec::new();
     let mut index = 0;
+    let mut flagged = false;
+    let mut last_flagged = false;
     while let Ok(Some(line)) = input.read(&mut record) {
+        assert!(!flagged, "a record was read after the unterminated one");
         if let Some(&want) = expected_lines.get(index) {
             assert_eq!(line, want, "record {index}");
         }
         index += 1;
+        flagged = input.unterminated();
+        last_flagged = flagged;
         match mapper.map(&record, &mut body) {
             Verdict::Ready { user_id, items } => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|err| {
@@ -108,7 +115,45 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if index > 0 {
+        assert_eq!(
+            last_flagged,
+            ends_in_quote(data),
+            "the unterminated flag on the last record"
+        );
+    }
 });
+
+/// True if `data` ends inside a quoted field, read the way csv reads quotes: a quote opens a
+/// quoted field only at the start of a field, `""` inside one is a literal quote, and a UTF-8
+/// BOM at the very start is skipped.
+fn ends_in_quote(data: &[u8]) -> bool {
+    let data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
+    let (mut at_field_start, mut quoted, mut quote_seen) = (true, false, false);
+    for &b in data {
+        if quoted {
+            if quote_seen {
+                quote_seen = false;
+                if b == b'"' {
+                    continue; // "" inside quotes
+                }
+                quoted = false; // the quote closed the quoted part; fall through for `b`
+            } else {
+                quote_seen = b == b'"';
+                continue;
+            }
+        }
+        match b {
+            b',' | b'\n' | b'\r' => at_field_start = true,
+            b'"' if at_field_start => {
+                quoted = true;
+                at_field_start = false;
+            }
+            _ => at_field_start = false,
+        }
+    }
+    quoted && !quote_seen
+}
 
 /// The physical line each data record starts on, computed independently of the tool: one plus
 /// the line breaks (`\r\n`, `\n` or a lone `\r`) before the record's first byte.

@@ -1,0 +1,252 @@
+//! One Chat call, made until it succeeds, fails for good, or the job stops: every attempt
+//! through the shared pacer, transient errors retried with exponential backoff and full
+//! jitter, throttle codes slowing the whole job, an expired UserSig renewed once.
+//!
+//! Used for every API the job calls (portrait_set, the account APIs, portrait_get), so they
+//! all follow the same error table (spec §1.7, see `codes`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CallError, ChatClient, Envelope};
+use crate::codes::{classify, ErrorClass};
+use crate::limiter::Pacer;
+use crate::outcome::FailureCode;
+
+/// Throttled answers one call may get before it is given up.
+const MAX_THROTTLED: u32 = 20;
+
+/// How a call ended.
+#[derive(Debug)]
+pub enum Answer {
+    /// Chat answered OK; the envelope and the whole body (for APIs that return more).
+    Ok(Envelope, Bytes),
+    /// This call failed for good; other calls may still succeed.
+    Failed { code: FailureCode, message: String },
+    /// Every later call would fail the same way: the job must stop.
+    Fatal {
+        code: FailureCode,
+        message: String,
+        why: String,
+    },
+    /// The job stopped before the call could (finish being) made.
+    Stopped,
+}
+
+/// What a call needs from the job.
+pub struct Caller<'a> {
+    pub client: &'a ChatClient,
+    pub pacer: &'a Pacer,
+    pub max_attempts: u32,
+    /// First backoff window; each retry doubles it, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub stop: &'a CancellationToken,
+    /// Counts every request made.
+    pub requests: &'a AtomicU64,
+    /// Counts throttled answers.
+    pub throttled: &'a AtomicU64,
+}
+
+impl Caller<'_> {
+    /// Makes the call. Returns how it ended and how many requests it took.
+    pub async fn call(&self, command: &str, body: Bytes) -> (Answer, u32) {
+        let mut attempts = 0u32;
+        let mut throttled = 0u32;
+        let mut renewed = false;
+        loop {
+            let requests = attempts + throttled;
+            if self.stop.is_cancelled() {
+                return (Answer::Stopped, requests);
+            }
+            tokio::select! {
+                _ = self.pacer.acquire() => {}
+                _ = self.stop.cancelled() => return (Answer::Stopped, requests),
+            }
+            if self.stop.is_cancelled() {
+                return (Answer::Stopped, requests);
+            }
+            attempts += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let result = self.client.call(command, body.clone()).await;
+            let requests = attempts + throttled;
+            let retryable = match result {
+                Ok((envelope, body)) if envelope.is_ok() => {
+                    self.pacer.on_accepted();
+                    return (Answer::Ok(envelope, body), requests);
+                }
+                Ok((envelope, _)) => {
+                    let code = envelope.error_code;
+                    let message = format!("{} ({})", envelope.error_info, describe_code(code));
+                    match classify(code) {
+                        ErrorClass::PermanentRow => {
+                            return (
+                                Answer::Failed {
+                                    code: FailureCode::Chat(code),
+                                    message,
+                                },
+                                requests,
+                            )
+                        }
+                        ErrorClass::FatalJob => {
+                            let why = format!("Chat answered {code}: {message}");
+                            return (
+                                Answer::Fatal {
+                                    code: FailureCode::Chat(code),
+                                    message,
+                                    why,
+                                },
+                                requests,
+                            );
+                        }
+                        ErrorClass::Expired => {
+                            if renewed || !self.client.renew_usersig() {
+                                let why = format!(
+                                    "Chat answered {code} (UserSig expired) even after renewal: check the clock and the key"
+                                );
+                                return (
+                                    Answer::Fatal {
+                                        code: FailureCode::Chat(code),
+                                        message,
+                                        why,
+                                    },
+                                    requests,
+                                );
+                            }
+                            renewed = true;
+                            attempts -= 1;
+                            continue;
+                        }
+                        ErrorClass::Throttled => {
+                            if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
+                                return (
+                                    answer.unwrap_or(Answer::Failed {
+                                        code: FailureCode::Chat(code),
+                                        message,
+                                    }),
+                                    requests,
+                                );
+                            }
+                            continue;
+                        }
+                        ErrorClass::Transient => (FailureCode::Chat(code), message),
+                    }
+                }
+                Err(CallError::Http(status)) if status >= 500 || status == 408 => {
+                    (FailureCode::Http(status), format!("HTTP {status}"))
+                }
+                Err(CallError::Http(429)) => {
+                    if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
+                        return (
+                            answer.unwrap_or(Answer::Failed {
+                                code: FailureCode::Http(429),
+                                message: "HTTP 429".into(),
+                            }),
+                            requests,
+                        );
+                    }
+                    continue;
+                }
+                Err(CallError::Http(status)) => {
+                    return (
+                        Answer::Fatal {
+                            code: FailureCode::Http(status),
+                            message: format!("HTTP {status}"),
+                            why: format!(
+                                "the endpoint answered HTTP {status}: check --endpoint / --region"
+                            ),
+                        },
+                        requests,
+                    )
+                }
+                Err(CallError::BadResponse(text)) => {
+                    return (
+                        Answer::Fatal {
+                            code: FailureCode::BadResponse,
+                            why: format!(
+                                "the endpoint does not answer like Chat ({text}): check --endpoint"
+                            ),
+                            message: text,
+                        },
+                        requests,
+                    )
+                }
+                Err(CallError::Timeout(after)) => (
+                    FailureCode::OutcomeUnknown,
+                    format!(
+                        "no answer within {after:?} on the last attempt; Chat may have applied it"
+                    ),
+                ),
+                Err(CallError::Transport(text)) => (FailureCode::Transport, text),
+            };
+            let (code, message) = retryable;
+            if attempts >= self.max_attempts {
+                return (Answer::Failed { code, message }, requests);
+            }
+            let sleep = rand::random_range(Duration::ZERO..=self.backoff_window(attempts));
+            tracing::debug!(command, attempt = attempts, "{code}: retrying in {sleep:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                // A stop cancels the backoff: the call is left pending.
+                _ = self.stop.cancelled() => return (Answer::Stopped, requests),
+            }
+        }
+    }
+
+    /// Handles a throttled answer: slows the job and says to retry (`None`), or gives up
+    /// (`Some(None)`: the caller names the code).
+    fn throttle(&self, attempts: &mut u32, throttled: &mut u32) -> Option<Option<Answer>> {
+        *attempts -= 1;
+        *throttled += 1;
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        if *throttled > MAX_THROTTLED {
+            return Some(None);
+        }
+        self.pacer.on_throttled();
+        None
+    }
+
+    /// The full-jitter window before retry `n` (1-based): base × 2^(n-1), capped.
+    fn backoff_window(&self, n: u32) -> Duration {
+        let factor = 1u32 << n.saturating_sub(1).min(16);
+        self.base_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// A short explanation of a Chat code for failure messages.
+pub fn describe_code(code: u32) -> &'static str {
+    match code {
+        40001 => "bad request parameter",
+        40002 => "no account given",
+        40003 => "account not imported into Chat",
+        40004 => "identifier is not an app admin",
+        40005 => "sensitive words",
+        40006 => "internal server error",
+        40007 => "no admin read permission on the field",
+        40008 => "no admin write permission on the field",
+        40009 => "tag does not exist (configure custom fields in the console)",
+        40601 => "value longer than 500 bytes",
+        40605 => "bad value for a standard field",
+        40610 => "wrong value type",
+        60006 => "invalid SDKAppID",
+        60007 | 60011 | 60018 | 60019 => "rate limited",
+        60010 | 70403 => "needs app admin permission",
+        70001 => "UserSig expired",
+        70003 | 70005 => "invalid UserSig",
+        70009 => "UserSig does not match the key",
+        70013 => "UserSig made for another identifier",
+        70014 => "UserSig made for another SDKAppID",
+        70016 | 70020 => "SDKAppID not found in this data center (check --region)",
+        70050 => "too many failed UserSig checks",
+        70107 => "account does not exist",
+        70206 => "invalid batch size",
+        70398 => "account limit reached (trial apps allow 100)",
+        70402 => "invalid parameter",
+        _ => "see Chat's error code table",
+    }
+}
