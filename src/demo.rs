@@ -1,5 +1,6 @@
-//! `profile-import demo`: the real import pipeline against an in-process simulator with a few
-//! injected faults, then what the simulator holds. Needs no account, key or network.
+//! `profile-import demo`: a whole migration against an in-process simulator with a few injected
+//! faults: the accounts are created, the profiles set through the real pipeline, and then read
+//! back and compared with the CSV. Needs no Chat app, key or network.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     // The demo key is random per run: nothing about it is secret, but nothing is reused either.
     let key = SecretKey::new(format!("demo-{:016x}", rand::random::<u64>()));
     let mut config = SimConfig::new(DEMO_SDKAPPID, DEMO_ADMIN, key.clone());
+    // A new app: none of the users is an account yet.
+    config.accounts = Some(Default::default());
     config.latency_min = Duration::from_millis(20);
     config.latency_max = Duration::from_millis(80);
     config.faults = Faults {
@@ -46,10 +49,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     };
     let sim = SimHandle::start(config).await?;
     eprintln!(
-        "demo: simulator on {} (latency 20-80 ms; injecting 15% 40006, 5% HTTP 502, 5% connection resets)",
+        "demo: simulator on {} (a new app with no accounts; latency 20-80 ms; injecting 15% 40006, 5% HTTP 502, 5% connection resets)",
         sim.url()
     );
-    eprintln!("demo: importing {}\n", csv.display());
 
     let job = JobInput {
         input: InputOptions {
@@ -63,7 +65,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         journal: workdir.join("users.journal"),
         resume: false,
         force: false,
-        create_accounts: None,
+        create_accounts: Some(crate::accounts::CreateAccounts::Batch),
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
@@ -73,6 +75,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         usersig_ttl: 3600,
     };
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
+    eprintln!("demo: import --create-accounts {}\n", csv.display());
     let settings = SendSettings {
         rate: 200,
         concurrency: SendSettings::default_concurrency(200),
@@ -85,10 +88,29 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         max_errors: None,
     };
     let (status, _) =
-        crate::import_until_signalled(|stop| send::run(&job, client, settings, stop)).await?;
+        crate::import_until_signalled(|stop| send::run(&job, client.clone(), settings, stop))
+            .await?;
+
+    eprintln!(
+        "\ndemo: verify {} (portrait_get, compared with the CSV)\n",
+        csv.display()
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let verifier = crate::verify::Verifier {
+        client: &client,
+        rate: 200,
+        max_attempts: 5,
+        stop: &stop,
+    };
+    let report = verifier
+        .run(&job.input, job.rules, None, &workdir.join("users.diff.csv"))
+        .await?;
+    eprint!("{report}");
 
     let stats = sim.stats();
     eprintln!("\n── what the simulator saw ──\n{stats}");
+    let accounts = sim.accounts().map_or(0, |a| a.len());
+    eprintln!("accounts   {accounts} now exist");
     eprintln!("── profiles the simulator holds ──");
     for (user, tags) in sim.profiles() {
         let fields: Vec<String> = tags
@@ -104,7 +126,11 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     }
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&workdir);
-    Ok(status)
+    Ok(if report.differences > 0 && status == ExitStatus::Success {
+        ExitStatus::RowsFailed
+    } else {
+        status
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
