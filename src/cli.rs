@@ -35,6 +35,9 @@ Examples:
   # Cron: resume after a crash or kill, never overlap, leave a JSON summary
   profile-import import users.csv --config chat.toml --resume --summary-json run.json
 
+  # Nightly sync: send only the profiles that changed since the last accepted run
+  profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
+
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000
 
@@ -87,6 +90,9 @@ pub enum Command {
     /// Read the profiles back from Chat (portrait_get) and compare them with the CSV.
     #[command(after_long_help = VERIFY_HELP)]
     Verify(Box<VerifyArgs>),
+    /// Inspect a --state database.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
     /// Serve the built-in Chat simulator on loopback, for rehearsals with a real CSV.
@@ -173,6 +179,15 @@ pub struct ImportArgs {
     #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "batch")]
     pub create_accounts: Option<crate::accounts::CreateAccounts>,
 
+    /// Send only rows whose profile changed since Chat last accepted them, remembered in this
+    /// SQLite file (created on first use). With --dry-run: count what would be sent.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// With --state: send every row anyway, and refresh the state.
+    #[arg(long, requires = "state")]
+    pub full: bool,
+
     /// With --dry-run: also ask Chat (account_check) which users are not imported yet.
     #[arg(long, requires = "dry_run")]
     pub check_accounts: bool,
@@ -245,6 +260,23 @@ pub struct SendArgs {
     /// Seconds between progress lines when stderr is not a terminal.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub progress_interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// The number of users in the state and the last run.
+    Stats {
+        /// The state database.
+        path: PathBuf,
+    },
+    /// Write the state as CSV: UserID, body_hash, accepted_at (UTC).
+    Export {
+        /// The state database.
+        path: PathBuf,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

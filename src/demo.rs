@@ -66,6 +66,8 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         resume: false,
         force: false,
         create_accounts: Some(crate::accounts::CreateAccounts::Batch),
+        state: None,
+        full: false,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,

@@ -27,6 +27,17 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         ..Summary::default()
     };
     let mut finder = BackgroundFinder::spawn()?;
+    // `--state`: count what a sync would send, without sending or writing the state.
+    let sync = match &job.state {
+        Some(path) => {
+            summary.with_state = true;
+            Some((
+                crate::state::load_index(path)?,
+                crate::state::last_rows_of_repeated_users(&job.input, job.rules)?,
+            ))
+        }
+        None => None,
+    };
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let stdout = std::io::stdout();
@@ -43,6 +54,22 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             mapper.map(&record, &mut body)
         };
         match verdict {
+            Verdict::Ready { user_id, .. }
+                if sync.as_ref().is_some_and(|(_, last_rows)| {
+                    last_rows
+                        .get(user_id)
+                        .is_some_and(|&last| last != summary.rows - 1)
+                }) =>
+            {
+                summary.superseded += 1;
+            }
+            Verdict::Ready { user_id, .. }
+                if sync.as_ref().is_some_and(|(index, _)| {
+                    !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body))
+                }) =>
+            {
+                summary.unchanged += 1;
+            }
             Verdict::Ready { .. } => {
                 summary.valid += 1;
                 if shown < show_requests {

@@ -25,6 +25,10 @@ pub struct JobInput {
     pub force: bool,
     /// Import the users' accounts too, and how.
     pub create_accounts: Option<crate::accounts::CreateAccounts>,
+    /// The sync state: send only rows that changed since Chat last accepted them.
+    pub state: Option<PathBuf>,
+    /// With `state`: send every row anyway and refresh the state.
+    pub full: bool,
 }
 
 impl JobInput {
@@ -58,6 +62,8 @@ impl JobInput {
             resume: false,
             force: false,
             create_accounts: None,
+            state: None,
+            full: false,
             failures,
         })
     }

@@ -5,7 +5,7 @@
 //! Format (text, one entry per line, synced about once a second):
 //! ```text
 //! profile-import journal v1 size=<input bytes> xxh3=<input content hash>
-//! r <index> <line> <byte> <ok|failed|invalid|skipped> <code>
+//! r <index> <line> <byte> <ok|failed|invalid|skipped|unchanged|superseded> <code>
 //! c <index> <line> <byte>
 //! done
 //! ```
@@ -45,6 +45,10 @@ pub enum Final {
     Failed,
     Invalid,
     Skipped,
+    /// `--state`: Chat already holds exactly this row.
+    Unchanged,
+    /// `--state`: a later row for the same user replaces this one.
+    Superseded,
 }
 
 impl Final {
@@ -54,6 +58,8 @@ impl Final {
             Final::Failed => "failed",
             Final::Invalid => "invalid",
             Final::Skipped => "skipped",
+            Final::Unchanged => "unchanged",
+            Final::Superseded => "superseded",
         }
     }
 
@@ -63,6 +69,8 @@ impl Final {
             "failed" => Final::Failed,
             "invalid" => Final::Invalid,
             "skipped" => Final::Skipped,
+            "unchanged" => Final::Unchanged,
+            "superseded" => Final::Superseded,
             _ => return None,
         })
     }

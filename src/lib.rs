@@ -17,7 +17,7 @@
 //! - [`send`]: reader, dispatcher, workers and collector of a real import.
 //! - [`accounts`]: importing and checking Chat accounts; [`verify`]: reading profiles back.
 //! - [`sim`]: the built-in Chat simulator; [`demo`]: the end-to-end demo.
-//! - [`journal`], [`lock`]: crash-safe resume and the run lock.
+//! - [`journal`], [`lock`]: crash-safe resume and the run lock; [`state`]: change-only syncs.
 //! - [`summary`], [`progress`], [`logging`]: what the user sees.
 //! - [`exit`]: exit statuses (picked only in `main`).
 
@@ -45,6 +45,7 @@ pub mod retry;
 pub mod row;
 pub mod send;
 pub mod sim;
+pub mod state;
 pub mod summary;
 pub mod usersig;
 pub mod verify;
@@ -57,7 +58,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, SendArgs};
+use cli::{Cli, Command, SendArgs, StateCommand};
 use client::{ChatClient, ClientTuning};
 use config::Connection;
 use exit::ExitStatus;
@@ -76,6 +77,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             job.resume = args.resume;
             job.force = args.force;
             job.create_accounts = args.create_accounts;
+            job.state = args.state.clone();
+            job.full = args.full;
             if args.dry_run {
                 let show = args
                     .show_requests
@@ -158,6 +161,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             } else {
                 ExitStatus::RowsFailed
             })
+        }
+        Command::State(StateCommand::Stats { path }) => {
+            print!("{}", state::stats(&path)?);
+            Ok(ExitStatus::Success)
+        }
+        Command::State(StateCommand::Export { path, output }) => {
+            let count = match output {
+                Some(output) => {
+                    let mut file = failures::create_private(&output)
+                        .with_context(|| format!("cannot create {}", output.display()))?;
+                    state::export(&path, &mut file)?
+                }
+                None => state::export(&path, &mut std::io::stdout().lock())?,
+            };
+            eprintln!("exported {count} users");
+            Ok(ExitStatus::Success)
         }
         Command::Usersig(args) => {
             let connection = Connection::resolve(&args.connection, false)?;

@@ -83,6 +83,8 @@ const UNREACHABLE_AFTER: u64 = 50;
 /// A valid row on its way to Chat.
 struct Job {
     pos: RowPos,
+    /// `--state`: the hash of `body`, written to the state once Chat accepts it.
+    body_hash: u64,
     user_id: String,
     body: Bytes,
     record: ByteRecord,
@@ -92,6 +94,8 @@ struct Job {
 enum Event {
     Job(Job),
     Skipped(RowPos),
+    /// `--state`: Chat already holds this row, or a later row of the user counts instead.
+    NotNeeded(RowPos, Final),
     Invalid {
         pos: RowPos,
         record: ByteRecord,
@@ -110,6 +114,7 @@ enum Event {
 /// What the collector receives.
 enum Report {
     Skipped(RowPos),
+    NotNeeded(RowPos, Final),
     Invalid {
         pos: RowPos,
         record: ByteRecord,
@@ -205,7 +210,10 @@ pub async fn run(
         None => Journal::create(&job.journal, &identity)?,
     };
     let total = count_rows(job)?;
-    let mut prior = Summary::default();
+    let mut prior = Summary {
+        rows: total,
+        ..Summary::default()
+    };
     let reader_resume = match &resume {
         Some(resume) => {
             for (state, count) in &resume.counts {
@@ -214,6 +222,8 @@ pub async fn run(
                     Final::Failed => prior.failed += count,
                     Final::Invalid => prior.invalid += count,
                     Final::Skipped => prior.skipped += count,
+                    Final::Unchanged => prior.unchanged += count,
+                    Final::Superseded => prior.superseded += count,
                 }
             }
             for ((state, code), count) in &resume.codes {
@@ -236,6 +246,7 @@ pub async fn run(
                 journalled: journal::skip_set(resume),
                 failed_lines,
                 failed_accounts: HashMap::new(),
+                sync: None,
             }
         }
         None => {
@@ -249,6 +260,26 @@ pub async fn run(
         }
     };
     let mut reader_resume = reader_resume;
+    // `--state`: locked like the journal, and loaded before anything is sent.
+    let _state_lock = match &job.state {
+        Some(path) => Some(crate::lock::RunLock::acquire(path)?),
+        None => None,
+    };
+    let state_db = match &job.state {
+        Some(path) => {
+            let (db, index) =
+                crate::state::StateDb::open(path, client.connection().sdkappid, &job.input.path)?;
+            let last_rows = crate::state::last_rows_of_repeated_users(&job.input, job.rules)?;
+            reader_resume.sync = Some(SyncFilter {
+                index,
+                last_rows,
+                full: job.full,
+            });
+            prior.with_state = true;
+            Some(db)
+        }
+        None => None,
+    };
     if let Some(mode @ (CreateAccounts::Batch | CreateAccounts::AccountList)) = job.create_accounts
     {
         let pass = import_accounts(job, &client, &settings, &stop, mode).await?;
@@ -318,6 +349,7 @@ pub async fn run(
     let collector = Collector {
         failures,
         journal,
+        state: state_db,
         progress,
         shared: shared.clone(),
         delimiter,
@@ -457,12 +489,23 @@ fn read_rows(
                         },
                     }
                 }
-                Verdict::Ready { user_id, .. } => Event::Job(Job {
-                    pos,
-                    user_id: user_id.to_string(),
-                    body: Bytes::copy_from_slice(&body),
-                    record: record.clone(),
-                }),
+                Verdict::Ready { user_id, .. } => {
+                    let body_hash = crate::state::body_hash(&body);
+                    match resume
+                        .sync
+                        .as_ref()
+                        .and_then(|sync| sync.not_needed(user_id, pos.index, body_hash))
+                    {
+                        Some(why) => Event::NotNeeded(pos, why),
+                        None => Event::Job(Job {
+                            pos,
+                            body_hash,
+                            user_id: user_id.to_string(),
+                            body: Bytes::copy_from_slice(&body),
+                            record: record.clone(),
+                        }),
+                    }
+                }
                 Verdict::Skipped { .. } => Event::Skipped(pos),
                 Verdict::Invalid(violations) => Event::Invalid {
                     pos,
@@ -502,6 +545,34 @@ struct ReaderResume {
     failed_lines: HashSet<u64>,
     /// Users whose account import failed: their rows are not sent.
     failed_accounts: HashMap<String, crate::accounts::AccountFailure>,
+    /// `--state`: what Chat last accepted, and the last row of each repeated user.
+    sync: Option<SyncFilter>,
+}
+
+/// `--state`: decides which valid rows need sending.
+struct SyncFilter {
+    index: crate::state::StateIndex,
+    /// Users with several rows → the record index of the last one (the only one that counts).
+    last_rows: HashMap<String, u64>,
+    /// `--full`: send everything anyway.
+    full: bool,
+}
+
+impl SyncFilter {
+    /// Why a ready row need not be sent, if it need not.
+    fn not_needed(&self, user_id: &str, index: u64, hash: u64) -> Option<Final> {
+        if self
+            .last_rows
+            .get(user_id)
+            .is_some_and(|&last| last != index)
+        {
+            Some(Final::Superseded)
+        } else if !self.full && self.index.is_unchanged(user_id, hash) {
+            Some(Final::Unchanged)
+        } else {
+            None
+        }
+    }
 }
 
 /// Sends jobs to workers, holding back any row whose user already has one in flight.
@@ -565,6 +636,9 @@ async fn dispatch(
                     }
                     Some(Event::Skipped(pos)) => {
                         let _ = reports.send(Report::Skipped(pos)).await;
+                    }
+                    Some(Event::NotNeeded(pos, why)) => {
+                        let _ = reports.send(Report::NotNeeded(pos, why)).await;
                     }
                     Some(Event::Invalid { pos, record, violations }) => {
                         let _ = reports.send(Report::Invalid { pos, record, violations }).await;
@@ -717,6 +791,8 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
 struct Collector {
     failures: FailureWriter,
     journal: Journal,
+    /// `--state`: Chat's accepted rows are recorded here.
+    state: Option<crate::state::StateDb>,
     progress: Progress,
     shared: Arc<Shared>,
     delimiter: u8,
@@ -780,6 +856,16 @@ impl Collector {
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
+        if let Some(state) = &mut self.state {
+            let code = if self.shared.stop.is_cancelled() {
+                None
+            } else if summary.has_failures() {
+                Some(3)
+            } else {
+                Some(0)
+            };
+            state.finish_run(&summary, code)?;
+        }
         let complete = summary.not_attempted == 0 && !self.shared.stop.is_cancelled();
         if complete {
             self.journal.complete()?;
@@ -793,7 +879,11 @@ impl Collector {
     /// its failure record is on disk.
     fn sync(&mut self) -> anyhow::Result<()> {
         self.failures.flush()?;
-        self.journal.sync()
+        self.journal.sync()?;
+        if let Some(state) = &mut self.state {
+            state.commit()?;
+        }
+        Ok(())
     }
 
     fn record(&mut self, report: Report, summary: &mut Summary) -> anyhow::Result<()> {
@@ -801,6 +891,13 @@ impl Collector {
             Report::Skipped(pos) => {
                 summary.skipped += 1;
                 self.journal.record(pos, Final::Skipped, "");
+            }
+            Report::NotNeeded(pos, why) => {
+                match why {
+                    Final::Superseded => summary.superseded += 1,
+                    _ => summary.unchanged += 1,
+                }
+                self.journal.record(pos, why, "");
             }
             Report::AccountFailed {
                 pos,
@@ -854,6 +951,9 @@ impl Collector {
                     Outcome::Ok => {
                         summary.ok += 1;
                         self.journal.record(job.pos, Final::Ok, "");
+                        if let Some(state) = &mut self.state {
+                            state.accepted(&job.user_id, job.body_hash);
+                        }
                     }
                     Outcome::NotAttempted => summary.not_attempted += 1,
                     Outcome::Failed(failure) => {

@@ -24,6 +24,12 @@ pub struct Summary {
     pub invalid_by_rule: BTreeMap<String, u64>,
     /// Valid rows with nothing to set (every profile cell empty under `--empty skip`).
     pub skipped: u64,
+    /// `--state`: rows Chat already holds exactly (not sent).
+    pub unchanged: u64,
+    /// `--state`: earlier rows of a user whose last row counts instead (not sent).
+    pub superseded: u64,
+    /// `--state` was used: show the two counters above.
+    pub with_state: bool,
     pub duplicates: Duplicates,
     /// Rows Chat accepted.
     pub ok: u64,
@@ -55,10 +61,12 @@ pub struct Summary {
 impl Summary {
     /// True when every row read is in exactly one bucket.
     pub fn accounted(&self) -> bool {
+        let state = self.unchanged + self.superseded;
         if self.dry_run {
-            self.rows == self.valid + self.invalid + self.skipped
+            self.rows == self.valid + self.invalid + self.skipped + state
         } else {
-            self.rows == self.ok + self.failed + self.invalid + self.skipped + self.not_attempted
+            self.rows
+                == self.ok + self.failed + self.invalid + self.skipped + self.not_attempted + state
         }
     }
 
@@ -96,6 +104,8 @@ pub fn write_json(
         "invalid": summary.invalid,
         "invalid_by_rule": summary.invalid_by_rule,
         "skipped": summary.skipped,
+        "unchanged": summary.unchanged,
+        "superseded": summary.superseded,
         "not_attempted": summary.not_attempted,
         "requests": summary.requests,
         "retries": summary.retries,
@@ -147,6 +157,18 @@ impl fmt::Display for Summary {
             "skipped          {:>10}   (nothing to set)",
             self.skipped
         )?;
+        if self.with_state {
+            writeln!(
+                f,
+                "unchanged        {:>10}   (Chat already holds them: not sent)",
+                self.unchanged
+            )?;
+            writeln!(
+                f,
+                "superseded       {:>10}   (a later row for the same user counts)",
+                self.superseded
+            )?;
+        }
         if !self.dry_run {
             writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
             writeln!(

@@ -382,6 +382,8 @@ async fn run_with_faults(
         resume: false,
         force: false,
         create_accounts: None,
+        state: None,
+        full: false,
     };
     let connection = Connection {
         sdkappid: APP,

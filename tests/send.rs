@@ -103,6 +103,8 @@ async fn import_with(
         resume: false,
         force: false,
         create_accounts: None,
+        state: None,
+        full: false,
     };
     let connection = Connection {
         sdkappid: APP,

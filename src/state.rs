@@ -1,0 +1,471 @@
+//! The sync state (`--state PATH`): an embedded SQLite database (WAL) that holds, for each
+//! UserID, a hash of the last profile body Chat accepted and when, so a scheduled sync sends
+//! only the rows that changed since.
+//!
+//! A user's entry is written only after Chat answered OK, in transactions committed about once
+//! a second, so a crash can only make the next run send a row again, never skip a change.
+//! At start the hashes are loaded into a compact in-memory index (about 24 bytes per user), so
+//! deciding "unchanged" costs a hash lookup per row, not a query.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use csv::ByteRecord;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::dupes::DuplicateFinder;
+use crate::input::{CsvInput, InputOptions};
+use crate::row::{RowMapper, RowRules, Verdict};
+
+const SCHEMA_VERSION: &str = "1";
+
+/// The key a user is indexed by: a 64-bit hash of the UserID. Two users sharing a key can
+/// never look "unchanged" by mistake, because the body hash covers the UserID too.
+pub fn user_key(user_id: &str) -> u64 {
+    xxh3_64(user_id.as_bytes())
+}
+
+/// The hash of a normalised request body (the exact JSON the import sends).
+pub fn body_hash(body: &[u8]) -> u64 {
+    xxh3_64_with_seed(body, 0x5eed)
+}
+
+/// Hashes of what Chat last accepted, for lookups on the reader thread.
+#[derive(Debug, Default)]
+pub struct StateIndex {
+    accepted: HashMap<u64, u64>,
+}
+
+impl StateIndex {
+    /// True if Chat already holds exactly this body for this user.
+    pub fn is_unchanged(&self, user_id: &str, hash: u64) -> bool {
+        self.accepted.get(&user_key(user_id)) == Some(&hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.accepted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accepted.is_empty()
+    }
+}
+
+/// The open state database.
+pub struct StateDb {
+    path: PathBuf,
+    conn: Connection,
+    pending: Vec<(String, u64, u64, i64)>,
+    run_id: i64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Opens (or creates) a state database for `sdkappid`.
+fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<Connection> {
+    let flags = if create {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    if !create && !path.exists() {
+        bail!("no state database at {}", path.display());
+    }
+    let existed = path.exists();
+    let conn = Connection::open_with_flags(path, flags)
+        .with_context(|| format!("cannot open the state database {}", path.display()))?;
+    if !existed {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let corrupt = |err: rusqlite::Error| {
+        anyhow::anyhow!(
+            "{} is not a usable profile-import state database ({err}); move it away to start a new state",
+            path.display()
+        )
+    };
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(corrupt)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(corrupt)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS users (
+             user_id TEXT PRIMARY KEY,
+             user_key INTEGER NOT NULL,
+             body_hash INTEGER NOT NULL,
+             accepted_at INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS runs (
+             id INTEGER PRIMARY KEY,
+             started_at INTEGER NOT NULL,
+             finished_at INTEGER,
+             input TEXT NOT NULL,
+             rows INTEGER, sent INTEGER, ok INTEGER, failed INTEGER, unchanged INTEGER,
+             exit_code INTEGER
+         );",
+    )
+    .map_err(corrupt)?;
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(corrupt)?;
+    match version.as_deref() {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => bail!(
+            "{} was written by another version of profile-import (schema {other})",
+            path.display()
+        ),
+    }
+    if let Some(sdkappid) = sdkappid {
+        let recorded: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match recorded {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('sdkappid', ?1)",
+                    [sdkappid.to_string()],
+                )?;
+            }
+            Some(recorded) if recorded == sdkappid.to_string() => {}
+            Some(recorded) => bail!(
+                "the state database {} belongs to SDKAppID {recorded}, not {sdkappid}; use one state file per app",
+                path.display()
+            ),
+        }
+    }
+    Ok(conn)
+}
+
+impl StateDb {
+    /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
+    pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
+        let conn = open_db(path, Some(sdkappid), true)?;
+        let mut accepted = HashMap::new();
+        {
+            let mut statement = conn.prepare("SELECT user_key, body_hash FROM users")?;
+            let rows =
+                statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (key, hash) = row?;
+                accepted.insert(key as u64, hash as u64);
+            }
+        }
+        conn.execute(
+            "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
+            params![unix_now(), input.display().to_string()],
+        )?;
+        let run_id = conn.last_insert_rowid();
+        Ok((
+            StateDb {
+                path: path.to_path_buf(),
+                conn,
+                pending: Vec::new(),
+                run_id,
+            },
+            StateIndex { accepted },
+        ))
+    }
+
+    /// Notes that Chat accepted `hash` for `user_id` (committed at the next `commit`).
+    pub fn accepted(&mut self, user_id: &str, hash: u64) {
+        self.pending
+            .push((user_id.to_string(), user_key(user_id), hash, unix_now()));
+    }
+
+    /// Commits every pending entry in one transaction.
+    pub fn commit(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO users (user_id, user_key, body_hash, accepted_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user_id) DO UPDATE SET user_key = ?2, body_hash = ?3, accepted_at = ?4",
+            )?;
+            for (user_id, key, hash, at) in &self.pending {
+                upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
+            }
+        }
+        tx.commit()
+            .with_context(|| format!("cannot write the state database {}", self.path.display()))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Records how the run ended.
+    pub fn finish_run(
+        &mut self,
+        summary: &crate::summary::Summary,
+        exit_code: Option<u8>,
+    ) -> anyhow::Result<()> {
+        self.commit()?;
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?1, rows = ?2, sent = ?3, ok = ?4, failed = ?5,
+             unchanged = ?6, exit_code = ?7 WHERE id = ?8",
+            params![
+                unix_now(),
+                summary.rows as i64,
+                (summary.ok + summary.failed) as i64,
+                summary.ok as i64,
+                summary.failed as i64,
+                summary.unchanged as i64,
+                exit_code.map(i64::from),
+                self.run_id
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Opens the state read-only, for a dry run. None if there is no state file yet.
+pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
+    if !path.exists() {
+        return Ok(StateIndex::default());
+    }
+    let conn = open_db(path, None, false)?;
+    let mut accepted = HashMap::new();
+    let mut statement = conn.prepare("SELECT user_key, body_hash FROM users")?;
+    let rows = statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (key, hash) = row?;
+        accepted.insert(key as u64, hash as u64);
+    }
+    Ok(StateIndex { accepted })
+}
+
+/// For users with several valid rows, the record index of their last one: with `--state`
+/// only the last row for each user counts, so an unchanged rerun sends nothing.
+pub fn last_rows_of_repeated_users(
+    input: &InputOptions,
+    rules: RowRules,
+) -> anyhow::Result<HashMap<String, u64>> {
+    let mut csv = CsvInput::open(input)?;
+    let mapper = RowMapper::new(csv.columns.clone(), rules);
+    let mut record = ByteRecord::new();
+    let mut body = Vec::new();
+    let mut finder = DuplicateFinder::default();
+    while csv.read(&mut record)?.is_some() {
+        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
+            finder.observe(user_id);
+        }
+    }
+    if finder.is_clear() {
+        return Ok(HashMap::new());
+    }
+    let mut recount = finder.into_recount();
+    let mut csv = CsvInput::open(input)?;
+    while csv.read(&mut record)?.is_some() {
+        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
+            recount.observe(user_id);
+        }
+    }
+    let repeated = recount.repeated_users();
+    let mut last = HashMap::with_capacity(repeated.len());
+    let mut csv = CsvInput::open(input)?;
+    let mut index = 0u64;
+    while csv.read(&mut record)?.is_some() {
+        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
+            if repeated.contains(user_id) {
+                last.insert(user_id.to_string(), index);
+            }
+        }
+        index += 1;
+    }
+    Ok(last)
+}
+
+/// `profile-import state stats PATH`.
+pub fn stats(path: &Path) -> anyhow::Result<String> {
+    let conn = open_db(path, None, false)?;
+    let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+    let sdkappid: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let mut out = format!(
+        "state            {}\nSDKAppID         {}\nusers            {users}\n",
+        path.display(),
+        sdkappid.unwrap_or_else(|| "-".into())
+    );
+    let last: Option<(
+        i64,
+        Option<i64>,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    )> = conn
+        .query_row(
+            "SELECT started_at, finished_at, input, rows, sent, ok, unchanged, exit_code
+             FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    match last {
+        Some((started, finished, input, rows, sent, ok, unchanged, exit_code)) => {
+            let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            out.push_str(&format!(
+                "last run         started {} ({}), {}\n                 input {input}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
+                format_time(started),
+                started,
+                match finished {
+                    Some(at) => format!("finished {}", format_time(at)),
+                    None => "did not finish".into(),
+                },
+                show(rows),
+                show(sent),
+                show(ok),
+                show(unchanged),
+                show(exit_code),
+            ));
+        }
+        None => out.push_str("last run         none\n"),
+    }
+    Ok(out)
+}
+
+/// `profile-import state export PATH`: `UserID,body_hash,accepted_at` as CSV.
+pub fn export(path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+    let conn = open_db(path, None, false)?;
+    let mut writer = csv::Writer::from_writer(out);
+    writer
+        .write_record(["UserID", "body_hash", "accepted_at"])
+        .map_err(io_error)?;
+    let mut statement =
+        conn.prepare("SELECT user_id, body_hash, accepted_at FROM users ORDER BY user_id")?;
+    let mut rows = statement.query([])?;
+    let mut count = 0;
+    while let Some(row) = rows.next()? {
+        let user: String = row.get(0)?;
+        let hash: i64 = row.get(1)?;
+        let at: i64 = row.get(2)?;
+        writer
+            .write_record([user, format!("{:016x}", hash as u64), format_time(at)])
+            .map_err(io_error)?;
+        count += 1;
+    }
+    writer.flush()?;
+    Ok(count)
+}
+
+/// Unwraps csv's I/O errors so `main` can tell a closed pipe (`| head`) from a real failure.
+fn io_error(err: csv::Error) -> anyhow::Error {
+    match err.into_kind() {
+        csv::ErrorKind::Io(io) => io.into(),
+        other => anyhow::anyhow!("{other:?}"),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn accepted_hashes_survive_reopening_and_other_apps_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let body = br#"{"From_Account":"u1","ProfileItem":[]}"#;
+        {
+            let (mut db, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+            assert!(index.is_empty());
+            db.accepted("u1", body_hash(body));
+            db.commit().unwrap();
+        }
+        let (_, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+        assert!(index.is_unchanged("u1", body_hash(body)));
+        assert!(!index.is_unchanged("u1", body_hash(b"other")));
+        assert!(!index.is_unchanged("u2", body_hash(body)));
+        let err = StateDb::open(&path, 1400000001, Path::new("in.csv"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("belongs to SDKAppID 1400000000"), "{err}");
+        assert!(stats(&path).unwrap().contains("users            1"));
+    }
+
+    #[test]
+    fn a_corrupt_file_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(
+            &path,
+            b"this is not a database at all, just some bytes ......",
+        )
+        .unwrap();
+        let err = StateDb::open(&path, 1, Path::new("in.csv"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not a usable profile-import state database"),
+            "{err}"
+        );
+    }
+}
