@@ -140,7 +140,10 @@ pub fn parse_tag(name: &str) -> Result<Tag, String> {
             profile::check_custom_keyword(keyword)?;
             Ok(Tag::Custom(keyword.to_string()))
         }
-        None => Err(format!("\"{name}\" is not a profile tag")),
+        None => Err(format!(
+            "\"{}\" is not a profile tag",
+            crate::profile::clip(name)
+        )),
     }
 }
 
@@ -175,7 +178,8 @@ pub fn resolve(
                 Ok(tag) => ColumnRole::Field(tag),
                 Err(why) => {
                     problems.push(format!(
-                        "column {position} \"{name}\": the mapping file maps it to {why}"
+                        "column {position} \"{}\": the mapping file maps it to {why}",
+                        crate::profile::clip(name)
                     ));
                     continue;
                 }
@@ -191,7 +195,10 @@ pub fn resolve(
             match parse_tag(name) {
                 Ok(tag) => ColumnRole::Field(tag),
                 Err(why) => {
-                    problems.push(format!("column {position} \"{name}\": {why}"));
+                    problems.push(format!(
+                        "column {position} \"{}\": {why}",
+                        crate::profile::clip(name)
+                    ));
                     continue;
                 }
             }

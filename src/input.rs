@@ -106,6 +106,15 @@ impl CsvInput {
                     i + 1
                 )
             })?;
+            if name.contains(['\n', '\r']) {
+                bail!(
+                    "{}: header column {} ({:?}) contains a line break: a quote opened in the header row \
+                     probably never closes",
+                    path.display(),
+                    i + 1,
+                    crate::profile::clip(name)
+                );
+            }
             names.push(header::clean_name(name));
         }
         let columns = header::resolve(names, mapping, options.user_column.as_deref())

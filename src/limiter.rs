@@ -7,9 +7,11 @@
 //! n-2 cells per second, so any one-second window admits at most (2-1) + (n-2) = n-1 requests:
 //! one request of headroom for network jitter bunching arrivals at the server.
 //!
-//! When Chat answers with a throttle code, the rate drops to 70 % (at most once a second) and
-//! all requests pause for a second; after two quiet seconds it climbs back by 2 % of the
-//! ceiling per second, never above the ceiling.
+//! When Chat answers with a throttle code, the rate drops to 85 % (at most once a second) and
+//! all requests pause for half a second; after two quiet seconds it climbs back by 2 % of the
+//! ceiling per second, slowing to 0.5 % once it is within 10 % of the rate that was last
+//! throttled, and never above the ceiling. Against a server limit L it settles between about
+//! 0.85·L and L.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -72,6 +74,8 @@ struct PaceState {
     paused_until: Option<Instant>,
     last_decrease: Option<Instant>,
     last_increase: Instant,
+    /// The rate at which Chat last throttled us: the climb slows as it nears it.
+    throttled_at: Option<f64>,
 }
 
 /// Paces every request of the job.
@@ -96,6 +100,7 @@ impl Pacer {
                 paused_until: None,
                 last_decrease: None,
                 last_increase: Instant::now(),
+                throttled_at: None,
             }),
             turn: tokio::sync::Mutex::new(()),
         }
@@ -160,14 +165,15 @@ impl Pacer {
                 .last_decrease
                 .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
             {
-                let rate = (state.rate * 0.7).max(MIN_RATE);
+                let rate = (state.rate * 0.85).max(MIN_RATE);
                 tracing::info!("Chat is throttling: pace {:.0}/s → {rate:.0}/s", state.rate);
+                state.throttled_at = Some(state.rate);
                 self.set_rate(&mut state, rate);
                 state.lowest = state.lowest.min(rate);
                 state.last_decrease = Some(now);
             }
         }
-        self.pause_for(Duration::from_secs(1));
+        self.pause_for(Duration::from_millis(500));
     }
 
     /// A request was accepted: after two quiet seconds, climb back towards the ceiling
@@ -183,7 +189,11 @@ impl Pacer {
         {
             return;
         }
-        let rate = (state.rate + self.ceiling * 0.02).min(self.ceiling);
+        let near_limit = state
+            .throttled_at
+            .is_some_and(|limit| state.rate >= limit * 0.9);
+        let step = if near_limit { 0.005 } else { 0.02 } * self.ceiling;
+        let rate = (state.rate + step.max(0.5)).min(self.ceiling);
         self.set_rate(&mut state, rate);
         state.last_increase = now;
     }
@@ -245,23 +255,34 @@ mod tests {
     async fn throttling_decreases_the_rate_and_quiet_time_restores_it() {
         let pacer = Pacer::new(200);
         pacer.on_throttled();
-        assert!((pacer.current_rate() - 140.0).abs() < 1e-9);
+        assert!((pacer.current_rate() - 170.0).abs() < 1e-9);
         // A burst of throttled answers in the same second counts once.
         pacer.on_throttled();
-        assert!((pacer.current_rate() - 140.0).abs() < 1e-9);
+        assert!((pacer.current_rate() - 170.0).abs() < 1e-9);
         pacer.on_accepted();
         assert!(
-            (pacer.current_rate() - 140.0).abs() < 1e-9,
+            (pacer.current_rate() - 170.0).abs() < 1e-9,
             "no increase right after a decrease"
         );
-        {
+        let quiet = |pacer: &Pacer| {
             let mut state = pacer.state();
             state.last_decrease = Some(Instant::now() - Duration::from_secs(3));
             state.last_increase = Instant::now() - Duration::from_secs(2);
-        }
+        };
+        quiet(&pacer);
         pacer.on_accepted();
-        assert!((pacer.current_rate() - 144.0).abs() < 1e-9);
-        assert!((pacer.lowest_rate() - 140.0).abs() < 1e-9);
+        // Far below where Chat throttled (200): climbs 2 % of the ceiling a second.
+        assert!((pacer.current_rate() - 174.0).abs() < 1e-9);
+        quiet(&pacer);
+        pacer.on_accepted();
+        quiet(&pacer);
+        pacer.on_accepted();
+        // Within 10 % of 200: climbs 0.5 % of the ceiling a second.
+        assert!((pacer.current_rate() - 182.0).abs() < 1e-9);
+        quiet(&pacer);
+        pacer.on_accepted();
+        assert!((pacer.current_rate() - 183.0).abs() < 1e-9);
+        assert!((pacer.lowest_rate() - 170.0).abs() < 1e-9);
     }
 
     #[test]

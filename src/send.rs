@@ -738,10 +738,18 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
                 requests += more;
                 again
             }
-            Answer::Failed { code, message } => Answer::Failed {
-                code,
-                message: format!("account_import failed: {message}"),
-            },
+            Answer::Failed { code, message } => {
+                // Like the batch form: the row failed at the account stage.
+                return (
+                    Outcome::Failed(Failure {
+                        code,
+                        message: format!("account_import failed: {message}"),
+                        stage: Stage::Account,
+                        attempts: requests,
+                    }),
+                    requests,
+                );
+            }
             other => other,
         };
     }

@@ -311,36 +311,36 @@ pub fn stats(path: &Path) -> anyhow::Result<String> {
         path.display(),
         sdkappid.unwrap_or_else(|| "-".into())
     );
-    let last: Option<(
-        i64,
-        Option<i64>,
-        String,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    )> = conn
+    let last = conn
         .query_row(
             "SELECT started_at, finished_at, input, rows, sent, ok, unchanged, exit_code
              FROM runs ORDER BY id DESC LIMIT 1",
             [],
             |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
+                Ok(LastRun {
+                    started: r.get(0)?,
+                    finished: r.get(1)?,
+                    input: r.get(2)?,
+                    rows: r.get(3)?,
+                    sent: r.get(4)?,
+                    ok: r.get(5)?,
+                    unchanged: r.get(6)?,
+                    exit_code: r.get(7)?,
+                })
             },
         )
         .optional()?;
     match last {
-        Some((started, finished, input, rows, sent, ok, unchanged, exit_code)) => {
+        Some(LastRun {
+            started,
+            finished,
+            input,
+            rows,
+            sent,
+            ok,
+            unchanged,
+            exit_code,
+        }) => {
             let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
             out.push_str(&format!(
                 "last run         started {} ({}), {}\n                 input {input}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
@@ -360,6 +360,18 @@ pub fn stats(path: &Path) -> anyhow::Result<String> {
         None => out.push_str("last run         none\n"),
     }
     Ok(out)
+}
+
+/// The `runs` row of the latest run.
+struct LastRun {
+    started: i64,
+    finished: Option<i64>,
+    input: String,
+    rows: Option<i64>,
+    sent: Option<i64>,
+    ok: Option<i64>,
+    unchanged: Option<i64>,
+    exit_code: Option<i64>,
 }
 
 /// `profile-import state export PATH`: `UserID,body_hash,accepted_at` as CSV.

@@ -3,8 +3,10 @@
 
 mod util;
 
+mod accounts;
 mod corpus;
 mod dry_run;
 mod reliability;
 mod security;
 mod send;
+mod state;

@@ -255,6 +255,10 @@ async fn sigterm_then_resume_reaches_the_same_final_state() {
         .spawn()
         .unwrap();
     while sim.stats().requests < 150 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended too early"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = child.id().to_string();
@@ -291,6 +295,10 @@ async fn a_second_run_on_the_same_journal_is_refused_with_exit_4() {
         .spawn()
         .unwrap();
     while sim.stats().requests < 5 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the import ended too early"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let second = import_command(&input, &sim, &[]).output().unwrap();
@@ -324,6 +332,10 @@ async fn resume_refuses_a_changed_input_unless_forced_and_cron_can_always_pass_i
         .spawn()
         .unwrap();
     while sim.stats().requests < 20 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended too early"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     child.kill().unwrap();

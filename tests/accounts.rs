@@ -1,0 +1,671 @@
+//! Chat accounts and read-back: portrait_set's 40003 for users who are not accounts,
+//! `--create-accounts` (batch, account-list, on-demand), `check-accounts`, `verify`, and the
+//! adaptive pace living under a server limit below `--rate`.
+//!
+//! Every test runs the real binary in its own temporary directory against its own in-process
+//! simulator on a port-0 loopback listener. The binary runs on a blocking thread while the
+//! simulator is served by the other runtime worker. Nothing waits on a timer to make an
+//! assertion pass; rates are checked with wide margins.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use profile_import::sim::{SimConfig, SimHandle};
+use profile_import::usersig::SecretKey;
+
+use crate::util::{bin, read_csv, read_failures, Run, Workspace};
+
+const APP: u64 = 1_400_000_000;
+const ADMIN: &str = "administrator";
+const KEY: &str = "accounts-test-key-4b8e1d";
+
+const NICK: &str = "Tag_Profile_IM_Nick";
+const IMAGE: &str = "Tag_Profile_IM_Image";
+const LEVEL: &str = "Tag_Profile_IM_Level";
+
+// ── helpers ────────────────────────────────────────────────────────────────────────────────
+
+/// The test app with no rate limit (functional tests send fast), no latency, no faults.
+fn sim_config() -> SimConfig {
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config
+}
+
+async fn start(config: SimConfig) -> SimHandle {
+    SimHandle::start(config).await.expect("start the simulator")
+}
+
+fn user(i: usize) -> String {
+    format!("user_{i:04}")
+}
+
+/// 30 % of users are not accounts: those whose index ends in 3, 6 or 9.
+fn is_missing(i: usize) -> bool {
+    matches!(i % 10, 3 | 6 | 9)
+}
+
+/// The accounts a simulator knows when 30 % of `n` users are missing.
+fn known_accounts(n: usize) -> HashSet<String> {
+    (0..n).filter(|&i| !is_missing(i)).map(user).collect()
+}
+
+/// Writes a CSV (header first) into the workspace with the csv crate.
+fn write_csv(ws: &Workspace, name: &str, header: &[&str], rows: &[Vec<String>]) {
+    let mut writer = csv::Writer::from_path(ws.path(name)).expect("create a test CSV");
+    writer.write_record(header).unwrap();
+    for row in rows {
+        assert_eq!(row.len(), header.len(), "test row of the wrong width");
+        writer.write_record(row).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+/// `n` rows of `UserID,Nick`, one per user: `user_0000,Nick 0 ✓` …
+fn nick_rows(n: usize) -> Vec<Vec<String>> {
+    (0..n).map(|i| vec![user(i), nick_of(i)]).collect()
+}
+
+fn nick_of(i: usize) -> String {
+    format!("Nick {i} ✓")
+}
+
+/// The binary with `args` (file names relative to the workspace) and the connection to `sim`,
+/// in a clean environment holding only the simulator's key.
+fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
+    let mut command = Command::new(bin());
+    command.current_dir(ws.dir()).args(args).args([
+        "--sdkappid",
+        &APP.to_string(),
+        "--endpoint",
+        &sim.url(),
+    ]);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("PROFILE_IMPORT_"))
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the binary to its end on a blocking thread, so the simulator keeps being served.
+async fn exec(mut command: Command) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().expect("run the profile-import binary");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("the runner thread")
+}
+
+/// `import <csv>` against an unlimited simulator: fast pace, 32 workers, plus `extra`.
+async fn import(ws: &Workspace, sim: &SimHandle, csv: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "import",
+        csv,
+        "--no-progress",
+        "--rate",
+        "1000",
+        "--concurrency",
+        "32",
+    ];
+    args.extend_from_slice(extra);
+    exec(tool(ws, sim, &args)).await
+}
+
+/// The first stderr line starting with `label`, trimmed (for printing summary lines).
+fn line_of<'a>(run: &'a Run, label: &str) -> &'a str {
+    run.stderr
+        .lines()
+        .find(|line| line.starts_with(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no \"{label}\" line on stderr:\n{}", run.stderr))
+}
+
+fn by_command(sim: &SimHandle, command: &str) -> u64 {
+    sim.stats().by_command.get(command).copied().unwrap_or(0)
+}
+
+// ── 1. 40003 without --create-accounts ─────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_missing_accounts_fail_with_40003_without_create_accounts() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(1000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
+
+    let run = import(&ws, &sim, "users.csv", &[]).await;
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 1000);
+    assert_eq!(run.count("ok"), 700, "{}", run.stderr);
+    assert_eq!(run.count("failed"), 300, "{}", run.stderr);
+
+    let (header, failures) = read_failures(&ws.path("users.failures.csv"));
+    assert_eq!(header, ["UserID", "Nick"]);
+    assert_eq!(failures.len(), 300);
+    let mut failed_users = BTreeSet::new();
+    for row in &failures {
+        let i: usize = row.data[0]["user_".len()..].parse().unwrap();
+        assert!(
+            is_missing(i),
+            "{} is an account but failed: {row:?}",
+            row.data[0]
+        );
+        assert_eq!(row.data, [user(i), nick_of(i)], "{row:?}");
+        assert_eq!(row.code, "40003", "{row:?}");
+        assert_eq!(row.stage, "send", "{row:?}");
+        assert_eq!(row.line, i as u64 + 2, "{row:?}");
+        assert!(failed_users.insert(row.data[0].clone()), "twice: {row:?}");
+    }
+    let missing: BTreeSet<String> = (0..1000).filter(|&i| is_missing(i)).map(user).collect();
+    assert_eq!(failed_users, missing);
+
+    let profiles = sim.profiles();
+    assert_eq!(profiles.len(), 700);
+    for i in (0..1000).filter(|&i| !is_missing(i)) {
+        assert_eq!(
+            profiles[&user(i)].get(NICK),
+            Some(&Value::from(nick_of(i))),
+            "{}",
+            user(i)
+        );
+    }
+    assert_eq!(by_command(&sim, "multiaccount_import"), 0);
+    assert_eq!(by_command(&sim, "account_import"), 0);
+}
+
+// ── 2. --create-accounts (batch), then verify ──────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_accounts_imports_them_all_and_verify_finds_no_difference() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(1000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
+
+    let run = import(&ws, &sim, "users.csv", &["--create-accounts"]).await;
+    run.assert_code(0);
+    assert_eq!(run.count("rows read"), 1000);
+    assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
+    assert!(!ws.path("users.failures.csv").exists());
+    let accounts = sim.accounts().expect("the simulator lists accounts");
+    let everyone: BTreeSet<String> = (0..1000).map(user).collect();
+    assert_eq!(accounts, everyone);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.by_command.get("multiaccount_import"),
+        Some(&10),
+        "{stats}"
+    );
+    assert_eq!(stats.count_for("portrait_set", "0"), 1000, "{stats}");
+    assert_eq!(stats.count_for("portrait_set", "40003"), 0, "{stats}");
+    assert_eq!(sim.profiles().len(), 1000);
+
+    let verify = exec(tool(&ws, &sim, &["verify", "users.csv"])).await;
+    verify.assert_code(0);
+    assert_eq!(verify.count("differences"), 0, "{}", verify.stderr);
+    assert_eq!(verify.count("users checked"), 1000, "{}", verify.stderr);
+    assert_eq!(verify.count("values compared"), 1000, "{}", verify.stderr);
+    assert!(!ws.path("users.diff.csv").exists());
+
+    eprintln!(
+        "[create_accounts] rows {} ok {} | {} | requests by command {:?} | verify: users {} values {} differences {}",
+        run.count("rows read"),
+        run.count("ok"),
+        line_of(&run, "accounts"),
+        sim.stats().by_command,
+        verify.count("users checked"),
+        verify.count("values compared"),
+        verify.count("differences"),
+    );
+}
+
+// ── 3. FailAccounts → stage `account` ──────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_accounts_are_mapped_back_to_their_rows() {
+    let ws = Workspace::new();
+    let failing: BTreeSet<String> = [5, 10, 20].into_iter().map(user).collect();
+    let mut config = sim_config();
+    config.accounts = Some(HashSet::new());
+    config.fail_import = failing.iter().cloned().collect();
+    let sim = start(config).await;
+
+    // 60 users one row each, then second rows for two failing and two other users.
+    let mut rows = nick_rows(60);
+    for i in [10, 20, 30, 31] {
+        rows.push(vec![user(i), format!("Second {i}")]);
+    }
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &rows);
+    let expected_lines: BTreeMap<u64, Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| failing.contains(&row[0]))
+        .map(|(index, row)| (index as u64 + 2, row.clone()))
+        .collect();
+    assert_eq!(expected_lines.len(), 5);
+
+    let run = import(&ws, &sim, "users.csv", &["--create-accounts", "batch"]).await;
+    run.assert_code(3);
+    assert_eq!(run.count("ok"), 59, "{}", run.stderr);
+    assert_eq!(run.count("failed"), 5, "{}", run.stderr);
+
+    let (_, failures) = read_failures(&ws.path("users.failures.csv"));
+    let got: BTreeMap<u64, Vec<String>> = failures
+        .iter()
+        .map(|row| {
+            assert_eq!(row.stage, "account", "{row:?}");
+            assert_eq!(row.code, "account_import", "{row:?}");
+            (row.line, row.data.clone())
+        })
+        .collect();
+    assert_eq!(got.len(), failures.len(), "a line twice in the failure CSV");
+    assert_eq!(got, expected_lines);
+
+    let profiles = sim.profiles();
+    for user in &failing {
+        assert!(!profiles.contains_key(user), "{user} reached Chat");
+    }
+    assert_eq!(profiles.len(), 57);
+    assert_eq!(profiles[&user(30)][NICK], Value::from("Second 30"));
+    let stats = sim.stats();
+    // Nothing was sent for the failing users: one portrait_set per other row, all accepted.
+    assert_eq!(stats.by_command.get("portrait_set"), Some(&59), "{stats}");
+    assert_eq!(stats.count_for("portrait_set", "0"), 59, "{stats}");
+    let accounts = sim.accounts().unwrap();
+    assert_eq!(accounts.len(), 57);
+    assert!(accounts.is_disjoint(&failing));
+}
+
+// ── 4. on-demand ───────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_imports_one_account_on_40003_and_retries() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(1000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
+
+    let run = import(&ws, &sim, "users.csv", &["--create-accounts", "on-demand"]).await;
+    run.assert_code(0);
+    assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
+    assert!(!ws.path("users.failures.csv").exists());
+
+    let stats = sim.stats();
+    assert_eq!(
+        stats.by_command.get("account_import"),
+        Some(&300),
+        "{stats}"
+    );
+    assert_eq!(stats.count_for("account_import", "0"), 300, "{stats}");
+    assert_eq!(stats.by_command.get("multiaccount_import"), None, "{stats}");
+    // Each missing user: one 40003, then the retry after its import.
+    assert_eq!(stats.count_for("portrait_set", "40003"), 300, "{stats}");
+    assert_eq!(stats.count_for("portrait_set", "0"), 1000, "{stats}");
+    let profiles = sim.profiles();
+    assert_eq!(profiles.len(), 1000);
+    for i in 0..1000 {
+        assert_eq!(profiles[&user(i)][NICK], Value::from(nick_of(i)));
+    }
+    assert_eq!(sim.accounts().unwrap().len(), 1000);
+}
+
+// ── 5. account-list ────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_list_form_sets_nick_and_face_url_at_import() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(HashSet::new());
+    let sim = start(config).await;
+    let image = |i: usize| format!("https://img.example.com/{i}.png");
+    let rows: Vec<Vec<String>> = (0..150)
+        .map(|i| vec![user(i), nick_of(i), image(i), (i % 50).to_string()])
+        .collect();
+    write_csv(
+        &ws,
+        "users.csv",
+        &["UserID", "Nick", "Image", "Level"],
+        &rows,
+    );
+
+    let run = import(
+        &ws,
+        &sim,
+        "users.csv",
+        &["--create-accounts", "account-list"],
+    )
+    .await;
+    run.assert_code(0);
+    assert_eq!(run.count("ok"), 150, "{}", run.stderr);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.by_command.get("multiaccount_import"),
+        Some(&2),
+        "{stats}"
+    );
+    assert_eq!(stats.count_for("portrait_set", "40003"), 0, "{stats}");
+    let profiles = sim.profiles();
+    assert_eq!(profiles.len(), 150);
+    for i in 0..150 {
+        let profile = &profiles[&user(i)];
+        assert_eq!(profile[NICK], Value::from(nick_of(i)), "{}", user(i));
+        assert_eq!(profile[IMAGE], Value::from(image(i)), "{}", user(i));
+        assert_eq!(profile[LEVEL], json!(i % 50), "{}", user(i));
+    }
+
+    // portrait_set would set Nick and Image too; to see what the import itself carried, a
+    // second app refuses every portrait_set (an unconfigured custom field: 40009). The
+    // profiles then hold exactly what the AccountList form sent — the later row winning
+    // field by field within a batch.
+    let ws2 = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(HashSet::new());
+    config.custom_fields = HashSet::new();
+    let sim2 = start(config).await;
+    let rows = vec![
+        vec![
+            user(1),
+            "Old".into(),
+            "https://img/old.png".into(),
+            "x".into(),
+        ],
+        vec![user(2), "Two".into(), "".into(), "x".into()],
+        vec![user(1), "New".into(), "".into(), "y".into()],
+    ];
+    write_csv(
+        &ws2,
+        "users.csv",
+        &["UserID", "Nick", "Image", "Custom_Hobby"],
+        &rows,
+    );
+    let run = import(
+        &ws2,
+        &sim2,
+        "users.csv",
+        &["--create-accounts", "account-list"],
+    )
+    .await;
+    run.assert_code(3);
+    let (_, failures) = read_failures(&ws2.path("users.failures.csv"));
+    assert_eq!(failures.len(), 3);
+    assert!(failures
+        .iter()
+        .all(|f| f.code == "40009" && f.stage == "send"));
+    let profiles = sim2.profiles();
+    assert_eq!(profiles[&user(1)][NICK], Value::from("New"));
+    assert_eq!(
+        profiles[&user(1)][IMAGE],
+        Value::from("https://img/old.png")
+    );
+    assert_eq!(profiles[&user(2)][NICK], Value::from("Two"));
+    assert!(
+        !profiles[&user(2)].contains_key(IMAGE),
+        "an empty Image cell sent a FaceUrl: {:?}",
+        profiles[&user(2)]
+    );
+    let stats = sim2.stats();
+    assert_eq!(stats.by_command.get("multiaccount_import"), Some(&1));
+    assert_eq!(stats.count_for("portrait_set", "0"), 0, "{stats}");
+}
+
+// ── 6. check-accounts ──────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_accounts_lists_the_missing_users() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(250));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(250));
+    let missing: Vec<Vec<String>> = (0..250)
+        .filter(|&i| is_missing(i))
+        .map(|i| vec![user(i)])
+        .collect();
+    assert_eq!(missing.len(), 75);
+
+    let run1 = exec(tool(&ws, &sim, &["check-accounts", "users.csv"])).await;
+    run1.assert_code(3);
+    assert_eq!(run1.count("users checked"), 250, "{}", run1.stderr);
+    assert_eq!(run1.count("not imported"), 75, "{}", run1.stderr);
+    let listed = read_csv(&ws.path("users.missing-accounts.csv"));
+    assert_eq!(listed[0], ["UserID"]);
+    assert_eq!(listed[1..], missing[..]);
+    assert_eq!(
+        by_command(&sim, "account_check"),
+        3,
+        "ceil(250 / 100) calls"
+    );
+    // Checking imports nothing.
+    assert_eq!(sim.accounts().unwrap().len(), 175);
+    assert_eq!(by_command(&sim, "portrait_set"), 0);
+
+    let run2 = exec(tool(
+        &ws,
+        &sim,
+        &["check-accounts", "users.csv", "--output", "elsewhere.csv"],
+    ))
+    .await;
+    run2.assert_code(3);
+    let listed = read_csv(&ws.path("elsewhere.csv"));
+    assert_eq!(listed[0], ["UserID"]);
+    assert_eq!(listed[1..], missing[..]);
+    assert_eq!(by_command(&sim, "account_check"), 6);
+
+    // A dry run that also checks accounts fails when some are missing, even with every row
+    // valid.
+    let dry = exec(tool(
+        &ws,
+        &sim,
+        &["import", "users.csv", "--dry-run", "--check-accounts"],
+    ))
+    .await;
+    dry.assert_code(3);
+    assert_eq!(dry.count("valid"), 250, "{}", dry.stderr);
+    assert_eq!(dry.count("invalid"), 0, "{}", dry.stderr);
+    assert_eq!(dry.count("not imported"), 75, "{}", dry.stderr);
+    assert_eq!(by_command(&sim, "portrait_set"), 0, "a dry run sent a row");
+
+    // Every account present: exit 0 and no list.
+    let everyone = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some((0..250).map(user).collect());
+    let sim_all = start(config).await;
+    write_csv(&everyone, "users.csv", &["UserID", "Nick"], &nick_rows(250));
+    let run3 = exec(tool(&everyone, &sim_all, &["check-accounts", "users.csv"])).await;
+    run3.assert_code(0);
+    assert_eq!(run3.count("not imported"), 0);
+    assert!(!everyone.path("users.missing-accounts.csv").exists());
+    assert_eq!(by_command(&sim_all, "account_check"), 3);
+    let dry = exec(tool(
+        &everyone,
+        &sim_all,
+        &["import", "users.csv", "--dry-run", "--check-accounts"],
+    ))
+    .await;
+    dry.assert_code(0);
+    assert!(!everyone.path("users.missing-accounts.csv").exists());
+}
+
+// ── 7. verify ──────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_each_difference_and_writes_a_diff_csv() {
+    let ws = Workspace::new();
+    let sim = start(sim_config()).await;
+    let row = |user: &str, nick: &str, level: u32| {
+        vec![user.to_string(), nick.to_string(), level.to_string()]
+    };
+
+    // What is imported: 100 users, `dup_a` with two rows (the second wins), `dup_b` once.
+    let mut imported: Vec<Vec<String>> = (0..100)
+        .map(|i| row(&user(i), &nick_of(i), i as u32))
+        .collect();
+    imported.push(row("dup_a", "First A", 1));
+    imported.push(row("dup_b", "B", 5));
+    imported.push(row("dup_a", "Second A", 2));
+    write_csv(&ws, "import.csv", &["UserID", "Nick", "Level"], &imported);
+    import(&ws, &sim, "import.csv", &[]).await.assert_code(0);
+    assert_eq!(sim.profiles()["dup_a"][NICK], Value::from("Second A"));
+
+    // What is verified: the same, except 4 changed Nicks, a changed Level, and `dup_b` given
+    // two rows whose second changes its Nick.
+    let mut expected = imported.clone();
+    for (i, row) in expected.iter_mut().enumerate().take(5).skip(1) {
+        row[1] = format!("Changed {i}");
+    }
+    expected[10][2] = "11".into();
+    expected.push(row("dup_b", "B changed", 5));
+    write_csv(&ws, "expected.csv", &["UserID", "Nick", "Level"], &expected);
+
+    let verify = exec(tool(
+        &ws,
+        &sim,
+        &["verify", "expected.csv", "--diff", "found.diff.csv"],
+    ))
+    .await;
+    verify.assert_code(3);
+    assert_eq!(verify.count("users checked"), 102, "{}", verify.stderr);
+    assert_eq!(verify.count("values compared"), 204, "{}", verify.stderr);
+    assert_eq!(verify.count("differences"), 6, "{}", verify.stderr);
+    assert_eq!(verify.count("missing accounts"), 0, "{}", verify.stderr);
+    assert!(
+        !ws.path("expected.diff.csv").exists(),
+        "--diff was not used"
+    );
+
+    let mut diff = read_csv(&ws.path("found.diff.csv"));
+    assert_eq!(diff.remove(0), ["UserID", "Tag", "Expected", "Actual"]);
+    diff.sort();
+    let mut want: Vec<Vec<String>> = (1..=4)
+        .map(|i| {
+            vec![
+                user(i),
+                NICK.into(),
+                json!(format!("Changed {i}")).to_string(),
+                json!(nick_of(i)).to_string(),
+            ]
+        })
+        .collect();
+    want.push(vec![user(10), LEVEL.into(), "11".into(), "10".into()]);
+    want.push(vec![
+        "dup_b".into(),
+        NICK.into(),
+        "\"B changed\"".into(),
+        "\"B\"".into(),
+    ]);
+    want.sort();
+    assert_eq!(diff, want);
+
+    // The imported file itself matches: `dup_a` is compared with its last row, not its first.
+    let same = exec(tool(&ws, &sim, &["verify", "import.csv"])).await;
+    same.assert_code(0);
+    assert_eq!(same.count("differences"), 0, "{}", same.stderr);
+    assert!(!ws.path("import.diff.csv").exists());
+
+    // --sample: about 50 of 1,000 users, and exit 0 when nothing differs.
+    let big: Vec<Vec<String>> = (0..1000)
+        .map(|i| vec![format!("s_{i:04}"), nick_of(i)])
+        .collect();
+    write_csv(&ws, "big.csv", &["UserID", "Nick"], &big);
+    import(&ws, &sim, "big.csv", &[]).await.assert_code(0);
+    let calls_before = by_command(&sim, "portrait_get");
+    let sample = exec(tool(&ws, &sim, &["verify", "big.csv", "--sample", "50"])).await;
+    sample.assert_code(0);
+    let checked = sample.count("users checked");
+    assert!((20..=100).contains(&checked), "{}", sample.stderr);
+    assert_eq!(sample.count("differences"), 0, "{}", sample.stderr);
+    assert!(by_command(&sim, "portrait_get") - calls_before <= 2);
+    assert!(!ws.path("big.diff.csv").exists());
+    eprintln!(
+        "[verify] differences {} of {} values; --sample 50 of 1000 checked {checked} users",
+        verify.count("differences"),
+        verify.count("values compared"),
+    );
+}
+
+// ── 8. the adaptive pace under a server limit ──────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
+    const LIMIT: u32 = 80;
+    const ROWS: usize = 1500;
+    let ws = Workspace::new();
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.limit_per_sec = LIMIT;
+    config.latency_min = Duration::from_millis(5);
+    config.latency_max = Duration::from_millis(20);
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(ROWS));
+
+    let started = Instant::now();
+    let run = exec(tool(
+        &ws,
+        &sim,
+        &["import", "users.csv", "--no-progress", "--rate", "200"],
+    ))
+    .await;
+    let wall = started.elapsed();
+    let stats = sim.stats();
+    let throttled = stats.count_for("portrait_set", "60007");
+    let accepted = stats.count_for("portrait_set", "0");
+    eprintln!(
+        "[adaptive] sim limit {LIMIT}/s, --rate 200, {ROWS} rows: sim mean {:.1} requests/s, \
+         {} requests, {throttled} throttled (60007, {:.1} %), {accepted} accepted, \
+         max {} portrait_set arrivals in any 1 s window, wall {:.1}s | client: {} | {} | {}",
+        stats.mean_rate,
+        stats.requests,
+        100.0 * throttled as f64 / stats.requests.max(1) as f64,
+        stats.max_in_any_window,
+        wall.as_secs_f64(),
+        line_of(&run, "pace"),
+        line_of(&run, "requests"),
+        line_of(&run, "elapsed"),
+    );
+
+    run.assert_code(0);
+    assert_eq!(run.count("ok"), ROWS as u64, "{}", run.stderr);
+    assert!(!ws.path("users.failures.csv").exists());
+    // Nothing lost, nothing applied twice.
+    assert_eq!(accepted, ROWS as u64, "{stats}");
+    assert_eq!(stats.applied, ROWS as u64, "{stats}");
+    assert_eq!(sim.profiles().len(), ROWS);
+    // Settles near the server's limit, not near --rate, and not far below it.
+    assert!(
+        (50.0..=85.0).contains(&stats.mean_rate),
+        "mean {:.1}/s\n{stats}",
+        stats.mean_rate
+    );
+    // It did meet the limit, and backed off instead of hammering it.
+    assert!(throttled > 0, "{stats}");
+    assert!(
+        throttled * 10 < stats.requests,
+        "{throttled} throttled of {} requests\n{stats}",
+        stats.requests
+    );
+    // The simulator accepts at most LIMIT in any window; arrivals beyond that are the
+    // refused ones, so a window can exceed LIMIT only by requests that were throttled.
+    assert!(
+        stats.max_in_any_window <= u64::from(LIMIT) + throttled,
+        "{stats}"
+    );
+}
