@@ -29,25 +29,31 @@ dry-run-samples:
 sim *ARGS:
     cargo run --release -- sim {{ARGS}}
 
-# Dry run vs parse-only baseline at 1 M rows (rows/s, peak RSS), then peak RSS at 5 M rows
+# Dry run vs parse-only baseline at 1 M rows (median of 5 runs: rows/s, peak RSS), and 5 M rows
 bench-dry-run:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release --quiet --bin profile-import --example gen_profiles --example parse_only
     dir=$(mktemp -d)
     trap 'rm -rf "$dir"' EXIT
-    measure() { # label rows file cmd...
-        local label=$1 rows=$2; shift 2
-        /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1 || true
-        read -r secs kb < "$dir/time"
-        awk -v l="$label" -v r="$rows" -v s="$secs" -v k="$kb" \
-            'BEGIN { printf "%-28s %10d rows %8.2f s %12.0f rows/s %8.1f MB peak RSS\n", l, r, s, (s > 0 ? r / s : 0), k / 1024 }'
+    measure() { # label rows runs cmd...
+        local label=$1 rows=$2 runs=$3; shift 3
+        : > "$dir/times"
+        for _ in $(seq "$runs"); do
+            /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1 || true
+            cat "$dir/time" >> "$dir/times"
+        done
+        sort -n "$dir/times" | awk -v l="$label" -v r="$rows" -v n="$runs" '
+            { s[NR] = $1; k[NR] = $2 }
+            END { m = s[int((n + 1) / 2)]; kb = 0; for (i = 1; i <= NR; i++) if (k[i] > kb) kb = k[i];
+                  printf "%-28s %9d rows %7.2f s %12.0f rows/s %7.1f MB peak RSS  (median of %d)\n", l, r, m, (m > 0 ? r / m : 0), kb / 1024, n }'
     }
     for rows in 1000000 5000000; do
+        runs=5; [ "$rows" -gt 1000000 ] && runs=1
         target/release/examples/gen_profiles "$rows" "$dir/in.csv"
         echo "── $rows rows, $(du -h "$dir/in.csv" | cut -f1) (8 profile columns) ──"
-        measure "parse-only (csv ByteRecord)" "$rows" target/release/examples/parse_only "$dir/in.csv"
-        measure "dry run" "$rows" target/release/profile-import -q import "$dir/in.csv" --dry-run --failures "$dir/f.csv"
+        measure "parse-only (csv ByteRecord)" "$rows" "$runs" target/release/examples/parse_only "$dir/in.csv"
+        measure "dry run" "$rows" "$runs" target/release/profile-import -q import "$dir/in.csv" --dry-run --failures "$dir/f.csv"
     done
     echo "targets: dry run >= 1/3 of parse-only rows/s; peak RSS <= 64 MB at 1 M rows and flat at 5 M"
 

@@ -1,12 +1,17 @@
 //! The dry run: every row read, mapped with the same code the real send uses, validated, and
 //! reported; nothing is sent.
+//!
+//! A reader thread parses the file (and feeds the duplicate check) into a small fixed pool of
+//! record batches; the calling thread maps and validates them. The pool's batches are reused,
+//! so the two cores share the work without allocating per row.
 
 use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
 use csv::ByteRecord;
 
-use crate::dupes::BackgroundFinder;
+use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
 use crate::input::CsvInput;
 use crate::job::JobInput;
@@ -15,18 +20,29 @@ use crate::summary::Summary;
 
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
+/// Records per batch handed from the reader thread, and batches in the pool.
+const BATCH_ROWS: usize = 256;
+const POOL: usize = 6;
+
+/// Records read by the reader thread; the allocations are reused batch after batch.
+#[derive(Default)]
+struct Batch {
+    records: Vec<ByteRecord>,
+    /// (line, a quote never closes) per record.
+    meta: Vec<(u64, bool)>,
+    len: usize,
+}
 
 /// Validates the whole file. Invalid rows go to the failure CSV.
 pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let mut input = CsvInput::open(&job.input)?;
+    let input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
     let mut failures = FailureWriter::create(&job.failures, mapper.columns(), job.input.delimiter)?;
     let mut summary = Summary {
         dry_run: true,
         ..Summary::default()
     };
-    let mut finder = BackgroundFinder::spawn()?;
     // `--state`: count what a sync would send, without sending or writing the state.
     let sync = match &job.state {
         Some(path) => {
@@ -38,72 +54,84 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         }
         None => None,
     };
-    let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let stdout = std::io::stdout();
     let mut shown = 0;
 
-    while let Some(line) = input.read(&mut record)? {
-        summary.rows += 1;
-        if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
-            finder.observe(user_id);
-        }
-        let verdict = if input.unterminated() {
-            Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
-        } else {
-            mapper.map(&record, &mut body)
-        };
-        match verdict {
-            Verdict::Ready { user_id, .. }
-                if sync.as_ref().is_some_and(|(_, last_rows)| {
-                    last_rows
-                        .get(user_id)
-                        .is_some_and(|&last| last != summary.rows - 1)
-                }) =>
-            {
-                summary.superseded += 1;
-            }
-            Verdict::Ready { user_id, .. }
-                if sync.as_ref().is_some_and(|(index, _)| {
-                    !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body))
-                }) =>
-            {
-                summary.unchanged += 1;
-            }
-            Verdict::Ready { .. } => {
-                summary.valid += 1;
-                if shown < show_requests {
-                    shown += 1;
-                    let mut out = stdout.lock();
-                    out.write_all(&body)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-            Verdict::Skipped { .. } => summary.skipped += 1,
-            Verdict::Invalid(violations) => {
-                summary.invalid += 1;
-                for violation in &violations {
-                    let key = format!("{} {}", violation.code, violation.rule);
-                    *summary.invalid_by_rule.entry(key).or_default() += 1;
-                }
-                if summary.invalid <= PRINTED_INVALID_ROWS {
-                    for violation in &violations {
-                        tracing::warn!("line {line}: {}", violation.describe());
-                    }
-                } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
-                    tracing::warn!("more invalid rows follow; all are in the failure CSV");
-                }
-                failures.write(
-                    &record,
-                    line,
-                    &failure_from(&violations),
-                    job.input.delimiter,
-                )?;
-            }
-        }
+    let (full_tx, full_rx) = sync_channel::<Batch>(POOL);
+    let (empty_tx, empty_rx) = sync_channel::<Batch>(POOL);
+    for _ in 0..POOL {
+        let _ = empty_tx.send(Batch::default());
     }
+    let user_index = mapper.columns().user_index;
+    let reader = std::thread::Builder::new()
+        .name("csv-reader".into())
+        .spawn(move || read_batches(input, user_index, full_tx, empty_rx))?;
 
-    let finder = finder.finish()?;
+    for batch in full_rx {
+        for (record, &(line, unterminated)) in batch.records[..batch.len].iter().zip(&batch.meta) {
+            summary.rows += 1;
+            let verdict = if unterminated {
+                Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
+            } else {
+                mapper.map(record, &mut body)
+            };
+            match verdict {
+                Verdict::Ready { user_id, .. }
+                    if sync.as_ref().is_some_and(|(_, last_rows)| {
+                        last_rows
+                            .get(user_id)
+                            .is_some_and(|&last| last != summary.rows - 1)
+                    }) =>
+                {
+                    summary.superseded += 1;
+                }
+                Verdict::Ready { user_id, .. }
+                    if sync.as_ref().is_some_and(|(index, _)| {
+                        !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body))
+                    }) =>
+                {
+                    summary.unchanged += 1;
+                }
+                Verdict::Ready { .. } => {
+                    summary.valid += 1;
+                    if shown < show_requests {
+                        shown += 1;
+                        let mut out = stdout.lock();
+                        out.write_all(&body)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                Verdict::Skipped { .. } => summary.skipped += 1,
+                Verdict::Invalid(violations) => {
+                    summary.invalid += 1;
+                    for violation in &violations {
+                        let key = format!("{} {}", violation.code, violation.rule);
+                        *summary.invalid_by_rule.entry(key).or_default() += 1;
+                    }
+                    if summary.invalid <= PRINTED_INVALID_ROWS {
+                        for violation in &violations {
+                            tracing::warn!("line {line}: {}", violation.describe());
+                        }
+                    } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
+                        tracing::warn!("more invalid rows follow; all are in the failure CSV");
+                    }
+                    failures.write(
+                        record,
+                        line,
+                        &failure_from(&violations),
+                        job.input.delimiter,
+                    )?;
+                }
+            }
+        }
+        // Back to the pool; if the reader has finished, the batch is simply dropped.
+        let _ = empty_tx.try_send(batch);
+    }
+    let finder = match reader.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the CSV reader thread panicked"),
+    };
     tracing::debug!(
         "pass 1 done after {:?}; duplicate check clear: {}",
         started.elapsed(),
@@ -112,6 +140,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     if !finder.is_clear() {
         let mut recount = finder.into_recount();
         let mut input = CsvInput::open(&job.input)?;
+        let mut record = ByteRecord::new();
         while input.read(&mut record)?.is_some() {
             if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
                 recount.observe(user_id);
@@ -122,4 +151,45 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The reader thread: parses records into pooled batches and notes every UserID for the
+/// duplicate check. A read error ends the file early and is returned after the rows before it.
+fn read_batches(
+    mut input: CsvInput,
+    user_index: usize,
+    full: SyncSender<Batch>,
+    empty: Receiver<Batch>,
+) -> anyhow::Result<DuplicateFinder> {
+    let mut finder = DuplicateFinder::default();
+    while let Ok(mut batch) = empty.recv() {
+        batch.len = 0;
+        while batch.len < BATCH_ROWS {
+            if batch.records.len() == batch.len {
+                batch.records.push(ByteRecord::new());
+                batch.meta.push((0, false));
+            }
+            let record = &mut batch.records[batch.len];
+            let Some(line) = input.read(record)? else {
+                break;
+            };
+            if let Some(user_id) = record
+                .get(user_index)
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .filter(|id| !id.is_empty())
+            {
+                finder.observe(user_id);
+            }
+            batch.meta[batch.len] = (line, input.unterminated());
+            batch.len += 1;
+        }
+        let last = batch.len < BATCH_ROWS;
+        if batch.len > 0 && full.send(batch).is_err() {
+            break;
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(finder)
 }

@@ -89,66 +89,6 @@ impl DuplicateFinder {
     }
 }
 
-/// A `DuplicateFinder` on its own thread, fed UserIDs in batches, so the filter's memory
-/// lookups overlap with parsing on the other core.
-pub struct BackgroundFinder {
-    batch: Batch,
-    sender: std::sync::mpsc::SyncSender<Batch>,
-    worker: std::thread::JoinHandle<DuplicateFinder>,
-}
-
-#[derive(Default)]
-struct Batch {
-    bytes: String,
-    ends: Vec<usize>,
-}
-
-const BATCH_IDS: usize = 4096;
-
-impl BackgroundFinder {
-    pub fn spawn() -> std::io::Result<BackgroundFinder> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Batch>(4);
-        let worker = std::thread::Builder::new()
-            .name("duplicates".into())
-            .spawn(move || {
-                let mut finder = DuplicateFinder::default();
-                for batch in receiver {
-                    let mut start = 0;
-                    for &end in &batch.ends {
-                        finder.observe(&batch.bytes[start..end]);
-                        start = end;
-                    }
-                }
-                finder
-            })?;
-        Ok(BackgroundFinder {
-            batch: Batch::default(),
-            sender,
-            worker,
-        })
-    }
-
-    pub fn observe(&mut self, user_id: &str) {
-        self.batch.bytes.push_str(user_id);
-        self.batch.ends.push(self.batch.bytes.len());
-        if self.batch.ends.len() >= BATCH_IDS {
-            // A send fails only if the thread is gone; `finish` then reports it.
-            let _ = self.sender.send(std::mem::take(&mut self.batch));
-        }
-    }
-
-    /// Waits for the thread and returns the finder with everything observed.
-    pub fn finish(self) -> anyhow::Result<DuplicateFinder> {
-        if !self.batch.ends.is_empty() {
-            let _ = self.sender.send(self.batch);
-        }
-        drop(self.sender);
-        self.worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
-    }
-}
-
 /// The second, exact pass over the candidates.
 pub struct Recount {
     exact: HashMap<Box<str>, u64>,

@@ -375,6 +375,11 @@ impl Journal {
         &self.path
     }
 
+    /// Bytes noted but not yet handed to the operating system.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Notes a final row (written out at the next `sync`).
     pub fn record(&mut self, pos: RowPos, state: Final, code: &str) {
         use std::fmt::Write as _;

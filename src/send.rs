@@ -823,11 +823,16 @@ impl Collector {
                 report = reports.recv() => {
                     let Some(report) = report else { break };
                     done += 1;
+                    let sent = matches!(report, Report::Finished { .. });
                     self.record(report, &mut summary)?;
-                    // Out to the OS at once, so a killed process loses no finished row; the
-                    // failure record goes first.
-                    self.failures.write_out()?;
-                    self.journal.write_out()?;
+                    // A row Chat answered goes out to the OS at once, so a killed process
+                    // never re-sends a row it had finished; rows decided locally (invalid,
+                    // unchanged …) are cheap to decide again and go out in batches. The
+                    // failure record always goes first.
+                    if sent || self.journal.pending_bytes() > 64 * 1024 {
+                        self.failures.write_out()?;
+                        self.journal.write_out()?;
+                    }
                     if let Some(limit) = self.max_errors {
                         if summary.failed + summary.invalid >= limit && !self.shared.stop.is_cancelled() {
                             self.shared.stop_job(format!(

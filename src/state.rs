@@ -258,18 +258,33 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
 
 /// For users with several valid rows, the record index of their last one: with `--state`
 /// only the last row for each user counts, so an unchanged rerun sends nothing.
+///
+/// The first passes only parse (no validation): a constant-memory filter over the UserID
+/// column finds candidates, an exact recount confirms them, and only the rows of users that
+/// really repeat are validated to find their last valid row.
 pub fn last_rows_of_repeated_users(
     input: &InputOptions,
     rules: RowRules,
 ) -> anyhow::Result<HashMap<String, u64>> {
     let mut csv = CsvInput::open(input)?;
+    let user_index = csv.columns.user_index;
     let mapper = RowMapper::new(csv.columns.clone(), rules);
+    let user_of = |record: &ByteRecord| {
+        record
+            .get(user_index)
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+    };
     let mut record = ByteRecord::new();
-    let mut body = Vec::new();
     let mut finder = DuplicateFinder::default();
     while csv.read(&mut record)?.is_some() {
-        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            finder.observe(user_id);
+        if let Some(user) = record
+            .get(user_index)
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .filter(|id| !id.is_empty())
+        {
+            finder.observe(user);
         }
     }
     if finder.is_clear() {
@@ -278,17 +293,21 @@ pub fn last_rows_of_repeated_users(
     let mut recount = finder.into_recount();
     let mut csv = CsvInput::open(input)?;
     while csv.read(&mut record)?.is_some() {
-        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            recount.observe(user_id);
+        if let Some(user) = user_of(&record) {
+            recount.observe(&user);
         }
     }
     let repeated = recount.repeated_users();
     let mut last = HashMap::with_capacity(repeated.len());
+    if repeated.is_empty() {
+        return Ok(last);
+    }
     let mut csv = CsvInput::open(input)?;
+    let mut body = Vec::new();
     let mut index = 0u64;
     while csv.read(&mut record)?.is_some() {
-        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            if repeated.contains(user_id) {
+        if user_of(&record).is_some_and(|user| repeated.contains(&user)) {
+            if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
                 last.insert(user_id.to_string(), index);
             }
         }
