@@ -51,6 +51,7 @@ bench-dry-run:
     for rows in 1000000 5000000; do
         runs=5; [ "$rows" -gt 1000000 ] && runs=1
         target/release/examples/gen_profiles "$rows" "$dir/in.csv"
+        sync  # let the fresh file's writeback finish before timing reads of it
         echo "── $rows rows, $(du -h "$dir/in.csv" | cut -f1) (8 profile columns) ──"
         measure "parse-only (csv ByteRecord)" "$rows" "$runs" target/release/examples/parse_only "$dir/in.csv"
         measure "dry run" "$rows" "$runs" target/release/profile-import -q import "$dir/in.csv" --dry-run --failures "$dir/f.csv"
@@ -62,3 +63,8 @@ bench-send:
     cargo build --release --quiet --bin profile-import --example send_bench
     target/release/examples/send_bench 6000 20-80
     target/release/examples/send_bench 6000 200-600
+
+# Change-only sync of 1 M rows with 1 % changed: whole sync wall time, and its local pass next to a dry run
+bench-sync:
+    cargo build --release --quiet --bin profile-import --example gen_profiles --example sync_bench
+    target/release/examples/sync_bench 1000000 1

@@ -369,6 +369,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 15_000)]
     pub slow_ms: u64,
 
+    /// Never inject more than this many faults in a row for one user (0: no cap), so bursts
+    /// of faults stay within the importer's --max-attempts.
+    #[arg(long, default_value_t = 0)]
+    pub max_fault_streak: u32,
+
     /// A file of known UserIDs, one per line; others get 40003. Without it every user exists.
     #[arg(long)]
     pub accounts: Option<PathBuf>,

@@ -237,6 +237,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_expiring_usersig_is_renewed_and_a_fixed_one_is_not() {
+        let connection = |credentials| Connection {
+            sdkappid: 1400000000,
+            admin: "administrator".into(),
+            base_url: Url::parse("https://console.tim.qq.com").unwrap(),
+            credentials,
+            usersig_ttl: 86_400,
+        };
+        let key = crate::usersig::SecretKey::new("k");
+        let client = ChatClient::new(
+            connection(Credentials::Key(key.clone())),
+            ClientTuning::default(),
+        )
+        .unwrap();
+        let fresh = client.usersig();
+        let doc = crate::usersig::decode(&fresh).unwrap();
+        assert_eq!(doc.expire, 86_400);
+        // Near the end of its life the sig is replaced before use.
+        {
+            let mut sig = client.sig.lock().unwrap();
+            sig.usersig = "stale".into();
+            sig.renew_at = 0;
+        }
+        let renewed = client.usersig();
+        assert_ne!(renewed, "stale");
+        assert!(
+            crate::usersig::verify(&renewed, &key, 1400000000, "administrator", unix_now()).is_ok()
+        );
+        assert!(client.renew_usersig());
+
+        let fixed = ChatClient::new(
+            connection(Credentials::FixedUserSig(crate::usersig::SecretKey::new(
+                "given",
+            ))),
+            ClientTuning::default(),
+        )
+        .unwrap();
+        assert_eq!(fixed.usersig(), "given");
+        assert!(!fixed.renew_usersig(), "a ready UserSig cannot be renewed");
+    }
+
+    #[test]
     fn redacts_usersig_values() {
         assert_eq!(
             redact_usersig("error sending request for url (http://h/v4/x?usersig=abc*-_&random=1)"),

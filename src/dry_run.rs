@@ -44,13 +44,22 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         ..Summary::default()
     };
     // `--state`: count what a sync would send, without sending or writing the state.
+    let mut known_duplicates = None;
     let sync = match &job.state {
         Some(path) => {
             summary.with_state = true;
-            Some((
-                crate::state::load_index(path)?,
-                crate::state::last_rows_of_repeated_users(&job.input, job.rules)?,
-            ))
+            // Two independent reads of the disk: side by side on the two cores.
+            let (index, (last_rows, duplicates)) = std::thread::scope(|scope| {
+                let index = scope.spawn(|| crate::state::load_index(path));
+                let last_rows = crate::state::last_rows_of_repeated_users(&job.input, job.rules);
+                let index = index
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("loading the state panicked"))?;
+                anyhow::Ok((index?, last_rows?))
+            })?;
+            // That pass already found the duplicates: the reader need not look again.
+            known_duplicates = Some(duplicates);
+            Some((index, last_rows))
         }
         None => None,
     };
@@ -66,7 +75,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     let user_index = mapper.columns().user_index;
     let reader = std::thread::Builder::new()
         .name("csv-reader".into())
-        .spawn(move || read_batches(input, user_index, full_tx, empty_rx))?;
+        .spawn({
+            let count_duplicates = known_duplicates.is_none();
+            move || read_batches(input, user_index, count_duplicates, full_tx, empty_rx)
+        })?;
 
     for batch in full_rx {
         for (record, &(line, unterminated)) in batch.records[..batch.len].iter().zip(&batch.meta) {
@@ -79,9 +91,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             match verdict {
                 Verdict::Ready { user_id, .. }
                     if sync.as_ref().is_some_and(|(_, last_rows)| {
-                        last_rows
-                            .get(user_id)
-                            .is_some_and(|&last| last != summary.rows - 1)
+                        !last_rows.is_empty()
+                            && last_rows
+                                .get(user_id)
+                                .is_some_and(|&last| last != summary.rows - 1)
                     }) =>
                 {
                     summary.superseded += 1;
@@ -148,6 +161,9 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         }
         summary.duplicates = recount.finish();
     }
+    if let Some(duplicates) = known_duplicates {
+        summary.duplicates = duplicates;
+    }
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
@@ -158,6 +174,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
 fn read_batches(
     mut input: CsvInput,
     user_index: usize,
+    count_duplicates: bool,
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
 ) -> anyhow::Result<DuplicateFinder> {
@@ -176,7 +193,7 @@ fn read_batches(
             if let Some(user_id) = record
                 .get(user_index)
                 .and_then(|id| std::str::from_utf8(id).ok())
-                .filter(|id| !id.is_empty())
+                .filter(|id| count_duplicates && !id.is_empty())
             {
                 finder.observe(user_id);
             }

@@ -111,6 +111,17 @@ impl Recount {
             .collect()
     }
 
+    /// The report and the repeated users together.
+    pub fn finish_with_users(self) -> (Duplicates, HashSet<String>) {
+        let users = self
+            .exact
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, _)| k.to_string())
+            .collect();
+        (self.finish(), users)
+    }
+
     pub fn finish(self) -> Duplicates {
         let mut repeated: Vec<(String, u64)> = self
             .exact

@@ -21,11 +21,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 
 /// The default failure-CSV path: `users.csv` → `users.failures.csv`, beside the input.
 pub fn default_path(input: &Path) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "input".into());
-    input.with_file_name(format!("{stem}.failures.csv"))
+    crate::job::beside(input, ".failures.csv")
 }
 
 /// Creates a file for writing with mode 0600 (owner read/write only), truncating it.

@@ -69,6 +69,15 @@ impl JobInput {
     }
 }
 
+/// A path beside the input named after its stem: `users.csv` + `.journal` → `users.journal`.
+pub fn beside(input: &std::path::Path, suffix: &str) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    input.with_file_name(format!("{stem}{suffix}"))
+}
+
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,

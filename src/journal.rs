@@ -131,11 +131,7 @@ impl Identity {
 
 /// The default journal path: `users.csv` → `users.journal`, beside the input.
 pub fn default_path(input: &Path) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "input".into());
-    input.with_file_name(format!("{stem}.journal"))
+    crate::job::beside(input, ".journal")
 }
 
 /// What an earlier run left behind.

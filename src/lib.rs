@@ -207,17 +207,7 @@ fn check_accounts(
 ) -> anyhow::Result<u64> {
     let connection = Connection::resolve(connection, true)?;
     let client = ChatClient::new(connection, ClientTuning::default())?;
-    let output = output.unwrap_or_else(|| {
-        let stem = job
-            .input
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "input".into());
-        job.input
-            .path
-            .with_file_name(format!("{stem}.missing-accounts.csv"))
-    });
+    let output = output.unwrap_or_else(|| job::beside(&job.input.path, ".missing-accounts.csv"));
     let pacer = limiter::Pacer::new(accounts::BATCH_CALLS_PER_SECOND);
     let stop = CancellationToken::new();
     let (requests, throttled) = (Default::default(), Default::default());
@@ -375,6 +365,7 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
         p_reset: args.fail_reset,
         p_slow: args.fail_slow,
         slow: Duration::from_millis(args.slow_ms),
+        max_streak_per_user: args.max_fault_streak,
         ..sim::Faults::default()
     };
     config.custom_fields = args

@@ -35,11 +35,17 @@ impl PaceShape {
     }
 
     /// The limiter for a target of `rate` requests in any one-second window.
+    ///
+    /// The burst grows with the rate (one cell per 200/s, at least 2) because waits are timed
+    /// on tokio's millisecond timer: above a few hundred requests a second, a burst of 2 could
+    /// not keep up. Cells per second shrink by the same amount, so a window still holds at
+    /// most `rate - 1`.
     pub fn for_rate(rate: f64) -> PaceShape {
         if rate >= 4.0 {
+            let burst = (rate / 200.0).ceil().max(2.0);
             PaceShape {
-                per_second: rate - 2.0,
-                burst: 2,
+                per_second: rate - burst,
+                burst: burst as u32,
             }
         } else {
             // Too slow for a headroom cell: space requests a full period apart.

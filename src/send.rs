@@ -93,6 +93,12 @@ struct Job {
 /// What the reader thread produces, in file order.
 enum Event {
     Job(Job),
+    /// A row decided without sending it.
+    Local(LocalRow),
+}
+
+/// A row whose fate is decided locally; the dispatcher passes it straight to the collector.
+enum LocalRow {
     Skipped(RowPos),
     /// `--state`: Chat already holds this row, or a later row of the user counts instead.
     NotNeeded(RowPos, Final),
@@ -113,19 +119,7 @@ enum Event {
 
 /// What the collector receives.
 enum Report {
-    Skipped(RowPos),
-    NotNeeded(RowPos, Final),
-    Invalid {
-        pos: RowPos,
-        record: ByteRecord,
-        violations: Vec<Violation>,
-    },
-    AlreadyFailed(RowPos),
-    AccountFailed {
-        pos: RowPos,
-        record: ByteRecord,
-        failure: Failure,
-    },
+    Local(LocalRow),
     Finished {
         job: Job,
         outcome: Outcome,
@@ -269,7 +263,7 @@ pub async fn run(
         Some(path) => {
             let (db, index) =
                 crate::state::StateDb::open(path, client.connection().sdkappid, &job.input.path)?;
-            let last_rows = crate::state::last_rows_of_repeated_users(&job.input, job.rules)?;
+            let (last_rows, _) = crate::state::last_rows_of_repeated_users(&job.input, job.rules)?;
             reader_resume.sync = Some(SyncFilter {
                 index,
                 last_rows,
@@ -467,18 +461,18 @@ fn read_rows(
             finder.observe(user_id);
         }
         let event = if resume.failed_lines.contains(&line) {
-            Event::AlreadyFailed(pos)
+            Event::Local(LocalRow::AlreadyFailed(pos))
         } else if input.unterminated() {
-            Event::Invalid {
+            Event::Local(LocalRow::Invalid {
                 pos,
                 record: record.clone(),
                 violations: vec![crate::row::unterminated_quote(line)],
-            }
+            })
         } else {
             match mapper.map(&record, &mut body) {
                 Verdict::Ready { user_id, .. } if resume.failed_accounts.contains_key(user_id) => {
                     let why = &resume.failed_accounts[user_id];
-                    Event::AccountFailed {
+                    Event::Local(LocalRow::AccountFailed {
                         pos,
                         record: record.clone(),
                         failure: Failure {
@@ -487,7 +481,7 @@ fn read_rows(
                             stage: Stage::Account,
                             attempts: 0,
                         },
-                    }
+                    })
                 }
                 Verdict::Ready { user_id, .. } => {
                     let body_hash = crate::state::body_hash(&body);
@@ -496,7 +490,7 @@ fn read_rows(
                         .as_ref()
                         .and_then(|sync| sync.not_needed(user_id, pos.index, body_hash))
                     {
-                        Some(why) => Event::NotNeeded(pos, why),
+                        Some(why) => Event::Local(LocalRow::NotNeeded(pos, why)),
                         None => Event::Job(Job {
                             pos,
                             body_hash,
@@ -506,12 +500,12 @@ fn read_rows(
                         }),
                     }
                 }
-                Verdict::Skipped { .. } => Event::Skipped(pos),
-                Verdict::Invalid(violations) => Event::Invalid {
+                Verdict::Skipped { .. } => Event::Local(LocalRow::Skipped(pos)),
+                Verdict::Invalid(violations) => Event::Local(LocalRow::Invalid {
                     pos,
                     record: record.clone(),
                     violations,
-                },
+                }),
             }
         };
         if events.blocking_send(event).is_err() {
@@ -634,20 +628,8 @@ async fn dispatch(
                             }
                         }
                     }
-                    Some(Event::Skipped(pos)) => {
-                        let _ = reports.send(Report::Skipped(pos)).await;
-                    }
-                    Some(Event::NotNeeded(pos, why)) => {
-                        let _ = reports.send(Report::NotNeeded(pos, why)).await;
-                    }
-                    Some(Event::Invalid { pos, record, violations }) => {
-                        let _ = reports.send(Report::Invalid { pos, record, violations }).await;
-                    }
-                    Some(Event::AlreadyFailed(pos)) => {
-                        let _ = reports.send(Report::AlreadyFailed(pos)).await;
-                    }
-                    Some(Event::AccountFailed { pos, record, failure }) => {
-                        let _ = reports.send(Report::AccountFailed { pos, record, failure }).await;
+                    Some(Event::Local(row)) => {
+                        let _ = reports.send(Report::Local(row)).await;
                     }
                 }
             }
@@ -901,22 +883,22 @@ impl Collector {
 
     fn record(&mut self, report: Report, summary: &mut Summary) -> anyhow::Result<()> {
         match report {
-            Report::Skipped(pos) => {
+            Report::Local(LocalRow::Skipped(pos)) => {
                 summary.skipped += 1;
                 self.journal.record(pos, Final::Skipped, "");
             }
-            Report::NotNeeded(pos, why) => {
+            Report::Local(LocalRow::NotNeeded(pos, why)) => {
                 match why {
                     Final::Superseded => summary.superseded += 1,
                     _ => summary.unchanged += 1,
                 }
                 self.journal.record(pos, why, "");
             }
-            Report::AccountFailed {
+            Report::Local(LocalRow::AccountFailed {
                 pos,
                 record,
                 failure,
-            } => {
+            }) => {
                 summary.failed += 1;
                 let code = failure.code.to_string();
                 *summary
@@ -927,7 +909,7 @@ impl Collector {
                     .write(&record, pos.line, &failure, self.delimiter)?;
                 self.journal.record(pos, Final::Failed, &code);
             }
-            Report::AlreadyFailed(pos) => {
+            Report::Local(LocalRow::AlreadyFailed(pos)) => {
                 summary.failed += 1;
                 *summary
                     .failed_by_code
@@ -935,11 +917,11 @@ impl Collector {
                     .or_default() += 1;
                 self.journal.record(pos, Final::Failed, "earlier");
             }
-            Report::Invalid {
+            Report::Local(LocalRow::Invalid {
                 pos,
                 record,
                 violations,
-            } => {
+            }) => {
                 summary.invalid += 1;
                 for violation in &violations {
                     *summary

@@ -33,10 +33,30 @@ pub fn body_hash(body: &[u8]) -> u64 {
     xxh3_64_with_seed(body, 0x5eed)
 }
 
+/// The keys are already hashes: hashing them again would only cost time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyIsHash(u64);
+
+impl std::hash::Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap = HashMap<u64, u64, std::hash::BuildHasherDefault<KeyIsHash>>;
+
 /// Hashes of what Chat last accepted, for lookups on the reader thread.
 #[derive(Debug, Default)]
 pub struct StateIndex {
-    accepted: HashMap<u64, u64>,
+    accepted: KeyMap,
 }
 
 impl StateIndex {
@@ -162,16 +182,7 @@ impl StateDb {
     /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
     pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
         let conn = open_db(path, Some(sdkappid), true)?;
-        let mut accepted = HashMap::new();
-        {
-            let mut statement = conn.prepare("SELECT user_key, body_hash FROM users")?;
-            let rows =
-                statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (key, hash) = row?;
-                accepted.insert(key as u64, hash as u64);
-            }
-        }
+        let accepted = read_index(&conn)?;
         conn.execute(
             "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
             params![unix_now(), input.display().to_string()],
@@ -246,14 +257,20 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
         return Ok(StateIndex::default());
     }
     let conn = open_db(path, None, false)?;
-    let mut accepted = HashMap::new();
+    Ok(StateIndex {
+        accepted: read_index(&conn)?,
+    })
+}
+
+fn read_index(conn: &Connection) -> anyhow::Result<KeyMap> {
+    let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+    let mut accepted = KeyMap::with_capacity_and_hasher(users.max(0) as usize, Default::default());
     let mut statement = conn.prepare("SELECT user_key, body_hash FROM users")?;
-    let rows = statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (key, hash) = row?;
-        accepted.insert(key as u64, hash as u64);
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        accepted.insert(row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64);
     }
-    Ok(StateIndex { accepted })
+    Ok(accepted)
 }
 
 /// For users with several valid rows, the record index of their last one: with `--state`
@@ -262,10 +279,11 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
 /// The first passes only parse (no validation): a constant-memory filter over the UserID
 /// column finds candidates, an exact recount confirms them, and only the rows of users that
 /// really repeat are validated to find their last valid row.
+/// Also returns the duplicate report for the whole file, so the run need not count again.
 pub fn last_rows_of_repeated_users(
     input: &InputOptions,
     rules: RowRules,
-) -> anyhow::Result<HashMap<String, u64>> {
+) -> anyhow::Result<(HashMap<String, u64>, crate::dupes::Duplicates)> {
     let mut csv = CsvInput::open(input)?;
     let user_index = csv.columns.user_index;
     let mapper = RowMapper::new(csv.columns.clone(), rules);
@@ -288,7 +306,7 @@ pub fn last_rows_of_repeated_users(
         }
     }
     if finder.is_clear() {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), Default::default()));
     }
     let mut recount = finder.into_recount();
     let mut csv = CsvInput::open(input)?;
@@ -297,10 +315,10 @@ pub fn last_rows_of_repeated_users(
             recount.observe(&user);
         }
     }
-    let repeated = recount.repeated_users();
+    let (duplicates, repeated) = recount.finish_with_users();
     let mut last = HashMap::with_capacity(repeated.len());
     if repeated.is_empty() {
-        return Ok(last);
+        return Ok((last, duplicates));
     }
     let mut csv = CsvInput::open(input)?;
     let mut body = Vec::new();
@@ -313,7 +331,7 @@ pub fn last_rows_of_repeated_users(
         }
         index += 1;
     }
-    Ok(last)
+    Ok((last, duplicates))
 }
 
 /// `profile-import state stats PATH`.

@@ -308,9 +308,5 @@ impl DiffWriter {
 
 /// The default diff path: `users.csv` → `users.diff.csv`.
 pub fn default_diff_path(input: &Path) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "input".into());
-    input.with_file_name(format!("{stem}.diff.csv"))
+    crate::job::beside(input, ".diff.csv")
 }

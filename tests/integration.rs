@@ -9,4 +9,5 @@ mod dry_run;
 mod reliability;
 mod security;
 mod send;
+mod settings;
 mod state;

@@ -504,3 +504,48 @@ async fn every_row_is_accounted_for_under_each_fault_mix() {
     let summary = run_with_faults(&input, dir.path(), Faults::default(), Some(100)).await;
     assert!(summary.not_attempted > 1000, "{summary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_errors_stops_a_run_going_bad_and_the_summary_json_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_input(dir.path(), 1200, 300);
+    let sim = SimHandle::start(sim_config(&input)).await.unwrap();
+    let summary_path = dir.path().join("run.json");
+    let output = import_command(&input, &sim, &["--max-errors", "5", "--summary-json"])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-errors 5"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["rows"], 1200);
+    assert!(json["not_attempted"].as_u64().unwrap() > 0);
+    assert!(json["stopped"].as_str().unwrap().contains("--max-errors"));
+    assert!(json["journal"].is_string(), "the run can be resumed");
+    let failed = json["failed"].as_u64().unwrap() + json["invalid"].as_u64().unwrap();
+    assert!(
+        (5..5 + 16 + 2).contains(&failed),
+        "stops soon after the budget: {failed}"
+    );
+
+    // The resumed run completes; its JSON summary covers the whole file.
+    let output = import_command(&input, &sim, &["--resume", "--summary-json"])
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 3);
+    assert_eq!(
+        json["ok"].as_u64().unwrap()
+            + json["failed"].as_u64().unwrap()
+            + json["invalid"].as_u64().unwrap(),
+        1200
+    );
+    assert_eq!(json["not_attempted"], 0);
+    assert!(json["journal"].is_null());
+}
