@@ -50,8 +50,13 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             summary.with_state = true;
             // Two independent reads of the disk: side by side on the two cores.
             let (index, (last_rows, duplicates)) = std::thread::scope(|scope| {
-                let index = scope.spawn(|| crate::state::load_index(path));
+                let index = scope.spawn(|| {
+                    let index = crate::state::load_index(path);
+                    tracing::debug!("state loaded after {:?}", started.elapsed());
+                    index
+                });
                 let last_rows = crate::state::last_rows_of_repeated_users(&job.input, job.rules);
+                tracing::debug!("duplicate pre-pass done after {:?}", started.elapsed());
                 let index = index
                     .join()
                     .map_err(|_| anyhow::anyhow!("loading the state panicked"))?;
