@@ -183,7 +183,22 @@ fn read_batches(
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
 ) -> anyhow::Result<DuplicateFinder> {
-    let mut finder = DuplicateFinder::default();
+    // The filter's memory lookups run on a thread of their own, fed UserIDs in batches.
+    let (ids_tx, ids_rx) = sync_channel::<(String, Vec<usize>)>(4);
+    let filter = std::thread::Builder::new()
+        .name("duplicates".into())
+        .spawn(move || {
+            let mut finder = DuplicateFinder::default();
+            for (ids, ends) in ids_rx {
+                let mut start = 0;
+                for end in ends {
+                    finder.observe(&ids[start..end]);
+                    start = end;
+                }
+            }
+            finder
+        })?;
+    let (mut ids, mut ends) = (String::new(), Vec::new());
     while let Ok(mut batch) = empty.recv() {
         batch.len = 0;
         while batch.len < BATCH_ROWS {
@@ -200,12 +215,16 @@ fn read_batches(
                 .and_then(|id| std::str::from_utf8(id).ok())
                 .filter(|id| count_duplicates && !id.is_empty())
             {
-                finder.observe(user_id);
+                ids.push_str(user_id);
+                ends.push(ids.len());
             }
             batch.meta[batch.len] = (line, input.unterminated());
             batch.len += 1;
         }
         let last = batch.len < BATCH_ROWS;
+        if ends.len() >= 4096 || (last && !ends.is_empty()) {
+            let _ = ids_tx.send((std::mem::take(&mut ids), std::mem::take(&mut ends)));
+        }
         if batch.len > 0 && full.send(batch).is_err() {
             break;
         }
@@ -213,5 +232,8 @@ fn read_batches(
             break;
         }
     }
-    Ok(finder)
+    drop(ids_tx);
+    filter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
 }
