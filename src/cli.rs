@@ -9,8 +9,9 @@ use crate::profile::EmptyPolicy;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    every row valid (dry run) or accepted by Chat
-  1    fatal: unreadable input, bad header, unwritable output, bad settings, or
-       a job-wide Chat error (wrong key, SDKAppID, admin) that stopped the run
+  1    fatal: unreadable input, bad header, unwritable output, bad settings, a
+       changed input under --resume, a job-wide Chat error (wrong key, SDKAppID,
+       admin) that stopped the run, or --max-errors reached
   2    usage error
   3    finished, but some rows were invalid or failed (see the failure CSV)
   4    another run holds the lock on this input's journal
@@ -31,6 +32,9 @@ Examples:
   # Rehearse against the built-in simulator (run `profile-import sim` first)
   PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
       --sdkappid 1400000000 --endpoint http://127.0.0.1:8080
+
+  # A whole migration: import the accounts first, then the profiles
+  profile-import import users.csv --sdkappid 1400000000 --region singapore --create-accounts
 
   # Cron: resume after a crash or kill, never overlap, leave a JSON summary
   profile-import import users.csv --config chat.toml --resume --summary-json run.json
