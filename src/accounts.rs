@@ -198,9 +198,22 @@ impl AccountCalls<'_> {
         let (answer, _) = self.caller().call(MULTIACCOUNT_IMPORT, body).await;
         match answer {
             Answer::Ok(_, raw) => {
-                let fail = serde_json::from_slice::<MultiImportAnswer>(&raw)
-                    .map(|a| a.fail_accounts)
-                    .unwrap_or_default();
+                let Ok(answer) = serde_json::from_slice::<MultiImportAnswer>(&raw) else {
+                    // Without a readable FailAccounts nothing is known to be imported.
+                    return Ok(batch
+                        .iter()
+                        .map(|e| {
+                            (
+                                e.user_id.clone(),
+                                AccountFailure {
+                                    code: FailureCode::BadResponse,
+                                    message: "multiaccount_import answered without a readable FailAccounts".into(),
+                                },
+                            )
+                        })
+                        .collect());
+                };
+                let fail = answer.fail_accounts;
                 Ok(fail
                     .into_iter()
                     .map(|user| {
@@ -309,7 +322,17 @@ pub async fn import_all(
         pass.calls += 1;
         pass.accounts += batch.len() as u64;
         match calls.import_batch(&batch, with_profile).await {
-            Ok(failed) => pass.failed.extend(failed),
+            Ok(failed) => {
+                // A user whose rows span two batches may have failed in one and been
+                // imported in the other: the later answer counts.
+                let failed_now: HashSet<&str> = failed.iter().map(|(u, _)| u.as_str()).collect();
+                for entry in &batch {
+                    if !failed_now.contains(entry.user_id.as_str()) {
+                        pass.failed.remove(&entry.user_id);
+                    }
+                }
+                pass.failed.extend(failed);
+            }
             Err(why) => anyhow::bail!("importing accounts stopped: {why}"),
         }
     }

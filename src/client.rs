@@ -191,10 +191,11 @@ impl ChatClient {
         let bytes = response.bytes().await.map_err(|err| self.describe(err))?;
         match serde_json::from_slice::<Envelope>(&bytes) {
             Ok(envelope) if !envelope.action_status.is_empty() => Ok((envelope, bytes)),
-            _ => Err(CallError::BadResponse(format!(
+            // A proxy's page may echo the request URL, UserSig included.
+            _ => Err(CallError::BadResponse(redact_usersig(&format!(
                 "not a Chat answer: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(120)])
-            ))),
+            )))),
         }
     }
 

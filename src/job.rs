@@ -69,6 +69,19 @@ impl JobInput {
     }
 }
 
+impl JobInput {
+    /// Refuses a journal path that would overwrite the input or the failure CSV.
+    pub fn check_paths(&self) -> anyhow::Result<()> {
+        if same_file(&self.journal, &self.input.path) || same_file(&self.journal, &self.failures) {
+            bail!(
+                "the journal {} would overwrite the input or the failure CSV; pass --journal with another path",
+                self.journal.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A path beside the input named after its stem: `users.csv` + `.journal` → `users.journal`.
 pub fn beside(input: &std::path::Path, suffix: &str) -> PathBuf {
     let stem = input

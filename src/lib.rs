@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             if let Some(journal) = &args.journal {
                 job.journal = journal.clone();
             }
+            job.check_paths()?;
             job.resume = args.resume;
             job.force = args.force;
             job.create_accounts = args.create_accounts;

@@ -206,7 +206,14 @@ impl Pacer {
 
     fn set_rate(&self, state: &mut PaceState, rate: f64) {
         state.rate = rate;
-        state.limiter = Arc::new(RateLimiter::direct(PaceShape::for_rate(rate).quota()));
+        let shape = PaceShape::for_rate(rate);
+        let limiter = RateLimiter::direct(shape.quota());
+        // A new limiter starts with a full burst, which the old one may already have spent in
+        // the last second: start it drained, so a window spanning the swap stays within rate.
+        for _ in 0..shape.burst {
+            let _ = limiter.check();
+        }
+        state.limiter = Arc::new(limiter);
     }
 }
 

@@ -799,7 +799,13 @@ impl Collector {
         let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
-        let mut done = summary.ok + summary.failed + summary.invalid + summary.skipped;
+        let mut done = summary.ok
+            + summary.failed
+            + summary.invalid
+            + summary.skipped
+            + summary.unchanged
+            + summary.superseded;
+        let errors_before = summary.failed + summary.invalid;
         loop {
             tokio::select! {
                 report = reports.recv() => {
@@ -816,10 +822,11 @@ impl Collector {
                         self.journal.write_out()?;
                     }
                     if let Some(limit) = self.max_errors {
-                        if summary.failed + summary.invalid >= limit && !self.shared.stop.is_cancelled() {
+                        // Only this run's errors count: a resumed run must be able to go on.
+                        let errors = summary.failed + summary.invalid - errors_before;
+                        if errors >= limit && !self.shared.stop.is_cancelled() {
                             self.shared.stop_job(format!(
-                                "{} rows failed or were invalid, reaching --max-errors {limit}",
-                                summary.failed + summary.invalid
+                                "{errors} rows failed or were invalid, reaching --max-errors {limit}"
                             ));
                         }
                     }
@@ -950,7 +957,15 @@ impl Collector {
                             state.accepted(&job.user_id, job.body_hash);
                         }
                     }
-                    Outcome::NotAttempted => summary.not_attempted += 1,
+                    Outcome::NotAttempted => {
+                        summary.not_attempted += 1;
+                        if requests > 0 {
+                            // Cut short mid-retry: an earlier attempt may have been applied.
+                            if let Some(state) = &mut self.state {
+                                state.forget(&job.user_id);
+                            }
+                        }
+                    }
                     Outcome::Failed(failure) => {
                         summary.failed += 1;
                         let code = failure.code.to_string();
@@ -965,6 +980,13 @@ impl Collector {
                         self.failures
                             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
                         self.journal.record(job.pos, Final::Failed, &code);
+                        if failure.attempts > 0 {
+                            // Sent but not confirmed (or refused): what Chat holds for this
+                            // user is no longer known, so the next sync must send it.
+                            if let Some(state) = &mut self.state {
+                                state.forget(&job.user_id);
+                            }
+                        }
                     }
                 }
             }

@@ -78,8 +78,21 @@ impl StateIndex {
 pub struct StateDb {
     path: PathBuf,
     conn: Connection,
-    pending: Vec<(String, u64, u64, i64)>,
+    /// Changes since the last commit, in the order they happened.
+    pending: Vec<Change>,
     run_id: i64,
+}
+
+enum Change {
+    /// Chat accepted this body hash for this user.
+    Accepted {
+        user_id: String,
+        key: u64,
+        hash: u64,
+        at: i64,
+    },
+    /// A send may have reached Chat without an answer: what Chat holds is unknown.
+    Forget(String),
 }
 
 fn unix_now() -> i64 {
@@ -201,8 +214,18 @@ impl StateDb {
 
     /// Notes that Chat accepted `hash` for `user_id` (committed at the next `commit`).
     pub fn accepted(&mut self, user_id: &str, hash: u64) {
-        self.pending
-            .push((user_id.to_string(), user_key(user_id), hash, unix_now()));
+        self.pending.push(Change::Accepted {
+            user_id: user_id.to_string(),
+            key: user_key(user_id),
+            hash,
+            at: unix_now(),
+        });
+    }
+
+    /// Drops a user's entry after a send that may have reached Chat but was not confirmed
+    /// (a timeout, a dropped connection, a stop mid-retry): the next sync sends the row again.
+    pub fn forget(&mut self, user_id: &str) {
+        self.pending.push(Change::Forget(user_id.to_string()));
     }
 
     /// Commits every pending entry in one transaction.
@@ -216,8 +239,21 @@ impl StateDb {
                 "INSERT INTO users (user_id, user_key, body_hash, accepted_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(user_id) DO UPDATE SET user_key = ?2, body_hash = ?3, accepted_at = ?4",
             )?;
-            for (user_id, key, hash, at) in &self.pending {
-                upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
+            let mut delete = tx.prepare_cached("DELETE FROM users WHERE user_id = ?1")?;
+            for change in &self.pending {
+                match change {
+                    Change::Accepted {
+                        user_id,
+                        key,
+                        hash,
+                        at,
+                    } => {
+                        upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
+                    }
+                    Change::Forget(user_id) => {
+                        delete.execute([user_id])?;
+                    }
+                }
             }
         }
         tx.commit()
@@ -316,6 +352,13 @@ pub fn last_rows_of_repeated_users(
         }
     }
     let (duplicates, repeated) = recount.finish_with_users();
+    if duplicates.lower_bound {
+        bail!(
+            "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
+             remove the duplicates (or split the file) before a --state sync",
+            input.path.display()
+        );
+    }
     let mut last = HashMap::with_capacity(repeated.len());
     if repeated.is_empty() {
         return Ok((last, duplicates));
@@ -497,6 +540,26 @@ mod tests {
             .to_string();
         assert!(err.contains("belongs to SDKAppID 1400000000"), "{err}");
         assert!(stats(&path).unwrap().contains("users            1"));
+    }
+
+    #[test]
+    fn an_unconfirmed_send_forgets_the_user_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        db.accepted("u1", 11);
+        db.accepted("u2", 22);
+        db.forget("u1");
+        db.forget("u2");
+        db.accepted("u2", 23);
+        db.commit().unwrap();
+        drop(db);
+        let (_, index) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        assert!(!index.is_unchanged("u1", 11), "forgotten after its accept");
+        assert!(
+            index.is_unchanged("u2", 23),
+            "accepted again after the forget"
+        );
     }
 
     #[test]
