@@ -70,6 +70,22 @@ impl PaceShape {
     }
 }
 
+/// Spends a new limiter's initial burst. It replaces one that may already have spent its
+/// burst in the last second; starting drained keeps a window that spans the swap within rate.
+fn drain<C: governor::clock::Clock>(
+    limiter: &RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+    burst: u32,
+) {
+    for _ in 0..burst {
+        let _ = limiter.check();
+    }
+}
+
 /// Lowest rate the adaptive pace goes down to.
 const MIN_RATE: f64 = 1.0;
 
@@ -208,11 +224,7 @@ impl Pacer {
         state.rate = rate;
         let shape = PaceShape::for_rate(rate);
         let limiter = RateLimiter::direct(shape.quota());
-        // A new limiter starts with a full burst, which the old one may already have spent in
-        // the last second: start it drained, so a window spanning the swap stays within rate.
-        for _ in 0..shape.burst {
-            let _ = limiter.check();
-        }
+        drain(&limiter, shape.burst);
         state.limiter = Arc::new(limiter);
     }
 }
@@ -296,6 +308,51 @@ mod tests {
         pacer.on_accepted();
         assert!((pacer.current_rate() - 183.0).abs() < 1e-9);
         assert!((pacer.lowest_rate() - 170.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn swapping_to_a_higher_rate_keeps_every_window_within_it() {
+        // A saturated sender while the pace climbs one step a second, as `on_accepted` does.
+        for steps in [
+            [1.5, 2.0, 2.5, 3.0],
+            [2.55, 3.0, 3.5, 4.0],
+            [3.5, 4.0, 4.5, 5.0],
+            [50.0, 51.0, 52.0, 53.0],
+            [196.0, 198.0, 199.0, 200.0],
+        ] {
+            let clock = FakeRelativeClock::default();
+            let start = clock.now();
+            let mut admitted: Vec<Duration> = Vec::new();
+            for (i, rate) in steps.iter().enumerate() {
+                let shape = PaceShape::for_rate(*rate);
+                let limiter = RateLimiter::direct_with_clock(shape.quota(), clock.clone());
+                if i > 0 {
+                    drain(&limiter, shape.burst);
+                }
+                let until = Duration::from_secs(i as u64 + 1);
+                while Duration::from(clock.now().duration_since(start)) < until {
+                    if limiter.check().is_ok() {
+                        admitted.push(clock.now().duration_since(start).into());
+                    } else {
+                        clock.advance(Duration::from_micros(100));
+                    }
+                }
+            }
+            // The pace never exceeds --rate, the last step: no window may either.
+            let ceiling = steps[steps.len() - 1];
+            let mut lo = 0;
+            for hi in 0..admitted.len() {
+                while admitted[hi] - admitted[lo] >= Duration::from_secs(1) {
+                    lo += 1;
+                }
+                assert!(
+                    (hi - lo + 1) as f64 <= ceiling,
+                    "{steps:?}: {} requests in the second before {:?}",
+                    hi - lo + 1,
+                    admitted[hi]
+                );
+            }
+        }
     }
 
     #[test]
