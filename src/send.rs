@@ -349,16 +349,22 @@ pub async fn run(
         delimiter,
         max_errors: settings.max_errors,
     };
-    let mut summary = collector.run(report_rx, prior).await?;
+    let (mut summary, journal) = collector.run(report_rx, prior).await?;
 
     dispatcher.await?;
     for worker in workers {
         worker.await?;
     }
+    // A read error mid-file leaves the journal open, so --resume continues after it.
     let duplicates = match reader.join() {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the CSV reader thread panicked"),
     };
+    if summary.not_attempted == 0 && !shared.stop.is_cancelled() {
+        // Every row is final: the run is complete.
+        journal.complete()?;
+        summary.journal = None;
+    }
     summary.duplicates = duplicates;
     summary.rows = total;
     summary.requests = shared.requests.load(Ordering::Relaxed);
@@ -790,11 +796,13 @@ struct Collector {
 }
 
 impl Collector {
+    /// Returns the counters and the journal; the caller closes the journal as complete only
+    /// once it knows the whole file was read.
     async fn run(
         mut self,
         mut reports: mpsc::Receiver<Report>,
         prior: Summary,
-    ) -> anyhow::Result<Summary> {
+    ) -> anyhow::Result<(Summary, Journal)> {
         let mut summary = prior;
         let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -868,13 +876,8 @@ impl Collector {
             };
             state.finish_run(&summary, code)?;
         }
-        let complete = summary.not_attempted == 0 && !self.shared.stop.is_cancelled();
-        if complete {
-            self.journal.complete()?;
-        } else {
-            summary.journal = Some(self.journal.path().to_path_buf());
-        }
-        Ok(summary)
+        summary.journal = Some(self.journal.path().to_path_buf());
+        Ok((summary, self.journal))
     }
 
     /// The failure CSV first, then the journal: a row is never journalled as failed before
