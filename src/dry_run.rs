@@ -43,28 +43,33 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         dry_run: true,
         ..Summary::default()
     };
-    // `--state`: count what a sync would send, without sending or writing the state.
-    let mut known_duplicates = None;
-    let sync = match &job.state {
+    // `--state`: count what a sync would send, without sending or writing the state. Rows
+    // are judged as they stream by; users with several rows are put right after the pass (only
+    // their last row counts), so no extra pass is needed before the first row.
+    // The lookups miss the cache, so they run on a thread of their own, fed in batches.
+    let mut sync = match &job.state {
         Some(path) => {
             summary.with_state = true;
-            // Two independent reads of the disk: side by side on the two cores.
-            let (index, (last_rows, duplicates)) = std::thread::scope(|scope| {
-                let index = scope.spawn(|| {
-                    let index = crate::state::load_index(path);
-                    tracing::debug!("state loaded after {:?}", started.elapsed());
-                    index
-                });
-                let last_rows = crate::state::last_rows_of_repeated_users(&job.input, job.rules);
-                tracing::debug!("duplicate pre-pass done after {:?}", started.elapsed());
-                let index = index
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("loading the state panicked"))?;
-                anyhow::Ok((index?, last_rows?))
-            })?;
-            // That pass already found the duplicates: the reader need not look again.
-            known_duplicates = Some(duplicates);
-            Some((index, last_rows))
+            let index = std::sync::Arc::new(crate::state::load_index(path)?);
+            tracing::debug!("state loaded after {:?}", started.elapsed());
+            let (tx, rx) = sync_channel::<Vec<(u64, u64)>>(8);
+            let lookups = {
+                let index = index.clone();
+                std::thread::Builder::new()
+                    .name("state-lookups".into())
+                    .spawn(move || {
+                        rx.into_iter()
+                            .flatten()
+                            .filter(|&(key, hash)| index.is_unchanged_key(key, hash))
+                            .count() as u64
+                    })?
+            };
+            Some(StateCheck {
+                index,
+                batch: Vec::with_capacity(LOOKUP_BATCH),
+                tx,
+                lookups,
+            })
         }
         None => None,
     };
@@ -80,10 +85,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     let user_index = mapper.columns().user_index;
     let reader = std::thread::Builder::new()
         .name("csv-reader".into())
-        .spawn({
-            let count_duplicates = known_duplicates.is_none();
-            move || read_batches(input, user_index, count_duplicates, full_tx, empty_rx)
-        })?;
+        .spawn(move || read_batches(input, user_index, full_tx, empty_rx))?;
 
     for batch in full_rx {
         for (record, &(line, unterminated)) in batch.records[..batch.len].iter().zip(&batch.meta) {
@@ -94,22 +96,12 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                 mapper.map(record, &mut body)
             };
             match verdict {
-                Verdict::Ready { user_id, .. }
-                    if sync.as_ref().is_some_and(|(_, last_rows)| {
-                        !last_rows.is_empty()
-                            && last_rows
-                                .get(user_id)
-                                .is_some_and(|&last| last != summary.rows - 1)
-                    }) =>
-                {
-                    summary.superseded += 1;
-                }
-                Verdict::Ready { user_id, .. }
-                    if sync.as_ref().is_some_and(|(index, _)| {
-                        !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body))
-                    }) =>
-                {
-                    summary.unchanged += 1;
+                Verdict::Ready { user_id, .. } if sync.is_some() => {
+                    // Counted as to send; the lookup thread says how many are unchanged.
+                    summary.valid += 1;
+                    if let Some(check) = sync.as_mut().filter(|_| !job.full) {
+                        check.push(user_id, &body);
+                    }
                 }
                 Verdict::Ready { .. } => {
                     summary.valid += 1;
@@ -164,14 +156,106 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                 recount.observe(user_id);
             }
         }
-        summary.duplicates = recount.finish();
-    }
-    if let Some(duplicates) = known_duplicates {
+        let (duplicates, repeated) = recount.finish_with_users();
+        if let Some(index) = sync.as_ref().map(|check| check.index.clone()) {
+            if duplicates.lower_bound {
+                anyhow::bail!(
+                    "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
+                     remove the duplicates (or split the file) before a --state sync",
+                    job.input.path.display()
+                );
+            }
+            if !repeated.is_empty() {
+                let unchanged = sync.take().map_or(Ok(0), StateCheck::finish)?;
+                summary.valid -= unchanged;
+                summary.unchanged += unchanged;
+                count_superseded(job, &mapper, &index, &repeated, &mut summary)?;
+            }
+        }
         summary.duplicates = duplicates;
+    }
+    if let Some(check) = sync.take() {
+        let unchanged = check.finish()?;
+        summary.valid -= unchanged;
+        summary.unchanged += unchanged;
     }
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Ready rows waiting for the lookup thread, per batch.
+const LOOKUP_BATCH: usize = 4096;
+
+/// `--state` in a dry run: (user key, body hash) of each ready row go to a lookup thread.
+struct StateCheck {
+    index: std::sync::Arc<crate::state::StateIndex>,
+    batch: Vec<(u64, u64)>,
+    tx: SyncSender<Vec<(u64, u64)>>,
+    lookups: std::thread::JoinHandle<u64>,
+}
+
+impl StateCheck {
+    fn push(&mut self, user_id: &str, body: &[u8]) {
+        self.batch.push((
+            crate::state::user_key(user_id),
+            crate::state::body_hash(body),
+        ));
+        if self.batch.len() == LOOKUP_BATCH {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(LOOKUP_BATCH));
+            let _ = self.tx.send(full);
+        }
+    }
+
+    /// How many ready rows Chat already holds.
+    fn finish(self) -> anyhow::Result<u64> {
+        let _ = self.tx.send(self.batch);
+        drop(self.tx);
+        self.lookups
+            .join()
+            .map_err(|_| anyhow::anyhow!("the state lookup thread panicked"))
+    }
+}
+
+/// `--state`: with several rows for a user only the last one counts. The pass counted every
+/// ready row as unchanged or to send; this moves all but each repeated user's last ready row
+/// to `superseded`, as the real sync would judge them.
+fn count_superseded(
+    job: &JobInput,
+    mapper: &RowMapper,
+    index: &crate::state::StateIndex,
+    repeated: &std::collections::HashSet<String>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let mut rows_of: std::collections::HashMap<String, Vec<bool>> = Default::default();
+    let mut input = CsvInput::open(&job.input)?;
+    let mut record = ByteRecord::new();
+    let mut body = Vec::new();
+    while input.read(&mut record)?.is_some() {
+        let user = mapper.user_id(&record).filter(|id| repeated.contains(*id));
+        if user.is_none() || input.unterminated() {
+            continue;
+        }
+        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
+            let unchanged =
+                !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body));
+            rows_of
+                .entry(user_id.to_string())
+                .or_default()
+                .push(unchanged);
+        }
+    }
+    for rows in rows_of.values() {
+        for &unchanged in &rows[..rows.len().saturating_sub(1)] {
+            if unchanged {
+                summary.unchanged -= 1;
+            } else {
+                summary.valid -= 1;
+            }
+            summary.superseded += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The reader thread: parses records into pooled batches and notes every UserID for the
@@ -179,7 +263,6 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
 fn read_batches(
     mut input: CsvInput,
     user_index: usize,
-    count_duplicates: bool,
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
 ) -> anyhow::Result<DuplicateFinder> {
@@ -213,7 +296,7 @@ fn read_batches(
             if let Some(user_id) = record
                 .get(user_index)
                 .and_then(|id| std::str::from_utf8(id).ok())
-                .filter(|id| count_duplicates && !id.is_empty())
+                .filter(|id| !id.is_empty())
             {
                 ids.push_str(user_id);
                 ends.push(ids.len());

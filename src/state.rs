@@ -62,7 +62,12 @@ pub struct StateIndex {
 impl StateIndex {
     /// True if Chat already holds exactly this body for this user.
     pub fn is_unchanged(&self, user_id: &str, hash: u64) -> bool {
-        self.accepted.get(&user_key(user_id)) == Some(&hash)
+        self.is_unchanged_key(user_key(user_id), hash)
+    }
+
+    /// `is_unchanged` with the user's key already computed.
+    pub fn is_unchanged_key(&self, key: u64, hash: u64) -> bool {
+        self.accepted.get(&key) == Some(&hash)
     }
 
     pub fn len(&self) -> usize {
@@ -139,6 +144,16 @@ fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<C
              body_hash INTEGER NOT NULL,
              accepted_at INTEGER NOT NULL
          ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS snapshot (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             taken_at INTEGER NOT NULL,
+             data BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS recent (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             user_key INTEGER NOT NULL,
+             body_hash INTEGER
+         );
          CREATE TABLE IF NOT EXISTS runs (
              id INTEGER PRIMARY KEY,
              started_at INTEGER NOT NULL,
@@ -240,6 +255,9 @@ impl StateDb {
                  ON CONFLICT(user_id) DO UPDATE SET user_key = ?2, body_hash = ?3, accepted_at = ?4",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM users WHERE user_id = ?1")?;
+            // The same changes, in order, for the next load on top of the snapshot.
+            let mut recent =
+                tx.prepare_cached("INSERT INTO recent (user_key, body_hash) VALUES (?1, ?2)")?;
             for change in &self.pending {
                 match change {
                     Change::Accepted {
@@ -249,9 +267,11 @@ impl StateDb {
                         at,
                     } => {
                         upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
+                        recent.execute(params![*key as i64, *hash as i64])?;
                     }
                     Change::Forget(user_id) => {
                         delete.execute([user_id])?;
+                        recent.execute(params![user_key(user_id) as i64, None::<i64>])?;
                     }
                 }
             }
@@ -269,6 +289,7 @@ impl StateDb {
         exit_code: Option<u8>,
     ) -> anyhow::Result<()> {
         self.commit()?;
+        self.take_snapshot()?;
         self.conn.execute(
             "UPDATE runs SET finished_at = ?1, rows = ?2, sent = ?3, ok = ?4, failed = ?5,
              unchanged = ?6, exit_code = ?7 WHERE id = ?8",
@@ -287,6 +308,31 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// Replaces the snapshot with the users table as it is now and clears the change log, in
+    /// one transaction, so the next run loads one blob instead of scanning every row.
+    fn take_snapshot(&mut self) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        let mut data = Vec::new();
+        {
+            let mut statement = tx.prepare("SELECT user_key, body_hash FROM users")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                data.extend_from_slice(&(row.get::<_, i64>(0)? as u64).to_le_bytes());
+                data.extend_from_slice(&(row.get::<_, i64>(1)? as u64).to_le_bytes());
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshot (id, taken_at, data) VALUES (1, ?1, ?2)",
+            params![unix_now(), data],
+        )?;
+        tx.execute("DELETE FROM recent", [])?;
+        tx.commit()
+            .with_context(|| format!("cannot write the state database {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
 /// Opens the state read-only, for a dry run. None if there is no state file yet.
 pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
     if !path.exists() {
@@ -298,7 +344,41 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
     })
 }
 
+/// Loads the accepted hashes: the snapshot taken at the end of the last finished run (one
+/// blob, read in one go) plus the changes committed since, in order; or, with no snapshot
+/// yet, a scan of the users table.
 fn read_index(conn: &Connection) -> anyhow::Result<KeyMap> {
+    let snapshot = conn
+        .query_row("SELECT data FROM snapshot WHERE id = 1", [], |r| {
+            let data = r.get_ref(0)?.as_blob()?;
+            let mut accepted =
+                KeyMap::with_capacity_and_hasher(data.len() / 16, Default::default());
+            for pair in data.chunks_exact(16) {
+                let (key, hash) = pair.split_at(8);
+                accepted.insert(
+                    u64::from_le_bytes(key.try_into().unwrap_or_default()),
+                    u64::from_le_bytes(hash.try_into().unwrap_or_default()),
+                );
+            }
+            Ok(accepted)
+        })
+        .optional()?;
+    if let Some(mut accepted) = snapshot {
+        let mut statement = conn.prepare("SELECT user_key, body_hash FROM recent ORDER BY seq")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get::<_, i64>(0)? as u64;
+            match row.get::<_, Option<i64>>(1)? {
+                Some(hash) => accepted.insert(key, hash as u64),
+                None => accepted.remove(&key),
+            };
+        }
+        return Ok(accepted);
+    }
+    scan_users(conn)
+}
+
+fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
     let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
     let mut accepted = KeyMap::with_capacity_and_hasher(users.max(0) as usize, Default::default());
     let mut statement = conn.prepare("SELECT user_key, body_hash FROM users")?;
@@ -560,6 +640,30 @@ mod tests {
             index.is_unchanged("u2", 23),
             "accepted again after the forget"
         );
+    }
+
+    #[test]
+    fn the_index_is_the_snapshot_plus_later_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        db.accepted("u1", 11);
+        db.accepted("u2", 22);
+        db.finish_run(&crate::summary::Summary::default(), Some(0))
+            .unwrap();
+        // A later run that dies after committing, before its snapshot.
+        db.accepted("u3", 33);
+        db.forget("u1");
+        db.accepted("u2", 23);
+        db.commit().unwrap();
+        drop(db);
+        let index = load_index(&path).unwrap();
+        assert_eq!(index.len(), 2);
+        assert!(!index.is_unchanged("u1", 11));
+        assert!(index.is_unchanged("u2", 23) && index.is_unchanged("u3", 33));
+        // The same as reading every row.
+        let conn = open_db(&path, None, false).unwrap();
+        assert_eq!(scan_users(&conn).unwrap(), index.accepted);
     }
 
     #[test]
