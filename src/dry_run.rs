@@ -21,7 +21,7 @@ use crate::summary::Summary;
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
 /// Records per batch handed from the reader thread, and batches in the pool.
-const BATCH_ROWS: usize = 256;
+const BATCH_ROWS: usize = 2048;
 const POOL: usize = 6;
 
 /// Records read by the reader thread; the allocations are reused batch after batch.
@@ -274,10 +274,15 @@ fn read_batches(
             let mut finder = DuplicateFinder::default();
             for (ids, ends) in ids_rx {
                 let mut start = 0;
-                for end in ends {
-                    finder.observe(&ids[start..end]);
-                    start = end;
-                }
+                let user_ids: Vec<&str> = ends
+                    .iter()
+                    .map(|&end| {
+                        let user_id = &ids[start..end];
+                        start = end;
+                        user_id
+                    })
+                    .collect();
+                finder.observe_many(&user_ids);
             }
             finder
         })?;
@@ -286,7 +291,7 @@ fn read_batches(
         batch.len = 0;
         while batch.len < BATCH_ROWS {
             if batch.records.len() == batch.len {
-                batch.records.push(ByteRecord::new());
+                batch.records.push(ByteRecord::with_capacity(256, 16));
                 batch.meta.push((0, false));
             }
             let record = &mut batch.records[batch.len];

@@ -284,23 +284,26 @@ pub enum EmptyPolicy {
 /// Turns one cell into the value Chat expects, or says which rule it breaks.
 ///
 /// `Ok(None)` means the cell is empty and the policy is to leave the tag out.
+#[inline]
 pub fn normalize(
     kind: ValueKind,
     cell: &str,
     empty: EmptyPolicy,
 ) -> Result<Option<Value<'_>>, ValueError> {
     // Blank means empty or ASCII white space only; other Unicode spaces are content.
-    if cell.trim_ascii().is_empty() {
+    let trimmed = cell.trim_ascii();
+    if trimmed.is_empty() {
         return Ok(match empty {
             EmptyPolicy::Skip => None,
             EmptyPolicy::Clear => Some(cleared_value(kind)),
         });
     }
     match kind {
+        // Text keeps its spaces: they are part of the value the user wrote.
         ValueKind::Text { max_bytes } => normalize_text(cell, max_bytes).map(Some),
-        ValueKind::Uint32 => parse_uint32(cell.trim_ascii()).map(|n| Some(Value::Number(n))),
-        ValueKind::Date => parse_birthday(cell.trim_ascii()).map(|n| Some(Value::Number(n))),
-        ValueKind::Enum(spec) => normalize_enum(spec, cell.trim_ascii()).map(Some),
+        ValueKind::Uint32 => parse_uint32(trimmed).map(|n| Some(Value::Number(n))),
+        ValueKind::Date => parse_birthday(trimmed).map(|n| Some(Value::Number(n))),
+        ValueKind::Enum(spec) => normalize_enum(spec, trimmed).map(Some),
     }
 }
 
@@ -330,31 +333,46 @@ fn normalize_text(cell: &str, max_bytes: usize) -> Result<Value<'_>, ValueError>
 
 /// Parses a uint32: ASCII digits only (leading zeros allowed), at most 4294967295.
 pub fn parse_uint32(text: &str) -> Result<u32, ValueError> {
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        let looks_numeric = text
-            .strip_prefix(['-', '+'])
-            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
-        return Err(if looks_numeric {
-            ValueError::new(
-                code::BAD_VALUE,
-                "not a uint32",
-                format!("\"{text}\" must be a whole number from 0 to 4294967295 without a sign"),
-            )
-        } else {
-            ValueError::new(
-                code::WRONG_TYPE,
-                "not a number",
-                format!("\"{}\" is not a whole number (digits 0-9 only)", clip(text)),
-            )
-        });
+    // One pass: the value saturates just above the maximum, so any length of digits is safe.
+    let mut number: u64 = 0;
+    for &b in text.as_bytes() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(not_a_uint32(text));
+        }
+        number = (number * 10 + u64::from(digit)).min(u64::from(u32::MAX) + 1);
     }
-    text.parse::<u32>().map_err(|_| {
+    if text.is_empty() {
+        return Err(not_a_uint32(text));
+    }
+    u32::try_from(number).map_err(|_| {
         ValueError::new(
             code::BAD_VALUE,
             "not a uint32",
             format!("{} is above the uint32 maximum 4294967295", clip(text)),
         )
     })
+}
+
+/// Why `text`, which holds something other than digits, is not a uint32.
+#[cold]
+fn not_a_uint32(text: &str) -> ValueError {
+    let looks_numeric = text
+        .strip_prefix(['-', '+'])
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+    if looks_numeric {
+        ValueError::new(
+            code::BAD_VALUE,
+            "not a uint32",
+            format!("\"{text}\" must be a whole number from 0 to 4294967295 without a sign"),
+        )
+    } else {
+        ValueError::new(
+            code::WRONG_TYPE,
+            "not a number",
+            format!("\"{}\" is not a whole number (digits 0-9 only)", clip(text)),
+        )
+    }
 }
 
 /// BirthDay: `YYYYMMDD` or `YYYY-MM-DD`, a real calendar date, sent as the integer YYYYMMDD.
@@ -370,41 +388,54 @@ pub fn parse_birthday(text: &str) -> Result<u32, ValueError> {
             ),
         )
     };
-    let bytes = text.as_bytes();
-    let (number, digits) = if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
-        let mut number = 0u32;
-        for (i, &b) in bytes.iter().enumerate() {
-            if i == 4 || i == 7 {
-                continue;
-            }
-            if !b.is_ascii_digit() {
-                return Err(not_a_date());
-            }
-            number = number * 10 + u32::from(b - b'0');
-        }
-        (number, 8)
-    } else {
-        let number = parse_uint32(text).map_err(|err| {
-            if err.code == code::WRONG_TYPE {
-                not_a_date()
-            } else {
-                err
-            }
-        })?;
-        (number, text.len())
-    };
-    if number == 0 {
-        return Ok(0);
-    }
-    let (year, month, day) = (number / 10_000, number / 100 % 100, number % 100);
-    if digits != 8 || !is_real_date(year, month, day) {
-        return Err(ValueError::new(
+    let bad_date = || {
+        ValueError::new(
             code::BAD_VALUE,
             "not a date",
             format!("\"{}\" is not a real calendar date (YYYYMMDD)", clip(text)),
-        ));
+        )
+    };
+    // The common shapes are split into year, month and day without any division.
+    let bytes = text.as_bytes();
+    let parts = match bytes.len() {
+        10 if bytes[4] == b'-' && bytes[7] == b'-' => {
+            Some((&bytes[..4], &bytes[5..7], &bytes[8..]))
+        }
+        8 => Some((&bytes[..4], &bytes[4..6], &bytes[6..])),
+        _ => None,
+    };
+    if let Some((year, month, day)) = parts {
+        match (digits(year), digits(month), digits(day)) {
+            (Some(0), Some(0), Some(0)) => return Ok(0),
+            (Some(year), Some(month), Some(day)) if is_real_date(year, month, day) => {
+                return Ok(year * 10_000 + month * 100 + day)
+            }
+            (Some(_), Some(_), Some(_)) => return Err(bad_date()),
+            _ if bytes.len() == 10 => return Err(not_a_date()),
+            // Eight characters that are not all digits: judged as a number below.
+            _ => {}
+        }
     }
-    Ok(number)
+    // Any other length: a plain number, where only 0 ("not set") is a valid date.
+    let number = parse_uint32(text).map_err(|err| {
+        if err.code == code::WRONG_TYPE {
+            not_a_date()
+        } else {
+            err
+        }
+    })?;
+    if number == 0 {
+        return Ok(0);
+    }
+    Err(bad_date())
+}
+
+/// The value of a short run of ASCII digits, or None if any byte is not a digit.
+fn digits(bytes: &[u8]) -> Option<u32> {
+    bytes.iter().try_fold(0u32, |number, &b| {
+        let digit = b.wrapping_sub(b'0');
+        (digit < 10).then(|| number * 10 + u32::from(digit))
+    })
 }
 
 fn is_real_date(year: u32, month: u32, day: u32) -> bool {
@@ -448,6 +479,24 @@ pub enum UserIdRule {
     PrintableAscii,
 }
 
+/// The bytes each UserID rule allows, indexed by byte value.
+static STRICT_USER_ID_BYTES: [bool; 256] = user_id_bytes(UserIdRule::Strict);
+static PRINTABLE_USER_ID_BYTES: [bool; 256] = user_id_bytes(UserIdRule::PrintableAscii);
+
+const fn user_id_bytes(rule: UserIdRule) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = match rule {
+            UserIdRule::Strict => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+            UserIdRule::PrintableAscii => b >= 0x20 && b <= 0x7e,
+        };
+        i += 1;
+    }
+    table
+}
+
 /// Checks a UserID.
 pub fn check_user_id(user_id: &str, rule: UserIdRule) -> Result<(), ValueError> {
     let bad = |message: String| ValueError::new(code::BAD_PARAMETER, "bad UserID", message);
@@ -465,6 +514,15 @@ pub fn check_user_id(user_id: &str, rule: UserIdRule) -> Result<(), ValueError> 
         UserIdRule::Strict => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
         UserIdRule::PrintableAscii => (0x20..=0x7e).contains(&b),
     };
+    // Every row passes here, so the common case is one table lookup per byte; only a bad ID
+    // is decoded to name the offending character.
+    let table = match rule {
+        UserIdRule::Strict => &STRICT_USER_ID_BYTES,
+        UserIdRule::PrintableAscii => &PRINTABLE_USER_ID_BYTES,
+    };
+    if user_id.bytes().all(|b| table[usize::from(b)]) {
+        return Ok(());
+    }
     if let Some(c) = user_id
         .chars()
         .find(|c| !c.is_ascii() || !allowed(*c as u8))
@@ -549,6 +607,14 @@ mod tests {
             text(level, "99999999999999999999999").unwrap_err().code,
             40605
         );
+        assert_eq!(
+            text(level, "0000000000004294967295").unwrap(),
+            Some(Value::Number(u32::MAX))
+        );
+        assert_eq!(
+            text(level, "99999999999999999999x").unwrap_err().code,
+            40610
+        );
     }
 
     #[test]
@@ -574,6 +640,16 @@ mod tests {
         assert_eq!(text(birthday, "2000229").unwrap_err().code, 40605);
         assert_eq!(text(birthday, "1990/01/02").unwrap_err().code, 40610);
         assert_eq!(text(birthday, "0").unwrap(), Some(Value::Number(0)));
+        assert_eq!(text(birthday, "00000000").unwrap(), Some(Value::Number(0)));
+        assert_eq!(
+            text(birthday, "0000-00-00").unwrap(),
+            Some(Value::Number(0))
+        );
+        assert_eq!(text(birthday, "1990-1-02x").unwrap_err().code, 40610);
+        assert_eq!(text(birthday, "1990-00-10").unwrap_err().code, 40605);
+        assert_eq!(text(birthday, "-1990010").unwrap_err().code, 40605);
+        assert_eq!(text(birthday, "1990010x").unwrap_err().code, 40610);
+        assert_eq!(text(birthday, "000019900102").unwrap_err().code, 40605);
     }
 
     #[test]

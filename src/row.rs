@@ -81,35 +81,41 @@ pub fn failure_from(violations: &[Violation]) -> Failure {
 }
 
 struct FieldColumn {
+    /// The column's position in the record.
     index: usize,
-    /// `{"Tag":"<tag>","Value":`, pre-rendered so each item costs one copy.
-    item_prefix: String,
+    /// `,{"Tag":"<tag>","Value":`, pre-rendered so each item costs one copy (the first item
+    /// of a body skips the comma).
+    item_prefix: Box<[u8]>,
     kind: ValueKind,
 }
 
 /// Maps records of one file to request bodies.
 pub struct RowMapper {
     columns: Columns,
-    fields: Vec<FieldColumn>,
+    /// Per column of the record: the profile field it fills, if any. Walking the record
+    /// once against this is cheaper than looking up each field's cell by index.
+    slots: Vec<Option<FieldColumn>>,
     rules: RowRules,
 }
 
 impl RowMapper {
     pub fn new(columns: Columns, rules: RowRules) -> Self {
-        let fields = columns
-            .fields()
-            .map(|(index, tag)| FieldColumn {
+        let mut slots: Vec<Option<FieldColumn>> = columns.names.iter().map(|_| None).collect();
+        for (index, tag) in columns.fields() {
+            slots[index] = Some(FieldColumn {
                 index,
                 item_prefix: format!(
-                    "{{\"Tag\":{},\"Value\":",
+                    ",{{\"Tag\":{},\"Value\":",
                     serde_json::to_string(&tag.name()).unwrap_or_default()
-                ),
+                )
+                .into_bytes()
+                .into_boxed_slice(),
                 kind: tag.kind(),
-            })
-            .collect();
+            });
+        }
         RowMapper {
             columns,
-            fields,
+            slots,
             rules,
         }
     }
@@ -147,10 +153,13 @@ impl RowMapper {
         let whole = std::str::from_utf8(record.as_slice()).ok();
         // One scan of the whole record usually shows no cell needs JSON escapes.
         let clean = !needs_escape(record.as_slice());
-        let user_id = match self.cell(record, whole, self.columns.user_index) {
+        let user_index = self.columns.user_index;
+        let user_cell = whole.and_then(|w| w.get(record.range(user_index)?));
+        let user_bytes = record.get(user_index).unwrap_or_default();
+        let user_id = match self.cell_in(user_bytes, user_cell, user_index) {
             Ok(user_id) => {
                 if let Err(err) = profile::check_user_id(user_id, self.rules.user_id) {
-                    violations.push(self.violation(self.columns.user_index, err));
+                    violations.push(self.violation(user_index, err));
                 }
                 user_id
             }
@@ -160,28 +169,39 @@ impl RowMapper {
             }
         };
 
+        // The body is about as long as the record plus the fixed JSON around each value.
+        body.reserve(record.as_slice().len() + 64 * self.slots.len());
         body.extend_from_slice(b"{\"From_Account\":");
         write_json_str(body, user_id, clean);
         body.extend_from_slice(b",\"ProfileItem\":[");
         let mut items = 0;
-        for field in &self.fields {
-            let cell = match self.cell(record, whole, field.index) {
-                Ok(cell) => cell,
-                Err(violation) => {
-                    violations.push(violation);
-                    continue;
-                }
+        // A record's fields lie back to back in `as_slice()`, so each cell's place in `whole`
+        // is the sum of the lengths before it.
+        let mut start = 0;
+        for (bytes, slot) in record.iter().zip(&self.slots) {
+            let range = start..start + bytes.len();
+            start = range.end;
+            let Some(field) = slot else {
+                continue;
+            };
+            let checked = whole.and_then(|w| w.get(range));
+            let cell = match checked {
+                Some(cell) => cell,
+                None => match self.cell_in(bytes, None, field.index) {
+                    Ok(cell) => cell,
+                    Err(violation) => {
+                        violations.push(violation);
+                        continue;
+                    }
+                },
             };
             match profile::normalize(field.kind, cell, self.rules.empty) {
                 Ok(Some(value)) => {
-                    if items > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(field.item_prefix.as_bytes());
+                    body.extend_from_slice(&field.item_prefix[usize::from(items == 0)..]);
                     match value {
                         Value::Text(text) => write_json_str(body, text, clean),
                         Value::Number(number) => {
-                            body.extend_from_slice(itoa_u32(number, &mut [0; 10]))
+                            body.extend_from_slice(itoa::Buffer::new().format(number).as_bytes())
                         }
                     }
                     body.push(b'}');
@@ -204,16 +224,17 @@ impl RowMapper {
         }
     }
 
-    fn cell<'r>(
+    /// The cell at `index` as text: `checked` is its slice of the validated record, when the
+    /// whole record was valid UTF-8.
+    fn cell_in<'r>(
         &self,
-        record: &'r ByteRecord,
-        whole: Option<&'r str>,
+        bytes: &'r [u8],
+        checked: Option<&'r str>,
         index: usize,
     ) -> Result<&'r str, Violation> {
-        if let Some(cell) = whole.and_then(|w| w.get(record.range(index)?)) {
+        if let Some(cell) = checked {
             return Ok(cell);
         }
-        let bytes = record.get(index).unwrap_or_default();
         std::str::from_utf8(bytes).map_err(|err| Violation {
             column: Some(self.columns.names[index].clone()),
             code: FailureCode::BadUtf8,
@@ -242,6 +263,7 @@ impl RowMapper {
 
 /// Writes `text` as a JSON string. `known_clean` says the caller already knows it needs no
 /// escapes.
+#[inline(always)]
 fn write_json_str(out: &mut Vec<u8>, text: &str, known_clean: bool) {
     // Most values need no escaping at all; those that do go through serde_json, which escapes
     // exactly as JSON requires (writing into a Vec cannot fail).
@@ -258,22 +280,11 @@ fn write_json_str(out: &mut Vec<u8>, text: &str, known_clean: bool) {
 /// True if a JSON string needs escapes. A fold without early exit lets the compiler vectorise
 /// the scan, which matters because every cell of every row passes here.
 fn needs_escape(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |found, &b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
-}
-
-fn itoa_u32(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
+    let special = |found: bool, &b: &u8| found | (b < 0x20) | (b == b'"') | (b == b'\\');
+    // Fixed-size chunks give the compiler a loop it turns into vector compares.
+    let mut chunks = bytes.chunks_exact(32);
+    chunks.any(|chunk| chunk.iter().fold(false, special))
+        || chunks.remainder().iter().fold(false, special)
 }
 
 #[cfg(test)]
@@ -407,13 +418,6 @@ mod tests {
             let mut ours = Vec::new();
             write_json_str(&mut ours, text, false);
             assert_eq!(ours, serde_json::to_vec(text).unwrap(), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn itoa_matches_display() {
-        for n in [0, 7, 10, 19900102, u32::MAX] {
-            assert_eq!(itoa_u32(n, &mut [0; 10]), n.to_string().as_bytes());
         }
     }
 }
