@@ -21,8 +21,8 @@ use crate::summary::Summary;
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
 /// Records per batch handed from the reader thread, and batches in the pool.
-const BATCH_ROWS: usize = 2048;
-const POOL: usize = 6;
+const BATCH_ROWS: usize = 1024;
+const POOL: usize = 4;
 
 /// Records read by the reader thread; the allocations are reused batch after batch.
 #[derive(Default)]
@@ -82,10 +82,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     for _ in 0..POOL {
         let _ = empty_tx.send(Batch::default());
     }
-    let user_index = mapper.columns().user_index;
     let reader = std::thread::Builder::new()
         .name("csv-reader".into())
-        .spawn(move || read_batches(input, user_index, full_tx, empty_rx))?;
+        .spawn(move || read_batches(input, full_tx, empty_rx))?;
+    let mut duplicates = DuplicateFeed::spawn()?;
 
     for batch in full_rx {
         for (record, &(line, unterminated)) in batch.records[..batch.len].iter().zip(&batch.meta) {
@@ -95,6 +95,13 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             } else {
                 mapper.map(record, &mut body)
             };
+            // Every row with a readable UserID counts toward duplicates, invalid ones too.
+            match &verdict {
+                Verdict::Ready { user_id, .. } | Verdict::Skipped { user_id } => {
+                    duplicates.push(user_id)
+                }
+                Verdict::Invalid(_) => duplicates.push(mapper.user_id(record).unwrap_or_default()),
+            }
             match verdict {
                 Verdict::Ready { user_id, .. } if sync.is_some() => {
                     // Counted as to send; the lookup thread says how many are unchanged.
@@ -138,10 +145,11 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         // Back to the pool; if the reader has finished, the batch is simply dropped.
         let _ = empty_tx.try_send(batch);
     }
-    let finder = match reader.join() {
+    match reader.join() {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the CSV reader thread panicked"),
     };
+    let finder = duplicates.finish()?;
     tracing::debug!(
         "pass 1 done after {:?}; duplicate check clear: {}",
         started.elapsed(),
@@ -258,35 +266,84 @@ fn count_superseded(
     Ok(())
 }
 
-/// The reader thread: parses records into pooled batches and notes every UserID for the
-/// duplicate check. A read error ends the file early and is returned after the rows before it.
+/// UserIDs on their way to the duplicate filter, which runs on a thread of its own (its
+/// lookups miss the cache), fed in batches.
+struct DuplicateFeed {
+    ids: String,
+    ends: Vec<usize>,
+    tx: SyncSender<(String, Vec<usize>)>,
+    filter: std::thread::JoinHandle<DuplicateFinder>,
+}
+
+/// UserIDs per batch sent to the duplicate filter.
+const DUPLICATE_BATCH: usize = 4096;
+
+impl DuplicateFeed {
+    fn spawn() -> std::io::Result<DuplicateFeed> {
+        let (tx, rx) = sync_channel::<(String, Vec<usize>)>(4);
+        let filter = std::thread::Builder::new()
+            .name("duplicates".into())
+            .spawn(move || {
+                let mut finder = DuplicateFinder::default();
+                for (ids, ends) in rx {
+                    let mut start = 0;
+                    let user_ids: Vec<&str> = ends
+                        .iter()
+                        .map(|&end| {
+                            let user_id = &ids[start..end];
+                            start = end;
+                            user_id
+                        })
+                        .collect();
+                    finder.observe_many(&user_ids);
+                }
+                finder
+            })?;
+        Ok(DuplicateFeed {
+            ids: String::with_capacity(DUPLICATE_BATCH * 16),
+            ends: Vec::with_capacity(DUPLICATE_BATCH),
+            tx,
+            filter,
+        })
+    }
+
+    /// Notes one row's UserID; empty ones are not counted.
+    fn push(&mut self, user_id: &str) {
+        if user_id.is_empty() {
+            return;
+        }
+        self.ids.push_str(user_id);
+        self.ends.push(self.ids.len());
+        if self.ends.len() == DUPLICATE_BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let ids = std::mem::replace(&mut self.ids, String::with_capacity(DUPLICATE_BATCH * 16));
+        let ends = std::mem::replace(&mut self.ends, Vec::with_capacity(DUPLICATE_BATCH));
+        // The filter thread only stops early by panicking, which `finish` reports.
+        let _ = self.tx.send((ids, ends));
+    }
+
+    fn finish(mut self) -> anyhow::Result<DuplicateFinder> {
+        if !self.ends.is_empty() {
+            self.send();
+        }
+        drop(self.tx);
+        self.filter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
+    }
+}
+
+/// The reader thread: parses records into pooled batches. A read error ends the file early
+/// and is returned after the rows before it.
 fn read_batches(
     mut input: CsvInput,
-    user_index: usize,
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
-) -> anyhow::Result<DuplicateFinder> {
-    // The filter's memory lookups run on a thread of their own, fed UserIDs in batches.
-    let (ids_tx, ids_rx) = sync_channel::<(String, Vec<usize>)>(4);
-    let filter = std::thread::Builder::new()
-        .name("duplicates".into())
-        .spawn(move || {
-            let mut finder = DuplicateFinder::default();
-            for (ids, ends) in ids_rx {
-                let mut start = 0;
-                let user_ids: Vec<&str> = ends
-                    .iter()
-                    .map(|&end| {
-                        let user_id = &ids[start..end];
-                        start = end;
-                        user_id
-                    })
-                    .collect();
-                finder.observe_many(&user_ids);
-            }
-            finder
-        })?;
-    let (mut ids, mut ends) = (String::new(), Vec::new());
+) -> anyhow::Result<()> {
     while let Ok(mut batch) = empty.recv() {
         batch.len = 0;
         while batch.len < BATCH_ROWS {
@@ -298,21 +355,10 @@ fn read_batches(
             let Some(line) = input.read(record)? else {
                 break;
             };
-            if let Some(user_id) = record
-                .get(user_index)
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .filter(|id| !id.is_empty())
-            {
-                ids.push_str(user_id);
-                ends.push(ids.len());
-            }
             batch.meta[batch.len] = (line, input.unterminated());
             batch.len += 1;
         }
         let last = batch.len < BATCH_ROWS;
-        if ends.len() >= 4096 || (last && !ends.is_empty()) {
-            let _ = ids_tx.send((std::mem::take(&mut ids), std::mem::take(&mut ends)));
-        }
         if batch.len > 0 && full.send(batch).is_err() {
             break;
         }
@@ -320,8 +366,5 @@ fn read_batches(
             break;
         }
     }
-    drop(ids_tx);
-    filter
-        .join()
-        .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
+    Ok(())
 }

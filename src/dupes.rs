@@ -60,12 +60,17 @@ impl DuplicateFinder {
     /// after, so the CPU waits for several of the filter's cache misses at once instead of
     /// one after another (the filter is larger than the core's caches).
     pub fn observe_many(&mut self, user_ids: &[&str]) {
-        const GROUP: usize = 16;
+        const GROUP: usize = 32;
         for group in user_ids.chunks(GROUP) {
             let mut hashes = [0u128; GROUP];
             for (hash, user_id) in hashes.iter_mut().zip(group) {
                 *hash = xxh3_128(user_id.as_bytes());
             }
+            // Independent loads, so their misses overlap; the updates below then hit the cache.
+            let touched = hashes[..group.len()]
+                .iter()
+                .fold(0, |acc, &hash| acc ^ self.bits[block_of(hash)][0]);
+            std::hint::black_box(touched);
             for (&hash, &user_id) in hashes.iter().zip(group) {
                 if !self.candidates.is_empty() && self.candidates.contains(user_id) {
                     continue;
@@ -79,7 +84,7 @@ impl DuplicateFinder {
 
     /// Sets the hash's bits; true if all of them were set already ("probably seen").
     fn test_and_set(&mut self, hash: u128) -> bool {
-        let block = &mut self.bits[(hash as u64 % BLOCKS as u64) as usize];
+        let block = &mut self.bits[block_of(hash)];
         let mut probes = (hash >> 64) as u64;
         let mut seen = true;
         // Branch-free, so a mispredicted bit test cannot stall the other lookups in flight.
@@ -115,6 +120,11 @@ impl DuplicateFinder {
             lower_bound: self.overflowed,
         }
     }
+}
+
+/// The filter block a hash's bits live in.
+fn block_of(hash: u128) -> usize {
+    (hash as u64 % BLOCKS as u64) as usize
 }
 
 /// The second, exact pass over the candidates.
