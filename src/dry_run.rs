@@ -1,12 +1,15 @@
 //! The dry run: every row read, mapped with the same code the real send uses, validated, and
 //! reported; nothing is sent.
 //!
-//! A reader thread parses the file (and feeds the duplicate check) into a small fixed pool of
-//! record batches; the calling thread maps and validates them. The pool's batches are reused,
-//! so the two cores share the work without allocating per row.
+//! A large file is cut in two at a line break near its middle, and each half is read, mapped
+//! and validated on a core of its own; the calling thread takes their results in file order
+//! (failure CSV, printed rows). Handing records from a parsing thread to a mapping thread
+//! would move every record between cores; cutting the file moves only results.
 
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 use csv::ByteRecord;
@@ -15,22 +18,54 @@ use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
 use crate::input::CsvInput;
 use crate::job::JobInput;
-use crate::row::{failure_from, RowMapper, Verdict};
+use crate::row::{failure_from, RowMapper, Verdict, Violation};
+use crate::state::StateIndex;
 use crate::summary::Summary;
 
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
-/// Records per batch handed from the reader thread, and batches in the pool.
-const BATCH_ROWS: usize = 1024;
-const POOL: usize = 4;
+/// Files smaller than this are read by one thread: a second would not pay for itself.
+const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+/// Invalid rows (or shown bodies) per chunk handed to the collector, and chunks waiting.
+/// The second half's chunks wait until the first half is done, so this bounds the memory.
+const CHUNK_ROWS: usize = 256;
+const CHUNKS_WAITING: usize = 32;
 
-/// Records read by the reader thread; the allocations are reused batch after batch.
+/// What a reader hands to the collector, in file order: the rows whose order matters.
+struct Chunk {
+    /// The line of the reader's first row, counted from where the reader started.
+    part_first_line: u64,
+    /// Invalid rows: the record, its line (counted like `part_first_line`), what is wrong.
+    invalid: Vec<(ByteRecord, u64, Vec<Violation>)>,
+    /// Bodies for `--show-requests`: the reader's first ones only.
+    bodies: Vec<Vec<u8>>,
+}
+
+/// What a reader counted in its part.
 #[derive(Default)]
-struct Batch {
-    records: Vec<ByteRecord>,
-    /// (line, a quote never closes) per record.
-    meta: Vec<(u64, bool)>,
-    len: usize,
+struct PartCounts {
+    rows: u64,
+    valid: u64,
+    skipped: u64,
+}
+
+/// How a reader's part ended.
+enum PartEnd {
+    /// It read to the end of the file.
+    FileEnd,
+    /// It reached the cut, and the cut lies between records: the record starting there is on
+    /// `line` of the file, and is the second reader's first.
+    Cut { line: u64 },
+}
+
+/// What every reader needs to know.
+struct ReadPlan<'a> {
+    mapper: &'a RowMapper,
+    show_requests: usize,
+    /// `--state`: ready rows are looked up, not shown.
+    state: Option<&'a StateCheck>,
+    /// `--full`: every ready row counts as to send, so nothing is looked up.
+    full: bool,
 }
 
 /// Validates the whole file. Invalid rows go to the failure CSV.
@@ -46,110 +81,75 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     // `--state`: count what a sync would send, without sending or writing the state. Rows
     // are judged as they stream by; users with several rows are put right after the pass (only
     // their last row counts), so no extra pass is needed before the first row.
-    // The lookups miss the cache, so they run on a thread of their own, fed in batches.
-    let mut sync = match &job.state {
+    let index = match &job.state {
         Some(path) => {
             summary.with_state = true;
-            let index = std::sync::Arc::new(crate::state::load_index(path)?);
+            let index = Arc::new(crate::state::load_index(path)?);
             tracing::debug!("state loaded after {:?}", started.elapsed());
-            let (tx, rx) = sync_channel::<Vec<(u64, u64)>>(8);
-            let lookups = {
-                let index = index.clone();
-                std::thread::Builder::new()
-                    .name("state-lookups".into())
-                    .spawn(move || {
-                        rx.into_iter()
-                            .flatten()
-                            .filter(|&(key, hash)| index.is_unchanged_key(key, hash))
-                            .count() as u64
-                    })?
-            };
-            Some(StateCheck {
-                index,
-                batch: Vec::with_capacity(LOOKUP_BATCH),
-                tx,
-                lookups,
-            })
+            Some(index)
         }
         None => None,
     };
-    let mut body = Vec::with_capacity(1024);
-    let stdout = std::io::stdout();
-    let mut shown = 0;
-
-    let (full_tx, full_rx) = sync_channel::<Batch>(POOL);
-    let (empty_tx, empty_rx) = sync_channel::<Batch>(POOL);
-    for _ in 0..POOL {
-        let _ = empty_tx.send(Batch::default());
-    }
-    let reader = std::thread::Builder::new()
-        .name("csv-reader".into())
-        .spawn(move || read_batches(input, full_tx, empty_rx))?;
-    let mut duplicates = DuplicateFeed::spawn()?;
-
-    for batch in full_rx {
-        for (record, &(line, unterminated)) in batch.records[..batch.len].iter().zip(&batch.meta) {
-            summary.rows += 1;
-            let verdict = if unterminated {
-                Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
-            } else {
-                mapper.map(record, &mut body)
-            };
-            // Every row with a readable UserID counts toward duplicates, invalid ones too.
-            match &verdict {
-                Verdict::Ready { user_id, .. } | Verdict::Skipped { user_id } => {
-                    duplicates.push(user_id)
-                }
-                Verdict::Invalid(_) => duplicates.push(mapper.user_id(record).unwrap_or_default()),
-            }
-            match verdict {
-                Verdict::Ready { user_id, .. } if sync.is_some() => {
-                    // Counted as to send; the lookup thread says how many are unchanged.
-                    summary.valid += 1;
-                    if let Some(check) = sync.as_mut().filter(|_| !job.full) {
-                        check.push(user_id, &body);
-                    }
-                }
-                Verdict::Ready { .. } => {
-                    summary.valid += 1;
-                    if shown < show_requests {
-                        shown += 1;
-                        let mut out = stdout.lock();
-                        out.write_all(&body)?;
-                        out.write_all(b"\n")?;
-                    }
-                }
-                Verdict::Skipped { .. } => summary.skipped += 1,
-                Verdict::Invalid(violations) => {
-                    summary.invalid += 1;
-                    for violation in &violations {
-                        let key = format!("{} {}", violation.code, violation.rule);
-                        *summary.invalid_by_rule.entry(key).or_default() += 1;
-                    }
-                    if summary.invalid <= PRINTED_INVALID_ROWS {
-                        for violation in &violations {
-                            tracing::warn!("line {line}: {}", violation.describe());
-                        }
-                    } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
-                        tracing::warn!("more invalid rows follow; all are in the failure CSV");
-                    }
-                    failures.write(
-                        record,
-                        line,
-                        &failure_from(&violations),
-                        job.input.delimiter,
-                    )?;
-                }
-            }
-        }
-        // Back to the pool; if the reader has finished, the batch is simply dropped.
-        let _ = empty_tx.try_send(batch);
-    }
-    match reader.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("the CSV reader thread panicked"),
+    let state = index.clone().map(StateCheck::spawn).transpose()?;
+    let cut = input.parallel_cut(PARALLEL_MIN_BYTES)?;
+    let second = cut.map(|cut| input.open_at(cut)).transpose()?;
+    let filter = DuplicateFilter::spawn()?;
+    let plan = ReadPlan {
+        mapper: &mapper,
+        show_requests,
+        state: state.as_ref(),
+        full: job.full,
     };
-    let finder = duplicates.finish()?;
+    let mut collector = Collector {
+        summary: &mut summary,
+        failures: &mut failures,
+        delimiter: job.input.delimiter,
+        show_requests,
+        shown: 0,
+    };
+    let second_counted = std::thread::scope(|scope| -> anyhow::Result<bool> {
+        let (first, first_chunks) =
+            spawn_reader(scope, "csv-first-half", input, cut, 0, &plan, &filter)?;
+        let second = second
+            .map(|input| spawn_reader(scope, "csv-second-half", input, None, 1, &plan, &filter))
+            .transpose()?;
+        for chunk in first_chunks {
+            collector.take(chunk, 0)?;
+        }
+        let (end, counts) = joined(first)?;
+        collector.count(&counts);
+        let Some((second, second_chunks)) = second else {
+            return Ok(false);
+        };
+        let PartEnd::Cut { line } = end else {
+            // The cut fell inside a quoted field, so the first reader read on to the end; the
+            // second reader's rows are dropped (dropping its channel stops it).
+            tracing::debug!("the cut at byte {cut:?} fell inside a record; one reader read it all");
+            drop(second_chunks);
+            let _ = second.join();
+            return Ok(false);
+        };
+        tracing::debug!("read in two parts; the second began at byte {cut:?}, line {line}");
+        // The second reader counts lines from the cut; its first row is the record the first
+        // reader stopped at, whose line in the file is known.
+        for chunk in second_chunks {
+            let offset = line.saturating_sub(chunk.part_first_line);
+            collector.take(chunk, offset)?;
+        }
+        let (_, counts) = joined(second)?;
+        collector.count(&counts);
+        Ok(true)
+    })?;
+    let finder = filter.finish()?;
+    let unchanged = match state {
+        Some(state) => {
+            let [first, second] = state.finish()?;
+            first + if second_counted { second } else { 0 }
+        }
+        None => 0,
+    };
+    summary.valid -= unchanged;
+    summary.unchanged += unchanged;
     tracing::debug!(
         "pass 1 done after {:?}; duplicate check clear: {}",
         started.elapsed(),
@@ -165,7 +165,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             }
         }
         let (duplicates, repeated) = recount.finish_with_users();
-        if let Some(index) = sync.as_ref().map(|check| check.index.clone()) {
+        if let Some(index) = &index {
             if duplicates.lower_bound {
                 anyhow::bail!(
                     "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
@@ -174,54 +174,260 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                 );
             }
             if !repeated.is_empty() {
-                let unchanged = sync.take().map_or(Ok(0), StateCheck::finish)?;
-                summary.valid -= unchanged;
-                summary.unchanged += unchanged;
-                count_superseded(job, &mapper, &index, &repeated, &mut summary)?;
+                count_superseded(job, &mapper, index, &repeated, &mut summary)?;
             }
         }
         summary.duplicates = duplicates;
-    }
-    if let Some(check) = sync.take() {
-        let unchanged = check.finish()?;
-        summary.valid -= unchanged;
-        summary.unchanged += unchanged;
     }
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Ready rows waiting for the lookup thread, per batch.
+type Reader<'scope> = (
+    ScopedJoinHandle<'scope, anyhow::Result<(PartEnd, PartCounts)>>,
+    Receiver<Chunk>,
+);
+
+/// Starts a reader thread for one part of the file.
+fn spawn_reader<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    input: CsvInput,
+    cut: Option<u64>,
+    part: usize,
+    plan: &'scope ReadPlan<'scope>,
+    filter: &DuplicateFilter,
+) -> std::io::Result<Reader<'scope>> {
+    let (tx, rx) = sync_channel::<Chunk>(CHUNKS_WAITING);
+    let feed = filter.feed();
+    let state = plan
+        .state
+        .filter(|_| !plan.full)
+        .map(|state| state.feed(part));
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, move || read_part(input, cut, plan, feed, state, tx))?;
+    Ok((thread, rx))
+}
+
+fn joined<T>(thread: ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?
+}
+
+/// Takes the readers' results in file order: counts, failure CSV, printed rows and bodies.
+struct Collector<'a> {
+    summary: &'a mut Summary,
+    failures: &'a mut FailureWriter,
+    delimiter: u8,
+    show_requests: usize,
+    shown: usize,
+}
+
+impl Collector<'_> {
+    fn count(&mut self, counts: &PartCounts) {
+        self.summary.rows += counts.rows;
+        self.summary.valid += counts.valid;
+        self.summary.skipped += counts.skipped;
+    }
+
+    /// `line_offset` turns the chunk's line numbers into the file's.
+    fn take(&mut self, chunk: Chunk, line_offset: u64) -> anyhow::Result<()> {
+        for body in chunk.bodies {
+            if self.shown == self.show_requests {
+                break;
+            }
+            self.shown += 1;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&body)?;
+            out.write_all(b"\n")?;
+        }
+        let summary = &mut *self.summary;
+        for (record, line, violations) in chunk.invalid {
+            let line = line + line_offset;
+            summary.invalid += 1;
+            for violation in &violations {
+                let key = format!("{} {}", violation.code, violation.rule);
+                *summary.invalid_by_rule.entry(key).or_default() += 1;
+            }
+            if summary.invalid <= PRINTED_INVALID_ROWS {
+                for violation in &violations {
+                    tracing::warn!("line {line}: {}", violation.describe());
+                }
+            } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
+                tracing::warn!("more invalid rows follow; all are in the failure CSV");
+            }
+            self.failures
+                .write(&record, line, &failure_from(&violations), self.delimiter)?;
+        }
+        Ok(())
+    }
+}
+
+/// One reader: parses its part of the file, maps and validates every row, and hands on the
+/// rows whose order matters. With `cut`, it stops at the first record at or past the cut if
+/// the cut lies between records; otherwise it reads on to the end of the file.
+///
+/// A read error ends the part early and is returned after the rows before it.
+fn read_part(
+    mut input: CsvInput,
+    mut cut: Option<u64>,
+    plan: &ReadPlan,
+    mut duplicates: DuplicateFeed,
+    mut state: Option<StateFeed>,
+    chunks: SyncSender<Chunk>,
+) -> anyhow::Result<(PartEnd, PartCounts)> {
+    let mut record = ByteRecord::new();
+    let mut body = Vec::with_capacity(1024);
+    let mut counts = PartCounts::default();
+    let mut part_first_line = None;
+    let mut chunk = None::<Chunk>;
+    let mut shown = 0;
+    let mut end = PartEnd::FileEnd;
+    while let Some(line) = input.read(&mut record)? {
+        if let Some(at) = cut {
+            if CsvInput::start_byte(&record) + 1 >= at {
+                if CsvInput::starts_at_cut(&record, at) {
+                    end = PartEnd::Cut { line };
+                    break;
+                }
+                // The cut fell inside the record before: read on to the end alone.
+                cut = None;
+            }
+        }
+        counts.rows += 1;
+        let part_first_line = *part_first_line.get_or_insert(line);
+        let verdict = if input.unterminated() {
+            Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
+        } else {
+            plan.mapper.map(&record, &mut body)
+        };
+        // Every row with a readable UserID counts toward duplicates, invalid ones too.
+        match &verdict {
+            Verdict::Ready { user_id, .. } | Verdict::Skipped { user_id } => {
+                duplicates.push(user_id)
+            }
+            Verdict::Invalid(_) => {
+                duplicates.push(plan.mapper.user_id(&record).unwrap_or_default())
+            }
+        }
+        let new_chunk = || Chunk {
+            part_first_line,
+            invalid: Vec::new(),
+            bodies: Vec::new(),
+        };
+        match verdict {
+            Verdict::Ready { user_id, .. } => {
+                counts.valid += 1;
+                if let Some(state) = &mut state {
+                    state.push(user_id, &body);
+                } else if plan.state.is_none() && shown < plan.show_requests {
+                    shown += 1;
+                    chunk
+                        .get_or_insert_with(new_chunk)
+                        .bodies
+                        .push(body.clone());
+                }
+            }
+            Verdict::Skipped { .. } => counts.skipped += 1,
+            Verdict::Invalid(violations) => {
+                let chunk = chunk.get_or_insert_with(new_chunk);
+                chunk.invalid.push((record.clone(), line, violations));
+            }
+        }
+        if chunk
+            .as_ref()
+            .is_some_and(|c| c.invalid.len() + c.bodies.len() >= CHUNK_ROWS)
+        {
+            if let Some(full) = chunk.take() {
+                if chunks.send(full).is_err() {
+                    // The collector no longer wants this part (the cut fell inside a record).
+                    return Ok((end, counts));
+                }
+            }
+        }
+    }
+    if let Some(last) = chunk {
+        let _ = chunks.send(last);
+    }
+    duplicates.flush();
+    if let Some(state) = &mut state {
+        state.flush();
+    }
+    Ok((end, counts))
+}
+
+/// Ready rows per batch sent to the state lookup thread.
 const LOOKUP_BATCH: usize = 4096;
 
-/// `--state` in a dry run: (user key, body hash) of each ready row go to a lookup thread.
+/// `--state` in a dry run: the lookups miss the cache, so they run on a thread of their own,
+/// fed (user key, body hash) of each ready row in batches, and counted per part of the file.
 struct StateCheck {
-    index: std::sync::Arc<crate::state::StateIndex>,
+    tx: SyncSender<(usize, Vec<(u64, u64)>)>,
+    lookups: std::thread::JoinHandle<[u64; 2]>,
+}
+
+/// One reader's ready rows on their way to the lookup thread.
+struct StateFeed {
+    part: usize,
     batch: Vec<(u64, u64)>,
-    tx: SyncSender<Vec<(u64, u64)>>,
-    lookups: std::thread::JoinHandle<u64>,
+    tx: SyncSender<(usize, Vec<(u64, u64)>)>,
 }
 
 impl StateCheck {
+    fn spawn(index: Arc<StateIndex>) -> std::io::Result<StateCheck> {
+        let (tx, rx) = sync_channel::<(usize, Vec<(u64, u64)>)>(8);
+        let lookups = std::thread::Builder::new()
+            .name("state-lookups".into())
+            .spawn(move || {
+                let mut unchanged = [0; 2];
+                for (part, batch) in rx {
+                    unchanged[part] += batch
+                        .into_iter()
+                        .filter(|&(key, hash)| index.is_unchanged_key(key, hash))
+                        .count() as u64;
+                }
+                unchanged
+            })?;
+        Ok(StateCheck { tx, lookups })
+    }
+
+    fn feed(&self, part: usize) -> StateFeed {
+        StateFeed {
+            part,
+            batch: Vec::with_capacity(LOOKUP_BATCH),
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// How many ready rows of each part Chat already holds.
+    fn finish(self) -> anyhow::Result<[u64; 2]> {
+        drop(self.tx);
+        self.lookups
+            .join()
+            .map_err(|_| anyhow::anyhow!("the state lookup thread panicked"))
+    }
+}
+
+impl StateFeed {
     fn push(&mut self, user_id: &str, body: &[u8]) {
         self.batch.push((
             crate::state::user_key(user_id),
             crate::state::body_hash(body),
         ));
         if self.batch.len() == LOOKUP_BATCH {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(LOOKUP_BATCH));
-            let _ = self.tx.send(full);
+            self.flush();
         }
     }
 
-    /// How many ready rows Chat already holds.
-    fn finish(self) -> anyhow::Result<u64> {
-        let _ = self.tx.send(self.batch);
-        drop(self.tx);
-        self.lookups
-            .join()
-            .map_err(|_| anyhow::anyhow!("the state lookup thread panicked"))
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(LOOKUP_BATCH));
+            // The lookup thread only stops early by panicking, which `finish` reports.
+            let _ = self.tx.send((self.part, full));
+        }
     }
 }
 
@@ -266,22 +472,27 @@ fn count_superseded(
     Ok(())
 }
 
-/// UserIDs on their way to the duplicate filter, which runs on a thread of its own (its
-/// lookups miss the cache), fed in batches.
+/// The duplicate filter, on a thread of its own (its lookups miss the cache), fed UserIDs in
+/// batches by each reader.
+struct DuplicateFilter {
+    tx: SyncSender<(String, Vec<usize>)>,
+    thread: std::thread::JoinHandle<DuplicateFinder>,
+}
+
+/// One reader's UserIDs on their way to the duplicate filter.
 struct DuplicateFeed {
     ids: String,
     ends: Vec<usize>,
     tx: SyncSender<(String, Vec<usize>)>,
-    filter: std::thread::JoinHandle<DuplicateFinder>,
 }
 
 /// UserIDs per batch sent to the duplicate filter.
 const DUPLICATE_BATCH: usize = 4096;
 
-impl DuplicateFeed {
-    fn spawn() -> std::io::Result<DuplicateFeed> {
+impl DuplicateFilter {
+    fn spawn() -> std::io::Result<DuplicateFilter> {
         let (tx, rx) = sync_channel::<(String, Vec<usize>)>(4);
-        let filter = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("duplicates".into())
             .spawn(move || {
                 let mut finder = DuplicateFinder::default();
@@ -299,14 +510,27 @@ impl DuplicateFeed {
                 }
                 finder
             })?;
-        Ok(DuplicateFeed {
-            ids: String::with_capacity(DUPLICATE_BATCH * 16),
-            ends: Vec::with_capacity(DUPLICATE_BATCH),
-            tx,
-            filter,
-        })
+        Ok(DuplicateFilter { tx, thread })
     }
 
+    fn feed(&self) -> DuplicateFeed {
+        DuplicateFeed {
+            ids: String::with_capacity(DUPLICATE_BATCH * 16),
+            ends: Vec::with_capacity(DUPLICATE_BATCH),
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Waits for every feed to be flushed or dropped, then for the filter.
+    fn finish(self) -> anyhow::Result<DuplicateFinder> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
+    }
+}
+
+impl DuplicateFeed {
     /// Notes one row's UserID; empty ones are not counted.
     fn push(&mut self, user_id: &str) {
         if user_id.is_empty() {
@@ -315,56 +539,17 @@ impl DuplicateFeed {
         self.ids.push_str(user_id);
         self.ends.push(self.ids.len());
         if self.ends.len() == DUPLICATE_BATCH {
-            self.send();
+            self.flush();
         }
     }
 
-    fn send(&mut self) {
+    fn flush(&mut self) {
+        if self.ends.is_empty() {
+            return;
+        }
         let ids = std::mem::replace(&mut self.ids, String::with_capacity(DUPLICATE_BATCH * 16));
         let ends = std::mem::replace(&mut self.ends, Vec::with_capacity(DUPLICATE_BATCH));
         // The filter thread only stops early by panicking, which `finish` reports.
         let _ = self.tx.send((ids, ends));
     }
-
-    fn finish(mut self) -> anyhow::Result<DuplicateFinder> {
-        if !self.ends.is_empty() {
-            self.send();
-        }
-        drop(self.tx);
-        self.filter
-            .join()
-            .map_err(|_| anyhow::anyhow!("the duplicate-check thread panicked"))
-    }
-}
-
-/// The reader thread: parses records into pooled batches. A read error ends the file early
-/// and is returned after the rows before it.
-fn read_batches(
-    mut input: CsvInput,
-    full: SyncSender<Batch>,
-    empty: Receiver<Batch>,
-) -> anyhow::Result<()> {
-    while let Ok(mut batch) = empty.recv() {
-        batch.len = 0;
-        while batch.len < BATCH_ROWS {
-            if batch.records.len() == batch.len {
-                batch.records.push(ByteRecord::with_capacity(256, 16));
-                batch.meta.push((0, false));
-            }
-            let record = &mut batch.records[batch.len];
-            let Some(line) = input.read(record)? else {
-                break;
-            };
-            batch.meta[batch.len] = (line, input.unterminated());
-            batch.len += 1;
-        }
-        let last = batch.len < BATCH_ROWS;
-        if batch.len > 0 && full.send(batch).is_err() {
-            break;
-        }
-        if last {
-            break;
-        }
-    }
-    Ok(())
 }

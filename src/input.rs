@@ -131,6 +131,72 @@ impl CsvInput {
         })
     }
 
+    /// Where to cut the file in two so both halves can be read at once: just after the first
+    /// line break at or past the middle. None for files too small to be worth it, or when no
+    /// `\n` follows the middle soon.
+    ///
+    /// The cut may still fall inside a quoted field that spans lines; only reading the first
+    /// half tells (see `starts_at_cut`), and then the first half's reader carries on alone.
+    pub fn parallel_cut(&self, min_len: u64) -> anyhow::Result<Option<u64>> {
+        let Source::File(file) = &self.reader.get_ref().inner else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", self.path.display()))?
+            .len();
+        let middle = len / 2;
+        if len < min_len || middle <= self.reader.position().byte() {
+            return Ok(None);
+        }
+        let mut file = File::open(&self.path)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        file.seek(SeekFrom::Start(middle))?;
+        let mut window = vec![0; 1 << 20];
+        let n = file.read(&mut window)?;
+        Ok(memchr::memchr(b'\n', &window[..n])
+            .map(|i| middle + i as u64 + 1)
+            .filter(|&cut| cut < len))
+    }
+
+    /// A second reader of the same file that starts at `cut` (from `parallel_cut`), with the
+    /// same columns. Its line numbers count from the cut, as if the file began there; add
+    /// the lines before the cut to get the file's own.
+    pub fn open_at(&self, cut: u64) -> anyhow::Result<CsvInput> {
+        let file = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        let tracker = LineTracker {
+            inner: Source::File(file),
+            breaks: LineBreaks::default(),
+        };
+        let mut reader = reader_builder(self.delimiter)
+            .has_headers(false)
+            .from_reader(tracker);
+        let mut position = csv::Position::new();
+        position.set_byte(cut);
+        reader
+            .seek_raw(SeekFrom::Start(cut), position)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        Ok(CsvInput {
+            reader,
+            columns: self.columns.clone(),
+            path: self.path.clone(),
+            delimiter: self.delimiter,
+            tail_checked: false,
+            ends_in_quote: false,
+            stash: None,
+            unterminated: false,
+        })
+    }
+
+    /// True if the record last read is the first one at or past `cut`, and began right at it:
+    /// the cut fell between records, so a reader started at the cut sees the same records from
+    /// here on. (csv notes where reading began, which for a CRLF file is the `\n` just before.)
+    pub fn starts_at_cut(record: &ByteRecord, cut: u64) -> bool {
+        let start = Self::start_byte(record);
+        start + 1 >= cut && start <= cut
+    }
+
     /// Reads the next record into `record`. Returns the 1-based physical line it starts on, or
     /// None at the end of the file.
     ///

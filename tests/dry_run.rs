@@ -412,6 +412,187 @@ fn line_numbers_stay_right_across_read_buffers() {
     }
 }
 
+/// Rows shaped like `many_rows`: quoted multi-line fields, blank lines, an invalid Level every
+/// 7th row (and on the first row with `invalid_first`). Returns the text and the (UserID, line)
+/// of each invalid row, lines counted from `first_line`.
+fn shaped_rows(
+    eol: &str,
+    prefix: &str,
+    rows: usize,
+    first_line: u64,
+    invalid_first: bool,
+) -> (String, Vec<(String, u64)>) {
+    let mut text = String::new();
+    let mut line = first_line;
+    let mut invalid = Vec::new();
+    for i in 0..rows {
+        let user = format!("{prefix}{i:06}");
+        let signature = match i % 5 {
+            0 => format!("\"two{eol}lines\""),
+            1 => format!("\"three{eol}{eol}lines, quoted \"\"here\"\"\""),
+            _ => "plain text of some length to fill the buffer".to_string(),
+        };
+        let bad = i % 7 == 3 || (invalid_first && i == 0);
+        let level = if bad {
+            "xx".to_string()
+        } else {
+            format!("{:02}", i % 100)
+        };
+        if bad {
+            invalid.push((user.clone(), line));
+        }
+        text.push_str(&format!("{user},Nick {i:06},{signature},{level}{eol}"));
+        line += 1 + signature.matches(eol).count() as u64;
+        if i % 11 == 10 {
+            text.push_str(eol);
+            line += 1;
+        }
+    }
+    (text, invalid)
+}
+
+/// A file large enough to be read in two parts, built so that its middle falls inside one
+/// long row: that row's SelfSignature spans many lines inside quotes when `spanning`, so the
+/// cut after the middle lands inside a record; otherwise the cut lands right after the row.
+/// The rows just before, at and just after the middle are invalid, and the second half's
+/// first user is also in the first half. Returns the text, the invalid (UserID, line) in file
+/// order, and the number of rows.
+fn two_part_file(eol: &str, spanning: bool) -> (String, Vec<(String, u64)>, u64) {
+    const ROWS: usize = 40_000; // about 2.6 MB per half: over the 4 MiB threshold together
+    let header = format!("UserID,Nick,SelfSignature,Level{eol}");
+    let (mut first, mut invalid) = shaped_rows(eol, "a_", ROWS, 2, false);
+    // The first half's last row is invalid too (same length, so the halves stay equal).
+    let last_level = first
+        .rfind(&format!(",{:02}{eol}", (ROWS - 1) % 100))
+        .unwrap();
+    first.replace_range(last_level + 1..last_level + 3, "xx");
+    let middle_line = 2 + first.matches(eol).count() as u64;
+    invalid.push((format!("a_{:06}", ROWS - 1), middle_line - 1));
+    let signature = if spanning {
+        let pieces: Vec<String> = (0..40).map(|i| format!("piece {i:03}")).collect();
+        format!("\"{}\"", pieces.join(eol))
+    } else {
+        format!("\"{}\"", "one long line, ".repeat(26))
+    };
+    let middle_row = format!("middle,Nick middle,{signature},xx{eol}");
+    invalid.push(("middle".to_string(), middle_line));
+    let second_line = middle_line + middle_row.matches(eol).count() as u64;
+    // The same shapes with a prefix of the same length, so both halves are the same size and
+    // the file's middle falls inside the middle row. Its first user repeats one of the first
+    // half's.
+    let (second, second_invalid) = shaped_rows(eol, "b_", ROWS, second_line, true);
+    let second = second.replacen("b_000000", "a_000005", 1);
+    invalid.extend(second_invalid.into_iter().map(|(user, line)| {
+        (
+            if user == "b_000000" {
+                "a_000005".to_string()
+            } else {
+                user
+            },
+            line,
+        )
+    }));
+    let text = format!("{header}{first}{middle_row}{second}");
+    let middle = text.len() / 2;
+    let middle_start = header.len() + first.len();
+    assert!(
+        (middle_start..middle_start + middle_row.len()).contains(&middle),
+        "the middle of the file should fall inside the middle row"
+    );
+    (text, invalid, 2 * ROWS as u64 + 1)
+}
+
+#[test]
+fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
+    for (eol, spanning) in [("\n", false), ("\r\n", false), ("\n", true), ("\r\n", true)] {
+        let ws = Workspace::new();
+        let (text, invalid, rows) = two_part_file(eol, spanning);
+        let input = ws.write("large.csv", &text);
+        let failures = ws.path("f.csv");
+        let run = dry_run(&ws, &input, &failures, &["-vv"]);
+        run.assert_code(3);
+        // The file took the path this case is about.
+        let path = if spanning {
+            "fell inside a record"
+        } else {
+            "read in two parts"
+        };
+        assert!(
+            run.stderr.contains(path),
+            "eol {eol:?}: expected \"{path}\":\n{}",
+            run.stderr
+        );
+        assert_eq!(run.count("rows read"), rows);
+        assert_eq!(run.count("invalid"), invalid.len() as u64);
+        assert_eq!(run.count("valid"), rows - invalid.len() as u64);
+        assert_eq!(run.count("duplicate users"), 1);
+        let (_, failed) = read_failures(&failures);
+        let got: Vec<(String, u64)> = failed.iter().map(|r| (r.data[0].clone(), r.line)).collect();
+        let first_wrong = got.iter().zip(&invalid).position(|(g, w)| g != w);
+        assert_eq!(
+            first_wrong,
+            None,
+            "eol {eol:?}, spanning {spanning}: first wrong row: got {:?}, expected {:?}",
+            first_wrong.map(|i| &got[i]),
+            first_wrong.map(|i| &invalid[i])
+        );
+        assert_eq!(got.len(), invalid.len());
+        // The row at the middle is copied whole, its quoted line breaks included.
+        let middle = failed.iter().find(|r| r.data[0] == "middle").unwrap();
+        assert_eq!(
+            middle.data[2].matches(eol).count(),
+            if spanning { 39 } else { 0 }
+        );
+    }
+}
+
+#[test]
+fn a_large_file_shows_the_first_valid_requests_even_from_its_second_part() {
+    let ws = Workspace::new();
+    // Every row of the first half is invalid, so the first valid rows are the second half's.
+    let (text, _, _) = two_part_file("\n", false);
+    let (first, second) = text.split_at(text.find("\nmiddle,").unwrap());
+    let first = (0..100).fold(first.to_string(), |text, level| {
+        text.replace(&format!(",{level:02}\n"), ",xx\n")
+    });
+    let text = format!("{first}{second}");
+    let input = ws.write("large.csv", &text);
+    let run = dry_run(
+        &ws,
+        &input,
+        &ws.path("f.csv"),
+        &["-vv", "--show-requests", "2"],
+    );
+    run.assert_code(3);
+    assert!(run.stderr.contains("read in two parts"), "{}", run.stderr);
+    let users: Vec<String> = run
+        .requests()
+        .iter()
+        .map(|body| body["From_Account"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(users, ["b_000001", "b_000002"]);
+}
+
+#[test]
+fn an_unclosed_quote_at_the_end_of_a_large_file_names_its_line() {
+    let ws = Workspace::new();
+    let (mut text, mut invalid, rows) = two_part_file("\n", false);
+    let line = 1 + text.matches('\n').count() as u64;
+    text.push_str("last,Nick last,\"never closed,1\nmore\n");
+    invalid.push(("last".to_string(), line));
+    let input = ws.write("large.csv", &text);
+    let failures = ws.path("f.csv");
+    let run = dry_run(&ws, &input, &failures, &["-vv"]);
+    run.assert_code(3);
+    assert!(run.stderr.contains("read in two parts"), "{}", run.stderr);
+    assert_eq!(run.count("rows read"), rows + 1);
+    let (_, failed) = read_failures(&failures);
+    let last = failed.last().unwrap();
+    assert_eq!((last.data[0].as_str(), last.line), ("last", line));
+    assert_eq!(last.code, "unterminated_quote");
+    assert_eq!(failed.len(), invalid.len());
+}
+
 #[test]
 fn quoted_fields_keep_commas_quotes_and_newlines() {
     let ws = Workspace::new();

@@ -14,15 +14,21 @@ use profile_import::usersig::SecretKey;
 const APP: u64 = 1_400_000_000;
 const KEY: &str = "state-test-key-91c2";
 
-/// `rows` rows over `users` users; `version` changes the Nick of the rows listed in `changed`.
+/// `rows` rows over `users` users; the rows listed in `changed` get another Nick.
 fn write_csv(path: &Path, rows: usize, users: usize, changed: &[usize]) {
+    write_padded_csv(path, rows, users, changed, 0);
+}
+
+/// `write_csv` with every Nick padded by `pad` bytes, to make large files of few rows.
+fn write_padded_csv(path: &Path, rows: usize, users: usize, changed: &[usize], pad: usize) {
+    let padding = "~".repeat(pad);
     let mut writer = csv::Writer::from_path(path).unwrap();
     writer.write_record(["UserID", "Nick", "Level"]).unwrap();
     for i in 0..rows {
         let nick = if changed.contains(&i) {
-            format!("Nick {i} (changed)")
+            format!("Nick {i} (changed){padding}")
         } else {
-            format!("Nick {i}")
+            format!("Nick {i}{padding}")
         };
         writer
             .write_record([
@@ -139,6 +145,45 @@ async fn an_unchanged_rerun_sends_nothing_and_100_changes_send_exactly_100() {
         .unwrap();
     let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
     assert!(stats.contains("users            9000"), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_of_a_large_file_predicts_the_sync_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("state.db"));
+    // About 4.5 MB: large enough for the dry run to read it in two parts. Rows 9,000 and on
+    // repeat the users of rows 0 to 999, so a user's rows sit in both parts.
+    write_padded_csv(&csv, 10_000, 9_000, &[], 430);
+    assert!(std::fs::metadata(&csv).unwrap().len() > 4 << 20);
+    let sim = sim().await;
+    ran(import(&sim, &csv, &state, &[]).output().unwrap());
+    let sent_first = sim.stats().requests;
+    assert_eq!(sent_first, 9_000);
+
+    // Changes in both parts, to rows that count and to rows a later row supersedes.
+    let counted: Vec<usize> = (1_000..10_000).step_by(90).collect();
+    let superseded: Vec<usize> = (0..1_000).step_by(50).collect();
+    let changed: Vec<usize> = counted.iter().chain(&superseded).copied().collect();
+    write_padded_csv(&csv, 10_000, 9_000, &changed, 430);
+    let dry = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+        .args(["import", "--dry-run", "-vv", "--state"])
+        .arg(&state)
+        .arg(&csv)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let dry = ran(dry);
+    assert!(dry.contains("read in two parts"), "{dry}");
+    assert_eq!(count(&dry, "valid"), counted.len() as u64, "{dry}");
+    assert_eq!(count(&dry, "unchanged"), 9_000 - counted.len() as u64);
+    assert_eq!(count(&dry, "superseded"), 1_000);
+
+    let sync = ran(import(&sim, &csv, &state, &[]).output().unwrap());
+    assert_eq!(
+        sim.stats().requests - sent_first,
+        counted.len() as u64,
+        "{sync}"
+    );
 }
 
 /// The hash of each user's last valid row, as the importer computes it.
