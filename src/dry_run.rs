@@ -7,6 +7,7 @@
 //! would move every record between cores; cutting the file moves only results.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
@@ -156,14 +157,8 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         finder.is_clear()
     );
     if !finder.is_clear() {
-        let mut recount = finder.into_recount();
-        let mut input = CsvInput::open(&job.input)?;
-        let mut record = ByteRecord::new();
-        while input.read(&mut record)?.is_some() {
-            if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
-                recount.observe(user_id);
-            }
-        }
+        let recount = recount(job, &mapper, finder)?;
+        tracing::debug!("recount done after {:?}", started.elapsed());
         let (duplicates, repeated) = recount.finish_with_users();
         if let Some(index) = &index {
             if duplicates.lower_bound {
@@ -182,6 +177,90 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The exact count of the duplicate filter's candidates: a second pass over the UserIDs,
+/// in two parts at once like the first.
+fn recount(
+    job: &JobInput,
+    mapper: &RowMapper,
+    finder: DuplicateFinder,
+) -> anyhow::Result<crate::dupes::Recount> {
+    let mut recount = finder.into_recount();
+    let input = CsvInput::open(&job.input)?;
+    let cut = input.parallel_cut(PARALLEL_MIN_BYTES)?;
+    let second = cut.map(|cut| input.open_at(cut)).transpose()?;
+    // Set when the second part's count is no longer wanted (the cut fell inside a record).
+    let abandoned = AtomicBool::new(false);
+    let count_part = |mut input: CsvInput, cut: Option<u64>| {
+        let (recount, abandoned) = (&recount, &abandoned);
+        move || -> anyhow::Result<(PartEnd, Vec<u64>)> {
+            let mut tally = recount.tally();
+            let mut watch = CutWatch { cut };
+            let mut record = ByteRecord::new();
+            let mut rows = 0u64;
+            while let Some(line) = input.read(&mut record)? {
+                if let Some(end) = watch.stop_at(&record, line) {
+                    return Ok((end, tally));
+                }
+                if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
+                    recount.count_into(&mut tally, user_id);
+                }
+                rows += 1;
+                if rows % 4096 == 0 && abandoned.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Ok((PartEnd::FileEnd, tally))
+        }
+    };
+    let tallies = std::thread::scope(|scope| -> anyhow::Result<Vec<Vec<u64>>> {
+        let first = std::thread::Builder::new()
+            .name("recount-first-half".into())
+            .spawn_scoped(scope, count_part(input, cut))?;
+        let second = second
+            .map(|input| {
+                std::thread::Builder::new()
+                    .name("recount-second-half".into())
+                    .spawn_scoped(scope, count_part(input, None))
+            })
+            .transpose()?;
+        let (end, tally) = joined(first)?;
+        let mut tallies = vec![tally];
+        if let Some(second) = second {
+            if let PartEnd::Cut { .. } = end {
+                tallies.push(joined(second)?.1);
+            } else {
+                abandoned.store(true, Ordering::Relaxed);
+                let _ = second.join();
+            }
+        }
+        Ok(tallies)
+    })?;
+    for tally in &tallies {
+        recount.add(tally);
+    }
+    Ok(recount)
+}
+
+/// Watches a first part's records for the cut (see `CsvInput::parallel_cut`).
+struct CutWatch {
+    /// None once there is no cut to stop at, or the cut fell inside a record.
+    cut: Option<u64>,
+}
+
+impl CutWatch {
+    /// `Some` if the part ends before `record`: the record starts right at the cut, so it is
+    /// the second part's first. A record that starts past the cut means the cut fell inside
+    /// the one before, and this part reads on to the end.
+    fn stop_at(&mut self, record: &ByteRecord, line: u64) -> Option<PartEnd> {
+        let cut = self.cut?;
+        if CsvInput::start_byte(record) + 1 < cut {
+            return None;
+        }
+        self.cut = None;
+        CsvInput::starts_at_cut(record, cut).then_some(PartEnd::Cut { line })
+    }
 }
 
 type Reader<'scope> = (
@@ -273,7 +352,7 @@ impl Collector<'_> {
 /// A read error ends the part early and is returned after the rows before it.
 fn read_part(
     mut input: CsvInput,
-    mut cut: Option<u64>,
+    cut: Option<u64>,
     plan: &ReadPlan,
     mut duplicates: DuplicateFeed,
     mut state: Option<StateFeed>,
@@ -286,16 +365,11 @@ fn read_part(
     let mut chunk = None::<Chunk>;
     let mut shown = 0;
     let mut end = PartEnd::FileEnd;
+    let mut watch = CutWatch { cut };
     while let Some(line) = input.read(&mut record)? {
-        if let Some(at) = cut {
-            if CsvInput::start_byte(&record) + 1 >= at {
-                if CsvInput::starts_at_cut(&record, at) {
-                    end = PartEnd::Cut { line };
-                    break;
-                }
-                // The cut fell inside the record before: read on to the end alone.
-                cut = None;
-            }
+        if let Some(cut) = watch.stop_at(&record, line) {
+            end = cut;
+            break;
         }
         counts.rows += 1;
         let part_first_line = *part_first_line.get_or_insert(line);

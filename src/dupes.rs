@@ -18,7 +18,7 @@ const MAX_CANDIDATES: usize = 500_000;
 pub struct DuplicateFinder {
     bits: Vec<[u64; BLOCK_WORDS]>,
     /// UserIDs the filter reported as probably seen before.
-    candidates: HashSet<Box<str>>,
+    candidates: HashSet<Box<str>, FastHash>,
     overflowed: bool,
 }
 
@@ -31,7 +31,7 @@ impl Default for DuplicateFinder {
         bits.resize(BLOCKS, [std::hint::black_box(0); BLOCK_WORDS]);
         DuplicateFinder {
             bits,
-            candidates: HashSet::new(),
+            candidates: HashSet::default(),
             overflowed: false,
         }
     }
@@ -116,7 +116,13 @@ impl DuplicateFinder {
     /// Starts the exact recount; feed it every row's UserID again, then call `finish`.
     pub fn into_recount(self) -> Recount {
         Recount {
-            exact: self.candidates.into_iter().map(|k| (k, 0)).collect(),
+            counts: vec![0; self.candidates.len()],
+            slots: self
+                .candidates
+                .into_iter()
+                .enumerate()
+                .map(|(slot, user)| (user, slot))
+                .collect(),
             lower_bound: self.overflowed,
         }
     }
@@ -127,45 +133,67 @@ fn block_of(hash: u128) -> usize {
     (hash as u64 % BLOCKS as u64) as usize
 }
 
+/// A fast, seeded hasher for the candidate sets: every row of the recount looks one up.
+type FastHash = foldhash::fast::RandomState;
+
 /// The second, exact pass over the candidates.
+///
+/// Each candidate has a slot; counts live apart from the keys, so parts of the file can be
+/// counted at once into tallies of their own (`tally`, `count_into`) and added up after.
 pub struct Recount {
-    exact: HashMap<Box<str>, u64>,
+    slots: HashMap<Box<str>, usize, FastHash>,
+    counts: Vec<u64>,
     lower_bound: bool,
 }
 
 impl Recount {
     pub fn observe(&mut self, user_id: &str) {
-        if let Some(count) = self.exact.get_mut(user_id) {
-            *count += 1;
+        if let Some(&slot) = self.slots.get(user_id) {
+            self.counts[slot] += 1;
         }
+    }
+
+    /// An empty tally for one part of the file.
+    pub fn tally(&self) -> Vec<u64> {
+        vec![0; self.counts.len()]
+    }
+
+    /// Counts `user_id` into `tally`, if it is a candidate.
+    pub fn count_into(&self, tally: &mut [u64], user_id: &str) {
+        if let Some(&slot) = self.slots.get(user_id) {
+            tally[slot] += 1;
+        }
+    }
+
+    /// Adds one part's tally.
+    pub fn add(&mut self, tally: &[u64]) {
+        for (count, more) in self.counts.iter_mut().zip(tally) {
+            *count += more;
+        }
+    }
+
+    fn repeated(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.slots
+            .iter()
+            .map(|(user, &slot)| (&**user, self.counts[slot]))
+            .filter(|&(_, n)| n > 1)
     }
 
     /// Every UserID seen more than once.
     pub fn repeated_users(self) -> HashSet<String> {
-        self.exact
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(k, _)| k.into_string())
-            .collect()
+        self.repeated().map(|(user, _)| user.to_string()).collect()
     }
 
     /// The report and the repeated users together.
     pub fn finish_with_users(self) -> (Duplicates, HashSet<String>) {
-        let users = self
-            .exact
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(k, _)| k.to_string())
-            .collect();
+        let users = self.repeated().map(|(user, _)| user.to_string()).collect();
         (self.finish(), users)
     }
 
     pub fn finish(self) -> Duplicates {
         let mut repeated: Vec<(String, u64)> = self
-            .exact
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(k, n)| (k.into_string(), n))
+            .repeated()
+            .map(|(user, n)| (user.to_string(), n))
             .collect();
         repeated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Duplicates {

@@ -526,6 +526,12 @@ fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
         assert_eq!(run.count("invalid"), invalid.len() as u64);
         assert_eq!(run.count("valid"), rows - invalid.len() as u64);
         assert_eq!(run.count("duplicate users"), 1);
+        let duplicates = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("duplicate users"))
+            .unwrap();
+        assert!(duplicates.ends_with("a_000005 ×2"), "{duplicates}");
         let (_, failed) = read_failures(&failures);
         let got: Vec<(String, u64)> = failed.iter().map(|r| (r.data[0].clone(), r.line)).collect();
         let first_wrong = got.iter().zip(&invalid).position(|(g, w)| g != w);
