@@ -40,13 +40,17 @@ bench-dry-run:
         local label=$1 rows=$2 runs=$3; shift 3
         : > "$dir/times"
         for _ in $(seq "$runs"); do
-            /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null 2>&1 || true
-            cat "$dir/time" >> "$dir/times"
+            # Wall time from the nanosecond clock (time's %e has 10 ms steps); peak RSS from time.
+            start=$(date +%s%N)
+            /usr/bin/time -f "%M" -o "$dir/time" "$@" >/dev/null 2>&1 || true
+            end=$(date +%s%N)
+            echo "$(( (end - start) / 1000 )) $(cat "$dir/time")" | awk '{ printf "%.4f %s\n", $1 / 1e6, $2 }' >> "$dir/times"
         done
         sort -n "$dir/times" | awk -v l="$label" -v r="$rows" -v n="$runs" '
             { s[NR] = $1; k[NR] = $2 }
             END { m = s[int((n + 1) / 2)]; kb = 0; for (i = 1; i <= NR; i++) if (k[i] > kb) kb = k[i];
-                  printf "%-28s %9d rows %7.2f s %12.0f rows/s %7.1f MB peak RSS  (median of %d)\n", l, r, m, (m > 0 ? r / m : 0), kb / 1024, n }'
+                  printf "%-28s %9d rows %7.3f s %12.0f rows/s %7.1f MB peak RSS  (median of %d)\n", l, r, m, (m > 0 ? r / m : 0), kb / 1024, n
+                  print m > "'"$dir/median"'" }'
     }
     for rows in 1000000 5000000; do
         runs=5; [ "$rows" -gt 1000000 ] && runs=1
@@ -54,7 +58,9 @@ bench-dry-run:
         sync  # let the fresh file's writeback finish before timing reads of it
         echo "── $rows rows, $(du -h "$dir/in.csv" | cut -f1) (8 profile columns) ──"
         measure "parse-only (csv ByteRecord)" "$rows" "$runs" target/release/examples/parse_only "$dir/in.csv"
+        parse=$(cat "$dir/median")
         measure "dry run" "$rows" "$runs" target/release/profile-import -q import "$dir/in.csv" --dry-run --failures "$dir/f.csv"
+        awk -v p="$parse" -v d="$(cat "$dir/median")" 'BEGIN { printf "dry run rows/s ÷ parse-only rows/s = %.2f\n", (d > 0 ? p / d : 0) }'
     done
     echo "targets: dry run >= 1/3 of parse-only rows/s; peak RSS <= 64 MB at 1 M rows and flat at 5 M"
 
