@@ -151,12 +151,31 @@ impl CsvInput {
         }
         let mut file = File::open(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
-        file.seek(SeekFrom::Start(middle))?;
+        // Two bytes before the middle too, to see what precedes a break found right there.
+        let start = middle - 2;
+        file.seek(SeekFrom::Start(start))?;
         let mut window = vec![0; 1 << 20];
-        let n = file.read(&mut window)?;
-        Ok(memchr::memchr(b'\n', &window[..n])
-            .map(|i| middle + i as u64 + 1)
-            .filter(|&cut| cut < len))
+        let mut filled = 0;
+        while filled < window.len() {
+            match file.read(&mut window[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        let window = &window[..filled];
+        // Only a break that ends a line with content: csv notes where reading began, which for
+        // a record after blank lines is before the blank lines, so a cut among blank lines
+        // would never look like a record boundary to the first reader.
+        let ends_content = |i: usize| {
+            !matches!(
+                (window[i - 1], window[i - 2]),
+                (b'\n', _) | (b'\r', b'\n' | b'\r')
+            )
+        };
+        Ok(memchr::memchr_iter(b'\n', window)
+            .filter(|&i| i >= 2 && ends_content(i))
+            .map(|i| start + i as u64 + 1)
+            .find(|&cut| cut < len))
     }
 
     /// A second reader of the same file that starts at `cut` (from `parallel_cut`), with the

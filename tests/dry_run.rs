@@ -413,26 +413,26 @@ fn line_numbers_stay_right_across_read_buffers() {
 }
 
 /// Rows shaped like `many_rows`: quoted multi-line fields, blank lines, an invalid Level every
-/// 7th row (and on the first row with `invalid_first`). Returns the text and the (UserID, line)
+/// 7th row and on the rows listed in `also_invalid`. Returns the text and the (UserID, line)
 /// of each invalid row, lines counted from `first_line`.
 fn shaped_rows(
     eol: &str,
     prefix: &str,
     rows: usize,
     first_line: u64,
-    invalid_first: bool,
+    also_invalid: &[usize],
 ) -> (String, Vec<(String, u64)>) {
     let mut text = String::new();
     let mut line = first_line;
     let mut invalid = Vec::new();
     for i in 0..rows {
         let user = format!("{prefix}{i:06}");
-        let signature = match i % 5 {
+        let signature = match (i + 2) % 5 {
             0 => format!("\"two{eol}lines\""),
             1 => format!("\"three{eol}{eol}lines, quoted \"\"here\"\"\""),
             _ => "plain text of some length to fill the buffer".to_string(),
         };
-        let bad = i % 7 == 3 || (invalid_first && i == 0);
+        let bad = i % 7 == 3 || also_invalid.contains(&i);
         let level = if bad {
             "xx".to_string()
         } else {
@@ -451,36 +451,45 @@ fn shaped_rows(
     (text, invalid)
 }
 
-/// A file large enough to be read in two parts, built so that its middle falls inside one
-/// long row: that row's SelfSignature spans many lines inside quotes when `spanning`, so the
-/// cut after the middle lands inside a record; otherwise the cut lands right after the row.
-/// The rows just before, at and just after the middle are invalid, and the second half's
-/// first user is also in the first half. Returns the text, the invalid (UserID, line) in file
-/// order, and the number of rows.
-fn two_part_file(eol: &str, spanning: bool) -> (String, Vec<(String, u64)>, u64) {
+/// Where the middle of `two_part_file` falls.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Middle {
+    /// Inside a long one-line row followed by two blank lines: the cut lands after that row.
+    OneLineRow,
+    /// Inside a quoted SelfSignature that spans many lines: the cut lands inside the record.
+    MultiLineRow,
+    /// Inside a long run of blank lines after a short row: the cut moves past them.
+    BlankLines,
+}
+
+/// A file large enough to be read in two parts, built so that its middle falls where `middle`
+/// says. The rows just before, at and just after the middle are invalid, and the second
+/// half's first user is also in the first half. Returns the text, the invalid (UserID, line)
+/// in file order, and the number of rows.
+fn two_part_file(eol: &str, middle: Middle) -> (String, Vec<(String, u64)>, u64) {
     const ROWS: usize = 40_000; // about 2.6 MB per half: over the 4 MiB threshold together
     let header = format!("UserID,Nick,SelfSignature,Level{eol}");
-    let (mut first, mut invalid) = shaped_rows(eol, "a_", ROWS, 2, false);
-    // The first half's last row is invalid too (same length, so the halves stay equal).
-    let last_level = first
-        .rfind(&format!(",{:02}{eol}", (ROWS - 1) % 100))
-        .unwrap();
-    first.replace_range(last_level + 1..last_level + 3, "xx");
+    // The first half's last row is invalid too.
+    let (first, mut invalid) = shaped_rows(eol, "a_", ROWS, 2, &[ROWS - 1]);
     let middle_line = 2 + first.matches(eol).count() as u64;
-    invalid.push((format!("a_{:06}", ROWS - 1), middle_line - 1));
-    let signature = if spanning {
-        let pieces: Vec<String> = (0..40).map(|i| format!("piece {i:03}")).collect();
-        format!("\"{}\"", pieces.join(eol))
-    } else {
-        format!("\"{}\"", "one long line, ".repeat(26))
+    let (signature, blank_lines) = match middle {
+        Middle::OneLineRow => (format!("\"{}\"", "one long line, ".repeat(26)), 2),
+        Middle::MultiLineRow => {
+            let pieces: Vec<String> = (0..40).map(|i| format!("piece {i:03}")).collect();
+            (format!("\"{}\"", pieces.join(eol)), 0)
+        }
+        Middle::BlankLines => ("short".to_string(), 150),
     };
-    let middle_row = format!("middle,Nick middle,{signature},xx{eol}");
+    let middle_row = format!(
+        "middle,Nick middle,{signature},xx{eol}{}",
+        eol.repeat(blank_lines)
+    );
     invalid.push(("middle".to_string(), middle_line));
     let second_line = middle_line + middle_row.matches(eol).count() as u64;
     // The same shapes with a prefix of the same length, so both halves are the same size and
-    // the file's middle falls inside the middle row. Its first user repeats one of the first
-    // half's.
-    let (second, second_invalid) = shaped_rows(eol, "b_", ROWS, second_line, true);
+    // the file's middle falls in the middle row (or its blank lines). Its first user repeats
+    // one of the first half's.
+    let (second, second_invalid) = shaped_rows(eol, "b_", ROWS, second_line, &[0]);
     let second = second.replacen("b_000000", "a_000005", 1);
     invalid.extend(second_invalid.into_iter().map(|(user, line)| {
         (
@@ -493,20 +502,36 @@ fn two_part_file(eol: &str, spanning: bool) -> (String, Vec<(String, u64)>, u64)
         )
     }));
     let text = format!("{header}{first}{middle_row}{second}");
-    let middle = text.len() / 2;
-    let middle_start = header.len() + first.len();
+    let at = text.len() / 2;
+    let row_start = header.len() + first.len();
+    let row_content_end = row_start + middle_row.trim_end().len();
+    let inside = match middle {
+        Middle::BlankLines => {
+            (row_content_end + 2 * eol.len()..row_start + middle_row.len()).contains(&at)
+        }
+        _ => (row_start..row_content_end).contains(&at),
+    };
     assert!(
-        (middle_start..middle_start + middle_row.len()).contains(&middle),
-        "the middle of the file should fall inside the middle row"
+        inside,
+        "{middle:?}: the file's middle is not where this case needs it"
     );
     (text, invalid, 2 * ROWS as u64 + 1)
 }
 
 #[test]
 fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
-    for (eol, spanning) in [("\n", false), ("\r\n", false), ("\n", true), ("\r\n", true)] {
+    for eol in ["\n", "\r\n"] {
+        for middle in [Middle::OneLineRow, Middle::MultiLineRow, Middle::BlankLines] {
+            cut_case(eol, middle);
+        }
+    }
+}
+
+fn cut_case(eol: &str, middle: Middle) {
+    {
+        let spanning = middle == Middle::MultiLineRow;
         let ws = Workspace::new();
-        let (text, invalid, rows) = two_part_file(eol, spanning);
+        let (text, invalid, rows) = two_part_file(eol, middle);
         let input = ws.write("large.csv", &text);
         let failures = ws.path("f.csv");
         let run = dry_run(&ws, &input, &failures, &["-vv"]);
@@ -519,7 +544,7 @@ fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
         };
         assert!(
             run.stderr.contains(path),
-            "eol {eol:?}: expected \"{path}\":\n{}",
+            "eol {eol:?}, {middle:?}: expected \"{path}\":\n{}",
             run.stderr
         );
         assert_eq!(run.count("rows read"), rows);
@@ -538,7 +563,7 @@ fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
         assert_eq!(
             first_wrong,
             None,
-            "eol {eol:?}, spanning {spanning}: first wrong row: got {:?}, expected {:?}",
+            "eol {eol:?}, {middle:?}: first wrong row: got {:?}, expected {:?}",
             first_wrong.map(|i| &got[i]),
             first_wrong.map(|i| &invalid[i])
         );
@@ -556,7 +581,7 @@ fn a_large_file_read_in_two_parts_loses_and_repeats_no_row() {
 fn a_large_file_shows_the_first_valid_requests_even_from_its_second_part() {
     let ws = Workspace::new();
     // Every row of the first half is invalid, so the first valid rows are the second half's.
-    let (text, _, _) = two_part_file("\n", false);
+    let (text, _, _) = two_part_file("\n", Middle::OneLineRow);
     let (first, second) = text.split_at(text.find("\nmiddle,").unwrap());
     let first = (0..100).fold(first.to_string(), |text, level| {
         text.replace(&format!(",{level:02}\n"), ",xx\n")
@@ -582,7 +607,7 @@ fn a_large_file_shows_the_first_valid_requests_even_from_its_second_part() {
 #[test]
 fn an_unclosed_quote_at_the_end_of_a_large_file_names_its_line() {
     let ws = Workspace::new();
-    let (mut text, mut invalid, rows) = two_part_file("\n", false);
+    let (mut text, mut invalid, rows) = two_part_file("\n", Middle::OneLineRow);
     let line = 1 + text.matches('\n').count() as u64;
     text.push_str("last,Nick last,\"never closed,1\nmore\n");
     invalid.push(("last".to_string(), line));
