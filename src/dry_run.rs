@@ -27,6 +27,16 @@ use crate::summary::Summary;
 const PRINTED_INVALID_ROWS: u64 = 20;
 /// Files smaller than this are read by one thread: a second would not pay for itself.
 const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+
+/// The size from which a file is read in two parts: `PARALLEL_MIN_BYTES`, or the environment's
+/// `PROFILE_IMPORT_PARALLEL_MIN_BYTES` (the tests set it to 0 to compare both ways of reading
+/// on small files).
+fn parallel_min_bytes() -> u64 {
+    std::env::var("PROFILE_IMPORT_PARALLEL_MIN_BYTES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(PARALLEL_MIN_BYTES)
+}
 /// Invalid rows (or shown bodies) per chunk handed to the collector, and chunks waiting.
 /// The second half's chunks wait until the first half is done, so this bounds the memory.
 const CHUNK_ROWS: usize = 256;
@@ -37,9 +47,17 @@ struct Chunk {
     /// The line of the reader's first row, counted from where the reader started.
     part_first_line: u64,
     /// Invalid rows: the record, its line (counted like `part_first_line`), what is wrong.
-    invalid: Vec<(ByteRecord, u64, Vec<Violation>)>,
+    invalid: Vec<(ByteRecord, u64, Rejected)>,
     /// Bodies for `--show-requests`: the reader's first ones only.
     bodies: Vec<Vec<u8>>,
+}
+
+/// Why a row was rejected.
+enum Rejected {
+    Violations(Vec<Violation>),
+    /// Its quote never closes. The message names the row's line, which only the collector
+    /// knows for the second part, so the violation is made there.
+    UnterminatedQuote,
 }
 
 /// What a reader counted in its part.
@@ -92,7 +110,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         None => None,
     };
     let state = index.clone().map(StateCheck::spawn).transpose()?;
-    let cut = input.parallel_cut(PARALLEL_MIN_BYTES)?;
+    let cut = input.parallel_cut(parallel_min_bytes())?;
     let second = cut.map(|cut| input.open_at(cut)).transpose()?;
     let filter = DuplicateFilter::spawn()?;
     let plan = ReadPlan {
@@ -188,7 +206,7 @@ fn recount(
 ) -> anyhow::Result<crate::dupes::Recount> {
     let mut recount = finder.into_recount();
     let input = CsvInput::open(&job.input)?;
-    let cut = input.parallel_cut(PARALLEL_MIN_BYTES)?;
+    let cut = input.parallel_cut(parallel_min_bytes())?;
     let second = cut.map(|cut| input.open_at(cut)).transpose()?;
     // Set when the second part's count is no longer wanted (the cut fell inside a record).
     let abandoned = AtomicBool::new(false);
@@ -324,8 +342,12 @@ impl Collector<'_> {
             out.write_all(b"\n")?;
         }
         let summary = &mut *self.summary;
-        for (record, line, violations) in chunk.invalid {
+        for (record, line, rejected) in chunk.invalid {
             let line = line + line_offset;
+            let violations = match rejected {
+                Rejected::Violations(violations) => violations,
+                Rejected::UnterminatedQuote => vec![crate::row::unterminated_quote(line)],
+            };
             summary.invalid += 1;
             for violation in &violations {
                 let key = format!("{} {}", violation.code, violation.rule);
@@ -373,8 +395,9 @@ fn read_part(
         }
         counts.rows += 1;
         let part_first_line = *part_first_line.get_or_insert(line);
-        let verdict = if input.unterminated() {
-            Verdict::Invalid(vec![crate::row::unterminated_quote(line)])
+        let unterminated = input.unterminated();
+        let verdict = if unterminated {
+            Verdict::Invalid(Vec::new())
         } else {
             plan.mapper.map(&record, &mut body)
         };
@@ -407,8 +430,13 @@ fn read_part(
             }
             Verdict::Skipped { .. } => counts.skipped += 1,
             Verdict::Invalid(violations) => {
+                let rejected = if unterminated {
+                    Rejected::UnterminatedQuote
+                } else {
+                    Rejected::Violations(violations)
+                };
                 let chunk = chunk.get_or_insert_with(new_chunk);
-                chunk.invalid.push((record.clone(), line, violations));
+                chunk.invalid.push((record.clone(), line, rejected));
             }
         }
         if chunk

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::util::{
-    read_csv, read_csv_bytes, read_failures, read_failures_with, sample, strings, FailureRow, Run,
-    Workspace, FAILURE_COLUMNS,
+    read_csv, read_csv_bytes, read_failures, read_failures_with, run_in_with_env, sample, strings,
+    FailureRow, Run, Workspace, FAILURE_COLUMNS,
 };
 
 /// Runs a dry run of `input` with the failure CSV at `failures`, plus `extra` arguments.
@@ -621,7 +621,162 @@ fn an_unclosed_quote_at_the_end_of_a_large_file_names_its_line() {
     let last = failed.last().unwrap();
     assert_eq!((last.data[0].as_str(), last.line), ("last", line));
     assert_eq!(last.code, "unterminated_quote");
+    assert!(
+        last.message.contains(&format!("starting on line {line} ")),
+        "{}",
+        last.message
+    );
     assert_eq!(failed.len(), invalid.len());
+}
+
+/// A random CSV of awkward rows: mixed line endings, quoted fields with commas, quotes and
+/// line breaks, blank lines, ragged rows, bad UTF-8, invalid values, repeated users, and
+/// sometimes a last row without a line break or with a quote that never closes.
+fn awkward_csv(rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    use rand::Rng;
+    let endings: &[&[u8]] = match rng.random_range(0..4) {
+        0 => &[b"\n"],
+        1 => &[b"\r\n"],
+        2 => &[b"\r"],
+        _ => &[b"\n", b"\r\n", b"\r"],
+    };
+    let eol = |rng: &mut rand::rngs::StdRng| endings[rng.random_range(0..endings.len())];
+    let mut out = b"UserID,Nick,Level,Gender".to_vec();
+    out.extend_from_slice(eol(rng));
+    for _ in 0..rng.random_range(1..300) {
+        let user = match rng.random_range(0..20) {
+            0 => "bad id".to_string(),
+            1 => String::new(),
+            _ => format!("u{}", rng.random_range(0..150)),
+        };
+        let nick: Vec<u8> = match rng.random_range(0..12) {
+            0 => b"\"comma, inside\"".to_vec(),
+            1 => [b"\"line".as_slice(), eol(rng), b"break\"".as_slice()].concat(),
+            2 => [
+                b"\"two".as_slice(),
+                eol(rng),
+                eol(rng),
+                b"breaks, \"\"quoted\"\"\"".as_slice(),
+            ]
+            .concat(),
+            3 => b"bad \xff utf8".to_vec(),
+            4 => "长".repeat(167).into_bytes(),
+            5 => Vec::new(),
+            _ => format!("Nick {}", rng.random_range(0..1000)).into_bytes(),
+        };
+        let level = ["7", "x", "", "4294967296", "-1"][rng.random_range(0..5)];
+        let gender = ["male", "robot", "", "F"][rng.random_range(0..4)];
+        let mut row = [user.as_bytes(), b",", &nick, b",", level.as_bytes()].concat();
+        match rng.random_range(0..25) {
+            0 => {} // a field short
+            1 => row.extend_from_slice(b",male,extra"),
+            _ => row.extend_from_slice(&[b",", gender.as_bytes()].concat()),
+        }
+        out.extend_from_slice(&row);
+        out.extend_from_slice(eol(rng));
+        if rng.random_range(0..8) == 0 {
+            out.extend_from_slice(eol(rng)); // a blank line
+        }
+    }
+    match rng.random_range(0..6) {
+        0 => out.extend_from_slice(b"last,\"never closed,1,male\nmore"),
+        1 => out.extend_from_slice(b"last,no line break,1,male"),
+        _ => {}
+    }
+    out
+}
+
+/// Everything a run shows the user, minus its debug lines and timings.
+fn visible(run: &Run, failures: &Path) -> (i32, String, String, Option<Vec<u8>>) {
+    let stderr = run
+        .stderr
+        .lines()
+        .filter(|line| {
+            !line.contains("DEBUG")
+                && !line.starts_with("elapsed")
+                && !line.starts_with("failure CSV")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (
+        run.code,
+        run.stdout.clone(),
+        stderr,
+        std::fs::read(failures).ok(),
+    )
+}
+
+#[test]
+fn reading_in_two_parts_gives_exactly_what_reading_in_one_gives() {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261127);
+    let (mut two_parts, mut fell_inside) = (0, 0);
+    for case in 0..150 {
+        let ws = Workspace::new();
+        let input = ws.write("awkward.csv", awkward_csv(&mut rng));
+        let args = |failures: &Path| -> Vec<std::ffi::OsString> {
+            [
+                "import",
+                "--dry-run",
+                "-vv",
+                "--show-requests",
+                "5",
+                "--failures",
+            ]
+            .iter()
+            .map(Into::into)
+            .chain([failures.as_os_str().into(), input.as_os_str().into()])
+            .collect()
+        };
+        let (one_failures, two_failures) = (ws.path("one.csv"), ws.path("two.csv"));
+        let one = run_in_with_env(
+            ws.dir(),
+            args(&one_failures),
+            &[("PROFILE_IMPORT_PARALLEL_MIN_BYTES", "18446744073709551615")],
+        );
+        let two = run_in_with_env(
+            ws.dir(),
+            args(&two_failures),
+            &[("PROFILE_IMPORT_PARALLEL_MIN_BYTES", "0")],
+        );
+        assert!(!one.stderr.contains("read in two parts"));
+        two_parts += two.stderr.contains("read in two parts") as u32;
+        fell_inside += two.stderr.contains("fell inside a record") as u32;
+        let (one, two) = (visible(&one, &one_failures), visible(&two, &two_failures));
+        let first_difference = |a: &str, b: &str| {
+            a.lines()
+                .zip(b.lines())
+                .find(|(x, y)| x != y)
+                .map(|(x, y)| format!("one part: {x}\ntwo parts: {y}"))
+                .unwrap_or_else(|| {
+                    format!("{} lines against {}", a.lines().count(), b.lines().count())
+                })
+        };
+        assert_eq!(one.0, two.0, "case {case}: exit codes");
+        assert!(
+            one.1 == two.1,
+            "case {case}: stdout: {}",
+            first_difference(&one.1, &two.1)
+        );
+        assert!(
+            one.2 == two.2,
+            "case {case}: stderr: {}",
+            first_difference(&one.2, &two.2)
+        );
+        let lossy = |f: &Option<Vec<u8>>| {
+            String::from_utf8_lossy(f.as_deref().unwrap_or_default()).into_owned()
+        };
+        assert!(
+            one.3 == two.3,
+            "case {case}: failure CSV: {}",
+            first_difference(&lossy(&one.3), &lossy(&two.3))
+        );
+    }
+    eprintln!("read in two parts: {two_parts}; cut inside a record: {fell_inside}");
+    assert!(
+        two_parts >= 50 && fell_inside >= 5,
+        "{two_parts} / {fell_inside}"
+    );
 }
 
 #[test]

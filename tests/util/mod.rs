@@ -142,6 +142,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_in_with_env(dir, args, &[])
+}
+
+/// [`run_in`] with `env` set on top of the clean environment.
+pub fn run_in_with_env<I, S>(dir: &Path, args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut command = Command::new(bin());
     command.args(args).current_dir(dir);
     for (key, _) in std::env::vars_os() {
@@ -153,6 +162,7 @@ where
         }
     }
     command.env("NO_COLOR", "1");
+    command.envs(env.iter().copied());
     Run::from_output(command.output().expect("run the profile-import binary"))
 }
 
