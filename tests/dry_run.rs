@@ -370,6 +370,24 @@ fn many_rows(eol: &str, rows: usize, pad: usize) -> (String, Vec<(String, u64)>)
     (text, invalid)
 }
 
+/// Asserts that the failure CSV holds exactly the rows `expected` lists, as (UserID, _line),
+/// in order, and returns them.
+#[track_caller]
+fn assert_failed_rows(failures: &Path, expected: &[(String, u64)], case: &str) -> Vec<FailureRow> {
+    let (_, rows) = read_failures(failures);
+    let got: Vec<(String, u64)> = rows.iter().map(|r| (r.data[0].clone(), r.line)).collect();
+    let first_wrong = got.iter().zip(expected).position(|(g, w)| g != w);
+    assert_eq!(
+        first_wrong,
+        None,
+        "{case}: first wrong row: got {:?}, expected {:?}",
+        first_wrong.map(|i| &got[i]),
+        first_wrong.map(|i| &expected[i])
+    );
+    assert_eq!(got.len(), expected.len(), "{case}: rows in the failure CSV");
+    rows
+}
+
 #[test]
 fn line_numbers_stay_right_across_read_buffers() {
     for eol in ["\n", "\r\n"] {
@@ -390,17 +408,7 @@ fn line_numbers_stay_right_across_read_buffers() {
         run.assert_code(3);
         assert_eq!(run.count("rows read"), 6000);
         assert_eq!(run.count("invalid"), invalid.len() as u64);
-        let (_, rows) = read_failures(&failures);
-        let got: Vec<(String, u64)> = rows.iter().map(|r| (r.data[0].clone(), r.line)).collect();
-        let first_wrong = got.iter().zip(&invalid).position(|(g, w)| g != w);
-        assert_eq!(
-            first_wrong,
-            None,
-            "eol {eol:?}: first wrong _line: got {:?}, expected {:?}",
-            first_wrong.map(|i| &got[i]),
-            first_wrong.map(|i| &invalid[i])
-        );
-        assert_eq!(got.len(), invalid.len());
+        let rows = assert_failed_rows(&failures, &invalid, &format!("eol {eol:?}"));
         // The quoted line breaks are kept exactly, CRLF included.
         let multi = rows.iter().find(|r| r.data[0] == "user_000003").unwrap();
         assert_eq!(
@@ -551,23 +559,9 @@ fn cut_case(eol: &str, middle: Middle) {
         assert_eq!(run.count("invalid"), invalid.len() as u64);
         assert_eq!(run.count("valid"), rows - invalid.len() as u64);
         assert_eq!(run.count("duplicate users"), 1);
-        let duplicates = run
-            .stderr
-            .lines()
-            .find(|l| l.starts_with("duplicate users"))
-            .unwrap();
+        let duplicates = run.line("duplicate users");
         assert!(duplicates.ends_with("a_000005 ×2"), "{duplicates}");
-        let (_, failed) = read_failures(&failures);
-        let got: Vec<(String, u64)> = failed.iter().map(|r| (r.data[0].clone(), r.line)).collect();
-        let first_wrong = got.iter().zip(&invalid).position(|(g, w)| g != w);
-        assert_eq!(
-            first_wrong,
-            None,
-            "eol {eol:?}, {middle:?}: first wrong row: got {:?}, expected {:?}",
-            first_wrong.map(|i| &got[i]),
-            first_wrong.map(|i| &invalid[i])
-        );
-        assert_eq!(got.len(), invalid.len());
+        let failed = assert_failed_rows(&failures, &invalid, &format!("eol {eol:?}, {middle:?}"));
         // The row at the middle is copied whole, its quoted line breaks included.
         let middle = failed.iter().find(|r| r.data[0] == "middle").unwrap();
         assert_eq!(
@@ -1254,11 +1248,7 @@ fn duplicate_user_ids_are_reported_in_the_summary() {
     assert_eq!(run.count("rows read"), 6);
     assert_eq!(run.count("valid"), 6);
     assert_eq!(run.count("duplicate users"), 2);
-    let line = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("duplicate users"))
-        .unwrap();
+    let line = run.line("duplicate users");
     assert!(line.contains("3 extra rows"), "{line}");
     assert!(line.contains("the last row for a user wins"), "{line}");
     assert!(line.ends_with("u1 ×3, u2 ×2"), "{line}");

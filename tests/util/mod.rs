@@ -122,6 +122,15 @@ impl Run {
             .unwrap_or_else(|| panic!("no \"{label}\" line in the summary:\n{}", self.stderr))
     }
 
+    /// The first stderr line that starts with `prefix`, e.g. the summary's `duplicate users` line.
+    #[track_caller]
+    pub fn line(&self, prefix: &str) -> &str {
+        self.stderr
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting \"{prefix}\" on stderr:\n{}", self.stderr))
+    }
+
     /// The JSON request bodies printed by `--show-requests`, one per stdout line.
     #[track_caller]
     pub fn requests(&self) -> Vec<serde_json::Value> {
