@@ -7,7 +7,6 @@
 //! would move every record between cores; cutting the file moves only results.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
@@ -17,7 +16,7 @@ use csv::ByteRecord;
 
 use crate::dupes::DuplicateFinder;
 use crate::failures::FailureWriter;
-use crate::input::CsvInput;
+use crate::input::{CsvInput, CutGuard};
 use crate::job::JobInput;
 use crate::row::{failure_from, RowMapper, Verdict, Violation};
 use crate::state::StateIndex;
@@ -37,10 +36,13 @@ fn parallel_min_bytes() -> u64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or(PARALLEL_MIN_BYTES)
 }
-/// Invalid rows (or shown bodies) per chunk handed to the collector, and chunks waiting.
-/// The second half's chunks wait until the first half is done, so this bounds the memory.
+
+/// Invalid rows (or shown bodies) per chunk handed to the collector, the bytes they may hold,
+/// and chunks waiting. The second half's chunks wait until the first half is done, so this
+/// bounds the memory they take (about 16 MiB at most).
 const CHUNK_ROWS: usize = 256;
-const CHUNKS_WAITING: usize = 32;
+const CHUNK_BYTES: usize = 1 << 20;
+const CHUNKS_WAITING: usize = 16;
 
 /// What a reader hands to the collector, in file order: the rows whose order matters.
 struct Chunk {
@@ -50,6 +52,8 @@ struct Chunk {
     invalid: Vec<(ByteRecord, u64, Rejected)>,
     /// Bodies for `--show-requests`: the reader's first ones only.
     bodies: Vec<Vec<u8>>,
+    /// The bytes of the records and bodies above.
+    bytes: usize,
 }
 
 /// Why a row was rejected.
@@ -111,7 +115,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     };
     let state = index.clone().map(StateCheck::spawn).transpose()?;
     let cut = input.parallel_cut(parallel_min_bytes())?;
-    let second = cut.map(|cut| input.open_at(cut)).transpose()?;
+    let guard = Arc::new(CutGuard::default());
+    let second = cut
+        .map(|cut| input.open_at(cut, guard.clone()))
+        .transpose()?;
     let filter = DuplicateFilter::spawn()?;
     let plan = ReadPlan {
         mapper: &mapper,
@@ -127,10 +134,27 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         shown: 0,
     };
     let second_counted = std::thread::scope(|scope| -> anyhow::Result<bool> {
-        let (first, first_chunks) =
-            spawn_reader(scope, "csv-first-half", input, cut, 0, &plan, &filter)?;
+        let (first, first_chunks) = spawn_reader(
+            scope,
+            "csv-first-half",
+            input,
+            CutWatch::new(cut, &guard),
+            0,
+            &plan,
+            &filter,
+        )?;
         let second = second
-            .map(|input| spawn_reader(scope, "csv-second-half", input, None, 1, &plan, &filter))
+            .map(|input| {
+                spawn_reader(
+                    scope,
+                    "csv-second-half",
+                    input,
+                    CutWatch::none(),
+                    1,
+                    &plan,
+                    &filter,
+                )
+            })
             .transpose()?;
         for chunk in first_chunks {
             collector.take(chunk, 0)?;
@@ -141,9 +165,12 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
             return Ok(false);
         };
         let PartEnd::Cut { line } = end else {
-            // The cut fell inside a quoted field, so the first reader read on to the end; the
-            // second reader's rows are dropped (dropping its channel stops it).
-            tracing::debug!("the cut at byte {cut:?} fell inside a record; one reader read it all");
+            // The cut fell inside a quoted field (or only blank lines followed it), so the
+            // first reader read on to the end; the second reader's rows are dropped.
+            tracing::debug!(
+                "the cut at byte {cut:?} did not hold; one reader read the file to its end"
+            );
+            guard.fail();
             drop(second_chunks);
             let _ = second.join();
             return Ok(false);
@@ -159,7 +186,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         collector.count(&counts);
         Ok(true)
     })?;
-    let finder = filter.finish()?;
+    let mut finder = filter.finish()?;
+    if !second_counted {
+        finder.drop_second_part();
+    }
     let unchanged = match state {
         Some(state) => {
             let [first, second] = state.finish()?;
@@ -207,26 +237,21 @@ fn recount(
     let mut recount = finder.into_recount();
     let input = CsvInput::open(&job.input)?;
     let cut = input.parallel_cut(parallel_min_bytes())?;
-    let second = cut.map(|cut| input.open_at(cut)).transpose()?;
-    // Set when the second part's count is no longer wanted (the cut fell inside a record).
-    let abandoned = AtomicBool::new(false);
-    let count_part = |mut input: CsvInput, cut: Option<u64>| {
-        let (recount, abandoned) = (&recount, &abandoned);
+    let guard = Arc::new(CutGuard::default());
+    let second = cut
+        .map(|cut| input.open_at(cut, guard.clone()))
+        .transpose()?;
+    let count_part = |mut input: CsvInput, mut watch: CutWatch| {
+        let recount = &recount;
         move || -> anyhow::Result<(PartEnd, Vec<u64>)> {
             let mut tally = recount.tally();
-            let mut watch = CutWatch { cut };
             let mut record = ByteRecord::new();
-            let mut rows = 0u64;
             while let Some(line) = input.read(&mut record)? {
-                if let Some(end) = watch.stop_at(&record, line) {
+                if let CutSeen::Holds(end) = watch.check(&record, line) {
                     return Ok((end, tally));
                 }
                 if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
                     recount.count_into(&mut tally, user_id);
-                }
-                rows += 1;
-                if rows % 4096 == 0 && abandoned.load(Ordering::Relaxed) {
-                    break;
                 }
             }
             Ok((PartEnd::FileEnd, tally))
@@ -235,12 +260,12 @@ fn recount(
     let tallies = std::thread::scope(|scope| -> anyhow::Result<Vec<Vec<u64>>> {
         let first = std::thread::Builder::new()
             .name("recount-first-half".into())
-            .spawn_scoped(scope, count_part(input, cut))?;
+            .spawn_scoped(scope, count_part(input, CutWatch::new(cut, &guard)))?;
         let second = second
             .map(|input| {
                 std::thread::Builder::new()
                     .name("recount-second-half".into())
-                    .spawn_scoped(scope, count_part(input, None))
+                    .spawn_scoped(scope, count_part(input, CutWatch::none()))
             })
             .transpose()?;
         let (end, tally) = joined(first)?;
@@ -249,7 +274,8 @@ fn recount(
             if let PartEnd::Cut { .. } = end {
                 tallies.push(joined(second)?.1);
             } else {
-                abandoned.store(true, Ordering::Relaxed);
+                // Stops the second reader at its next read.
+                guard.fail();
                 let _ = second.join();
             }
         }
@@ -263,21 +289,52 @@ fn recount(
 
 /// Watches a first part's records for the cut (see `CsvInput::parallel_cut`).
 struct CutWatch {
-    /// None once there is no cut to stop at, or the cut fell inside a record.
+    /// None once there is no cut to watch for.
     cut: Option<u64>,
+    guard: Option<Arc<CutGuard>>,
+}
+
+/// What a record says about the cut.
+enum CutSeen {
+    /// Not there yet, or no cut to watch for.
+    No,
+    /// The record starts right at the cut and the cut holds: the part ends before it.
+    Holds(PartEnd),
+    /// The cut fell inside the record before (or the second reader gave up): this part reads
+    /// on to the end of the file.
+    Failed,
 }
 
 impl CutWatch {
-    /// `Some` if the part ends before `record`: the record starts right at the cut, so it is
-    /// the second part's first. A record that starts past the cut means the cut fell inside
-    /// the one before, and this part reads on to the end.
-    fn stop_at(&mut self, record: &ByteRecord, line: u64) -> Option<PartEnd> {
-        let cut = self.cut?;
+    fn new(cut: Option<u64>, guard: &Arc<CutGuard>) -> CutWatch {
+        CutWatch {
+            cut,
+            guard: Some(guard.clone()),
+        }
+    }
+
+    fn none() -> CutWatch {
+        CutWatch {
+            cut: None,
+            guard: None,
+        }
+    }
+
+    fn check(&mut self, record: &ByteRecord, line: u64) -> CutSeen {
+        let Some(cut) = self.cut else {
+            return CutSeen::No;
+        };
         if CsvInput::start_byte(record) + 1 < cut {
-            return None;
+            return CutSeen::No;
         }
         self.cut = None;
-        CsvInput::starts_at_cut(record, cut).then_some(PartEnd::Cut { line })
+        let guard = self.guard.as_deref();
+        if CsvInput::starts_at_cut(record, cut) && guard.is_some_and(CutGuard::hold) {
+            CutSeen::Holds(PartEnd::Cut { line })
+        } else {
+            guard.map(CutGuard::fail);
+            CutSeen::Failed
+        }
     }
 }
 
@@ -291,20 +348,22 @@ fn spawn_reader<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     name: &str,
     input: CsvInput,
-    cut: Option<u64>,
+    watch: CutWatch,
     part: usize,
     plan: &'scope ReadPlan<'scope>,
     filter: &DuplicateFilter,
 ) -> std::io::Result<Reader<'scope>> {
     let (tx, rx) = sync_channel::<Chunk>(CHUNKS_WAITING);
-    let feed = filter.feed();
+    let feed = filter.feed(part);
     let state = plan
         .state
         .filter(|_| !plan.full)
         .map(|state| state.feed(part));
     let thread = std::thread::Builder::new()
         .name(name.into())
-        .spawn_scoped(scope, move || read_part(input, cut, plan, feed, state, tx))?;
+        .spawn_scoped(scope, move || {
+            read_part(input, watch, plan, feed, state, tx)
+        })?;
     Ok((thread, rx))
 }
 
@@ -374,7 +433,7 @@ impl Collector<'_> {
 /// A read error ends the part early and is returned after the rows before it.
 fn read_part(
     mut input: CsvInput,
-    cut: Option<u64>,
+    mut watch: CutWatch,
     plan: &ReadPlan,
     mut duplicates: DuplicateFeed,
     mut state: Option<StateFeed>,
@@ -387,11 +446,16 @@ fn read_part(
     let mut chunk = None::<Chunk>;
     let mut shown = 0;
     let mut end = PartEnd::FileEnd;
-    let mut watch = CutWatch { cut };
     while let Some(line) = input.read(&mut record)? {
-        if let Some(cut) = watch.stop_at(&record, line) {
-            end = cut;
-            break;
+        match watch.check(&record, line) {
+            CutSeen::No => {}
+            CutSeen::Holds(cut) => {
+                end = cut;
+                break;
+            }
+            // The second part's UserIDs no longer count; the filter forgets them now, so
+            // they do not make candidates of this part's own from here on.
+            CutSeen::Failed => duplicates.drop_second_part(),
         }
         counts.rows += 1;
         let part_first_line = *part_first_line.get_or_insert(line);
@@ -414,6 +478,7 @@ fn read_part(
             part_first_line,
             invalid: Vec::new(),
             bodies: Vec::new(),
+            bytes: 0,
         };
         match verdict {
             Verdict::Ready { user_id, .. } => {
@@ -422,10 +487,9 @@ fn read_part(
                     state.push(user_id, &body);
                 } else if plan.state.is_none() && shown < plan.show_requests {
                     shown += 1;
-                    chunk
-                        .get_or_insert_with(new_chunk)
-                        .bodies
-                        .push(body.clone());
+                    let chunk = chunk.get_or_insert_with(new_chunk);
+                    chunk.bytes += body.len();
+                    chunk.bodies.push(body.clone());
                 }
             }
             Verdict::Skipped { .. } => counts.skipped += 1,
@@ -436,13 +500,13 @@ fn read_part(
                     Rejected::Violations(violations)
                 };
                 let chunk = chunk.get_or_insert_with(new_chunk);
+                chunk.bytes += record.as_slice().len();
                 chunk.invalid.push((record.clone(), line, rejected));
             }
         }
-        if chunk
-            .as_ref()
-            .is_some_and(|c| c.invalid.len() + c.bodies.len() >= CHUNK_ROWS)
-        {
+        if chunk.as_ref().is_some_and(|c| {
+            c.invalid.len() + c.bodies.len() >= CHUNK_ROWS || c.bytes >= CHUNK_BYTES
+        }) {
             if let Some(full) = chunk.take() {
                 if chunks.send(full).is_err() {
                     // The collector no longer wants this part (the cut fell inside a record).
@@ -577,15 +641,28 @@ fn count_superseded(
 /// The duplicate filter, on a thread of its own (its lookups miss the cache), fed UserIDs in
 /// batches by each reader.
 struct DuplicateFilter {
-    tx: SyncSender<(String, Vec<usize>)>,
+    tx: SyncSender<FilterNote>,
     thread: std::thread::JoinHandle<DuplicateFinder>,
+}
+
+/// What the readers tell the duplicate filter.
+enum FilterNote {
+    /// A part's UserIDs, back to back in `ids`, each ending at the next of `ends`.
+    UserIds {
+        part: usize,
+        ids: String,
+        ends: Vec<usize>,
+    },
+    /// The cut did not hold: forget the second part.
+    DropSecondPart,
 }
 
 /// One reader's UserIDs on their way to the duplicate filter.
 struct DuplicateFeed {
+    part: usize,
     ids: String,
     ends: Vec<usize>,
-    tx: SyncSender<(String, Vec<usize>)>,
+    tx: SyncSender<FilterNote>,
 }
 
 /// UserIDs per batch sent to the duplicate filter.
@@ -593,30 +670,36 @@ const DUPLICATE_BATCH: usize = 4096;
 
 impl DuplicateFilter {
     fn spawn() -> std::io::Result<DuplicateFilter> {
-        let (tx, rx) = sync_channel::<(String, Vec<usize>)>(4);
+        let (tx, rx) = sync_channel::<FilterNote>(4);
         let thread = std::thread::Builder::new()
             .name("duplicates".into())
             .spawn(move || {
                 let mut finder = DuplicateFinder::default();
-                for (ids, ends) in rx {
-                    let mut start = 0;
-                    let user_ids: Vec<&str> = ends
-                        .iter()
-                        .map(|&end| {
-                            let user_id = &ids[start..end];
-                            start = end;
-                            user_id
-                        })
-                        .collect();
-                    finder.observe_many(&user_ids);
+                for note in rx {
+                    match note {
+                        FilterNote::UserIds { part, ids, ends } => {
+                            let mut start = 0;
+                            let user_ids: Vec<&str> = ends
+                                .iter()
+                                .map(|&end| {
+                                    let user_id = &ids[start..end];
+                                    start = end;
+                                    user_id
+                                })
+                                .collect();
+                            finder.observe_part(part, &user_ids);
+                        }
+                        FilterNote::DropSecondPart => finder.drop_second_part(),
+                    }
                 }
                 finder
             })?;
         Ok(DuplicateFilter { tx, thread })
     }
 
-    fn feed(&self) -> DuplicateFeed {
+    fn feed(&self, part: usize) -> DuplicateFeed {
         DuplicateFeed {
+            part,
             ids: String::with_capacity(DUPLICATE_BATCH * 16),
             ends: Vec::with_capacity(DUPLICATE_BATCH),
             tx: self.tx.clone(),
@@ -652,6 +735,16 @@ impl DuplicateFeed {
         let ids = std::mem::replace(&mut self.ids, String::with_capacity(DUPLICATE_BATCH * 16));
         let ends = std::mem::replace(&mut self.ends, Vec::with_capacity(DUPLICATE_BATCH));
         // The filter thread only stops early by panicking, which `finish` reports.
-        let _ = self.tx.send((ids, ends));
+        let _ = self.tx.send(FilterNote::UserIds {
+            part: self.part,
+            ids,
+            ends,
+        });
+    }
+
+    /// Tells the filter to forget the second part, after this feed's UserIDs so far.
+    fn drop_second_part(&mut self) {
+        self.flush();
+        let _ = self.tx.send(FilterNote::DropSecondPart);
     }
 }

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use csv::ByteRecord;
@@ -81,10 +83,7 @@ impl CsvInput {
         mapping: &Mapping,
     ) -> anyhow::Result<CsvInput> {
         let path = &options.path;
-        let tracker = LineTracker {
-            inner: source,
-            breaks: LineBreaks::default(),
-        };
+        let tracker = LineTracker::new(source);
         let mut reader = reader_builder(options.delimiter).from_reader(tracker);
         let raw_header = reader
             .byte_headers()
@@ -181,13 +180,14 @@ impl CsvInput {
     /// A second reader of the same file that starts at `cut` (from `parallel_cut`), with the
     /// same columns. Its line numbers count from the cut, as if the file began there; add
     /// the lines before the cut to get the file's own.
-    pub fn open_at(&self, cut: u64) -> anyhow::Result<CsvInput> {
+    ///
+    /// `guard` is shared with the first reader: once the split has failed this reader sees the
+    /// end of its input, and until it holds, a record over `SPECULATIVE_RECORD_BYTES` fails it.
+    pub fn open_at(&self, cut: u64, guard: Arc<CutGuard>) -> anyhow::Result<CsvInput> {
         let file = File::open(&self.path)
             .with_context(|| format!("cannot open {}", self.path.display()))?;
-        let tracker = LineTracker {
-            inner: Source::File(file),
-            breaks: LineBreaks::default(),
-        };
+        let mut tracker = LineTracker::new(Source::File(file));
+        tracker.guard = Some(guard);
         let mut reader = reader_builder(self.delimiter)
             .has_headers(false)
             .from_reader(tracker);
@@ -224,14 +224,17 @@ impl CsvInput {
     /// tail is checked, and the record holding such a quote is flagged (`unterminated`).
     pub fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
         self.unterminated = false;
+        if self.given_up() {
+            return Ok(None);
+        }
         let line = match self.stash.take() {
             Some((stashed, line)) => {
                 *record = stashed;
                 line
             }
             None => match self.read_raw(record)? {
-                Some(line) => line,
-                None => return Ok(None),
+                Some(line) if !self.given_up() => line,
+                _ => return Ok(None),
             },
         };
         if !self.tail_checked && self.reader.get_ref().breaks.at_end {
@@ -308,7 +311,20 @@ impl CsvInput {
             return Ok(None);
         }
         let start = record.position().map_or(0, |p| p.byte());
-        Ok(Some(self.reader.get_mut().breaks.line_at(start)))
+        let end = self.reader.position().byte();
+        let tracker = self.reader.get_mut();
+        tracker.record_end = end;
+        Ok(Some(tracker.breaks.line_at(start)))
+    }
+
+    /// True if this reader starts at a cut and the split has failed: its records no longer
+    /// count, and reading stops.
+    fn given_up(&self) -> bool {
+        self.reader
+            .get_ref()
+            .guard
+            .as_ref()
+            .is_some_and(|guard| guard.failed())
     }
 }
 
@@ -337,6 +353,46 @@ impl CsvInput {
     /// The byte where the CSV reader began reading `record` (for the journal).
     pub fn start_byte(record: &ByteRecord) -> u64 {
         record.position().map_or(0, |p| p.byte())
+    }
+}
+
+/// While a second reader's cut is not yet known to hold, a record that grows past this many
+/// bytes gives the second part up (see `LineTracker::read`).
+pub const SPECULATIVE_RECORD_BYTES: u64 = 1 << 20;
+
+/// The fate of a cut, decided once and shared by the two readers of a file: it holds (the
+/// first reader met a record starting right at it) or it failed (the cut fell inside a record,
+/// or the second reader gave up). Whichever comes first wins.
+#[derive(Debug, Default)]
+pub struct CutGuard(AtomicU8);
+
+const UNDECIDED: u8 = 0;
+const HOLDS: u8 = 1;
+const FAILED: u8 = 2;
+
+impl CutGuard {
+    /// Decides that the cut holds; false if it had already failed.
+    pub fn hold(&self) -> bool {
+        self.decide(HOLDS)
+    }
+
+    /// Decides that the cut failed; false if it had already been found to hold.
+    pub fn fail(&self) -> bool {
+        self.decide(FAILED)
+    }
+
+    pub fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == FAILED
+    }
+
+    fn decide(&self, fate: u8) -> bool {
+        match self
+            .0
+            .compare_exchange(UNDECIDED, fate, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(decided) => decided == fate,
+        }
     }
 }
 
@@ -420,10 +476,35 @@ impl LineBreaks {
 struct LineTracker<R> {
     inner: R,
     breaks: LineBreaks,
+    /// For a reader that starts at a cut: the cut's fate, shared with the first reader.
+    guard: Option<Arc<CutGuard>>,
+    /// Where the record last returned ends.
+    record_end: u64,
+}
+
+impl<R> LineTracker<R> {
+    fn new(inner: R) -> Self {
+        LineTracker {
+            inner,
+            breaks: LineBreaks::default(),
+            guard: None,
+            record_end: 0,
+        }
+    }
 }
 
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(guard) = &self.guard {
+            // Until the cut is known to hold, a record that keeps growing is likely a quoted
+            // field misread from a cut inside it: give the part up rather than hold the rest
+            // of the file in memory. Either way the reader then sees the end of its input.
+            let growing =
+                self.breaks.offset.saturating_sub(self.record_end) > SPECULATIVE_RECORD_BYTES;
+            if guard.failed() || (growing && guard.fail()) {
+                return Ok(0);
+            }
+        }
         let n = self.inner.read(buf)?;
         if n == 0 {
             self.breaks.finish();
@@ -468,6 +549,7 @@ impl<R: Seek> Seek for LineTracker<R> {
             offset,
             ..LineBreaks::default()
         };
+        self.record_end = offset;
         Ok(offset)
     }
 }
@@ -514,10 +596,7 @@ mod tests {
                 Ok(n)
             }
         }
-        let tracker = LineTracker {
-            inner: Chunked(data, chunk),
-            breaks: LineBreaks::default(),
-        };
+        let tracker = LineTracker::new(Chunked(data, chunk));
         let mut reader = reader_builder(b',').buffer_capacity(7).from_reader(tracker);
         let mut record = ByteRecord::new();
         let mut out = Vec::new();
@@ -543,6 +622,52 @@ mod tests {
             out.push((line, input.unterminated()));
         }
         out
+    }
+
+    /// A file whose second half, read from its cut, opens a quote that nothing closes.
+    fn misread_from_the_cut() -> (tempfile::NamedTempFile, CsvInput, u64) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let head = "UserID,Nick\nu1,\"a note that ends with a line break\n";
+        let cut = head.len() as u64;
+        // From the cut, a reader sees a field that opens with a quote and 3 MiB with none.
+        let tail = "\",after\n".to_string() + &"u2,plain\n".repeat(3 << 17);
+        std::io::Write::write_all(&mut file, (head.to_string() + &tail).as_bytes()).unwrap();
+        let options = InputOptions {
+            path: file.path().to_path_buf(),
+            delimiter: b',',
+            user_column: None,
+            mapping: None,
+        };
+        let first = CsvInput::open(&options).unwrap();
+        (file, first, cut)
+    }
+
+    #[test]
+    fn a_second_reader_gives_up_a_record_that_grows_while_its_cut_is_undecided() {
+        let (_file, first, cut) = misread_from_the_cut();
+        let guard = Arc::new(CutGuard::default());
+        let mut second = first.open_at(cut, guard.clone()).unwrap();
+        let mut record = ByteRecord::new();
+        assert_eq!(second.read(&mut record).unwrap(), None);
+        assert!(guard.failed());
+        // The first reader then finds the cut failed and reads on.
+        assert!(!guard.hold());
+    }
+
+    #[test]
+    fn a_second_reader_reads_a_long_record_whole_once_its_cut_holds() {
+        let (_file, first, cut) = misread_from_the_cut();
+        let guard = Arc::new(CutGuard::default());
+        assert!(guard.hold());
+        let mut second = first.open_at(cut, guard.clone()).unwrap();
+        let mut record = ByteRecord::new();
+        assert_eq!(second.read(&mut record).unwrap(), Some(1));
+        assert!(
+            record.as_slice().len() > 3 << 20,
+            "{}",
+            record.as_slice().len()
+        );
+        assert!(!guard.failed());
     }
 
     #[test]
