@@ -187,8 +187,10 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         Ok(true)
     })?;
     let mut finder = filter.finish()?;
-    if !second_counted {
-        finder.drop_second_part();
+    if cut.is_some() && !second_counted || finder.is_discarded() {
+        // The second reader's UserIDs were misread from a cut inside a record; they may have
+        // marked any user as seen, so the check is made again from the file.
+        finder = duplicate_pass(job, &mapper)?;
     }
     let unchanged = match state {
         Some(state) => {
@@ -225,6 +227,30 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The duplicate filter fed from one plain reading of the file, for when the first pass's
+/// feeding cannot be trusted.
+fn duplicate_pass(job: &JobInput, mapper: &RowMapper) -> anyhow::Result<DuplicateFinder> {
+    let mut finder = DuplicateFinder::default();
+    let mut input = CsvInput::open(&job.input)?;
+    let mut record = ByteRecord::new();
+    let (mut ids, mut ends) = (String::new(), Vec::new());
+    loop {
+        let more = input.read(&mut record)?.is_some();
+        if let Some(user_id) = mapper.user_id(&record).filter(|id| more && !id.is_empty()) {
+            ids.push_str(user_id);
+            ends.push(ids.len());
+        }
+        if ends.len() == DUPLICATE_BATCH || !more {
+            finder.observe_many(&split_ids(&ids, &ends));
+            ids.clear();
+            ends.clear();
+        }
+        if !more {
+            return Ok(finder);
+        }
+    }
 }
 
 /// The exact count of the duplicate filter's candidates: a second pass over the UserIDs,
@@ -354,7 +380,7 @@ fn spawn_reader<'scope, 'env>(
     filter: &DuplicateFilter,
 ) -> std::io::Result<Reader<'scope>> {
     let (tx, rx) = sync_channel::<Chunk>(CHUNKS_WAITING);
-    let feed = filter.feed(part);
+    let feed = filter.feed();
     let state = plan
         .state
         .filter(|_| !plan.full)
@@ -453,9 +479,7 @@ fn read_part(
                 end = cut;
                 break;
             }
-            // The second part's UserIDs no longer count; the filter forgets them now, so
-            // they do not make candidates of this part's own from here on.
-            CutSeen::Failed => duplicates.drop_second_part(),
+            CutSeen::Failed => duplicates.discard(),
         }
         counts.rows += 1;
         let part_first_line = *part_first_line.get_or_insert(line);
@@ -647,19 +671,15 @@ struct DuplicateFilter {
 
 /// What the readers tell the duplicate filter.
 enum FilterNote {
-    /// A part's UserIDs, back to back in `ids`, each ending at the next of `ends`.
-    UserIds {
-        part: usize,
-        ids: String,
-        ends: Vec<usize>,
-    },
-    /// The cut did not hold: forget the second part.
-    DropSecondPart,
+    /// UserIDs, back to back in `ids`, each ending at the next of `ends`.
+    UserIds { ids: String, ends: Vec<usize> },
+    /// The cut did not hold: the second reader's UserIDs were misread, so stop (the check is
+    /// made again after the pass).
+    Discard,
 }
 
 /// One reader's UserIDs on their way to the duplicate filter.
 struct DuplicateFeed {
-    part: usize,
     ids: String,
     ends: Vec<usize>,
     tx: SyncSender<FilterNote>,
@@ -667,6 +687,18 @@ struct DuplicateFeed {
 
 /// UserIDs per batch sent to the duplicate filter.
 const DUPLICATE_BATCH: usize = 4096;
+
+/// The UserIDs packed back to back in `ids`, each ending at the next of `ends`.
+fn split_ids<'a>(ids: &'a str, ends: &[usize]) -> Vec<&'a str> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let user_id = &ids[start..end];
+            start = end;
+            user_id
+        })
+        .collect()
+}
 
 impl DuplicateFilter {
     fn spawn() -> std::io::Result<DuplicateFilter> {
@@ -677,19 +709,10 @@ impl DuplicateFilter {
                 let mut finder = DuplicateFinder::default();
                 for note in rx {
                     match note {
-                        FilterNote::UserIds { part, ids, ends } => {
-                            let mut start = 0;
-                            let user_ids: Vec<&str> = ends
-                                .iter()
-                                .map(|&end| {
-                                    let user_id = &ids[start..end];
-                                    start = end;
-                                    user_id
-                                })
-                                .collect();
-                            finder.observe_part(part, &user_ids);
+                        FilterNote::UserIds { ids, ends } => {
+                            finder.observe_many(&split_ids(&ids, &ends))
                         }
-                        FilterNote::DropSecondPart => finder.drop_second_part(),
+                        FilterNote::Discard => finder.discard(),
                     }
                 }
                 finder
@@ -697,9 +720,8 @@ impl DuplicateFilter {
         Ok(DuplicateFilter { tx, thread })
     }
 
-    fn feed(&self, part: usize) -> DuplicateFeed {
+    fn feed(&self) -> DuplicateFeed {
         DuplicateFeed {
-            part,
             ids: String::with_capacity(DUPLICATE_BATCH * 16),
             ends: Vec::with_capacity(DUPLICATE_BATCH),
             tx: self.tx.clone(),
@@ -735,16 +757,12 @@ impl DuplicateFeed {
         let ids = std::mem::replace(&mut self.ids, String::with_capacity(DUPLICATE_BATCH * 16));
         let ends = std::mem::replace(&mut self.ends, Vec::with_capacity(DUPLICATE_BATCH));
         // The filter thread only stops early by panicking, which `finish` reports.
-        let _ = self.tx.send(FilterNote::UserIds {
-            part: self.part,
-            ids,
-            ends,
-        });
+        let _ = self.tx.send(FilterNote::UserIds { ids, ends });
     }
 
-    /// Tells the filter to forget the second part, after this feed's UserIDs so far.
-    fn drop_second_part(&mut self) {
-        self.flush();
-        let _ = self.tx.send(FilterNote::DropSecondPart);
+    /// Tells the filter that the cut did not hold, so it stops early instead of collecting
+    /// candidates that will be thrown away.
+    fn discard(&mut self) {
+        let _ = self.tx.send(FilterNote::Discard);
     }
 }

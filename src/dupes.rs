@@ -2,8 +2,7 @@
 //! one pass, and an exact count over the candidates confirms them.
 //!
 //! Keeping every UserID in a set would make memory grow with the file; the filter is 8 MiB at
-//! any size (two of them for a file read in two parts), and only its rare false positives and
-//! the true duplicates are held exactly.
+//! any size, and only its rare false positives and the true duplicates are held exactly.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,81 +15,29 @@ const PROBES: u32 = 6;
 const MAX_CANDIDATES: usize = 500_000;
 
 /// Finds UserIDs that occur more than once.
-///
-/// A file read in two parts at once (see the dry run) feeds each part's UserIDs to a filter of
-/// its own and checks them against the other part's too, so a user in both parts is caught
-/// whichever part reaches it first, and the second part can be dropped cleanly if its cut
-/// turns out not to hold.
 pub struct DuplicateFinder {
-    /// One filter per part; the second is made when its first UserIDs arrive.
-    filters: Vec<BloomFilter>,
-    /// UserIDs some filter reported as probably seen before, each with whether the evidence
-    /// rests on the first part alone (which survives dropping the second part).
-    candidates: HashMap<Box<str>, bool, FastHash>,
-    /// A candidate did not fit; with `true`, one from the first part alone.
-    overflowed: [bool; 2],
-    second_dropped: bool,
+    bits: Vec<[u64; BLOCK_WORDS]>,
+    /// UserIDs the filter reported as probably seen before.
+    candidates: HashSet<Box<str>, FastHash>,
+    overflowed: bool,
+    /// What it was fed can no longer be trusted (see `discard`).
+    discarded: bool,
 }
 
 impl Default for DuplicateFinder {
     fn default() -> Self {
-        DuplicateFinder {
-            filters: vec![BloomFilter::new()],
-            candidates: HashMap::default(),
-            overflowed: [false; 2],
-            second_dropped: false,
-        }
-    }
-}
-
-/// A fixed-size blocked Bloom filter: each UserID sets `PROBES` bits in one 64-byte block.
-struct BloomFilter(Vec<[u64; BLOCK_WORDS]>);
-
-impl BloomFilter {
-    fn new() -> Self {
         // Written, not calloc'd: a lazily zeroed page is first mapped read-only to the shared
         // zero page, and replacing it on the first write makes the kernel flush TLBs on the
         // other cores, one interrupt per page. In a VM each of those interrupts is costly.
         let mut bits = Vec::with_capacity(BLOCKS);
         bits.resize(BLOCKS, [std::hint::black_box(0); BLOCK_WORDS]);
-        BloomFilter(bits)
-    }
-
-    /// Loads the block of each hash, so that their cache misses overlap.
-    fn touch(&self, hashes: &[u128]) {
-        let touched = hashes
-            .iter()
-            .fold(0, |acc, &hash| acc ^ self.0[block_of(hash)][0]);
-        std::hint::black_box(touched);
-    }
-
-    /// Sets the hash's bits; true if all of them were set already ("probably seen").
-    fn test_and_set(&mut self, hash: u128) -> bool {
-        let block = &mut self.0[block_of(hash)];
-        let mut seen = true;
-        // Branch-free, so a mispredicted bit test cannot stall the other lookups in flight.
-        for (word, mask) in probes(hash) {
-            seen &= block[word] & mask != 0;
-            block[word] |= mask;
+        DuplicateFinder {
+            bits,
+            candidates: HashSet::default(),
+            overflowed: false,
+            discarded: false,
         }
-        seen
     }
-
-    /// True if all of the hash's bits are set.
-    fn contains(&self, hash: u128) -> bool {
-        let block = &self.0[block_of(hash)];
-        probes(hash).fold(true, |seen, (word, mask)| seen & (block[word] & mask != 0))
-    }
-}
-
-/// The (word, bit mask) of each of a hash's bits within its block.
-fn probes(hash: u128) -> impl Iterator<Item = (usize, u64)> {
-    let mut probes = (hash >> 64) as u64;
-    (0..PROBES).map(move |_| {
-        let bit = (probes & 511) as usize;
-        probes >>= 9;
-        (bit / 64, 1u64 << (bit % 64))
-    })
 }
 
 /// What the duplicate check found.
@@ -112,61 +59,70 @@ impl DuplicateFinder {
         self.observe_many(&[user_id]);
     }
 
-    /// Notes many rows' UserIDs, in order.
+    /// Notes many rows' UserIDs, in order. A group is hashed first and its blocks touched
+    /// after, so the CPU waits for several of the filter's cache misses at once instead of
+    /// one after another (the filter is larger than the core's caches).
     pub fn observe_many(&mut self, user_ids: &[&str]) {
-        self.observe_part(0, user_ids);
-    }
-
-    /// Notes many rows' UserIDs from one part of the file (0 or 1), in order. A group is
-    /// hashed first and its blocks touched after, so the CPU waits for several of the
-    /// filters' cache misses at once instead of one after another.
-    pub fn observe_part(&mut self, part: usize, user_ids: &[&str]) {
         const GROUP: usize = 32;
-        if part == 1 && self.second_dropped {
+        if self.discarded {
             return;
-        }
-        if part == 1 && self.filters.len() == 1 {
-            self.filters.push(BloomFilter::new());
         }
         for group in user_ids.chunks(GROUP) {
             let mut hashes = [0u128; GROUP];
             for (hash, user_id) in hashes.iter_mut().zip(group) {
                 *hash = xxh3_128(user_id.as_bytes());
             }
-            let hashes = &hashes[..group.len()];
-            self.filters.iter().for_each(|filter| filter.touch(hashes));
+            // Independent loads, so their misses overlap; the updates below then hit the cache.
+            let touched = hashes[..group.len()]
+                .iter()
+                .fold(0, |acc, &hash| acc ^ self.bits[block_of(hash)][0]);
+            std::hint::black_box(touched);
             for (&hash, &user_id) in hashes.iter().zip(group) {
-                let own = self.filters[part].test_and_set(hash);
-                let other = self
-                    .filters
-                    .get(1 - part)
-                    .is_some_and(|filter| filter.contains(hash));
-                if own || other {
-                    self.note_candidate(user_id, part == 0 && own);
+                if !self.candidates.is_empty() && self.candidates.contains(user_id) {
+                    continue;
+                }
+                if self.test_and_set(hash) {
+                    self.note_candidate(user_id);
                 }
             }
         }
     }
 
-    /// Forgets the second part: its filter and the candidates only it vouched for. Its
-    /// UserIDs still on their way are ignored.
-    pub fn drop_second_part(&mut self) {
-        self.second_dropped = true;
-        self.filters.truncate(1);
-        self.candidates
-            .retain(|_, first_part_alone| *first_part_alone);
+    /// Sets the hash's bits; true if all of them were set already ("probably seen").
+    fn test_and_set(&mut self, hash: u128) -> bool {
+        let block = &mut self.bits[block_of(hash)];
+        let mut probes = (hash >> 64) as u64;
+        let mut seen = true;
+        // Branch-free, so a mispredicted bit test cannot stall the other lookups in flight.
+        for _ in 0..PROBES {
+            let bit = (probes & 511) as usize;
+            probes >>= 9;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            seen &= block[word] & mask != 0;
+            block[word] |= mask;
+        }
+        seen
     }
 
-    fn note_candidate(&mut self, user_id: &str, first_part_alone: bool) {
-        if let Some(alone) = self.candidates.get_mut(user_id) {
-            *alone |= first_part_alone;
-        } else if self.candidates.len() < MAX_CANDIDATES {
+    fn note_candidate(&mut self, user_id: &str) {
+        if self.candidates.len() < MAX_CANDIDATES {
             // The filter says "probably seen": the first occurrence went uncounted, so the
             // exact tally is taken by a recount over the whole file.
-            self.candidates.insert(user_id.into(), first_part_alone);
+            self.candidates.insert(user_id.into());
         } else {
-            self.overflowed[usize::from(first_part_alone)] = true;
+            self.overflowed = true;
         }
+    }
+
+    /// Forgets the candidates and ignores every UserID from now on: some of what it was fed
+    /// was misread (a dry run's cut that did not hold), so the check must start over.
+    pub fn discard(&mut self) {
+        self.discarded = true;
+        self.candidates = HashSet::default();
+    }
+
+    pub fn is_discarded(&self) -> bool {
+        self.discarded
     }
 
     /// True if no candidate needs confirming.
@@ -180,11 +136,11 @@ impl DuplicateFinder {
             counts: vec![0; self.candidates.len()],
             slots: self
                 .candidates
-                .into_keys()
+                .into_iter()
                 .enumerate()
                 .map(|(slot, user)| (user, slot))
                 .collect(),
-            lower_bound: self.overflowed[1] || (self.overflowed[0] && !self.second_dropped),
+            lower_bound: self.overflowed,
         }
     }
 }
