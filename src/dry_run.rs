@@ -5,6 +5,10 @@
 //! and validated on a core of its own; the calling thread takes their results in file order
 //! (failure CSV, printed rows). Handing records from a parsing thread to a mapping thread
 //! would move every record between cores; cutting the file moves only results.
+//!
+//! Whether the cut fell between records is known only when the first reader reaches it (a
+//! quoted field may span it). If not, the first reader reads on to the end, the second
+//! reader's results are dropped, and the duplicate check starts over from a plain read.
 
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
