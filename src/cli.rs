@@ -234,8 +234,10 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
-    /// Lifetime of the UserSig the tool generates, in seconds. It is renewed before expiry.
-    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    /// Lifetime of the UserSig the tool generates, in seconds (60 to 315360000, ten years).
+    /// It is renewed before expiry.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(60..=315_360_000))]
     pub usersig_ttl: u64,
 }
 

@@ -130,7 +130,7 @@ impl ChatClient {
                         time,
                         ttl,
                     ),
-                    renew_at: time + ttl - (ttl / 10).min(3600),
+                    renew_at: time.saturating_add(ttl - (ttl / 10).min(3600)),
                 }
             }
             Credentials::FixedUserSig(sig) => CurrentSig {

@@ -153,7 +153,7 @@ impl Connection {
                     admin,
                     base_url,
                     credentials,
-                    usersig_ttl: args.usersig_ttl.max(60),
+                    usersig_ttl: args.usersig_ttl,
                 })
             }
             _ => bail!("missing settings:\n  - {}", missing.join("\n  - ")),

@@ -109,3 +109,22 @@ fn a_key_file_readable_by_others_gets_a_warning() {
     );
     assert_eq!(doc.sig, expected, "signed with the key from the file");
 }
+
+#[test]
+fn a_usersig_lifetime_out_of_range_is_a_usage_error() {
+    for ttl in ["59", "315360001", "18446744073709551615"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+            .args(["usersig", "--sdkappid", "1400000000", "--usersig-ttl", ttl])
+            .env("PROFILE_IMPORT_SECRET_KEY", "settings-key")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{ttl}: {stderr}");
+        assert!(stderr.contains("60..=315360000"), "{stderr}");
+    }
+    let (_, doc) = usersig_with(
+        &["--sdkappid", "1400000000", "--usersig-ttl", "315360000"],
+        &[],
+    );
+    assert_eq!(doc.expire, 315_360_000);
+}
