@@ -276,7 +276,30 @@ pub async fn run(
     };
     if let Some(mode @ (CreateAccounts::Batch | CreateAccounts::AccountList)) = job.create_accounts
     {
-        let pass = import_accounts(job, &client, &settings, &stop, mode).await?;
+        let pass = match import_accounts(job, &client, &settings, &stop, mode).await {
+            Ok(pass) => pass,
+            // A signal during the account pass: nothing was sent, so the run simply stops
+            // (exit 130/143, like a signal later on); a rerun starts with the accounts again.
+            Err(_) if stop.is_cancelled() => {
+                prior.stopped = Some(
+                    "interrupted by a signal while importing accounts; no profile was sent".into(),
+                );
+                // Every row not final from an earlier run is left for the next one.
+                let settled = prior.ok
+                    + prior.failed
+                    + prior.invalid
+                    + prior.skipped
+                    + prior.unchanged
+                    + prior.superseded;
+                prior.not_attempted = prior.rows.saturating_sub(settled);
+                return Ok(SendReport {
+                    summary: prior,
+                    fatal: None,
+                    interrupted: true,
+                });
+            }
+            Err(err) => return Err(err),
+        };
         prior.accounts = Some(format!(
             "{} imported or already there, {} failed ({} multiaccount_import calls)",
             pass.accounts - pass.failed.len() as u64,

@@ -669,3 +669,57 @@ async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
         "{stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_the_account_pass_stops_with_130_and_sends_no_profile() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(3000));
+    // Slow answers, so the 30 multiaccount_import calls take seconds.
+    config.latency_min = Duration::from_millis(300);
+    config.latency_max = Duration::from_millis(400);
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(3000));
+    let mut command = tool(
+        &ws,
+        &sim,
+        &["import", "users.csv", "--no-progress", "--create-accounts"],
+    );
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = command.spawn().expect("start the binary");
+    let pid = child.id().to_string();
+    let waiter = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while by_command(&sim, "multiaccount_import") < 2 {
+        assert!(!waiter.is_finished(), "the import ended before the signal");
+        assert!(
+            Instant::now() < deadline,
+            "the account pass never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill")
+        .success());
+    let output = match tokio::time::timeout(Duration::from_secs(20), waiter).await {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the import did not stop within 20 s of SIGINT");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("while importing accounts"), "{stderr}");
+    let run = Run {
+        code: 130,
+        stdout: String::new(),
+        stderr: stderr.into_owned(),
+    };
+    assert_eq!(run.count("rows read"), 3000);
+    assert_eq!(run.count("not attempted"), 3000);
+    assert_eq!(by_command(&sim, "portrait_set"), 0);
+    assert!(by_command(&sim, "multiaccount_import") < 30);
+}
