@@ -165,21 +165,21 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         }
         let (end, counts) = joined(first)?;
         collector.count(&counts);
-        let Some((second, second_chunks)) = second else {
+        let (Some((second, second_chunks)), Some(cut)) = (second, cut) else {
             return Ok(false);
         };
         let PartEnd::Cut { line } = end else {
             // The cut fell inside a quoted field (or only blank lines followed it), so the
             // first reader read on to the end; the second reader's rows are dropped.
             tracing::debug!(
-                "the cut at byte {cut:?} did not hold; one reader read the file to its end"
+                "the cut at byte {cut} did not hold; one reader read the file to its end"
             );
             guard.fail();
             drop(second_chunks);
             let _ = second.join();
             return Ok(false);
         };
-        tracing::debug!("read in two parts; the second began at byte {cut:?}, line {line}");
+        tracing::debug!("read in two parts; the second began at byte {cut}, line {line}");
         // The second reader counts lines from the cut; its first row is the record the first
         // reader stopped at, whose line in the file is known.
         for chunk in second_chunks {
