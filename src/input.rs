@@ -171,10 +171,35 @@ impl CsvInput {
                 (b'\n', _) | (b'\r', b'\n' | b'\r')
             )
         };
-        Ok(memchr::memchr_iter(b'\n', window)
-            .filter(|&i| i >= 2 && ends_content(i))
-            .map(|i| start + i as u64 + 1)
-            .find(|&cut| cut < len))
+        let mut candidates = memchr::memchr_iter(b'\n', window)
+            .filter(|&i| i >= 2 && ends_content(i) && start + (i as u64) + 1 < len)
+            .map(|i| i + 1)
+            .take(CUT_CANDIDATES)
+            .peekable();
+        let first = candidates.peek().copied();
+        // A break inside a quoted field usually shows: read from there, the next few records
+        // come out with the wrong number of fields. Prefer the first break that does not; the
+        // first reader still checks the chosen cut, so a wrong guess costs time, not rows.
+        let columns = self.columns.names.len();
+        let looks_right = |at: usize| {
+            let mut reader = reader_builder(self.delimiter)
+                .has_headers(false)
+                .from_reader(&window[at..]);
+            let mut record = ByteRecord::new();
+            let mut seen = 0;
+            while seen < CUT_CHECK_RECORDS && reader.read_byte_record(&mut record).unwrap_or(false)
+            {
+                if record.len() != columns {
+                    return false;
+                }
+                seen += 1;
+            }
+            seen == CUT_CHECK_RECORDS
+        };
+        Ok(candidates
+            .find(|&at| looks_right(at))
+            .or(first)
+            .map(|at| start + at as u64))
     }
 
     /// A second reader of the same file that starts at `cut` (from `parallel_cut`), with the
@@ -355,6 +380,10 @@ impl CsvInput {
         record.position().map_or(0, |p| p.byte())
     }
 }
+
+/// Line breaks after the middle tried as a cut, and records read from each to judge it.
+const CUT_CANDIDATES: usize = 64;
+const CUT_CHECK_RECORDS: usize = 4;
 
 /// While a second reader's cut is not yet known to hold, a record that grows past this many
 /// bytes gives the second part up (see `LineTracker::read`).
