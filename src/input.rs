@@ -130,9 +130,10 @@ impl CsvInput {
         })
     }
 
-    /// Where to cut the file in two so both halves can be read at once: just after the first
-    /// line break at or past the middle. None for files too small to be worth it, or when no
-    /// `\n` follows the middle soon.
+    /// Where to cut the file in two so both halves can be read at once: just after a line
+    /// break past the middle, preferably one after which the next records read with the
+    /// header's width. None for files too small to be worth it, or when no `\n` follows the
+    /// middle soon.
     ///
     /// The cut may still fall inside a quoted field that spans lines; only reading the first
     /// half tells (see `starts_at_cut`), and then the first half's reader carries on alone.
