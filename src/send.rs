@@ -471,11 +471,21 @@ fn read_rows(
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let mut index = 0;
+    let mut finder = DuplicateFinder::default();
     if let Some(checkpoint) = resume.checkpoint {
+        // The duplicate report covers the whole file, as a first run's does: the rows before
+        // the checkpoint are read again for their UserIDs only.
+        let mut before = CsvInput::open(options)?;
+        let mut read = 0;
+        while read <= checkpoint.index && before.read(&mut record)?.is_some() {
+            if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
+                finder.observe(user_id);
+            }
+            read += 1;
+        }
         input.seek_past(checkpoint)?;
         index = checkpoint.index + 1;
     }
-    let mut finder = DuplicateFinder::default();
     while let Some(line) = input.read(&mut record)? {
         let pos = RowPos {
             index,
@@ -483,11 +493,11 @@ fn read_rows(
             byte: CsvInput::start_byte(&record),
         };
         index += 1;
-        if resume.journalled.contains(&pos.index) {
-            continue;
-        }
         if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
             finder.observe(user_id);
+        }
+        if resume.journalled.contains(&pos.index) {
+            continue;
         }
         let event = if resume.failed_lines.contains(&line) {
             Event::Local(LocalRow::AlreadyFailed(pos))

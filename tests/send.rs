@@ -893,3 +893,62 @@ async fn sigterm_stops_dispatching_and_finishes_rows_in_flight() {
         "no row failed, yet a failure CSV was left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_reports_the_duplicates_of_the_whole_file() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.limit_per_sec = 0;
+    config.latency_min = Duration::from_millis(40);
+    config.latency_max = Duration::from_millis(60);
+    let sim = start(config).await;
+    // 2,000 rows over 1,500 users: users 0 to 499 have a row early and one late.
+    let rows: Vec<Vec<String>> = (0..2000)
+        .map(|i| vec![format!("user_{:04}", i % 1500), format!("Nick {i}")])
+        .collect();
+    let csv = write_csv(&ws, "users.csv", &["UserID", "Nick"], &rows);
+    let failures = ws.path("failures.csv");
+    let dry = ws.run([
+        OsStr::new("import"),
+        csv.as_os_str(),
+        OsStr::new("--dry-run"),
+    ]);
+    dry.assert_code(0);
+    assert_eq!(dry.count("duplicate users"), 500);
+
+    // A first run stopped after a few hundred rows leaves a checkpoint past many first rows.
+    let args = import_args(&csv, &failures, &sim.url(), &["--rate", "200"]);
+    let envs = [("PROFILE_IMPORT_SECRET_KEY", KEY)];
+    let mut command = binary(ws.dir(), &os(&args), &envs);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("start the binary");
+    let pid = child.id().to_string();
+    let waiter = tokio::task::spawn_blocking(move || run_of(child.wait_with_output().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.stats().requests < 300 {
+        assert!(
+            !waiter.is_finished(),
+            "the import ended before it could be signalled"
+        );
+        assert!(Instant::now() < deadline, "the import never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let first = waiter.await.unwrap();
+    first.assert_code(143);
+
+    let mut resume_args = import_args(&csv, &failures, &sim.url(), &["--resume", "--rate", "1000"]);
+    resume_args.push("--concurrency".into());
+    resume_args.push("32".into());
+    let second = run_binary(binary(ws.dir(), &os(&resume_args), &envs)).await;
+    second.assert_code(0);
+    assert_eq!(second.count("rows read"), 2000, "{}", second.stderr);
+    assert_eq!(second.line("duplicate users"), dry.line("duplicate users"));
+}
