@@ -201,6 +201,39 @@ fn os(args: &[OsString]) -> Vec<&OsStr> {
     args.iter().map(OsString::as_os_str).collect()
 }
 
+/// Starts `command`, sends it SIGTERM once `sim` has seen `requests` requests, and waits for it
+/// to end (at most 20 s).
+async fn signalled_after(mut command: Command, sim: &SimHandle, requests: u64) -> Run {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("start the binary");
+    let pid = child.id().to_string();
+    let waiter = tokio::task::spawn_blocking(move || run_of(child.wait_with_output().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.stats().requests < requests {
+        assert!(
+            !waiter.is_finished(),
+            "the import ended before it could be signalled"
+        );
+        assert!(Instant::now() < deadline, "the import never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    match tokio::time::timeout(Duration::from_secs(20), waiter).await {
+        Ok(run) => run.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the import did not stop within 20 s of SIGTERM");
+        }
+    }
+}
+
 /// Asserts that no `usersig=` in `text` is followed by a signature (only by `<redacted>` or
 /// nothing sig-like).
 #[track_caller]
@@ -832,38 +865,9 @@ async fn sigterm_stops_dispatching_and_finishes_rows_in_flight() {
     let csv = write_csv(&ws, "users.csv", &["UserID", "Nick"], &simple_rows(2000));
     let failures = ws.path("failures.csv");
     let args = import_args(&csv, &failures, &sim.url(), &["--rate", "100"]);
-    let mut command = binary(ws.dir(), &os(&args), &[("PROFILE_IMPORT_SECRET_KEY", KEY)]);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().expect("start the binary");
-    let pid = child.id().to_string();
-    let waiter = tokio::task::spawn_blocking(move || run_of(child.wait_with_output().unwrap()));
-
+    let command = binary(ws.dir(), &os(&args), &[("PROFILE_IMPORT_SECRET_KEY", KEY)]);
     // About a second into the run (≈100 requests at --rate 100), ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.stats().requests < 100 {
-        assert!(
-            !waiter.is_finished(),
-            "the import ended before it could be signalled"
-        );
-        assert!(Instant::now() < deadline, "the import never got going");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-
-    let run = match tokio::time::timeout(Duration::from_secs(20), waiter).await {
-        Ok(run) => run.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("the import did not stop within 20 s of SIGTERM");
-        }
-    };
+    let run = signalled_after(command, &sim, 100).await;
     run.assert_code(143);
     assert!(run.stderr.contains("not attempted"), "{}", run.stderr);
     let rows = run.count("rows read");
@@ -919,29 +923,7 @@ async fn a_resumed_run_reports_the_duplicates_of_the_whole_file() {
     // A first run stopped after a few hundred rows leaves a checkpoint past many first rows.
     let args = import_args(&csv, &failures, &sim.url(), &["--rate", "200"]);
     let envs = [("PROFILE_IMPORT_SECRET_KEY", KEY)];
-    let mut command = binary(ws.dir(), &os(&args), &envs);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().expect("start the binary");
-    let pid = child.id().to_string();
-    let waiter = tokio::task::spawn_blocking(move || run_of(child.wait_with_output().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.stats().requests < 300 {
-        assert!(
-            !waiter.is_finished(),
-            "the import ended before it could be signalled"
-        );
-        assert!(Instant::now() < deadline, "the import never got going");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let first = waiter.await.unwrap();
+    let first = signalled_after(binary(ws.dir(), &os(&args), &envs), &sim, 300).await;
     first.assert_code(143);
 
     let mut resume_args = import_args(&csv, &failures, &sim.url(), &["--resume", "--rate", "1000"]);
