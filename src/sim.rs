@@ -1450,6 +1450,15 @@ mod tests {
         json!({"From_Account": user, "ProfileItem": [{"Tag": "Tag_Profile_IM_Nick", "Value": nick}]})
     }
 
+    /// One portrait_set of alice's Nick, with a fresh client (for the fault tests).
+    async fn post_alice(sim: &SimHandle) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
+            .post(set_url(sim))
+            .json(&nick("alice", "A"))
+            .send()
+            .await
+    }
+
     /// Posts and returns the ErrorCode (the HTTP status must be 200).
     async fn code_of(client: &reqwest::Client, url: &str, body: &Value) -> u64 {
         let response = client.post(url).json(body).send().await.unwrap();
@@ -1751,12 +1760,7 @@ mod tests {
         let mut cfg = config();
         cfg.faults.p_reset = 1.0;
         let sim = SimHandle::start(cfg).await.unwrap();
-        let err = reqwest::Client::new()
-            .post(set_url(&sim))
-            .json(&nick("alice", "A"))
-            .send()
-            .await
-            .unwrap_err();
+        let err = post_alice(&sim).await.unwrap_err();
         let chain = format!("{err:?}");
         assert!(chain.contains("IncompleteMessage"), "{chain}");
         assert_eq!(sim.stats().count("reset"), 1);
@@ -1768,12 +1772,7 @@ mod tests {
         let mut cfg = config();
         cfg.faults.p_502 = 1.0;
         let sim = SimHandle::start(cfg).await.unwrap();
-        let response = reqwest::Client::new()
-            .post(set_url(&sim))
-            .json(&nick("alice", "A"))
-            .send()
-            .await
-            .unwrap();
+        let response = post_alice(&sim).await.unwrap();
         assert_eq!(response.status(), 502);
         assert_eq!(sim.stats().count("http_502"), 1);
         assert!(sim.profiles().is_empty());

@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use profile_import::client::{ChatClient, ClientTuning};
-use profile_import::config::{parse_endpoint, Connection, Credentials};
-use profile_import::input::InputOptions;
-use profile_import::job::JobInput;
-use profile_import::row::RowRules;
 use profile_import::send::{self, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
 use profile_import::usersig::SecretKey;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
+
+use crate::util::{plain_job, sim_connection};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -381,29 +379,8 @@ async fn run_with_faults(
 ) -> profile_import::summary::Summary {
     let sim = SimHandle::start(sim_config(input)).await.unwrap();
     sim.set_faults(faults);
-    let job = JobInput {
-        input: InputOptions {
-            path: input.path.clone(),
-            delimiter: b',',
-            user_column: None,
-            mapping: None,
-        },
-        rules: RowRules::default(),
-        failures: dir.join("f.csv"),
-        journal: dir.join("j"),
-        resume: false,
-        force: false,
-        create_accounts: None,
-        state: None,
-        full: false,
-    };
-    let connection = Connection {
-        sdkappid: APP,
-        admin: ADMIN.into(),
-        base_url: parse_endpoint(&sim.url()).unwrap(),
-        credentials: Credentials::Key(SecretKey::new(KEY)),
-        usersig_ttl: 3600,
-    };
+    let job = plain_job(&input.path, dir.join("f.csv"), dir.join("j"));
+    let connection = sim_connection(&sim.url(), APP, ADMIN, KEY);
     let tuning = ClientTuning {
         request_timeout: Duration::from_millis(400),
         ..ClientTuning::default()

@@ -17,16 +17,12 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use profile_import::client::{ChatClient, ClientTuning};
-use profile_import::config::{parse_endpoint, Connection, Credentials};
 use profile_import::exit::ExitStatus;
-use profile_import::input::InputOptions;
-use profile_import::job::JobInput;
-use profile_import::row::RowRules;
 use profile_import::send::{self, SendReport, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
 use profile_import::usersig::SecretKey;
 
-use crate::util::{bin, read_failures, Run, Workspace};
+use crate::util::{bin, plain_job, read_failures, sim_connection, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -90,29 +86,12 @@ async fn import_with(
     tuning: ClientTuning,
     settings: SendSettings,
 ) -> SendReport {
-    let job = JobInput {
-        input: InputOptions {
-            path: csv.to_path_buf(),
-            delimiter: b',',
-            user_column: None,
-            mapping: None,
-        },
-        rules: RowRules::default(),
-        failures: failures.to_path_buf(),
-        journal: failures.with_extension("journal"),
-        resume: false,
-        force: false,
-        create_accounts: None,
-        state: None,
-        full: false,
-    };
-    let connection = Connection {
-        sdkappid: APP,
-        admin: ADMIN.into(),
-        base_url: parse_endpoint(&sim.url()).expect("the simulator URL is a loopback endpoint"),
-        credentials: Credentials::Key(SecretKey::new(key)),
-        usersig_ttl: 3600,
-    };
+    let job = plain_job(
+        csv,
+        failures.to_path_buf(),
+        failures.with_extension("journal"),
+    );
+    let connection = sim_connection(&sim.url(), APP, ADMIN, key);
     let client = Arc::new(ChatClient::new(connection, tuning).expect("build the client"));
     send::run(&job, client, settings, CancellationToken::new())
         .await
@@ -130,6 +109,20 @@ async fn import(
 }
 
 /// Asserts a run that should have sent every one of `rows` rows successfully.
+/// Imports 120 simple rows into a simulator injecting `faults`, and asserts that every row
+/// ended ok all the same.
+async fn all_ok_despite(faults: Faults) -> (SimHandle, SendReport) {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.faults = faults;
+    let sim = start(config).await;
+    let csv = write_csv(&ws, "users.csv", &["UserID", "Nick"], &simple_rows(120));
+    let failures = ws.path("failures.csv");
+    let report = import(&sim, &csv, &failures, settings(200, 32, 5)).await;
+    assert_all_ok(&report, 120, &failures);
+    (sim, report)
+}
+
 #[track_caller]
 fn assert_all_ok(report: &SendReport, rows: u64, failures: &Path) {
     let s = &report.summary;
@@ -425,19 +418,12 @@ async fn full_import_applies_exactly_the_csv_values_and_the_last_row_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_40006_are_retried_to_success() {
-    let ws = Workspace::new();
-    let mut config = sim_config();
-    config.faults = Faults {
+    let (sim, report) = all_ok_despite(Faults {
         p_40006: 0.3,
         max_streak_per_user: 3,
         ..Faults::default()
-    };
-    let sim = start(config).await;
-    let csv = write_csv(&ws, "users.csv", &["UserID", "Nick"], &simple_rows(120));
-    let failures = ws.path("failures.csv");
-
-    let report = import(&sim, &csv, &failures, settings(200, 32, 5)).await;
-    assert_all_ok(&report, 120, &failures);
+    })
+    .await;
     let stats = sim.stats();
     assert!(stats.count("40006") > 0, "{stats}");
     assert!(report.summary.retries > 0, "{}", report.summary);
@@ -626,20 +612,13 @@ async fn wrong_key_binary_exits_1_without_leaking_the_key_or_a_usersig() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_502_and_connection_resets_are_retried() {
-    let ws = Workspace::new();
-    let mut config = sim_config();
-    config.faults = Faults {
+    let (sim, report) = all_ok_despite(Faults {
         p_502: 0.3,
         p_reset: 0.2,
         max_streak_per_user: 3,
         ..Faults::default()
-    };
-    let sim = start(config).await;
-    let csv = write_csv(&ws, "users.csv", &["UserID", "Nick"], &simple_rows(120));
-    let failures = ws.path("failures.csv");
-
-    let report = import(&sim, &csv, &failures, settings(200, 32, 5)).await;
-    assert_all_ok(&report, 120, &failures);
+    })
+    .await;
     let stats = sim.stats();
     assert!(stats.count("http_502") > 0, "{stats}");
     assert!(stats.count("reset") > 0, "{stats}");

@@ -10,6 +10,12 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use profile_import::config::{parse_endpoint, Connection, Credentials};
+use profile_import::input::InputOptions;
+use profile_import::job::JobInput;
+use profile_import::row::RowRules;
+use profile_import::usersig::SecretKey;
+
 /// The failure CSV's appended columns, in order (mirrors `header::FAILURE_COLUMNS`).
 pub const FAILURE_COLUMNS: [&str; 5] = [
     "_error_code",
@@ -284,4 +290,36 @@ pub fn read_failures_with(path: &Path, delimiter: u8) -> (Vec<String>, Vec<Failu
 /// Converts a row given as string slices, for comparisons.
 pub fn strings(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// A plain import of `csv` (no resume, no state, no accounts), as the CLI builds it, for the
+/// tests that run the pipeline in-process.
+pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
+    JobInput {
+        input: InputOptions {
+            path: csv.to_path_buf(),
+            delimiter: b',',
+            user_column: None,
+            mapping: None,
+        },
+        rules: RowRules::default(),
+        failures,
+        journal,
+        resume: false,
+        force: false,
+        create_accounts: None,
+        state: None,
+        full: false,
+    }
+}
+
+/// The connection to a simulator at `url`, signing with `key`.
+pub fn sim_connection(url: &str, sdkappid: u64, admin: &str, key: &str) -> Connection {
+    Connection {
+        sdkappid,
+        admin: admin.into(),
+        base_url: parse_endpoint(url).expect("the simulator URL is a loopback endpoint"),
+        credentials: Credentials::Key(SecretKey::new(key)),
+        usersig_ttl: 3600,
+    }
 }
