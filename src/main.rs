@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use profile_import::cli::Cli;
-use profile_import::exit::ExitStatus;
+use profile_import::app::cli::Cli;
+use profile_import::app::exit::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -18,8 +18,8 @@ fn main() -> ExitCode {
             });
         }
     };
-    profile_import::logging::init(cli.verbose, cli.quiet, cli.log_format);
-    match profile_import::run(cli) {
+    profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format);
+    match profile_import::app::commands::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
             if err

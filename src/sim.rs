@@ -86,8 +86,8 @@ use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::profile::{StandardField, ValueKind, CUSTOM_TAG_PREFIX, MAX_STRING_BYTES};
-use crate::usersig::{self, SecretKey};
+use crate::chat::usersig::{self, SecretKey};
+use crate::input::profile::{StandardField, ValueKind, CUSTOM_TAG_PREFIX, MAX_STRING_BYTES};
 
 /// Request bodies larger than this are refused; a portrait_set body is a few KB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -831,7 +831,7 @@ impl Sim {
         let command = command.ok_or_else(|| {
             Answer::fail(
                 60009,
-                format!("unknown REST command {}", crate::profile::clip(path)),
+                format!("unknown REST command {}", crate::input::profile::clip(path)),
             )
         })?;
         if method != Method::POST {
@@ -850,7 +850,10 @@ impl Sim {
         if sdkappid.parse::<u64>().ok() != Some(self.sdkappid) {
             return Err(Answer::fail(
                 60006,
-                format!("invalid SDKAppID {}", crate::profile::clip(&sdkappid)),
+                format!(
+                    "invalid SDKAppID {}",
+                    crate::input::profile::clip(&sdkappid)
+                ),
             ));
         }
         let identifier = param("identifier")
@@ -874,7 +877,10 @@ impl Sim {
         if identifier != self.admin {
             return Err(Answer::fail(
                 command.not_admin_code(),
-                format!("{} is not an app admin", crate::profile::clip(&identifier)),
+                format!(
+                    "{} is not an app admin",
+                    crate::input::profile::clip(&identifier)
+                ),
             ));
         }
         let admitted = self
@@ -965,7 +971,10 @@ impl Sim {
         if !known {
             return Answer::fail(
                 40003,
-                format!("account {} does not exist", crate::profile::clip(user)),
+                format!(
+                    "account {} does not exist",
+                    crate::input::profile::clip(user)
+                ),
             );
         }
 
@@ -1027,7 +1036,10 @@ impl Sim {
             if self.tag_kind(tag).is_none() {
                 return Err(Answer::fail(
                     40009,
-                    format!("profile tag {} does not exist", crate::profile::clip(tag)),
+                    format!(
+                        "profile tag {} does not exist",
+                        crate::input::profile::clip(tag)
+                    ),
                 ));
             }
             if !wanted.contains(&tag) {
@@ -1046,7 +1058,7 @@ impl Sim {
                 items.push(serde_json::json!({
                     "To_Account": user,
                     "ResultCode": 40003,
-                    "ResultInfo": format!("account {} does not exist", crate::profile::clip(user)),
+                    "ResultInfo": format!("account {} does not exist", crate::input::profile::clip(user)),
                 }));
                 failed.push(Value::from(user));
                 continue;
@@ -1239,7 +1251,7 @@ impl Sim {
 
     /// One item against Chat's rules.
     fn check_item(&self, tag: &str, value: &Value) -> Result<(), (u32, String)> {
-        let shown = crate::profile::clip(tag);
+        let shown = crate::input::profile::clip(tag);
         let kind = self
             .tag_kind(tag)
             .ok_or_else(|| (40009, format!("profile tag {shown} does not exist")))?;
@@ -1264,7 +1276,7 @@ impl Sim {
                     40605,
                     format!(
                         "{shown}: {:?} is not an allowed value",
-                        crate::profile::clip(s)
+                        crate::input::profile::clip(s)
                     ),
                 )),
                 _ => Err(wrong_type()),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 
 use crate::util::{bin, read_csv, read_failures, Run, Workspace};
 

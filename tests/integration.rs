@@ -6,6 +6,7 @@ mod util;
 mod accounts;
 mod corpus;
 mod dry_run;
+mod layers;
 mod reliability;
 mod security;
 mod send;

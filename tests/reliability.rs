@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use profile_import::client::{ChatClient, ClientTuning};
-use profile_import::send::{self, SendSettings};
+use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::usersig::SecretKey;
+use profile_import::run::send::{self, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
@@ -376,7 +376,7 @@ async fn run_with_faults(
     dir: &Path,
     faults: Faults,
     fatal_after: Option<u64>,
-) -> profile_import::summary::Summary {
+) -> profile_import::run::summary::Summary {
     let sim = SimHandle::start(sim_config(input)).await.unwrap();
     sim.set_faults(faults);
     let job = plain_job(&input.path, dir.join("f.csv"), dir.join("j"));

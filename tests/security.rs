@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 
 const APP: u64 = 1_400_000_000;
 const SENTINEL_KEY: &str = "SENTINEL-KEY-7f3a9c";
@@ -139,7 +139,7 @@ fn usersig_command_output_is_the_only_place_a_usersig_is_printed() {
         .unwrap();
     assert!(output.status.success());
     let sig = String::from_utf8(output.stdout).unwrap();
-    let doc = profile_import::usersig::decode(sig.trim()).unwrap();
+    let doc = profile_import::chat::usersig::decode(sig.trim()).unwrap();
     assert_eq!(doc.identifier, "administrator");
     assert!(!sig.contains(SENTINEL_KEY));
     assert!(!String::from_utf8_lossy(&output.stderr).contains(SENTINEL_KEY));

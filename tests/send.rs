@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use profile_import::client::{ChatClient, ClientTuning};
-use profile_import::exit::ExitStatus;
-use profile_import::send::{self, SendReport, SendSettings};
+use profile_import::app::exit::ExitStatus;
+use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::usersig::SecretKey;
+use profile_import::run::send::{self, SendReport, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 
 use crate::util::{bin, plain_job, read_failures, sim_connection, Run, Workspace};
 
@@ -480,7 +480,10 @@ async fn permanent_errors_land_in_the_failure_csv_with_their_codes() {
         .collect();
     assert_eq!(by_code, [("40003", 3), ("40009", 2)], "{s}");
     assert_eq!(s.failure_csv.as_deref(), Some(failures.as_path()));
-    assert_eq!(profile_import::status_of(s), ExitStatus::RowsFailed);
+    assert_eq!(
+        profile_import::app::signals::status_of(s),
+        ExitStatus::RowsFailed
+    );
 
     let (columns, failed) = read_failures(&failures);
     assert_eq!(columns, header);

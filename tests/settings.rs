@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use profile_import::usersig;
+use profile_import::chat::usersig;
 
 /// Runs `usersig`; returns the printed UserSig and its decoded document.
 fn usersig_with(args: &[&str], env: &[(&str, &str)]) -> (String, usersig::SigDocument) {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use profile_import::header::{clean_name, resolve, Mapping};
-use profile_import::row::{RowMapper, RowRules, Verdict};
+use profile_import::chat::usersig::SecretKey;
+use profile_import::input::header::{clean_name, resolve, Mapping};
+use profile_import::input::row::{RowMapper, RowRules, Verdict};
 use profile_import::sim::{SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 
 const APP: u64 = 1_400_000_000;
 const KEY: &str = "state-test-key-91c2";
@@ -199,7 +199,10 @@ fn expected_hashes(csv: &Path) -> HashMap<String, u64> {
     for record in reader.byte_records() {
         let record = record.unwrap();
         if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            out.insert(user_id.to_string(), profile_import::state::body_hash(&body));
+            out.insert(
+                user_id.to_string(),
+                profile_import::store::state::body_hash(&body),
+            );
         }
     }
     out

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use profile_import::chat::usersig::{self, SecretKey};
 use profile_import::sim::{SimConfig, SimHandle, SimStats};
-use profile_import::usersig::{self, SecretKey};
 
 const SDKAPPID: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";

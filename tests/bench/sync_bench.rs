@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
-use profile_import::usersig::SecretKey;
 
 const SDKAPPID: u64 = 1_400_000_000;
 const KEY: &str = "bench-secret";

@@ -10,11 +10,11 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use profile_import::config::{parse_endpoint, Connection, Credentials};
-use profile_import::input::InputOptions;
-use profile_import::job::JobInput;
-use profile_import::row::RowRules;
-use profile_import::usersig::SecretKey;
+use profile_import::chat::connection::{parse_endpoint, Connection, Credentials};
+use profile_import::chat::usersig::SecretKey;
+use profile_import::input::reader::InputOptions;
+use profile_import::input::row::RowRules;
+use profile_import::run::job::JobInput;
 
 /// The failure CSV's appended columns, in order (mirrors `header::FAILURE_COLUMNS`).
 pub const FAILURE_COLUMNS: [&str; 5] = [

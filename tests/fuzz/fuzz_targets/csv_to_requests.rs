@@ -19,10 +19,10 @@
 
 use csv::ByteRecord;
 use libfuzzer_sys::fuzz_target;
-use profile_import::header::{self, Mapping};
-use profile_import::input::{CsvInput, InputOptions};
-use profile_import::profile::ValueKind;
-use profile_import::row::{RowMapper, Verdict};
+use profile_import::input::header::{self, Mapping};
+use profile_import::input::reader::{CsvInput, InputOptions};
+use profile_import::input::profile::ValueKind;
+use profile_import::input::row::{RowMapper, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let options = InputOptions {

@@ -272,7 +272,7 @@ impl ValueError {
 }
 
 /// What an empty cell means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EmptyPolicy {
     /// Leave the tag out of the request, so the user's existing value stays.
     #[default]

@@ -16,9 +16,9 @@ use csv::ByteRecord;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::dupes::DuplicateFinder;
-use crate::input::{CsvInput, InputOptions};
-use crate::row::{RowMapper, RowRules, Verdict};
+use crate::input::dupes::DuplicateFinder;
+use crate::input::reader::{CsvInput, InputOptions};
+use crate::input::row::{RowMapper, RowRules, Verdict};
 
 const SCHEMA_VERSION: &str = "1";
 
@@ -79,9 +79,19 @@ impl StateIndex {
     }
 }
 
-/// The open state database.
+/// A finished run's counts, as the state records them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunTotals {
+    pub rows: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub unchanged: u64,
+}
+
+/// The open state database, locked against a second run until dropped.
 pub struct StateDb {
     path: PathBuf,
+    _lock: crate::store::lock::RunLock,
     conn: Connection,
     /// Changes since the last commit, in the order they happened.
     pending: Vec<Change>,
@@ -209,6 +219,7 @@ fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<C
 impl StateDb {
     /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
     pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
+        let lock = crate::store::lock::RunLock::acquire(path)?;
         let conn = open_db(path, Some(sdkappid), true)?;
         let accepted = read_index(&conn)?;
         conn.execute(
@@ -219,6 +230,7 @@ impl StateDb {
         Ok((
             StateDb {
                 path: path.to_path_buf(),
+                _lock: lock,
                 conn,
                 pending: Vec::new(),
                 run_id,
@@ -282,12 +294,9 @@ impl StateDb {
         Ok(())
     }
 
-    /// Records how the run ended.
-    pub fn finish_run(
-        &mut self,
-        summary: &crate::summary::Summary,
-        exit_code: Option<u8>,
-    ) -> anyhow::Result<()> {
+    /// Records how the run ended: its counts, and the exit code it ended with (none when it
+    /// was stopped).
+    pub fn finish_run(&mut self, totals: RunTotals, exit_code: Option<u8>) -> anyhow::Result<()> {
         self.commit()?;
         self.take_snapshot()?;
         self.conn.execute(
@@ -295,11 +304,11 @@ impl StateDb {
              unchanged = ?6, exit_code = ?7 WHERE id = ?8",
             params![
                 unix_now(),
-                summary.rows as i64,
-                (summary.ok + summary.failed) as i64,
-                summary.ok as i64,
-                summary.failed as i64,
-                summary.unchanged as i64,
+                totals.rows as i64,
+                (totals.ok + totals.failed) as i64,
+                totals.ok as i64,
+                totals.failed as i64,
+                totals.unchanged as i64,
                 exit_code.map(i64::from),
                 self.run_id
             ],
@@ -399,7 +408,7 @@ fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
 pub fn last_rows_of_repeated_users(
     input: &InputOptions,
     rules: RowRules,
-) -> anyhow::Result<(HashMap<String, u64>, crate::dupes::Duplicates)> {
+) -> anyhow::Result<(HashMap<String, u64>, crate::input::dupes::Duplicates)> {
     let mut csv = CsvInput::open(input)?;
     let user_index = csv.columns.user_index;
     let mapper = RowMapper::new(csv.columns.clone(), rules);
@@ -649,8 +658,7 @@ mod tests {
         let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
-        db.finish_run(&crate::summary::Summary::default(), Some(0))
-            .unwrap();
+        db.finish_run(RunTotals::default(), Some(0)).unwrap();
         // A later run that dies after committing, before its snapshot.
         db.accepted("u3", 33);
         db.forget("u1");

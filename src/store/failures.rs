@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use csv::ByteRecord;
 
-use crate::header::{Columns, FAILURE_COLUMNS};
+use crate::input::header::{Columns, FAILURE_COLUMNS};
 use crate::outcome::Failure;
 
 /// Whole records are written out once this many bytes are pending.
@@ -21,35 +21,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 
 /// The default failure-CSV path: `users.csv` → `users.failures.csv`, beside the input.
 pub fn default_path(input: &Path) -> PathBuf {
-    crate::job::beside(input, ".failures.csv")
-}
-
-/// Creates a file for writing with mode 0600 (owner read/write only), truncating it.
-pub fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        // `mode` applies only when the file is created; an existing file keeps its old mode.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(file)
-    }
-    #[cfg(not(unix))]
-    options.open(path)
-}
-
-/// Creates a directory only the owner can enter.
-pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
+    crate::fsutil::beside(input, ".failures.csv")
 }
 
 /// Writes failed rows.
@@ -68,7 +40,7 @@ impl FailureWriter {
     /// Creates (or truncates) the failure CSV and writes its header. Called before any row is
     /// processed, so an unwritable path stops the run at once.
     pub fn create(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
-        let file = create_private(path)
+        let file = crate::fsutil::create_private(path)
             .with_context(|| format!("cannot create the failure CSV {}", path.display()))?;
         let data_indexes = columns.data_indexes();
         let failure_column_indexes = (0..columns.names.len())

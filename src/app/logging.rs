@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
-use crate::progress::StderrWriter;
+use crate::app::cli::LogFormat;
+use crate::run::progress::StderrWriter;
 
 pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {

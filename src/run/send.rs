@@ -21,18 +21,19 @@ use csv::ByteRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::CreateAccounts;
-use crate::client::ChatClient;
-use crate::dupes::DuplicateFinder;
-use crate::failures::FailureWriter;
-use crate::input::CsvInput;
-use crate::job::JobInput;
-use crate::journal::{self, Final, Journal, RowPos};
+use crate::chat::client::ChatClient;
+use crate::chat::retry::{Answer, Caller};
+use crate::input::dupes::DuplicateFinder;
+use crate::input::reader::CsvInput;
+use crate::input::reader::RowPos;
+use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
 use crate::outcome::{Failure, FailureCode, Stage};
-use crate::progress::{Progress, Snapshot};
-use crate::retry::{Answer, Caller};
-use crate::row::{failure_from, RowMapper, Verdict, Violation};
-use crate::summary::Summary;
+use crate::run::accounts::CreateAccounts;
+use crate::run::job::JobInput;
+use crate::run::progress::{Progress, Snapshot};
+use crate::run::summary::Summary;
+use crate::store::failures::FailureWriter;
+use crate::store::journal::{self, Final, Journal};
 
 /// The portrait_set command path.
 pub const PORTRAIT_SET: &str = "profile/portrait_set";
@@ -65,9 +66,10 @@ impl SendSettings {
 }
 
 /// How a send run ended, beyond its counters.
-#[derive(Debug)]
 pub struct SendReport {
     pub summary: Summary,
+    /// `--state`: still open and locked, so the caller records how the run ended.
+    pub state: Option<crate::store::state::StateDb>,
     /// Set when a job-wide error stopped the run.
     pub fatal: Option<String>,
     /// Set when `stop` was cancelled from outside (a signal).
@@ -137,7 +139,7 @@ enum Outcome {
 /// State shared by the workers.
 struct Shared {
     client: Arc<ChatClient>,
-    pacer: crate::limiter::Pacer,
+    pacer: crate::chat::limiter::Pacer,
     settings: SendSettings,
     /// Cancelled to stop dispatching (fatal error or signal).
     stop: CancellationToken,
@@ -182,7 +184,7 @@ pub async fn run(
 ) -> anyhow::Result<SendReport> {
     let started = Instant::now();
     // Held until this function returns: no second run on the same journal meanwhile.
-    let _lock = crate::lock::RunLock::acquire(&job.journal)?;
+    let _lock = crate::store::lock::RunLock::acquire(&job.journal)?;
     let mut input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
     let delimiter = job.input.delimiter;
@@ -255,15 +257,15 @@ pub async fn run(
     };
     let mut reader_resume = reader_resume;
     // `--state`: locked like the journal, and loaded before anything is sent.
-    let _state_lock = match &job.state {
-        Some(path) => Some(crate::lock::RunLock::acquire(path)?),
-        None => None,
-    };
     let state_db = match &job.state {
         Some(path) => {
-            let (db, index) =
-                crate::state::StateDb::open(path, client.connection().sdkappid, &job.input.path)?;
-            let (last_rows, _) = crate::state::last_rows_of_repeated_users(&job.input, job.rules)?;
+            let (db, index) = crate::store::state::StateDb::open(
+                path,
+                client.connection().sdkappid,
+                &job.input.path,
+            )?;
+            let (last_rows, _) =
+                crate::store::state::last_rows_of_repeated_users(&job.input, job.rules)?;
             reader_resume.sync = Some(SyncFilter {
                 index,
                 last_rows,
@@ -294,6 +296,7 @@ pub async fn run(
                 prior.not_attempted = prior.rows.saturating_sub(settled);
                 return Ok(SendReport {
                     summary: prior,
+                    state: None,
                     fatal: None,
                     interrupted: true,
                 });
@@ -315,7 +318,7 @@ pub async fn run(
     let internal_stop = stop.child_token();
     let shared = Arc::new(Shared {
         client,
-        pacer: crate::limiter::Pacer::new(settings.rate),
+        pacer: crate::chat::limiter::Pacer::new(settings.rate),
         settings: settings.clone(),
         stop: internal_stop.clone(),
         fatal: Mutex::new(None),
@@ -372,7 +375,7 @@ pub async fn run(
         delimiter,
         max_errors: settings.max_errors,
     };
-    let (mut summary, journal) = collector.run(report_rx, prior).await?;
+    let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
 
     dispatcher.await?;
     for worker in workers {
@@ -408,6 +411,7 @@ pub async fn run(
     }
     Ok(SendReport {
         summary,
+        state,
         fatal,
         interrupted,
     })
@@ -422,10 +426,10 @@ async fn import_accounts(
     settings: &SendSettings,
     stop: &CancellationToken,
     mode: CreateAccounts,
-) -> anyhow::Result<crate::accounts::ImportPass> {
-    let pacer = crate::limiter::Pacer::new(crate::accounts::BATCH_CALLS_PER_SECOND);
+) -> anyhow::Result<crate::run::accounts::ImportPass> {
+    let pacer = crate::chat::limiter::Pacer::new(crate::run::accounts::BATCH_CALLS_PER_SECOND);
     let (requests, throttled) = (AtomicU64::new(0), AtomicU64::new(0));
-    let calls = crate::accounts::AccountCalls {
+    let calls = crate::run::accounts::AccountCalls {
         client,
         pacer: &pacer,
         max_attempts: settings.max_attempts,
@@ -434,7 +438,7 @@ async fn import_accounts(
         throttled: &throttled,
     };
     let started = Instant::now();
-    let pass = crate::accounts::import_all(
+    let pass = crate::run::accounts::import_all(
         &job.input,
         job.rules,
         &calls,
@@ -463,11 +467,11 @@ fn count_rows(job: &JobInput) -> anyhow::Result<u64> {
 /// the duplicate report.
 fn read_rows(
     mut input: CsvInput,
-    options: &crate::input::InputOptions,
+    options: &crate::input::reader::InputOptions,
     mapper: RowMapper,
     events: mpsc::Sender<Event>,
     resume: ReaderResume,
-) -> anyhow::Result<crate::dupes::Duplicates> {
+) -> anyhow::Result<crate::input::dupes::Duplicates> {
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let mut index = 0;
@@ -505,7 +509,7 @@ fn read_rows(
             Event::Local(LocalRow::Invalid {
                 pos,
                 record: record.clone(),
-                violations: vec![crate::row::unterminated_quote(line)],
+                violations: vec![crate::input::row::unterminated_quote(line)],
             })
         } else {
             match mapper.map(&record, &mut body) {
@@ -523,7 +527,7 @@ fn read_rows(
                     })
                 }
                 Verdict::Ready { user_id, .. } => {
-                    let body_hash = crate::state::body_hash(&body);
+                    let body_hash = crate::store::state::body_hash(&body);
                     match resume
                         .sync
                         .as_ref()
@@ -577,14 +581,14 @@ struct ReaderResume {
     /// Lines already in the failure CSV (written just before a crash, not yet journalled).
     failed_lines: HashSet<u64>,
     /// Users whose account import failed: their rows are not sent.
-    failed_accounts: HashMap<String, crate::accounts::AccountFailure>,
+    failed_accounts: HashMap<String, crate::run::accounts::AccountFailure>,
     /// `--state`: what Chat last accepted, and the last row of each repeated user.
     sync: Option<SyncFilter>,
 }
 
 /// `--state`: decides which valid rows need sending.
 struct SyncFilter {
-    index: crate::state::StateIndex,
+    index: crate::store::state::StateIndex,
     /// Users with several rows → the record index of the last one (the only one that counts).
     last_rows: HashMap<String, u64>,
     /// `--full`: send everything anyway.
@@ -745,7 +749,7 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
     {
         // Not an account yet: import it (account_import, through the same pacer) and retry
         // the row once.
-        let calls = crate::accounts::AccountCalls {
+        let calls = crate::run::accounts::AccountCalls {
             client: &shared.client,
             pacer: &shared.pacer,
             max_attempts: shared.settings.max_attempts,
@@ -821,7 +825,7 @@ struct Collector {
     failures: FailureWriter,
     journal: Journal,
     /// `--state`: Chat's accepted rows are recorded here.
-    state: Option<crate::state::StateDb>,
+    state: Option<crate::store::state::StateDb>,
     progress: Progress,
     shared: Arc<Shared>,
     delimiter: u8,
@@ -835,7 +839,7 @@ impl Collector {
         mut self,
         mut reports: mpsc::Receiver<Report>,
         prior: Summary,
-    ) -> anyhow::Result<(Summary, Journal)> {
+    ) -> anyhow::Result<(Summary, Journal, Option<crate::store::state::StateDb>)> {
         let mut summary = prior;
         let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -899,18 +903,8 @@ impl Collector {
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
-        if let Some(state) = &mut self.state {
-            let code = if self.shared.stop.is_cancelled() {
-                None
-            } else if summary.has_failures() {
-                Some(3)
-            } else {
-                Some(0)
-            };
-            state.finish_run(&summary, code)?;
-        }
         summary.journal = Some(self.journal.path().to_path_buf());
-        Ok((summary, self.journal))
+        Ok((summary, self.journal, self.state))
     }
 
     /// The failure CSV first, then the journal: a row is never journalled as failed before

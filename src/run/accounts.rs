@@ -15,14 +15,14 @@ use csv::ByteRecord;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ChatClient;
-use crate::header::ColumnRole;
-use crate::input::{CsvInput, InputOptions};
-use crate::limiter::Pacer;
+use crate::chat::client::ChatClient;
+use crate::chat::limiter::Pacer;
+use crate::chat::retry::{Answer, Caller};
+use crate::input::header::ColumnRole;
+use crate::input::profile::{StandardField, Tag};
+use crate::input::reader::{CsvInput, InputOptions};
+use crate::input::row::{RowMapper, RowRules, Verdict};
 use crate::outcome::FailureCode;
-use crate::profile::{StandardField, Tag};
-use crate::retry::{Answer, Caller};
-use crate::row::{RowMapper, RowRules, Verdict};
 
 pub const MULTIACCOUNT_IMPORT: &str = "im_open_login_svc/multiaccount_import";
 pub const ACCOUNT_IMPORT: &str = "im_open_login_svc/account_import";
@@ -33,7 +33,7 @@ pub const BATCH: usize = 100;
 pub const BATCH_CALLS_PER_SECOND: u32 = 100;
 
 /// How `--create-accounts` imports accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateAccounts {
     /// Before sending profiles, import every user of the file with multiaccount_import.
     Batch,
@@ -347,7 +347,7 @@ pub async fn check_all(
     calls: &AccountCalls<'_>,
     output: &Path,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut writer = csv::Writer::from_writer(crate::failures::create_private(output)?);
+    let mut writer = csv::Writer::from_writer(crate::fsutil::create_private(output)?);
     writer.write_record(["UserID"])?;
     let (mut checked, mut missing_count) = (0u64, 0u64);
     let mut reader = BatchReader::open(input, rules)?;

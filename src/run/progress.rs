@@ -22,7 +22,7 @@ impl Write for StderrWriter {
         // Every log line passes here, including other crates' at RUST_LOG=trace: the last
         // guard that a request URL (it carries the UserSig) never reaches a log.
         let text = String::from_utf8_lossy(buf);
-        let redacted = crate::client::redact_usersig(&text);
+        let redacted = crate::chat::client::redact_usersig(&text);
         let bar = active_bar().lock().ok().and_then(|slot| slot.clone());
         match bar {
             Some(bar) => bar.suspend(|| std::io::stderr().write_all(redacted.as_bytes()))?,

@@ -25,18 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use xxhash_rust::xxh3::Xxh3;
 
-const MAGIC: &str = "profile-import journal v1";
+use crate::input::reader::RowPos;
 
-/// Where a row sits in the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowPos {
-    /// 0-based record index (the header not counted).
-    pub index: u64,
-    /// 1-based physical line where the record starts.
-    pub line: u64,
-    /// Byte offset where the CSV reader began reading the record.
-    pub byte: u64,
-}
+const MAGIC: &str = "profile-import journal v1";
 
 /// A row's final state, as journalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +122,7 @@ impl Identity {
 
 /// The default journal path: `users.csv` → `users.journal`, beside the input.
 pub fn default_path(input: &Path) -> PathBuf {
-    crate::job::beside(input, ".journal")
+    crate::fsutil::beside(input, ".journal")
 }
 
 /// What an earlier run left behind.
@@ -331,7 +322,7 @@ pub struct Journal {
 impl Journal {
     /// Starts a new journal for `identity` (truncating any old one).
     pub fn create(path: &Path, identity: &Identity) -> anyhow::Result<Journal> {
-        let mut file = crate::failures::create_private(path)
+        let mut file = crate::fsutil::create_private(path)
             .with_context(|| format!("cannot create journal {}", path.display()))?;
         file.write_all(identity.header().as_bytes())
             .and_then(|_| file.sync_data())

@@ -15,12 +15,12 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::client::ChatClient;
-use crate::dupes::DuplicateFinder;
-use crate::input::{CsvInput, InputOptions};
-use crate::limiter::Pacer;
-use crate::retry::{Answer, Caller};
-use crate::row::{RowMapper, RowRules, Verdict};
+use crate::chat::client::ChatClient;
+use crate::chat::limiter::Pacer;
+use crate::chat::retry::{Answer, Caller};
+use crate::input::dupes::DuplicateFinder;
+use crate::input::reader::{CsvInput, InputOptions};
+use crate::input::row::{RowMapper, RowRules, Verdict};
 
 pub const PORTRAIT_GET: &str = "profile/portrait_get";
 /// Users per portrait_get call (spec §5.6).
@@ -285,7 +285,7 @@ impl DiffWriter {
         actual: &str,
     ) -> anyhow::Result<()> {
         if self.writer.is_none() {
-            let mut writer = csv::Writer::from_writer(crate::failures::create_private(&self.path)?);
+            let mut writer = csv::Writer::from_writer(crate::fsutil::create_private(&self.path)?);
             writer.write_record(["UserID", "Tag", "Expected", "Actual"])?;
             self.writer = Some(writer);
         }
@@ -308,5 +308,5 @@ impl DiffWriter {
 
 /// The default diff path: `users.csv` → `users.diff.csv`.
 pub fn default_diff_path(input: &Path) -> PathBuf {
-    crate::job::beside(input, ".diff.csv")
+    crate::fsutil::beside(input, ".diff.csv")
 }

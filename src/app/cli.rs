@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::profile::EmptyPolicy;
+use crate::input::profile::EmptyPolicy;
+use crate::run::accounts::CreateAccounts;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -84,6 +85,46 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--empty`: what an empty cell means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmptyArg {
+    /// Leave the tag out of the request, so the user's existing value stays.
+    Skip,
+    /// Send the field's cleared value: "" for text, 0 for numbers, the default for enums.
+    Clear,
+}
+
+impl From<EmptyArg> for EmptyPolicy {
+    fn from(arg: EmptyArg) -> EmptyPolicy {
+        match arg {
+            EmptyArg::Skip => EmptyPolicy::Skip,
+            EmptyArg::Clear => EmptyPolicy::Clear,
+        }
+    }
+}
+
+/// `--create-accounts`: how accounts are imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CreateAccountsArg {
+    /// Before sending profiles, import every user of the file with multiaccount_import.
+    Batch,
+    /// Like `batch`, with the AccountList form: Nick and FaceUrl (the Image column) are set
+    /// at import.
+    AccountList,
+    /// Import one account with account_import when portrait_set answers 40003, then retry.
+    OnDemand,
+}
+
+impl From<CreateAccountsArg> for CreateAccounts {
+    fn from(arg: CreateAccountsArg) -> CreateAccounts {
+        match arg {
+            CreateAccountsArg::Batch => CreateAccounts::Batch,
+            CreateAccountsArg::AccountList => CreateAccounts::AccountList,
+            CreateAccountsArg::OnDemand => CreateAccounts::OnDemand,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a CSV (--dry-run) or import it into Chat.
@@ -133,8 +174,8 @@ pub struct InputArgs {
 
     /// What an empty cell means: `skip` leaves the user's current value, `clear` sends the
     /// field's empty value ("" for text, 0 for numbers, the default for enums).
-    #[arg(long, value_enum, default_value_t = EmptyPolicy::Skip, value_name = "skip|clear")]
-    pub empty: EmptyPolicy,
+    #[arg(long, value_enum, default_value_t = EmptyArg::Skip, value_name = "skip|clear")]
+    pub empty: EmptyArg,
 
     /// Accept any printable ASCII in UserIDs, not only letters, digits, '_' and '-'.
     #[arg(long)]
@@ -181,7 +222,7 @@ pub struct ImportArgs {
     /// user before the profiles), `account-list` (the same, also setting Nick and FaceUrl from
     /// the row), or `on-demand` (account_import when portrait_set answers 40003, then retry).
     #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "batch")]
-    pub create_accounts: Option<crate::accounts::CreateAccounts>,
+    pub create_accounts: Option<CreateAccountsArg>,
 
     /// Send only rows whose profile changed since Chat last accepted them, remembered in this
     /// SQLite file (created on first use). With --dry-run: count what would be sent.

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::profile::{self, StandardField, Tag, CUSTOM_TAG_PREFIX, MAX_CUSTOM_COLUMNS};
+use crate::input::profile::{self, StandardField, Tag, CUSTOM_TAG_PREFIX, MAX_CUSTOM_COLUMNS};
 
 /// The columns a failure CSV appends after the input's own. They are recognised and ignored on
 /// input, so a failure CSV can be fed straight back in.
@@ -142,7 +142,7 @@ pub fn parse_tag(name: &str) -> Result<Tag, String> {
         }
         None => Err(format!(
             "\"{}\" is not a profile tag",
-            crate::profile::clip(name)
+            crate::input::profile::clip(name)
         )),
     }
 }
@@ -179,7 +179,7 @@ pub fn resolve(
                 Err(why) => {
                     problems.push(format!(
                         "column {position} \"{}\": the mapping file maps it to {why}",
-                        crate::profile::clip(name)
+                        crate::input::profile::clip(name)
                     ));
                     continue;
                 }
@@ -197,7 +197,7 @@ pub fn resolve(
                 Err(why) => {
                     problems.push(format!(
                         "column {position} \"{}\": {why}",
-                        crate::profile::clip(name)
+                        crate::input::profile::clip(name)
                     ));
                     continue;
                 }

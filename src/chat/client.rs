@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{Connection, Credentials};
-use crate::usersig;
+use crate::chat::connection::{Connection, Credentials};
+use crate::chat::usersig;
 
 /// Chat's answer envelope (spec §1.3).
 #[derive(Debug, Clone, Deserialize)]
@@ -246,14 +246,14 @@ mod tests {
             credentials,
             usersig_ttl: 86_400,
         };
-        let key = crate::usersig::SecretKey::new("k");
+        let key = crate::chat::usersig::SecretKey::new("k");
         let client = ChatClient::new(
             connection(Credentials::Key(key.clone())),
             ClientTuning::default(),
         )
         .unwrap();
         let fresh = client.usersig();
-        let doc = crate::usersig::decode(&fresh).unwrap();
+        let doc = crate::chat::usersig::decode(&fresh).unwrap();
         assert_eq!(doc.expire, 86_400);
         // Near the end of its life the sig is replaced before use.
         {
@@ -263,15 +263,20 @@ mod tests {
         }
         let renewed = client.usersig();
         assert_ne!(renewed, "stale");
-        assert!(
-            crate::usersig::verify(&renewed, &key, 1400000000, "administrator", unix_now()).is_ok()
-        );
+        assert!(crate::chat::usersig::verify(
+            &renewed,
+            &key,
+            1400000000,
+            "administrator",
+            unix_now()
+        )
+        .is_ok());
         assert!(client.renew_usersig());
 
         let fixed = ChatClient::new(
-            connection(Credentials::FixedUserSig(crate::usersig::SecretKey::new(
-                "given",
-            ))),
+            connection(Credentials::FixedUserSig(
+                crate::chat::usersig::SecretKey::new("given"),
+            )),
             ClientTuning::default(),
         )
         .unwrap();

@@ -18,13 +18,13 @@ use std::time::Instant;
 
 use csv::ByteRecord;
 
-use crate::dupes::DuplicateFinder;
-use crate::failures::FailureWriter;
-use crate::input::{CsvInput, CutGuard};
-use crate::job::JobInput;
-use crate::row::{failure_from, RowMapper, Verdict, Violation};
-use crate::state::StateIndex;
-use crate::summary::Summary;
+use crate::input::dupes::DuplicateFinder;
+use crate::input::reader::{CsvInput, CutGuard};
+use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
+use crate::run::job::JobInput;
+use crate::run::summary::Summary;
+use crate::store::failures::FailureWriter;
+use crate::store::state::StateIndex;
 
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
@@ -111,7 +111,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
     let index = match &job.state {
         Some(path) => {
             summary.with_state = true;
-            let index = Arc::new(crate::state::load_index(path)?);
+            let index = Arc::new(crate::store::state::load_index(path)?);
             tracing::debug!("state loaded after {:?}", started.elapsed());
             Some(index)
         }
@@ -263,7 +263,7 @@ fn recount(
     job: &JobInput,
     mapper: &RowMapper,
     finder: DuplicateFinder,
-) -> anyhow::Result<crate::dupes::Recount> {
+) -> anyhow::Result<crate::input::dupes::Recount> {
     let mut recount = finder.into_recount();
     let input = CsvInput::open(&job.input)?;
     let cut = input.parallel_cut(parallel_min_bytes())?;
@@ -435,7 +435,7 @@ impl Collector<'_> {
             let line = line + line_offset;
             let violations = match rejected {
                 Rejected::Violations(violations) => violations,
-                Rejected::UnterminatedQuote => vec![crate::row::unterminated_quote(line)],
+                Rejected::UnterminatedQuote => vec![crate::input::row::unterminated_quote(line)],
             };
             summary.invalid += 1;
             for violation in &violations {
@@ -608,8 +608,8 @@ impl StateCheck {
 impl StateFeed {
     fn push(&mut self, user_id: &str, body: &[u8]) {
         self.batch.push((
-            crate::state::user_key(user_id),
-            crate::state::body_hash(body),
+            crate::store::state::user_key(user_id),
+            crate::store::state::body_hash(body),
         ));
         if self.batch.len() == LOOKUP_BATCH {
             self.flush();
@@ -631,7 +631,7 @@ impl StateFeed {
 fn count_superseded(
     job: &JobInput,
     mapper: &RowMapper,
-    index: &crate::state::StateIndex,
+    index: &crate::store::state::StateIndex,
     repeated: &std::collections::HashSet<String>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
@@ -646,7 +646,7 @@ fn count_superseded(
         }
         if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
             let unchanged =
-                !job.full && index.is_unchanged(user_id, crate::state::body_hash(&body));
+                !job.full && index.is_unchanged(user_id, crate::store::state::body_hash(&body));
             rows_of
                 .entry(user_id.to_string())
                 .or_default()

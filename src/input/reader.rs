@@ -13,7 +13,18 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use csv::ByteRecord;
 
-use crate::header::{self, Columns, Mapping};
+use crate::input::header::{self, Columns, Mapping};
+
+/// Where a row sits in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPos {
+    /// 0-based record index (the header not counted).
+    pub index: u64,
+    /// 1-based physical line where the record starts.
+    pub line: u64,
+    /// Byte offset where the CSV reader began reading the record.
+    pub byte: u64,
+}
 
 /// How to read the input file.
 #[derive(Debug, Clone)]
@@ -111,7 +122,7 @@ impl CsvInput {
                      probably never closes",
                     path.display(),
                     i + 1,
-                    crate::profile::clip(name)
+                    crate::input::profile::clip(name)
                 );
             }
             names.push(header::clean_name(name));
@@ -357,7 +368,7 @@ impl CsvInput {
 impl CsvInput {
     /// Continues after the record at `pos` (from the journal), without re-reading what lies
     /// before it: seeks to where that record begins, reads it once more, and discards it.
-    pub fn seek_past(&mut self, pos: crate::journal::RowPos) -> anyhow::Result<()> {
+    pub fn seek_past(&mut self, pos: RowPos) -> anyhow::Result<()> {
         let mut position = csv::Position::new();
         position
             .set_byte(pos.byte)

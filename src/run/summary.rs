@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dupes::Duplicates;
+use crate::input::dupes::Duplicates;
 
 /// Counters for one run.
 #[derive(Debug, Default, Clone)]
@@ -86,16 +86,12 @@ impl Summary {
     }
 }
 
-/// Writes the summary as JSON, atomically (a temporary file renamed into place), mode 0600.
-pub fn write_json(
-    path: &std::path::Path,
-    summary: &Summary,
-    status: crate::exit::ExitStatus,
-) -> anyhow::Result<()> {
+/// Writes the summary and the exit code the run ends with as JSON, atomically (a temporary file renamed into place), mode 0600.
+pub fn write_json(path: &std::path::Path, summary: &Summary, exit_code: u8) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
     let json = serde_json::json!({
-        "exit_code": status.code(),
+        "exit_code": exit_code,
         "dry_run": summary.dry_run,
         "rows": summary.rows,
         "ok": summary.ok,
@@ -120,7 +116,7 @@ pub fn write_json(
         "stopped": summary.stopped,
     });
     let tmp = path.with_extension("json.tmp");
-    let mut file = crate::failures::create_private(&tmp)
+    let mut file = crate::fsutil::create_private(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     serde_json::to_writer_pretty(&mut file, &json)?;
     file.write_all(b"\n")?;

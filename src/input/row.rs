@@ -3,9 +3,9 @@
 
 use csv::ByteRecord;
 
-use crate::header::{ColumnRole, Columns};
+use crate::input::header::{ColumnRole, Columns};
+use crate::input::profile::{self, EmptyPolicy, UserIdRule, Value, ValueKind};
 use crate::outcome::{Failure, FailureCode, Stage};
-use crate::profile::{self, EmptyPolicy, UserIdRule, Value, ValueKind};
 
 /// How rows are turned into requests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -290,7 +290,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::header::{clean_name, resolve, Mapping};
+    use crate::input::header::{clean_name, resolve, Mapping};
 
     fn mapper(header: &[&str], rules: RowRules) -> RowMapper {
         let names = header.iter().map(|s| clean_name(s)).collect();

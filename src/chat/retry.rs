@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CallError, ChatClient, Envelope};
-use crate::codes::{classify, ErrorClass};
-use crate::limiter::Pacer;
+use crate::chat::client::{CallError, ChatClient, Envelope};
+use crate::chat::codes::{classify, ErrorClass};
+use crate::chat::limiter::Pacer;
 use crate::outcome::FailureCode;
 
 /// Throttled answers one call may get before it is given up.

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::DemoArgs;
-use crate::client::{ChatClient, ClientTuning};
-use crate::config::{Connection, Credentials};
-use crate::exit::ExitStatus;
-use crate::input::InputOptions;
-use crate::job::JobInput;
-use crate::row::RowRules;
-use crate::send::{self, SendSettings};
+use crate::app::cli::DemoArgs;
+use crate::app::exit::ExitStatus;
+use crate::chat::client::{ChatClient, ClientTuning};
+use crate::chat::connection::{Connection, Credentials};
+use crate::chat::usersig::SecretKey;
+use crate::input::reader::InputOptions;
+use crate::input::row::RowRules;
+use crate::run::job::JobInput;
+use crate::run::send::{self, SendSettings};
 use crate::sim::{Faults, SimConfig, SimHandle};
-use crate::usersig::SecretKey;
 
 /// The sample shipped in the binary, used when samples/users.csv is not at hand.
-const SAMPLE_CSV: &str = include_str!("../samples/users.csv");
+const SAMPLE_CSV: &str = include_str!("../../samples/users.csv");
 const DEMO_SDKAPPID: u64 = 1_400_000_000;
 const DEMO_ADMIN: &str = "administrator";
 
@@ -65,14 +65,14 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         journal: workdir.join("users.journal"),
         resume: false,
         force: false,
-        create_accounts: Some(crate::accounts::CreateAccounts::Batch),
+        create_accounts: Some(crate::run::accounts::CreateAccounts::Batch),
         state: None,
         full: false,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
         admin: DEMO_ADMIN.into(),
-        base_url: crate::config::parse_endpoint(&sim.url())?,
+        base_url: crate::chat::connection::parse_endpoint(&sim.url())?,
         credentials: Credentials::Key(key),
         usersig_ttl: 3600,
     };
@@ -89,16 +89,17 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         progress_interval: Duration::from_secs(2),
         max_errors: None,
     };
-    let (status, _) =
-        crate::import_until_signalled(|stop| send::run(&job, client.clone(), settings, stop))
-            .await?;
+    let (status, _) = crate::app::signals::import_until_signalled(|stop| {
+        send::run(&job, client.clone(), settings, stop)
+    })
+    .await?;
 
     eprintln!(
         "\ndemo: verify {} (portrait_get, compared with the CSV)\n",
         csv.display()
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let verifier = crate::verify::Verifier {
+    let verifier = crate::run::verify::Verifier {
         client: &client,
         rate: 200,
         max_attempts: 5,
@@ -141,7 +142,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
         std::process::id(),
         rand::random::<u32>()
     ));
-    crate::failures::create_private_dir(&dir)
+    crate::fsutil::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }

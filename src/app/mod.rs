@@ -1,0 +1,10 @@
+//! The application layer: clap definitions, turning arguments into plain settings, one function
+//! per command, signals, logging and exit statuses. Only this layer knows clap or exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod exit;
+pub mod logging;
+pub mod settings;
+pub mod signals;

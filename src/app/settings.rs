@@ -1,0 +1,156 @@
+//! Turns command-line arguments into the plain settings the layers below take: connection
+//! settings merged from flags, the environment and a TOML config file (flags win over the
+//! environment, the environment over the file), and the job's input settings.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::app::cli::{ConnectionArgs, InputArgs};
+use crate::chat::connection::{
+    parse_endpoint, read_key_file, region_url, Connection, Credentials, REGIONS,
+};
+use crate::chat::usersig::SecretKey;
+use crate::input::profile::UserIdRule;
+use crate::input::reader::InputOptions;
+use crate::input::row::RowRules;
+use crate::run::job::JobInput;
+
+pub const ENV_SDKAPPID: &str = "PROFILE_IMPORT_SDKAPPID";
+pub const ENV_ADMIN: &str = "PROFILE_IMPORT_ADMIN";
+pub const ENV_REGION: &str = "PROFILE_IMPORT_REGION";
+pub const ENV_ENDPOINT: &str = "PROFILE_IMPORT_ENDPOINT";
+pub const ENV_SECRET_KEY: &str = "PROFILE_IMPORT_SECRET_KEY";
+pub const ENV_KEY_FILE: &str = "PROFILE_IMPORT_KEY_FILE";
+pub const ENV_USERSIG: &str = "PROFILE_IMPORT_USERSIG";
+
+/// The optional `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub sdkappid: Option<u64>,
+    pub admin: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Reads one environment variable, treating an empty value as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Resolves the connection settings, or names every missing one with every way to set it.
+/// `need_endpoint` is false for commands that never connect (`usersig`).
+pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<Connection> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str::<ConfigFile>(&text)
+                .with_context(|| format!("config file {} is not valid", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut missing = Vec::new();
+
+    let sdkappid = match args.sdkappid {
+        Some(id) => Some(id),
+        None => match env(ENV_SDKAPPID) {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("{ENV_SDKAPPID} must be a number, not {text:?}"))?,
+            ),
+            None => file.sdkappid,
+        },
+    };
+    if sdkappid.is_none() {
+        missing.push(format!(
+            "the SDKAppID: --sdkappid ID, {ENV_SDKAPPID}, or `sdkappid = ...` in --config"
+        ));
+    }
+    let admin = args
+        .admin
+        .clone()
+        .or_else(|| env(ENV_ADMIN))
+        .or(file.admin)
+        .unwrap_or_else(|| "administrator".into());
+
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| env(ENV_ENDPOINT))
+        .or(file.endpoint);
+    let region = args
+        .region
+        .clone()
+        .or_else(|| env(ENV_REGION))
+        .or(file.region);
+    let base_url = match (endpoint, region) {
+        (Some(endpoint), _) => Some(parse_endpoint(&endpoint)?),
+        (None, Some(region)) => Some(region_url(&region)?),
+        (None, None) if !need_endpoint => Some(region_url("china")?),
+        (None, None) => {
+            missing.push(format!(
+                "the data center: --region REGION ({}), {ENV_REGION}, --endpoint URL, {ENV_ENDPOINT}, or `region`/`endpoint` in --config",
+                REGIONS.map(|(name, _)| name).join(", ")
+            ));
+            None
+        }
+    };
+
+    let key_file = args
+        .key_file
+        .clone()
+        .or_else(|| env(ENV_KEY_FILE).map(PathBuf::from))
+        .or(file.key_file);
+    let credentials = if let Some(key) = env(ENV_SECRET_KEY) {
+        Some(Credentials::Key(SecretKey::new(key.trim())))
+    } else if let Some(path) = key_file {
+        Some(Credentials::Key(read_key_file(&path)?))
+    } else if let Some(sig) = env(ENV_USERSIG) {
+        Some(Credentials::FixedUserSig(SecretKey::new(sig.trim())))
+    } else {
+        missing.push(format!(
+            "the secret key: {ENV_SECRET_KEY}, a key file (--key-file PATH, {ENV_KEY_FILE}, or `key_file` in --config), or a ready UserSig in {ENV_USERSIG}"
+        ));
+        None
+    };
+
+    match (sdkappid, base_url, credentials) {
+        (Some(sdkappid), Some(base_url), Some(credentials)) if missing.is_empty() => {
+            Ok(Connection {
+                sdkappid,
+                admin,
+                base_url,
+                credentials,
+                usersig_ttl: args.usersig_ttl,
+            })
+        }
+        _ => bail!("missing settings:\n  - {}", missing.join("\n  - ")),
+    }
+}
+
+/// The job's input settings from `--failures`, `--mapping`, `--user-column`, `--delimiter`,
+/// `--empty` and `--relaxed-user-id`.
+pub fn job_input(args: &InputArgs) -> anyhow::Result<JobInput> {
+    JobInput::new(
+        InputOptions {
+            path: args.csv.clone(),
+            delimiter: args.delimiter,
+            user_column: args.user_column.clone(),
+            mapping: args.mapping.clone(),
+        },
+        RowRules {
+            empty: args.empty.into(),
+            user_id: if args.relaxed_user_id {
+                UserIdRule::PrintableAscii
+            } else {
+                UserIdRule::Strict
+            },
+        },
+        args.failures.clone(),
+    )
+}

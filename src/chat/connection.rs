@@ -1,0 +1,141 @@
+//! Everything needed to reach Chat: SDKAppID, admin, base URL and credentials, the region
+//! table, and the checks on an endpoint and a key file. The secret key is never a flag.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use url::Url;
+
+use crate::chat::usersig::SecretKey;
+
+/// Chat's data centers and their REST domains (spec §1.2).
+pub const REGIONS: [(&str, &str); 8] = [
+    ("china", "console.tim.qq.com"),
+    ("singapore", "adminapisgp.im.qcloud.com"),
+    ("seoul", "adminapikr.im.qcloud.com"),
+    ("tokyo", "adminapijpn.im.qcloud.com"),
+    ("frankfurt", "adminapiger.im.qcloud.com"),
+    ("mumbai", "adminapiind.im.qcloud.com"),
+    ("silicon-valley", "adminapiusa.im.qcloud.com"),
+    ("jakarta", "adminapiidn.im.qcloud.com"),
+];
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Generate (and renew) UserSigs from the secret key.
+    Key(SecretKey),
+    /// A ready UserSig from PROFILE_IMPORT_USERSIG; it cannot be renewed.
+    FixedUserSig(SecretKey),
+}
+
+/// Everything needed to call Chat.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub sdkappid: u64,
+    pub admin: String,
+    /// Scheme and host (and port), e.g. `https://adminapisgp.im.qcloud.com`.
+    pub base_url: Url,
+    pub credentials: Credentials,
+    /// Lifetime of generated UserSigs, in seconds.
+    pub usersig_ttl: u64,
+}
+
+pub fn region_url(region: &str) -> anyhow::Result<Url> {
+    let wanted = region.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+    let wanted = match wanted.as_str() {
+        "india" => "mumbai",
+        "usa" | "us" => "silicon-valley",
+        "korea" => "seoul",
+        "japan" => "tokyo",
+        "germany" => "frankfurt",
+        "indonesia" => "jakarta",
+        other => other,
+    };
+    match REGIONS.iter().find(|(name, _)| *name == wanted) {
+        Some((_, domain)) => Ok(Url::parse(&format!("https://{domain}"))?),
+        None => bail!(
+            "unknown region {region:?}; choose one of {}, or pass --endpoint URL",
+            REGIONS.map(|(name, _)| name).join(", ")
+        ),
+    }
+}
+
+/// Parses `--endpoint`: https anywhere, plain http only on loopback (the simulator, a local
+/// proxy), since the URL carries the UserSig.
+pub fn parse_endpoint(text: &str) -> anyhow::Result<Url> {
+    let url =
+        Url::parse(text.trim()).with_context(|| format!("--endpoint {text:?} is not a URL"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            bail!("--endpoint {text}: plain http is allowed only for loopback addresses; use https")
+        }
+        other => bail!("--endpoint {text}: unsupported scheme {other:?}"),
+    }
+    if url.host().is_none() {
+        bail!("--endpoint {text} has no host");
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+pub fn read_key_file(path: &Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "key file {} is readable by group or others; run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    let key = text.trim();
+    if key.is_empty() {
+        bail!("key file {} is empty", path.display());
+    }
+    Ok(SecretKey::new(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_map_to_domains() {
+        assert_eq!(
+            region_url("singapore").unwrap().as_str(),
+            "https://adminapisgp.im.qcloud.com/"
+        );
+        assert_eq!(
+            region_url("Silicon Valley").unwrap().as_str(),
+            "https://adminapiusa.im.qcloud.com/"
+        );
+        assert!(region_url("mars").is_err());
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(parse_endpoint("http://127.0.0.1:8080").is_ok());
+        assert!(parse_endpoint("http://localhost:1").is_ok());
+        assert!(parse_endpoint("http://[::1]:1").is_ok());
+        assert!(parse_endpoint("https://proxy.example.com").is_ok());
+        assert!(parse_endpoint("http://proxy.example.com").is_err());
+        assert!(parse_endpoint("ftp://127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The wire to Chat: connection settings, UserSigs, the HTTP client, error codes and their
+//! classes, the pacer and one call retried. Nothing here knows about CSV files or runs.
+
+pub mod client;
+pub mod codes;
+pub mod connection;
+pub mod limiter;
+pub mod retry;
+pub mod usersig;

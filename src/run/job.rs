@@ -1,0 +1,72 @@
+//! The validated settings of one job: what to read, how to judge rows, and where its outputs go.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::input::reader::InputOptions;
+use crate::input::row::RowRules;
+
+/// What to read and where failures go.
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    pub input: InputOptions,
+    pub rules: RowRules,
+    pub failures: PathBuf,
+    /// The resume journal (real imports only).
+    pub journal: PathBuf,
+    /// Continue from the journal instead of starting over.
+    pub resume: bool,
+    /// Resume even if the input changed since the journal was written.
+    pub force: bool,
+    /// Import the users' accounts too, and how.
+    pub create_accounts: Option<crate::run::accounts::CreateAccounts>,
+    /// The sync state: send only rows that changed since Chat last accepted them.
+    pub state: Option<PathBuf>,
+    /// With `state`: send every row anyway and refresh the state.
+    pub full: bool,
+}
+
+impl JobInput {
+    /// A job that reads `input` and writes failures to `failures` (default: beside the input);
+    /// every other output beside the input too. Refuses a failure CSV that would overwrite the
+    /// input.
+    pub fn new(
+        input: InputOptions,
+        rules: RowRules,
+        failures: Option<PathBuf>,
+    ) -> anyhow::Result<JobInput> {
+        let failures =
+            failures.unwrap_or_else(|| crate::store::failures::default_path(&input.path));
+        if crate::fsutil::same_file(&failures, &input.path) {
+            bail!(
+                "the failure CSV {} would overwrite the input; pass --failures with another path",
+                failures.display()
+            );
+        }
+        Ok(JobInput {
+            journal: crate::store::journal::default_path(&input.path),
+            input,
+            rules,
+            resume: false,
+            force: false,
+            create_accounts: None,
+            state: None,
+            full: false,
+            failures,
+        })
+    }
+
+    /// Refuses a journal path that would overwrite the input or the failure CSV.
+    pub fn check_paths(&self) -> anyhow::Result<()> {
+        if crate::fsutil::same_file(&self.journal, &self.input.path)
+            || crate::fsutil::same_file(&self.journal, &self.failures)
+        {
+            bail!(
+                "the journal {} would overwrite the input or the failure CSV; pass --journal with another path",
+                self.journal.display()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! One run of a command: the job's settings, the send pipeline, the dry run, accounts, verify,
+//! and what the user sees of it (summary, progress).
+
+pub mod accounts;
+pub mod dry_run;
+pub mod job;
+pub mod progress;
+pub mod send;
+pub mod summary;
+pub mod verify;

@@ -1,0 +1,299 @@
+//! The architecture rules, checked on the source: dependencies between modules point one way
+//! (app → run → store → input → chat → leaf helpers, the simulator on chat alone), no module
+//! imports another in a circle, and only the app layer knows clap or exit statuses.
+//!
+//! `cargo test layers -- --nocapture` prints the graph between the top-level parts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Each top-level part and the parts it may use.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("app", &["run", "store", "input", "chat", "sim", "leaf"]),
+    ("run", &["store", "input", "chat", "leaf"]),
+    ("store", &["input", "chat", "leaf"]),
+    ("input", &["chat", "leaf"]),
+    ("chat", &["leaf"]),
+    ("sim", &["chat", "leaf"]),
+    ("leaf", &[]),
+];
+
+/// Top-level modules that are leaf helpers, usable from every layer.
+const LEAF_MODULES: &[&str] = &["outcome", "fsutil"];
+
+struct Source {
+    /// `run::send`, `chat::client`, `app` (for `app/mod.rs`) …
+    module: String,
+    /// The code before the file's `#[cfg(test)]` block.
+    code: String,
+}
+
+fn sources() -> Vec<Source> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let rel = path.strip_prefix(&root).ok()?.with_extension("");
+            let mut parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|p| p == "mod") {
+                parts.pop();
+            }
+            if parts == ["lib"] || parts == ["main"] {
+                return None;
+            }
+            let text = std::fs::read_to_string(&path).ok()?;
+            let code = match text.find("#[cfg(test)]\nmod tests") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            };
+            Some(Source {
+                module: parts.join("::"),
+                code,
+            })
+        })
+        .collect()
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every path written after `crate::`, with `{a, b::{c, d}}` groups expanded.
+fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue; // `$crate::` or `other_crate::`
+        }
+        let mut chars = rest.char_indices().peekable();
+        parse_tree(rest, &mut chars, Vec::new(), &mut paths);
+    }
+    paths
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
+
+fn parse_tree(text: &str, chars: &mut Chars, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut path = prefix;
+    loop {
+        skip_space(chars);
+        match chars.peek() {
+            Some(&(_, '{')) => {
+                chars.next();
+                loop {
+                    parse_tree(text, chars, path.clone(), out);
+                    skip_space(chars);
+                    match chars.next() {
+                        Some((_, ',')) => continue,
+                        _ => return, // '}' or the end
+                    }
+                }
+            }
+            Some(&(start, c)) if c.is_alphabetic() || c == '_' => {
+                let mut end = start;
+                while let Some(&(i, c)) = chars.peek() {
+                    if c.is_alphanumeric() || c == '_' {
+                        end = i + c.len_utf8();
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                path.push(text[start..end].to_string());
+                if text[end..].starts_with("::") {
+                    chars.next();
+                    chars.next();
+                    continue;
+                }
+                // `self` in a group names the prefix itself.
+                if path.last().is_some_and(|p| p == "self") {
+                    path.pop();
+                }
+                out.push(path);
+                return;
+            }
+            _ => {
+                out.push(path);
+                return;
+            }
+        }
+    }
+}
+
+fn skip_space(chars: &mut Chars) {
+    while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {
+        chars.next();
+    }
+}
+
+/// The longest known module a path names.
+fn module_of<'a>(path: &[String], modules: &'a BTreeSet<String>) -> Option<&'a String> {
+    (1..=path.len())
+        .rev()
+        .find_map(|n| modules.get(&path[..n].join("::")))
+}
+
+fn part_of(module: &str) -> &str {
+    let top = module.split("::").next().unwrap_or(module);
+    if LEAF_MODULES.contains(&top) {
+        "leaf"
+    } else {
+        top
+    }
+}
+
+/// Module → the modules it uses (outside itself).
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let sources = sources();
+    let modules: BTreeSet<String> = sources.iter().map(|s| s.module.clone()).collect();
+    let mut graph = BTreeMap::new();
+    for source in &sources {
+        let uses: BTreeSet<String> = crate_paths(&source.code)
+            .iter()
+            .filter_map(|path| module_of(path, &modules))
+            .filter(|used| {
+                **used != source.module && !source.module.starts_with(&format!("{used}::"))
+            })
+            .cloned()
+            .collect();
+        graph.insert(source.module.clone(), uses);
+    }
+    graph
+}
+
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(node) {
+            Some(2) => return None,
+            Some(1) => {
+                let from = stack.iter().position(|n| n == node).unwrap_or(0);
+                let mut cycle = stack[from..].to_vec();
+                cycle.push(node.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(node.to_string(), 1);
+        stack.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, state, stack) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        state.insert(node.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, graph, &mut state, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_path_parser_expands_groups() {
+    let paths = crate_paths(
+        "use crate::run::{self, send::{Job, Report}, summary};\nlet x = crate::chat::codes::classify(1);\nmacro $crate::x",
+    );
+    let joined: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        joined,
+        [
+            "run",
+            "run::send::Job",
+            "run::send::Report",
+            "run::summary",
+            "chat::codes::classify"
+        ]
+    );
+}
+
+#[test]
+fn no_module_imports_another_in_a_circle() {
+    let graph = module_graph();
+    assert!(graph.len() > 20, "found only {} modules", graph.len());
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" → "));
+    }
+}
+
+#[test]
+fn dependencies_between_layers_point_down_only() {
+    let graph = module_graph();
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut parts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut forbidden = Vec::new();
+    for (module, uses) in &graph {
+        let from = part_of(module);
+        let Some(may_use) = allowed.get(from) else {
+            forbidden.push(format!(
+                "{module}: top-level part {from:?} is not in the layer table"
+            ));
+            continue;
+        };
+        for used in uses {
+            let to = part_of(used);
+            if to == from {
+                continue;
+            }
+            parts.entry(from).or_default().insert(to);
+            if !may_use.contains(&to) {
+                forbidden.push(format!("{module} → {used} ({from} may not use {to})"));
+            }
+        }
+    }
+    println!("module graph between the top-level parts:");
+    for (from, to) in &parts {
+        println!(
+            "  {from:<6} → {}",
+            to.iter().copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    assert!(
+        forbidden.is_empty(),
+        "forbidden edges:\n  {}",
+        forbidden.join("\n  ")
+    );
+}
+
+#[test]
+fn only_the_app_layer_knows_clap_and_exit_statuses() {
+    let mut offenders = Vec::new();
+    for source in sources() {
+        if part_of(&source.module) == "app" {
+            continue;
+        }
+        for needle in ["clap::", "ExitStatus", "ExitCode", "process::exit"] {
+            if source.code.contains(needle) {
+                offenders.push(format!("{} mentions {needle}", source.module));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
