@@ -125,6 +125,16 @@ impl DuplicateFinder {
         self.discarded
     }
 
+    /// True if the filter has reported this UserID as probably seen before.
+    pub fn is_candidate(&self, user_id: &str) -> bool {
+        !self.candidates.is_empty() && self.candidates.contains(user_id)
+    }
+
+    /// True if there were more candidates than it keeps exactly.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// True if no candidate needs confirming.
     pub fn is_clear(&self) -> bool {
         self.candidates.is_empty()
@@ -156,7 +166,7 @@ type FastHash = foldhash::fast::RandomState;
 /// The second, exact pass over the candidates.
 ///
 /// Each candidate has a slot; counts live apart from the keys, so parts of the file can be
-/// counted at once into tallies of their own (`tally`, `count_into`) and added up after.
+/// counted at once into tallies of their own (`tally`, `slot_of`) and added up after.
 pub struct Recount {
     slots: HashMap<Box<str>, usize, FastHash>,
     counts: Vec<u64>,
@@ -175,11 +185,9 @@ impl Recount {
         vec![0; self.counts.len()]
     }
 
-    /// Counts `user_id` into `tally`, if it is a candidate.
-    pub fn count_into(&self, tally: &mut [u64], user_id: &str) {
-        if let Some(&slot) = self.slots.get(user_id) {
-            tally[slot] += 1;
-        }
+    /// The slot of `user_id`, if it is a candidate.
+    pub fn slot_of(&self, user_id: &str) -> Option<usize> {
+        self.slots.get(user_id).copied()
     }
 
     /// Adds one part's tally.
@@ -199,12 +207,6 @@ impl Recount {
     /// Every UserID seen more than once.
     pub fn repeated_users(self) -> HashSet<String> {
         self.repeated().map(|(user, _)| user.to_string()).collect()
-    }
-
-    /// The report and the repeated users together.
-    pub fn finish_with_users(self) -> (Duplicates, HashSet<String>) {
-        let users = self.repeated().map(|(user, _)| user.to_string()).collect();
-        (self.finish(), users)
     }
 
     pub fn finish(self) -> Duplicates {

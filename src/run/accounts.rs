@@ -22,7 +22,9 @@ use crate::input::header::ColumnRole;
 use crate::input::profile::{StandardField, Tag};
 use crate::input::reader::{CsvInput, InputOptions};
 use crate::input::row::{RowMapper, RowRules, Verdict};
+use crate::input::survey::Survey;
 use crate::outcome::FailureCode;
+use anyhow::Context;
 
 pub const MULTIACCOUNT_IMPORT: &str = "im_open_login_svc/multiaccount_import";
 pub const ACCOUNT_IMPORT: &str = "im_open_login_svc/account_import";
@@ -80,6 +82,8 @@ pub struct BatchReader {
     image_col: Option<usize>,
     record: ByteRecord,
     body: Vec<u8>,
+    /// Notes every record it reads, so the account pass is also the run's survey.
+    survey: Option<Survey>,
 }
 
 impl BatchReader {
@@ -103,6 +107,7 @@ impl BatchReader {
             image_col,
             record: ByteRecord::new(),
             body: Vec::new(),
+            survey: None,
         })
     }
 
@@ -113,6 +118,9 @@ impl BatchReader {
         while batch.len() < BATCH {
             if self.csv.read(&mut self.record)?.is_none() {
                 break;
+            }
+            if let Some(survey) = &mut self.survey {
+                survey.observe(&self.record, &self.mapper, self.csv.unterminated());
             }
             let user_id = match self.mapper.map(&self.record, &mut self.body) {
                 Verdict::Ready { user_id, .. } | Verdict::Skipped { user_id } => {
@@ -309,15 +317,17 @@ struct CheckItem {
 }
 
 /// The batch pass of `--create-accounts`: imports every valid row's user before any profile
-/// is sent.
+/// is sent. It reads the whole file, so it takes the run's survey along.
 pub async fn import_all(
     input: &InputOptions,
     rules: RowRules,
     calls: &AccountCalls<'_>,
     with_profile: bool,
-) -> anyhow::Result<ImportPass> {
+    survey: Survey,
+) -> anyhow::Result<(ImportPass, Survey)> {
     let mut pass = ImportPass::default();
     let mut reader = BatchReader::open(input, rules)?;
+    reader.survey = Some(survey);
     while let Some(batch) = reader.next_batch()? {
         pass.calls += 1;
         pass.accounts += batch.len() as u64;
@@ -336,7 +346,11 @@ pub async fn import_all(
             Err(why) => anyhow::bail!("importing accounts stopped: {why}"),
         }
     }
-    Ok(pass)
+    let survey = reader
+        .survey
+        .take()
+        .context("the account pass lost its survey")?;
+    Ok((pass, survey))
 }
 
 /// `profile-import check-accounts`: which of the file's users are not imported. Writes them

@@ -23,6 +23,7 @@ use crate::input::reader::{CsvInput, CutGuard};
 use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
 use crate::run::job::JobInput;
 use crate::run::summary::Summary;
+use crate::run::sync::{SyncRule, SyncVerdict};
 use crate::store::failures::FailureWriter;
 use crate::store::state::StateIndex;
 
@@ -117,7 +118,11 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         }
         None => None,
     };
-    let state = index.clone().map(StateCheck::spawn).transpose()?;
+    let rule = SyncRule { full: job.full };
+    let state = index
+        .clone()
+        .map(|index| StateCheck::spawn(index, rule))
+        .transpose()?;
     let cut = input.parallel_cut(parallel_min_bytes())?;
     let guard = Arc::new(CutGuard::default());
     let second = cut
@@ -211,9 +216,9 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         finder.is_clear()
     );
     if !finder.is_clear() {
-        let recount = recount(job, &mapper, finder)?;
+        let (recount, candidate_rows) = recount(job, &mapper, finder, index.is_some())?;
         tracing::debug!("recount done after {:?}", started.elapsed());
-        let (duplicates, repeated) = recount.finish_with_users();
+        let duplicates = recount.finish();
         if let Some(index) = &index {
             if duplicates.lower_bound {
                 anyhow::bail!(
@@ -222,9 +227,7 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                     job.input.path.display()
                 );
             }
-            if !repeated.is_empty() {
-                count_superseded(job, &mapper, index, &repeated, &mut summary)?;
-            }
+            judge_repeated_rows(rule, index, &candidate_rows, &mut summary);
         }
         summary.duplicates = duplicates;
     }
@@ -257,13 +260,19 @@ fn duplicate_pass(job: &JobInput, mapper: &RowMapper) -> anyhow::Result<Duplicat
     }
 }
 
+/// A valid row of a candidate user, as `--state` judges it: (candidate slot, user key, body
+/// hash), in file order.
+type CandidateRow = (usize, u64, u64);
+
 /// The exact count of the duplicate filter's candidates: a second pass over the UserIDs,
-/// in two parts at once like the first.
+/// in two parts at once like the first. With `--state` it also keeps the valid rows of the
+/// candidate users, so each repeated user's earlier rows can be judged without another pass.
 fn recount(
     job: &JobInput,
     mapper: &RowMapper,
     finder: DuplicateFinder,
-) -> anyhow::Result<crate::input::dupes::Recount> {
+    keep_rows: bool,
+) -> anyhow::Result<(crate::input::dupes::Recount, Vec<CandidateRow>)> {
     let mut recount = finder.into_recount();
     let input = CsvInput::open(&job.input)?;
     let cut = input.parallel_cut(parallel_min_bytes())?;
@@ -271,23 +280,36 @@ fn recount(
     let second = cut
         .map(|cut| input.open_at(cut, guard.clone()))
         .transpose()?;
+    type PartTally = (PartEnd, Vec<u64>, Vec<CandidateRow>);
     let count_part = |mut input: CsvInput, mut watch: CutWatch| {
         let recount = &recount;
-        move || -> anyhow::Result<(PartEnd, Vec<u64>)> {
+        move || -> anyhow::Result<PartTally> {
             let mut tally = recount.tally();
+            let mut rows = Vec::new();
             let mut record = ByteRecord::new();
+            let mut body = Vec::new();
             while let Some(line) = input.read(&mut record)? {
                 if let CutSeen::Holds(end) = watch.check(&record, line) {
-                    return Ok((end, tally));
+                    return Ok((end, tally, rows));
                 }
-                if let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) {
-                    recount.count_into(&mut tally, user_id);
+                let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) else {
+                    continue;
+                };
+                let Some(slot) = recount.slot_of(user_id) else {
+                    continue;
+                };
+                tally[slot] += 1;
+                if keep_rows && !input.unterminated() {
+                    if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
+                        let key = crate::store::state::user_key(user_id);
+                        rows.push((slot, key, crate::store::state::body_hash(&body)));
+                    }
                 }
             }
-            Ok((PartEnd::FileEnd, tally))
+            Ok((PartEnd::FileEnd, tally, rows))
         }
     };
-    let tallies = std::thread::scope(|scope| -> anyhow::Result<Vec<Vec<u64>>> {
+    let parts = std::thread::scope(|scope| -> anyhow::Result<Vec<PartTally>> {
         let first = std::thread::Builder::new()
             .name("recount-first-half".into())
             .spawn_scoped(scope, count_part(input, CutWatch::new(cut, &guard)))?;
@@ -298,23 +320,61 @@ fn recount(
                     .spawn_scoped(scope, count_part(input, CutWatch::none()))
             })
             .transpose()?;
-        let (end, tally) = joined(first)?;
-        let mut tallies = vec![tally];
+        let first = joined(first)?;
+        let cut_held = matches!(first.0, PartEnd::Cut { .. });
+        let mut parts = vec![first];
         if let Some(second) = second {
-            if let PartEnd::Cut { .. } = end {
-                tallies.push(joined(second)?.1);
+            if cut_held {
+                parts.push(joined(second)?);
             } else {
                 // Stops the second reader at its next read.
                 guard.fail();
                 let _ = second.join();
             }
         }
-        Ok(tallies)
+        Ok(parts)
     })?;
-    for tally in &tallies {
-        recount.add(tally);
+    let mut rows = Vec::new();
+    for (_, tally, part_rows) in parts {
+        recount.add(&tally);
+        rows.extend(part_rows);
     }
-    Ok(recount)
+    Ok((recount, rows))
+}
+
+/// `--state`: with several valid rows for a user only the last one counts. The pass judged
+/// every valid row as if it were its user's last; this judges the candidates' rows again with
+/// the same rule, now knowing which have a later valid row, and moves the counts.
+fn judge_repeated_rows(
+    rule: SyncRule,
+    index: &StateIndex,
+    rows: &[CandidateRow],
+    summary: &mut Summary,
+) {
+    let mut remaining: std::collections::HashMap<usize, u64> = Default::default();
+    for &(slot, ..) in rows {
+        *remaining.entry(slot).or_default() += 1;
+    }
+    for &(slot, key, hash) in rows {
+        let left = remaining.entry(slot).or_default();
+        *left -= 1;
+        let later_valid_row = *left > 0;
+        let counted = rule.judge(index, key, hash, false);
+        let verdict = rule.judge(index, key, hash, later_valid_row);
+        if counted != verdict {
+            *verdict_count(summary, counted) -= 1;
+            *verdict_count(summary, verdict) += 1;
+        }
+    }
+}
+
+/// The dry run's counter for a sync verdict.
+fn verdict_count(summary: &mut Summary, verdict: SyncVerdict) -> &mut u64 {
+    match verdict {
+        SyncVerdict::Send => &mut summary.valid,
+        SyncVerdict::Unchanged => &mut summary.unchanged,
+        SyncVerdict::Superseded => &mut summary.superseded,
+    }
 }
 
 /// Watches a first part's records for the cut (see `CsvInput::parallel_cut`).
@@ -571,7 +631,9 @@ struct StateFeed {
 }
 
 impl StateCheck {
-    fn spawn(index: Arc<StateIndex>) -> std::io::Result<StateCheck> {
+    /// Counts the rows the sync rule finds unchanged, judging each as its user's last valid
+    /// row (repeated users are judged again after the pass, see `judge_repeated_rows`).
+    fn spawn(index: Arc<StateIndex>, rule: SyncRule) -> std::io::Result<StateCheck> {
         let (tx, rx) = sync_channel::<(usize, Vec<(u64, u64)>)>(8);
         let lookups = std::thread::Builder::new()
             .name("state-lookups".into())
@@ -580,7 +642,9 @@ impl StateCheck {
                 for (part, batch) in rx {
                     unchanged[part] += batch
                         .into_iter()
-                        .filter(|&(key, hash)| index.is_unchanged_key(key, hash))
+                        .filter(|&(key, hash)| {
+                            rule.judge(&index, key, hash, false) == SyncVerdict::Unchanged
+                        })
                         .count() as u64;
                 }
                 unchanged
@@ -623,47 +687,6 @@ impl StateFeed {
             let _ = self.tx.send((self.part, full));
         }
     }
-}
-
-/// `--state`: with several rows for a user only the last one counts. The pass counted every
-/// ready row as unchanged or to send; this moves all but each repeated user's last ready row
-/// to `superseded`, as the real sync would judge them.
-fn count_superseded(
-    job: &JobInput,
-    mapper: &RowMapper,
-    index: &crate::store::state::StateIndex,
-    repeated: &std::collections::HashSet<String>,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    let mut rows_of: std::collections::HashMap<String, Vec<bool>> = Default::default();
-    let mut input = CsvInput::open(&job.input)?;
-    let mut record = ByteRecord::new();
-    let mut body = Vec::new();
-    while input.read(&mut record)?.is_some() {
-        let user = mapper.user_id(&record).filter(|id| repeated.contains(*id));
-        if user.is_none() || input.unterminated() {
-            continue;
-        }
-        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            let unchanged =
-                !job.full && index.is_unchanged(user_id, crate::store::state::body_hash(&body));
-            rows_of
-                .entry(user_id.to_string())
-                .or_default()
-                .push(unchanged);
-        }
-    }
-    for rows in rows_of.values() {
-        for &unchanged in &rows[..rows.len().saturating_sub(1)] {
-            if unchanged {
-                summary.unchanged -= 1;
-            } else {
-                summary.valid -= 1;
-            }
-            summary.superseded += 1;
-        }
-    }
-    Ok(())
 }
 
 /// The duplicate filter, on a thread of its own (its lookups miss the cache), fed UserIDs in

@@ -4,7 +4,9 @@
 pub mod accounts;
 pub mod dry_run;
 pub mod job;
+pub mod plan;
 pub mod progress;
 pub mod send;
 pub mod summary;
+pub mod sync;
 pub mod verify;

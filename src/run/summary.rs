@@ -75,6 +75,11 @@ impl Summary {
         self.invalid > 0 || self.failed > 0
     }
 
+    /// Rows whose fate is final: everything but the rows not attempted.
+    pub fn settled(&self) -> u64 {
+        self.ok + self.failed + self.invalid + self.skipped + self.unchanged + self.superseded
+    }
+
     /// Requests per second over the whole run.
     pub fn mean_rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();

@@ -12,13 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use csv::ByteRecord;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
-
-use crate::input::dupes::DuplicateFinder;
-use crate::input::reader::{CsvInput, InputOptions};
-use crate::input::row::{RowMapper, RowRules, Verdict};
 
 const SCHEMA_VERSION: &str = "1";
 
@@ -396,74 +391,6 @@ fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
         accepted.insert(row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64);
     }
     Ok(accepted)
-}
-
-/// For users with several valid rows, the record index of their last one: with `--state`
-/// only the last row for each user counts, so an unchanged rerun sends nothing.
-///
-/// The first passes only parse (no validation): a constant-memory filter over the UserID
-/// column finds candidates, an exact recount confirms them, and only the rows of users that
-/// really repeat are validated to find their last valid row.
-/// Also returns the duplicate report for the whole file, so the run need not count again.
-pub fn last_rows_of_repeated_users(
-    input: &InputOptions,
-    rules: RowRules,
-) -> anyhow::Result<(HashMap<String, u64>, crate::input::dupes::Duplicates)> {
-    let mut csv = CsvInput::open(input)?;
-    let user_index = csv.columns.user_index;
-    let mapper = RowMapper::new(csv.columns.clone(), rules);
-    let user_of = |record: &ByteRecord| {
-        record
-            .get(user_index)
-            .and_then(|id| std::str::from_utf8(id).ok())
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-    };
-    let mut record = ByteRecord::new();
-    let mut finder = DuplicateFinder::default();
-    while csv.read(&mut record)?.is_some() {
-        if let Some(user) = record
-            .get(user_index)
-            .and_then(|id| std::str::from_utf8(id).ok())
-            .filter(|id| !id.is_empty())
-        {
-            finder.observe(user);
-        }
-    }
-    if finder.is_clear() {
-        return Ok((HashMap::new(), Default::default()));
-    }
-    let mut recount = finder.into_recount();
-    let mut csv = CsvInput::open(input)?;
-    while csv.read(&mut record)?.is_some() {
-        if let Some(user) = user_of(&record) {
-            recount.observe(&user);
-        }
-    }
-    let (duplicates, repeated) = recount.finish_with_users();
-    if duplicates.lower_bound {
-        bail!(
-            "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
-             remove the duplicates (or split the file) before a --state sync",
-            input.path.display()
-        );
-    }
-    let mut last = HashMap::with_capacity(repeated.len());
-    if repeated.is_empty() {
-        return Ok((last, duplicates));
-    }
-    let mut csv = CsvInput::open(input)?;
-    let mut body = Vec::new();
-    let mut index = 0u64;
-    while csv.read(&mut record)?.is_some() {
-        if user_of(&record).is_some_and(|user| repeated.contains(&user)) {
-            if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-                last.insert(user_id.to_string(), index);
-            }
-        }
-        index += 1;
-    }
-    Ok((last, duplicates))
 }
 
 /// `profile-import state stats PATH`.

@@ -1,0 +1,219 @@
+//! The collector: the single owner of the counters, the progress display, the failure CSV, the
+//! journal and the state's record of accepted rows. The failure record always reaches the disk
+//! before the journal says the row failed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::worker::Shared;
+use super::{LocalRow, Outcome, Report};
+use crate::input::row::failure_from;
+use crate::run::progress::{Progress, Snapshot};
+use crate::run::summary::Summary;
+use crate::store::failures::FailureWriter;
+use crate::store::journal::{Final, Journal};
+use crate::store::state::StateDb;
+
+/// The single owner of the counters, the progress display, the failure CSV and the journal.
+pub(super) struct Collector {
+    pub(super) failures: FailureWriter,
+    pub(super) journal: Journal,
+    /// `--state`: Chat's accepted rows are recorded here.
+    pub(super) state: Option<StateDb>,
+    pub(super) progress: Progress,
+    pub(super) shared: Arc<Shared>,
+    pub(super) delimiter: u8,
+    pub(super) max_errors: Option<u64>,
+}
+
+impl Collector {
+    /// Returns the counters and the journal; the caller closes the journal as complete only
+    /// once it knows the whole file was read.
+    pub(super) async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        prior: Summary,
+    ) -> anyhow::Result<(Summary, Journal, Option<StateDb>)> {
+        let mut summary = prior;
+        let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut done = summary.settled();
+        let errors_before = summary.failed + summary.invalid;
+        loop {
+            tokio::select! {
+                report = reports.recv() => {
+                    let Some(report) = report else { break };
+                    done += 1;
+                    let sent = matches!(report, Report::Finished { .. });
+                    self.record(report, &mut summary)?;
+                    // A row Chat answered goes out to the OS at once, so a killed process
+                    // never re-sends a row it had finished; rows decided locally (invalid,
+                    // unchanged …) are cheap to decide again and go out in batches. The
+                    // failure record always goes first.
+                    if sent || self.journal.pending_bytes() > 64 * 1024 {
+                        self.failures.write_out()?;
+                        self.journal.write_out()?;
+                    }
+                    if let Some(limit) = self.max_errors {
+                        // Only this run's errors count: a resumed run must be able to go on.
+                        let errors = summary.failed + summary.invalid - errors_before;
+                        if errors >= limit && !self.shared.stop.is_cancelled() {
+                            self.shared.stop_job(format!(
+                                "{errors} rows failed or were invalid, reaching --max-errors {limit}"
+                            ));
+                        }
+                    }
+                }
+                _ = flush_tick.tick() => {
+                    self.sync()?;
+                    let now = Instant::now();
+                    rate_window.push_back((now, self.shared.requests.load(Ordering::Relaxed)));
+                    while rate_window.len() > 6 {
+                        rate_window.pop_front();
+                    }
+                    let rate = match (rate_window.front(), rate_window.back()) {
+                        (Some(first), Some(last)) if last.0 > first.0 => {
+                            (last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64()
+                        }
+                        _ => 0.0,
+                    };
+                    self.progress.update(Snapshot {
+                        done,
+                        ok: summary.ok,
+                        failed: summary.failed + summary.invalid,
+                        retries: summary.retries,
+                        rate,
+                        pace: self.shared.pacer.current_rate(),
+                    });
+                }
+            }
+        }
+        self.sync()?;
+        self.progress.finish();
+        summary.failure_csv = self.failures.finish()?;
+        summary.journal = Some(self.journal.path().to_path_buf());
+        Ok((summary, self.journal, self.state))
+    }
+
+    /// The failure CSV first, then the journal: a row is never journalled as failed before
+    /// its failure record is on disk.
+    fn sync(&mut self) -> anyhow::Result<()> {
+        self.failures.flush()?;
+        self.journal.sync()?;
+        if let Some(state) = &mut self.state {
+            state.commit()?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, report: Report, summary: &mut Summary) -> anyhow::Result<()> {
+        match report {
+            Report::Local(LocalRow::Skipped(pos)) => {
+                summary.skipped += 1;
+                self.journal.record(pos, Final::Skipped, "");
+            }
+            Report::Local(LocalRow::NotNeeded(pos, why)) => {
+                match why {
+                    Final::Superseded => summary.superseded += 1,
+                    _ => summary.unchanged += 1,
+                }
+                self.journal.record(pos, why, "");
+            }
+            Report::Local(LocalRow::AccountFailed {
+                pos,
+                record,
+                failure,
+            }) => {
+                summary.failed += 1;
+                let code = failure.code.to_string();
+                *summary
+                    .failed_by_code
+                    .entry(format!("{code} (account)"))
+                    .or_default() += 1;
+                self.failures
+                    .write(&record, pos.line, &failure, self.delimiter)?;
+                self.journal.record(pos, Final::Failed, &code);
+            }
+            Report::Local(LocalRow::AlreadyFailed(pos)) => {
+                summary.failed += 1;
+                *summary
+                    .failed_by_code
+                    .entry("(earlier run)".into())
+                    .or_default() += 1;
+                self.journal.record(pos, Final::Failed, "earlier");
+            }
+            Report::Local(LocalRow::Invalid {
+                pos,
+                record,
+                violations,
+            }) => {
+                summary.invalid += 1;
+                for violation in &violations {
+                    *summary
+                        .invalid_by_rule
+                        .entry(format!("{} {}", violation.code, violation.rule))
+                        .or_default() += 1;
+                    tracing::warn!("line {}: {}", pos.line, violation.describe());
+                }
+                let failure = failure_from(&violations);
+                self.failures
+                    .write(&record, pos.line, &failure, self.delimiter)?;
+                self.journal
+                    .record(pos, Final::Invalid, &failure.code.to_string());
+            }
+            Report::Finished {
+                job,
+                outcome,
+                requests,
+            } => {
+                summary.retries += u64::from(requests.saturating_sub(1));
+                match outcome {
+                    Outcome::Ok => {
+                        summary.ok += 1;
+                        self.journal.record(job.pos, Final::Ok, "");
+                        if let Some(state) = &mut self.state {
+                            state.accepted(&job.user_id, job.body_hash);
+                        }
+                    }
+                    Outcome::NotAttempted => {
+                        summary.not_attempted += 1;
+                        if requests > 0 {
+                            // Cut short mid-retry: an earlier attempt may have been applied.
+                            if let Some(state) = &mut self.state {
+                                state.forget(&job.user_id);
+                            }
+                        }
+                    }
+                    Outcome::Failed(failure) => {
+                        summary.failed += 1;
+                        let code = failure.code.to_string();
+                        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+                        tracing::warn!(
+                            "line {}: user {} failed: {} {}",
+                            job.pos.line,
+                            job.user_id,
+                            failure.code,
+                            failure.message
+                        );
+                        self.failures
+                            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
+                        self.journal.record(job.pos, Final::Failed, &code);
+                        if failure.attempts > 0 {
+                            // Sent but not confirmed (or refused): what Chat holds for this
+                            // user is no longer known, so the next sync must send it.
+                            if let Some(state) = &mut self.state {
+                                state.forget(&job.user_id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,287 @@
+//! The real import: a reader thread maps rows (with the dry run's code), a dispatcher keeps each
+//! user's rows in file order and never two in flight, a bounded pool of workers sends them
+//! through the shared pacer with retries, and one collector owns the counters, the progress
+//! display and the failure CSV.
+//!
+//! ```text
+//! reader thread ──events──▶ dispatcher ──jobs──▶ workers (N) ──reports──▶ collector
+//!                              ▲                      │
+//!                              └──── user released ───┘
+//! ```
+//! Every channel is bounded except "user released", which holds at most one message per job in
+//! flight, so memory stays flat at any file size.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use csv::ByteRecord;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::client::ChatClient;
+use crate::chat::limiter::Pacer;
+use crate::input::reader::RowPos;
+use crate::input::row::Violation;
+use crate::outcome::Failure;
+use crate::run::job::JobInput;
+use crate::run::plan::{self, Plan, Prepared};
+use crate::run::progress::Progress;
+use crate::run::summary::Summary;
+use crate::store::journal::Final;
+use crate::store::state::StateDb;
+
+mod collector;
+mod dispatch;
+mod reader;
+mod worker;
+
+use collector::Collector;
+use worker::Shared;
+
+/// The portrait_set command path.
+pub const PORTRAIT_SET: &str = "profile/portrait_set";
+
+/// How rows are sent.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    /// Ceiling on requests in any one-second window.
+    pub rate: u32,
+    /// Workers, i.e. requests in flight at most.
+    pub concurrency: usize,
+    /// Attempts per row for transient errors.
+    pub max_attempts: u32,
+    /// First backoff window; each retry doubles it (full jitter), up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Show a bar if stderr is a terminal.
+    pub allow_bar: bool,
+    pub quiet: bool,
+    pub progress_interval: Duration,
+    /// Stop the job once this many rows failed or were invalid.
+    pub max_errors: Option<u64>,
+}
+
+impl SendSettings {
+    /// Little's law: in-flight = rate × latency. Sized for 1 s latencies with 25 % headroom.
+    pub fn default_concurrency(rate: u32) -> usize {
+        ((rate as usize * 5).div_ceil(4)).clamp(4, 1024)
+    }
+}
+
+/// How a send run ended, beyond its counters.
+pub struct SendReport {
+    pub summary: Summary,
+    /// `--state`: still open and locked, so the caller records how the run ended.
+    pub state: Option<StateDb>,
+    /// Set when a job-wide error stopped the run.
+    pub fatal: Option<String>,
+    /// Set when `stop` was cancelled from outside (a signal).
+    pub interrupted: bool,
+}
+
+/// Rows waiting behind an in-flight row of the same user; beyond this the reader pauses.
+const MAX_DEFERRED: usize = 50_000;
+/// Rows that fail on transport errors in a row, with no success between, before the job
+/// concludes Chat is unreachable and stops.
+const UNREACHABLE_AFTER: u64 = 50;
+
+/// A valid row on its way to Chat.
+struct Job {
+    pos: RowPos,
+    /// `--state`: the hash of `body`, written to the state once Chat accepts it.
+    body_hash: u64,
+    user_id: String,
+    body: Bytes,
+    record: ByteRecord,
+}
+
+/// What the reader thread produces, in file order.
+enum Event {
+    Job(Job),
+    /// A row decided without sending it.
+    Local(LocalRow),
+}
+
+/// A row whose fate is decided locally; the dispatcher passes it straight to the collector.
+enum LocalRow {
+    Skipped(RowPos),
+    /// `--state`: Chat already holds this row, or a later row of the user counts instead.
+    NotNeeded(RowPos, Final),
+    Invalid {
+        pos: RowPos,
+        record: ByteRecord,
+        violations: Vec<Violation>,
+    },
+    /// A row already in the failure CSV from an interrupted earlier run but not yet journalled.
+    AlreadyFailed(RowPos),
+    /// A row whose user's account could not be imported (`--create-accounts`).
+    AccountFailed {
+        pos: RowPos,
+        record: ByteRecord,
+        failure: Failure,
+    },
+}
+
+/// What the collector receives.
+enum Report {
+    Local(LocalRow),
+    Finished {
+        job: Job,
+        outcome: Outcome,
+        requests: u32,
+    },
+}
+
+enum Outcome {
+    Ok,
+    Failed(Failure),
+    /// Not sent, or its retries were cut short by a stop: still pending.
+    NotAttempted,
+}
+
+/// Imports every row of the input. `stop` is cancelled from outside on a signal.
+pub async fn run(
+    job: &JobInput,
+    client: Arc<ChatClient>,
+    settings: SendSettings,
+    stop: CancellationToken,
+) -> anyhow::Result<SendReport> {
+    let started = Instant::now();
+    let plan = match plan::prepare(job, &client, settings.max_attempts, &stop).await? {
+        Prepared::Ready(plan) => plan,
+        Prepared::Stopped(summary) => {
+            return Ok(SendReport {
+                summary: *summary,
+                state: None,
+                fatal: None,
+                interrupted: true,
+            })
+        }
+    };
+    let internal_stop = stop.child_token();
+    let shared = Arc::new(Shared {
+        client,
+        pacer: Pacer::new(settings.rate),
+        settings: settings.clone(),
+        stop: internal_stop,
+        fatal: Mutex::new(None),
+        consecutive_transport_failures: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        throttled: AtomicU64::new(0),
+        create_accounts: job.create_accounts,
+    });
+    let mut report = pipeline(job, *plan, &shared).await?;
+    report.summary.elapsed = started.elapsed();
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    report.interrupted = stop.is_cancelled() && fatal.is_none();
+    if let Some(why) = &fatal {
+        report.summary.stopped = Some(why.clone());
+    } else if report.interrupted {
+        report.summary.stopped = Some("interrupted by a signal".into());
+    }
+    report.fatal = fatal;
+    Ok(report)
+}
+
+/// Starts the reader thread, the dispatcher and the workers, collects every row's outcome, and
+/// closes the journal as complete when every row is final.
+async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::Result<SendReport> {
+    let Plan {
+        lock: _lock,
+        input,
+        mapper,
+        total,
+        prior,
+        reader: reader_plan,
+        failures,
+        journal,
+        state,
+    } = plan;
+    let settings = &shared.settings;
+    let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
+    let (work_tx, work_rx) = mpsc::channel::<Job>(settings.concurrency);
+    let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
+    let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
+
+    let reader = std::thread::Builder::new()
+        .name("csv-reader".into())
+        .spawn({
+            let options = job.input.clone();
+            move || reader::read_rows(input, &options, mapper, event_tx, reader_plan)
+        })?;
+    let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+    let workers: Vec<_> = (0..settings.concurrency)
+        .map(|_| {
+            tokio::spawn(worker::worker(
+                shared.clone(),
+                work_rx.clone(),
+                report_tx.clone(),
+                released_tx.clone(),
+            ))
+        })
+        .collect();
+    drop(released_tx);
+    let dispatcher = tokio::spawn(dispatch::dispatch(
+        event_rx,
+        work_tx,
+        report_tx,
+        released_rx,
+        shared.stop.clone(),
+    ));
+    let collector = Collector {
+        failures,
+        journal,
+        state,
+        progress: Progress::new(
+            Some(total),
+            settings.allow_bar,
+            settings.quiet,
+            settings.progress_interval,
+        ),
+        shared: shared.clone(),
+        delimiter: job.input.delimiter,
+        max_errors: settings.max_errors,
+    };
+    let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
+    dispatcher.await?;
+    for worker in workers {
+        worker.await?;
+    }
+    // A read error mid-file leaves the journal open, so --resume continues after it.
+    let duplicates = match reader.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the CSV reader thread panicked"),
+    };
+    if summary.not_attempted == 0 && !shared.stop.is_cancelled() {
+        // Every row is final: the run is complete.
+        journal.complete()?;
+        summary.journal = None;
+    }
+    summary.duplicates = duplicates;
+    summary.rows = total;
+    summary.requests = shared.requests.load(Ordering::Relaxed);
+    summary.throttled = shared.throttled.load(Ordering::Relaxed);
+    summary.pace = Some((shared.pacer.lowest_rate(), shared.pacer.current_rate()));
+    Ok(SendReport {
+        summary,
+        state,
+        fatal: None,
+        interrupted: false,
+    })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_concurrency_follows_littles_law() {
+        assert_eq!(SendSettings::default_concurrency(200), 250);
+        assert_eq!(SendSettings::default_concurrency(1), 4);
+    }
+}

@@ -1,0 +1,133 @@
+//! The reader thread of a real import: reads the input once from the resume point, maps every
+//! row with the dry run's code, decides locally what needs no request, and hands the rest on in
+//! file order. It also makes the exact duplicate count over the survey's candidates.
+
+use bytes::Bytes;
+use csv::ByteRecord;
+use tokio::sync::mpsc;
+
+use super::{Event, Job, LocalRow};
+use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
+use crate::input::reader::{CsvInput, InputOptions, RowPos};
+use crate::input::row::{RowMapper, Verdict};
+use crate::outcome::{Failure, Stage};
+use crate::run::plan::ReaderPlan;
+use crate::run::sync::SyncVerdict;
+use crate::store::journal::Final;
+
+/// Reads every row and sends it on in file order; returns the duplicate report.
+pub(super) fn read_rows(
+    mut input: CsvInput,
+    options: &InputOptions,
+    mapper: RowMapper,
+    events: mpsc::Sender<Event>,
+    mut plan: ReaderPlan,
+) -> anyhow::Result<Duplicates> {
+    let mut record = ByteRecord::new();
+    let mut body = Vec::with_capacity(1024);
+    let mut index = 0;
+    let mut recount = plan
+        .duplicates
+        .take()
+        .filter(|finder| !finder.is_clear())
+        .map(DuplicateFinder::into_recount);
+    let count_user = |recount: &mut Option<Recount>, record: &ByteRecord| {
+        if let Some(recount) = recount {
+            if let Some(user_id) = mapper.user_id(record).filter(|id| !id.is_empty()) {
+                recount.observe(user_id);
+            }
+        }
+    };
+    if let Some(checkpoint) = plan.checkpoint {
+        // The duplicate report covers the whole file, as a first run's does: the rows before
+        // the checkpoint are read for their UserIDs only (skipped when nothing repeats).
+        if recount.is_some() {
+            let mut before = CsvInput::open(options)?;
+            let mut read = 0;
+            while read <= checkpoint.index && before.read(&mut record)?.is_some() {
+                count_user(&mut recount, &record);
+                read += 1;
+            }
+        }
+        input.seek_past(checkpoint)?;
+        index = checkpoint.index + 1;
+    }
+    while let Some(line) = input.read(&mut record)? {
+        let pos = RowPos {
+            index,
+            line,
+            byte: CsvInput::start_byte(&record),
+        };
+        index += 1;
+        count_user(&mut recount, &record);
+        if plan.journalled.contains(&pos.index) {
+            continue;
+        }
+        let event = if plan.failed_lines.contains(&line) {
+            Event::Local(LocalRow::AlreadyFailed(pos))
+        } else if input.unterminated() {
+            Event::Local(LocalRow::Invalid {
+                pos,
+                record: record.clone(),
+                violations: vec![crate::input::row::unterminated_quote(line)],
+            })
+        } else {
+            judge(&mapper, &plan, pos, &record, &mut body)
+        };
+        if events.blocking_send(event).is_err() {
+            anyhow::bail!("the import stopped before the whole file was read");
+        }
+    }
+    drop(events);
+    Ok(recount.map(|recount| recount.finish()).unwrap_or_default())
+}
+
+/// What happens to one well-formed record: sent, or decided here.
+fn judge(
+    mapper: &RowMapper,
+    plan: &ReaderPlan,
+    pos: RowPos,
+    record: &ByteRecord,
+    body: &mut Vec<u8>,
+) -> Event {
+    match mapper.map(record, body) {
+        Verdict::Ready { user_id, .. } if plan.failed_accounts.contains_key(user_id) => {
+            let why = &plan.failed_accounts[user_id];
+            Event::Local(LocalRow::AccountFailed {
+                pos,
+                record: record.clone(),
+                failure: Failure {
+                    code: why.code,
+                    message: why.message.clone(),
+                    stage: Stage::Account,
+                    attempts: 0,
+                },
+            })
+        }
+        Verdict::Ready { user_id, .. } => {
+            let body_hash = crate::store::state::body_hash(body);
+            let verdict = plan.sync.as_ref().map_or(SyncVerdict::Send, |sync| {
+                sync.judge(user_id, pos.index, body_hash)
+            });
+            match verdict {
+                SyncVerdict::Send => Event::Job(Job {
+                    pos,
+                    body_hash,
+                    user_id: user_id.to_string(),
+                    body: Bytes::copy_from_slice(body),
+                    record: record.clone(),
+                }),
+                SyncVerdict::Unchanged => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
+                SyncVerdict::Superseded => {
+                    Event::Local(LocalRow::NotNeeded(pos, Final::Superseded))
+                }
+            }
+        }
+        Verdict::Skipped { .. } => Event::Local(LocalRow::Skipped(pos)),
+        Verdict::Invalid(violations) => Event::Local(LocalRow::Invalid {
+            pos,
+            record: record.clone(),
+            violations,
+        }),
+    }
+}

@@ -1,0 +1,167 @@
+//! The workers: each takes a row, sends it through the shared pacer with retries (importing the
+//! account first with `--create-accounts on-demand`), reports the outcome and releases the user.
+//! A job-wide error or too many unreachable rows in a row stop the run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Job, Outcome, Report, SendSettings, PORTRAIT_SET, UNREACHABLE_AFTER};
+use crate::chat::client::ChatClient;
+use crate::chat::retry::{Answer, Caller};
+use crate::outcome::{Failure, FailureCode, Stage};
+use crate::run::accounts::CreateAccounts;
+
+/// State shared by the workers.
+pub(super) struct Shared {
+    pub(super) client: Arc<ChatClient>,
+    pub(super) pacer: crate::chat::limiter::Pacer,
+    pub(super) settings: SendSettings,
+    /// Cancelled to stop dispatching (fatal error or signal).
+    pub(super) stop: CancellationToken,
+    pub(super) fatal: Mutex<Option<String>>,
+    pub(super) consecutive_transport_failures: AtomicU64,
+    pub(super) requests: AtomicU64,
+    /// Throttled answers (60007 and friends, HTTP 429).
+    pub(super) throttled: AtomicU64,
+    pub(super) create_accounts: Option<CreateAccounts>,
+}
+
+impl Shared {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            client: &self.client,
+            pacer: &self.pacer,
+            max_attempts: self.settings.max_attempts,
+            base_backoff: self.settings.base_backoff,
+            max_backoff: self.settings.max_backoff,
+            stop: &self.stop,
+            requests: &self.requests,
+            throttled: &self.throttled,
+        }
+    }
+
+    pub(super) fn stop_job(&self, why: String) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        if fatal.is_none() {
+            tracing::error!("stopping the run: {why}");
+            *fatal = Some(why);
+        }
+        self.stop.cancel();
+    }
+}
+
+/// One worker: takes a job, sends it with retries, reports, releases its user.
+pub(super) async fn worker(
+    shared: Arc<Shared>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    reports: mpsc::Sender<Report>,
+    released: mpsc::UnboundedSender<String>,
+) {
+    loop {
+        let next = jobs.lock().await.recv().await;
+        let Some(job) = next else { break };
+        let (outcome, requests) = send_with_retries(&shared, &job).await;
+        let user = job.user_id.clone();
+        if reports
+            .send(Report::Finished {
+                job,
+                outcome,
+                requests,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let _ = released.send(user);
+    }
+}
+
+/// Sends one row until it succeeds, fails for good, or the job stops.
+async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
+    let caller = shared.caller();
+    let (mut answer, mut requests) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+    if shared.create_accounts == Some(CreateAccounts::OnDemand)
+        && matches!(
+            answer,
+            Answer::Failed {
+                code: FailureCode::Chat(40003),
+                ..
+            }
+        )
+    {
+        // Not an account yet: import it (account_import, through the same pacer) and retry
+        // the row once.
+        let calls = crate::run::accounts::AccountCalls {
+            client: &shared.client,
+            pacer: &shared.pacer,
+            max_attempts: shared.settings.max_attempts,
+            stop: &shared.stop,
+            requests: &shared.requests,
+            throttled: &shared.throttled,
+        };
+        answer = match calls.import_one(&job.user_id).await {
+            Answer::Ok(..) => {
+                let (again, more) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+                requests += more;
+                again
+            }
+            Answer::Failed { code, message } => {
+                // Like the batch form: the row failed at the account stage.
+                return (
+                    Outcome::Failed(Failure {
+                        code,
+                        message: format!("account_import failed: {message}"),
+                        stage: Stage::Account,
+                        attempts: requests,
+                    }),
+                    requests,
+                );
+            }
+            other => other,
+        };
+    }
+    let failed = |code, message| {
+        Outcome::Failed(Failure {
+            code,
+            message,
+            stage: Stage::Send,
+            attempts: requests,
+        })
+    };
+    match answer {
+        Answer::Ok(..) => {
+            shared
+                .consecutive_transport_failures
+                .store(0, Ordering::Relaxed);
+            (Outcome::Ok, requests)
+        }
+        Answer::Stopped => (Outcome::NotAttempted, requests),
+        Answer::Fatal { code, message, why } => {
+            shared.stop_job(why);
+            (failed(code, message), requests)
+        }
+        Answer::Failed { code, message } => {
+            if code == FailureCode::Transport {
+                let streak = shared
+                    .consecutive_transport_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if streak >= UNREACHABLE_AFTER {
+                    shared.stop_job(format!(
+                        "{streak} rows in a row failed to connect after {} attempts each: Chat is unreachable",
+                        shared.settings.max_attempts
+                    ));
+                }
+            } else {
+                shared
+                    .consecutive_transport_failures
+                    .store(0, Ordering::Relaxed);
+            }
+            (failed(code, message), requests)
+        }
+    }
+}
