@@ -233,6 +233,12 @@ pub struct ImportArgs {
     #[arg(long, requires = "state")]
     pub full: bool,
 
+    /// The file size from which the dry run reads in two parts at once (tests set it to 0 to
+    /// compare both ways of reading on small files).
+    #[arg(long, hide = true, env = "PROFILE_IMPORT_PARALLEL_MIN_BYTES",
+          default_value_t = crate::run::dry_run::PARALLEL_MIN_BYTES)]
+    pub parallel_min_bytes: u64,
+
     /// With --dry-run: also ask Chat (account_check) which users are not imported yet.
     #[arg(long, requires = "dry_run")]
     pub check_accounts: bool,

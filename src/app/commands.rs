@@ -37,7 +37,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 let show = args
                     .show_requests
                     .unwrap_or(if cli.verbose > 0 { 3 } else { 0 });
-                let summary = dry_run::run(&job, show)?;
+                let options = dry_run::DryRunOptions {
+                    show_requests: show,
+                    parallel_min_bytes: args.parallel_min_bytes,
+                };
+                let summary = dry_run::run(&job, options)?;
                 eprint!("{summary}");
                 let mut status = status_of(&summary);
                 if args.check_accounts {

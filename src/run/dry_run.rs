@@ -30,16 +30,15 @@ use crate::store::state::StateIndex;
 /// Rows whose violations are printed on stderr; the rest are only in the failure CSV.
 const PRINTED_INVALID_ROWS: u64 = 20;
 /// Files smaller than this are read by one thread: a second would not pay for itself.
-const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+pub const PARALLEL_MIN_BYTES: u64 = 4 << 20;
 
-/// The size from which a file is read in two parts: `PARALLEL_MIN_BYTES`, or the environment's
-/// `PROFILE_IMPORT_PARALLEL_MIN_BYTES` (the tests set it to 0 to compare both ways of reading
-/// on small files).
-fn parallel_min_bytes() -> u64 {
-    std::env::var("PROFILE_IMPORT_PARALLEL_MIN_BYTES")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(PARALLEL_MIN_BYTES)
+/// How the dry run reads and what it shows.
+#[derive(Debug, Clone, Copy)]
+pub struct DryRunOptions {
+    /// Print the bodies of the first N valid rows.
+    pub show_requests: usize,
+    /// The size from which a file is read in two parts (`PARALLEL_MIN_BYTES` by default).
+    pub parallel_min_bytes: u64,
 }
 
 /// Invalid rows (or shown bodies) per chunk handed to the collector, the bytes they may hold,
@@ -97,7 +96,7 @@ struct ReadPlan<'a> {
 }
 
 /// Validates the whole file. Invalid rows go to the failure CSV.
-pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
+pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
@@ -107,8 +106,8 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         ..Summary::default()
     };
     // `--state`: count what a sync would send, without sending or writing the state. Rows
-    // are judged as they stream by; users with several rows are put right after the pass (only
-    // their last row counts), so no extra pass is needed before the first row.
+    // are judged as they stream by; users with several rows are judged again after the pass
+    // (only their last row counts), so no extra pass is needed before the first row.
     let index = match &job.state {
         Some(path) => {
             summary.with_state = true;
@@ -123,15 +122,9 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         .clone()
         .map(|index| StateCheck::spawn(index, rule))
         .transpose()?;
-    let cut = input.parallel_cut(parallel_min_bytes())?;
-    let guard = Arc::new(CutGuard::default());
-    let second = cut
-        .map(|cut| input.open_at(cut, guard.clone()))
-        .transpose()?;
-    let filter = DuplicateFilter::spawn()?;
     let plan = ReadPlan {
         mapper: &mapper,
-        show_requests,
+        show_requests: options.show_requests,
         state: state.as_ref(),
         full: job.full,
     };
@@ -139,18 +132,64 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         summary: &mut summary,
         failures: &mut failures,
         delimiter: job.input.delimiter,
-        show_requests,
+        show_requests: options.show_requests,
         shown: 0,
     };
-    let second_counted = std::thread::scope(|scope| -> anyhow::Result<bool> {
+    let cut = input.parallel_cut(options.parallel_min_bytes)?;
+    let filter = DuplicateFilter::spawn()?;
+    let second_counted = read_in_parts(input, cut, &plan, &filter, &mut collector)?;
+    let mut finder = filter.finish()?;
+    if cut.is_some() && !second_counted || finder.is_discarded() {
+        // The second reader's UserIDs were misread from a cut inside a record; they may have
+        // marked any user as seen, so the check is made again from the file.
+        finder = duplicate_pass(job, &mapper)?;
+    }
+    let unchanged = match state {
+        Some(state) => {
+            let [first, second] = state.finish()?;
+            first + if second_counted { second } else { 0 }
+        }
+        None => 0,
+    };
+    summary.valid -= unchanged;
+    summary.unchanged += unchanged;
+    tracing::debug!(
+        "pass 1 done after {:?}; duplicate check clear: {}",
+        started.elapsed(),
+        finder.is_clear()
+    );
+    if !finder.is_clear() {
+        let sync = index.as_deref().map(|index| (rule, index));
+        summary.duplicates = count_duplicates(job, &mapper, finder, sync, options, &mut summary)?;
+        tracing::debug!("recount done after {:?}", started.elapsed());
+    }
+    summary.failure_csv = failures.finish()?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Reads the file, in two parts at once when there is a cut, and hands every part's results
+/// to the collector in file order. True if the second part's rows were counted (the cut held).
+fn read_in_parts(
+    input: CsvInput,
+    cut: Option<u64>,
+    plan: &ReadPlan,
+    filter: &DuplicateFilter,
+    collector: &mut Collector,
+) -> anyhow::Result<bool> {
+    let guard = Arc::new(CutGuard::default());
+    let second = cut
+        .map(|cut| input.open_at(cut, guard.clone()))
+        .transpose()?;
+    std::thread::scope(|scope| -> anyhow::Result<bool> {
         let (first, first_chunks) = spawn_reader(
             scope,
             "csv-first-half",
             input,
             CutWatch::new(cut, &guard),
             0,
-            &plan,
-            &filter,
+            plan,
+            filter,
         )?;
         let second = second
             .map(|input| {
@@ -160,8 +199,8 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
                     input,
                     CutWatch::none(),
                     1,
-                    &plan,
-                    &filter,
+                    plan,
+                    filter,
                 )
             })
             .transpose()?;
@@ -194,46 +233,32 @@ pub fn run(job: &JobInput, show_requests: usize) -> anyhow::Result<Summary> {
         let (_, counts) = joined(second)?;
         collector.count(&counts);
         Ok(true)
-    })?;
-    let mut finder = filter.finish()?;
-    if cut.is_some() && !second_counted || finder.is_discarded() {
-        // The second reader's UserIDs were misread from a cut inside a record; they may have
-        // marked any user as seen, so the check is made again from the file.
-        finder = duplicate_pass(job, &mapper)?;
-    }
-    let unchanged = match state {
-        Some(state) => {
-            let [first, second] = state.finish()?;
-            first + if second_counted { second } else { 0 }
+    })
+}
+
+/// The exact duplicate report from the filter's candidates; with `--state`, the repeated
+/// users' earlier rows are judged again as the sync would.
+fn count_duplicates(
+    job: &JobInput,
+    mapper: &RowMapper,
+    finder: DuplicateFinder,
+    sync: Option<(SyncRule, &StateIndex)>,
+    options: DryRunOptions,
+    summary: &mut Summary,
+) -> anyhow::Result<crate::input::dupes::Duplicates> {
+    let (recount, candidate_rows) = recount(job, mapper, finder, sync.is_some(), options)?;
+    let duplicates = recount.finish();
+    if let Some((rule, index)) = sync {
+        if duplicates.lower_bound {
+            anyhow::bail!(
+                "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
+                 remove the duplicates (or split the file) before a --state sync",
+                job.input.path.display()
+            );
         }
-        None => 0,
-    };
-    summary.valid -= unchanged;
-    summary.unchanged += unchanged;
-    tracing::debug!(
-        "pass 1 done after {:?}; duplicate check clear: {}",
-        started.elapsed(),
-        finder.is_clear()
-    );
-    if !finder.is_clear() {
-        let (recount, candidate_rows) = recount(job, &mapper, finder, index.is_some())?;
-        tracing::debug!("recount done after {:?}", started.elapsed());
-        let duplicates = recount.finish();
-        if let Some(index) = &index {
-            if duplicates.lower_bound {
-                anyhow::bail!(
-                    "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
-                     remove the duplicates (or split the file) before a --state sync",
-                    job.input.path.display()
-                );
-            }
-            judge_repeated_rows(rule, index, &candidate_rows, &mut summary);
-        }
-        summary.duplicates = duplicates;
+        judge_repeated_rows(rule, index, &candidate_rows, summary);
     }
-    summary.failure_csv = failures.finish()?;
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    Ok(duplicates)
 }
 
 /// The duplicate filter fed from one plain reading of the file, for when the first pass's
@@ -272,10 +297,11 @@ fn recount(
     mapper: &RowMapper,
     finder: DuplicateFinder,
     keep_rows: bool,
+    options: DryRunOptions,
 ) -> anyhow::Result<(crate::input::dupes::Recount, Vec<CandidateRow>)> {
     let mut recount = finder.into_recount();
     let input = CsvInput::open(&job.input)?;
-    let cut = input.parallel_cut(parallel_min_bytes())?;
+    let cut = input.parallel_cut(options.parallel_min_bytes)?;
     let guard = Arc::new(CutGuard::default());
     let second = cut
         .map(|cut| input.open_at(cut, guard.clone()))

@@ -82,7 +82,6 @@ pub async fn prepare(
     let lock = RunLock::acquire(&job.journal)?;
     let input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
-    let delimiter = job.input.delimiter;
     let identity = journal::Identity::of(&job.input.path)?;
     let mut readings = vec!["content hash"];
     let resume = if job.resume {
@@ -90,17 +89,7 @@ pub async fn prepare(
     } else {
         None
     };
-    let (failures, failed_lines) = match &resume {
-        Some(_) => FailureWriter::append(&job.failures, mapper.columns(), delimiter)?,
-        None => (
-            FailureWriter::create(&job.failures, mapper.columns(), delimiter)?,
-            HashSet::new(),
-        ),
-    };
-    let journal = match &resume {
-        Some(resume) => Journal::append(&job.journal, resume)?,
-        None => Journal::create(&job.journal, &identity)?,
-    };
+    let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
     // `--state`: loaded (and locked) before anything is sent.
     let (state, state_index) = match &job.state {
         Some(path) => {
@@ -111,32 +100,25 @@ pub async fn prepare(
         None => (None, None),
     };
     let survey = Survey::new(state.is_some());
-    let (survey, accounts) = match job.create_accounts {
-        Some(mode @ (CreateAccounts::Batch | CreateAccounts::AccountList)) => {
-            readings.push("survey with the account pass");
-            match import_accounts(job, client, max_attempts, stop, mode, survey).await {
-                Ok((pass, survey)) => (survey, Some(pass)),
-                // A signal during the account pass: nothing was sent, so the run simply stops
-                // (exit 130/143, like a signal later on); a rerun starts with the accounts again.
-                Err(_) if stop.is_cancelled() => {
-                    let survey = Survey::new(false).read_all(&job.input, &mapper)?;
-                    let findings = survey.finish(&job.input)?;
-                    let mut prior = prior_summary(findings.rows, resume.as_ref());
-                    prior.stopped = Some(
-                        "interrupted by a signal while importing accounts; no profile was sent"
-                            .into(),
-                    );
-                    prior.not_attempted = prior.rows.saturating_sub(prior.settled());
-                    return Ok(Prepared::Stopped(Box::new(prior)));
-                }
-                Err(err) => return Err(err),
+    let (survey, accounts) =
+        match survey_input(job, &mapper, client, max_attempts, stop, survey).await? {
+            Surveyed::Read(survey, accounts) => (survey, accounts),
+            Surveyed::Stopped => {
+                let survey = Survey::new(false).read_all(&job.input, &mapper)?;
+                let findings = survey.finish(&job.input)?;
+                let mut prior = prior_summary(findings.rows, resume.as_ref());
+                prior.stopped = Some(
+                    "interrupted by a signal while importing accounts; no profile was sent".into(),
+                );
+                prior.not_attempted = prior.rows.saturating_sub(prior.settled());
+                return Ok(Prepared::Stopped(Box::new(prior)));
             }
-        }
-        _ => {
-            readings.push("survey");
-            (survey.read_all(&job.input, &mapper)?, None)
-        }
-    };
+        };
+    readings.push(if accounts.is_some() {
+        "survey with the account pass"
+    } else {
+        "survey"
+    });
     let SurveyFindings {
         rows: total,
         finder,
@@ -199,6 +181,66 @@ pub async fn prepare(
         journal,
         state,
     })))
+}
+
+/// The failure CSV and the journal: new ones, or on `--resume` the earlier run's, appended
+/// to (with the lines the failure CSV already holds).
+fn open_outputs(
+    job: &JobInput,
+    mapper: &RowMapper,
+    identity: &journal::Identity,
+    resume: Option<&Resume>,
+) -> anyhow::Result<(FailureWriter, HashSet<u64>, Journal)> {
+    let delimiter = job.input.delimiter;
+    Ok(match resume {
+        Some(resume) => {
+            let (failures, failed_lines) =
+                FailureWriter::append(&job.failures, mapper.columns(), delimiter)?;
+            (
+                failures,
+                failed_lines,
+                Journal::append(&job.journal, resume)?,
+            )
+        }
+        None => (
+            FailureWriter::create(&job.failures, mapper.columns(), delimiter)?,
+            HashSet::new(),
+            Journal::create(&job.journal, identity)?,
+        ),
+    })
+}
+
+/// How the survey reading ended. It lives for a moment in one stack frame, so the large
+/// variant is not boxed.
+#[allow(clippy::large_enum_variant)]
+enum Surveyed {
+    /// The survey, and the account pass's outcome under `--create-accounts` batch modes.
+    Read(Survey, Option<ImportPass>),
+    /// A signal arrived during the account pass.
+    Stopped,
+}
+
+/// Reads the whole input once for the survey: the account pass of `--create-accounts` does it
+/// as it goes, otherwise a plain reading.
+async fn survey_input(
+    job: &JobInput,
+    mapper: &RowMapper,
+    client: &ChatClient,
+    max_attempts: u32,
+    stop: &CancellationToken,
+    survey: Survey,
+) -> anyhow::Result<Surveyed> {
+    let Some(mode @ (CreateAccounts::Batch | CreateAccounts::AccountList)) = job.create_accounts
+    else {
+        return Ok(Surveyed::Read(survey.read_all(&job.input, mapper)?, None));
+    };
+    match import_accounts(job, client, max_attempts, stop, mode, survey).await {
+        Ok((pass, survey)) => Ok(Surveyed::Read(survey, Some(pass))),
+        // A signal during the account pass: nothing was sent, so the run simply stops (exit
+        // 130/143, like a signal later on); a rerun starts with the accounts again.
+        Err(_) if stop.is_cancelled() => Ok(Surveyed::Stopped),
+        Err(err) => Err(err),
+    }
 }
 
 /// The counts a run starts from: `rows`, and on `--resume` the earlier runs' final rows.

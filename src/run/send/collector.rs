@@ -113,22 +113,34 @@ impl Collector {
 
     fn record(&mut self, report: Report, summary: &mut Summary) -> anyhow::Result<()> {
         match report {
-            Report::Local(LocalRow::Skipped(pos)) => {
+            Report::Local(row) => self.record_local(row, summary),
+            Report::Finished {
+                job,
+                outcome,
+                requests,
+            } => self.record_sent(job, outcome, requests, summary),
+        }
+    }
+
+    /// A row decided without a request.
+    fn record_local(&mut self, row: LocalRow, summary: &mut Summary) -> anyhow::Result<()> {
+        match row {
+            LocalRow::Skipped(pos) => {
                 summary.skipped += 1;
                 self.journal.record(pos, Final::Skipped, "");
             }
-            Report::Local(LocalRow::NotNeeded(pos, why)) => {
+            LocalRow::NotNeeded(pos, why) => {
                 match why {
                     Final::Superseded => summary.superseded += 1,
                     _ => summary.unchanged += 1,
                 }
                 self.journal.record(pos, why, "");
             }
-            Report::Local(LocalRow::AccountFailed {
+            LocalRow::AccountFailed {
                 pos,
                 record,
                 failure,
-            }) => {
+            } => {
                 summary.failed += 1;
                 let code = failure.code.to_string();
                 *summary
@@ -139,7 +151,7 @@ impl Collector {
                     .write(&record, pos.line, &failure, self.delimiter)?;
                 self.journal.record(pos, Final::Failed, &code);
             }
-            Report::Local(LocalRow::AlreadyFailed(pos)) => {
+            LocalRow::AlreadyFailed(pos) => {
                 summary.failed += 1;
                 *summary
                     .failed_by_code
@@ -147,11 +159,11 @@ impl Collector {
                     .or_default() += 1;
                 self.journal.record(pos, Final::Failed, "earlier");
             }
-            Report::Local(LocalRow::Invalid {
+            LocalRow::Invalid {
                 pos,
                 record,
                 violations,
-            }) => {
+            } => {
                 summary.invalid += 1;
                 for violation in &violations {
                     *summary
@@ -166,54 +178,60 @@ impl Collector {
                 self.journal
                     .record(pos, Final::Invalid, &failure.code.to_string());
             }
-            Report::Finished {
-                job,
-                outcome,
-                requests,
-            } => {
-                summary.retries += u64::from(requests.saturating_sub(1));
-                match outcome {
-                    Outcome::Ok => {
-                        summary.ok += 1;
-                        self.journal.record(job.pos, Final::Ok, "");
-                        if let Some(state) = &mut self.state {
-                            state.accepted(&job.user_id, job.body_hash);
-                        }
+        }
+        Ok(())
+    }
+
+    /// A row that went to the workers: answered, failed, or left pending by a stop.
+    fn record_sent(
+        &mut self,
+        job: super::Job,
+        outcome: Outcome,
+        requests: u32,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        summary.retries += u64::from(requests.saturating_sub(1));
+        match outcome {
+            Outcome::Ok => {
+                summary.ok += 1;
+                self.journal.record(job.pos, Final::Ok, "");
+                if let Some(state) = &mut self.state {
+                    state.accepted(&job.user_id, job.body_hash);
+                }
+            }
+            Outcome::NotAttempted => {
+                summary.not_attempted += 1;
+                if requests > 0 {
+                    // Cut short mid-retry: an earlier attempt may have been applied.
+                    if let Some(state) = &mut self.state {
+                        state.forget(&job.user_id);
                     }
-                    Outcome::NotAttempted => {
-                        summary.not_attempted += 1;
-                        if requests > 0 {
-                            // Cut short mid-retry: an earlier attempt may have been applied.
-                            if let Some(state) = &mut self.state {
-                                state.forget(&job.user_id);
-                            }
-                        }
-                    }
-                    Outcome::Failed(failure) => {
-                        summary.failed += 1;
-                        let code = failure.code.to_string();
-                        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
-                        tracing::warn!(
-                            "line {}: user {} failed: {} {}",
-                            job.pos.line,
-                            job.user_id,
-                            failure.code,
-                            failure.message
-                        );
-                        self.failures
-                            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
-                        self.journal.record(job.pos, Final::Failed, &code);
-                        if failure.attempts > 0 {
-                            // Sent but not confirmed (or refused): what Chat holds for this
-                            // user is no longer known, so the next sync must send it.
-                            if let Some(state) = &mut self.state {
-                                state.forget(&job.user_id);
-                            }
-                        }
+                }
+            }
+            Outcome::Failed(failure) => {
+                summary.failed += 1;
+                let code = failure.code.to_string();
+                *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+                tracing::warn!(
+                    "line {}: user {} failed: {} {}",
+                    job.pos.line,
+                    job.user_id,
+                    failure.code,
+                    failure.message
+                );
+                self.failures
+                    .write(&job.record, job.pos.line, &failure, self.delimiter)?;
+                self.journal.record(job.pos, Final::Failed, &code);
+                if failure.attempts > 0 {
+                    // Sent but not confirmed (or refused): what Chat holds for this
+                    // user is no longer known, so the next sync must send it.
+                    if let Some(state) = &mut self.state {
+                        state.forget(&job.user_id);
                     }
                 }
             }
         }
+
         Ok(())
     }
 }
