@@ -1,0 +1,118 @@
+//! What one request gets back: Chat's JSON envelope (with command-specific fields), an HTTP
+//! error page, or a dropped connection, and how each is written as an HTTP response.
+
+use std::fmt;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::{Map, Value};
+
+/// Returned from the service to make hyper drop the connection without answering.
+#[derive(Debug)]
+pub(super) struct InjectedReset;
+
+impl fmt::Display for InjectedReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("injected connection reset")
+    }
+}
+
+impl std::error::Error for InjectedReset {}
+
+/// What one request gets.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Answer {
+    /// HTTP 200 with Chat's envelope; `extra` holds command-specific fields (e.g. `ResultItem`).
+    Chat {
+        code: u32,
+        info: String,
+        extra: Map<String, Value>,
+    },
+    BadGateway,
+    Reset,
+}
+
+impl Answer {
+    pub(super) fn ok() -> Answer {
+        Answer::Chat {
+            code: 0,
+            info: String::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// OK with one command-specific field, e.g. `FailAccounts`.
+    pub(super) fn ok_with(field: &str, value: Value) -> Answer {
+        let mut extra = Map::new();
+        extra.insert(field.to_string(), value);
+        Answer::Chat {
+            code: 0,
+            info: String::new(),
+            extra,
+        }
+    }
+
+    pub(super) fn fail(code: u32, info: impl Into<String>) -> Answer {
+        Answer::Chat {
+            code,
+            info: info.into(),
+            extra: Map::new(),
+        }
+    }
+
+    /// The key this answer is counted under in [`super::SimStats::codes`].
+    pub(super) fn stats_key(&self) -> String {
+        match self {
+            Answer::Chat { code, .. } => code.to_string(),
+            Answer::BadGateway => "http_502".to_string(),
+            Answer::Reset => "reset".to_string(),
+        }
+    }
+
+    /// `error_display`: whether the envelope carries `ErrorDisplay` (profile APIs do, account
+    /// APIs do not).
+    pub(super) fn into_response(
+        self,
+        error_display: bool,
+    ) -> Result<Response<Full<Bytes>>, InjectedReset> {
+        match self {
+            Answer::Chat { code, info, extra } => {
+                let mut envelope = Map::new();
+                let status = if code == 0 { "OK" } else { "FAIL" };
+                envelope.insert("ActionStatus".into(), status.into());
+                envelope.insert("ErrorCode".into(), code.into());
+                envelope.insert("ErrorInfo".into(), info.into());
+                if error_display {
+                    envelope.insert("ErrorDisplay".into(), "".into());
+                }
+                envelope.extend(extra);
+                let body = serde_json::to_vec(&Value::Object(envelope)).unwrap_or_default();
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
+                Ok(response)
+            }
+            Answer::BadGateway => {
+                let mut response = Response::new(Full::new(Bytes::from_static(
+                    b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                )));
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                Ok(response)
+            }
+            Answer::Reset => Err(InjectedReset),
+        }
+    }
+}
+
+/// Parses a request body as JSON, or answers 60003.
+pub(super) fn parse_json(body: &[u8]) -> Result<Value, Answer> {
+    serde_json::from_slice(body)
+        .map_err(|err| Answer::fail(60003, format!("the body is not JSON: {err}")))
+}
