@@ -10,7 +10,10 @@ use super::command::Command;
 use super::faults::batch_streak_key;
 use super::fields::{valid_user_id, IMAGE_TAG, MAX_VALUE_BYTES, NICK_TAG};
 use super::state::{RequestCtx, Sim, State};
-use super::{MAX_BATCH, MAX_USER_ID_BYTES};
+use super::MAX_BATCH;
+
+/// Why an invalid UserID is refused (spec §5.1).
+const USER_ID_RULE: &str = "UserID must be 1 to 32 bytes of letters, digits, '_' and '-'";
 
 impl Sim {
     /// `v4/im_open_login_svc/account_import` (spec §5.2).
@@ -22,10 +25,7 @@ impl Sim {
         let doc = parse_json(body)?;
         let import = Import::parse(&doc).map_err(|why| Answer::fail(70402, why))?;
         if !valid_user_id(import.user) {
-            return Err(Answer::fail(
-                70402,
-                format!("UserID must be 1 to {MAX_USER_ID_BYTES} bytes"),
-            ));
+            return Err(Answer::fail(70402, USER_ID_RULE));
         }
         self.inject_fault(&batch_streak_key(Command::AccountImport, import.user), ctx)?;
         if let Some((code, why)) = import.problem() {
@@ -122,14 +122,11 @@ impl Sim {
                     return serde_json::json!({
                         "UserID": user,
                         "ResultCode": 70402,
-                        "ResultInfo": format!("UserID must be 1 to {MAX_USER_ID_BYTES} bytes"),
+                        "ResultInfo": USER_ID_RULE,
                         "AccountStatus": "NotImported",
                     });
                 }
-                let imported = state
-                    .accounts
-                    .as_ref()
-                    .is_none_or(|accounts| accounts.contains(user));
+                let imported = state.knows(user);
                 serde_json::json!({
                     "UserID": user,
                     "ResultCode": 0,

@@ -1,5 +1,5 @@
 //! Everything a request passes before its command runs: the route, the method, the query
-//! (`sdkappid`, `identifier`, `usersig`, `random`, `contenttype`), the admin check and the
+//! (`sdkappid`, `identifier`, `usersig` (checked in `auth`), `random`, `contenttype`), the admin check and the
 //! command's sliding one-second rate limit.
 
 use std::collections::VecDeque;
@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hyper::Method;
 
 use super::answer::Answer;
+use super::auth::check_usersig;
 use super::command::Command;
 use super::fields::clip;
 use super::state::Sim;
-use crate::usersig;
 
 impl Sim {
     /// Everything before the command itself: route, auth, admin and the rate limit.
@@ -70,8 +70,8 @@ impl Sim {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Answer::fail(60010, "identifier is missing; it must be an app admin"))?;
         let usersig = param("usersig").unwrap_or_default();
-        usersig::verify(&usersig, &self.key, self.sdkappid, &identifier, unix_now())
-            .map_err(|err| Answer::fail(err.chat_code(), err.to_string()))?;
+        check_usersig(&usersig, &self.key, self.sdkappid, &identifier, unix_now())
+            .map_err(|(code, why)| Answer::fail(code, why))?;
         if param("random")
             .and_then(|r| r.parse::<u32>().ok())
             .is_none()

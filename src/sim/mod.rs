@@ -54,7 +54,9 @@
 //! - Account commands answer the account envelope `{"ActionStatus","ErrorCode","ErrorInfo"}`
 //!   with no `ErrorDisplay`, as their doc pages show; profile commands and unknown paths carry
 //!   `ErrorDisplay: ""`.
-//! - A UserID is valid when it is 1 to [`MAX_USER_ID_BYTES`] bytes; characters are not checked.
+//! - A UserID is valid when it follows spec §5.1: 1 to [`MAX_USER_ID_BYTES`] bytes of
+//!   `A-Za-z0-9_-`. One that breaks the rule can never be imported, so portrait_set and
+//!   portrait_get treat it as an unknown account (40003) even with `accounts: None`.
 //!   `Nick` / `FaceUrl` must be JSON strings when present (`null` is a protocol error, 70402);
 //!   they are written as `Tag_Profile_IM_Nick` / `Tag_Profile_IM_Image`, empty strings included,
 //!   and each may be at most 500 bytes (40601). Re-importing an account is OK and overwrites the
@@ -81,6 +83,7 @@
 mod accounts;
 mod admission;
 mod answer;
+mod auth;
 mod command;
 mod config;
 mod faults;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::admission::SlidingLimiter;
 use super::command::Command;
 use super::config::{Faults, SimConfig};
+use super::fields::valid_user_id;
 use super::stats::WindowCounter;
 use crate::usersig::SecretKey;
 
@@ -72,6 +73,18 @@ pub(super) struct State {
     pub(super) applied: u64,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
+}
+
+impl State {
+    /// Whether `user` is an account of the app: one whose UserID follows Chat's rule (no other
+    /// can ever be imported) and that is known, or any such one with `accounts: None`.
+    pub(super) fn knows(&self, user: &str) -> bool {
+        valid_user_id(user)
+            && self
+                .accounts
+                .as_ref()
+                .is_none_or(|accounts| accounts.contains(user))
+    }
 }
 
 /// The simulated app: what is fixed at start, and the state behind one lock.

@@ -257,3 +257,40 @@ async fn account_check_error_codes_and_the_100_limit() {
     .await;
     assert_eq!(refused["ErrorCode"], 70403);
 }
+
+/// Spec §5.1: 1 to 32 bytes of letters, digits, `_` and `-`; the length alone is not enough.
+#[tokio::test]
+async fn user_ids_follow_the_spec_rule_not_just_the_length() {
+    let mut cfg = config();
+    cfg.accounts = known(&[]);
+    let sim = SimHandle::start(cfg).await.unwrap();
+    let client = reqwest::Client::new();
+    let import = url(&sim, IMPORT);
+    for bad in ["bad user!", "a.b", "a@b", "名前", "tab\there"] {
+        let body = json!({"UserID": bad});
+        assert_eq!(code(&client, &import, &body).await, 70402, "{bad:?}");
+    }
+    let good = ["A-Za-z_0-9", &"x".repeat(32)].map(str::to_string);
+    for user in &good {
+        assert_eq!(code(&client, &import, &json!({"UserID": user})).await, 0);
+    }
+    let answer = call(
+        &client,
+        &url(&sim, MULTI),
+        &json!({"Accounts": ["ok_1", "not ok", "ok-2", "semi;colon"]}),
+    )
+    .await;
+    assert_eq!(answer["FailAccounts"], json!(["not ok", "semi;colon"]));
+    let imported: Vec<String> = sim.accounts().unwrap().into_iter().collect();
+    assert_eq!(imported, ["A-Za-z_0-9", "ok-2", "ok_1", &good[1]]);
+    let answer = call(
+        &client,
+        &url(&sim, CHECK),
+        &json!({"CheckItem": [{"UserID": "ok_1"}, {"UserID": "not ok"}]}),
+    )
+    .await;
+    let items = &answer["ResultItem"];
+    assert_eq!(items[0]["AccountStatus"], "Imported");
+    assert_eq!(items[1]["ResultCode"], 70402);
+    assert_eq!(items[1]["AccountStatus"], "NotImported");
+}

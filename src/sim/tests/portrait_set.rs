@@ -119,3 +119,123 @@ async fn specific_rejections_from_the_brief() {
     let at_limit = one("alice", "Tag_Profile_IM_Nick", json!("n".repeat(500)));
     assert_eq!(code_of(&client, &url, &at_limit).await, 0);
 }
+
+/// Every standard tag of spec §3.2, written out, with a value of its kind that Chat takes and
+/// values it refuses; misspellings of the tags are unknown (40009).
+#[tokio::test]
+async fn every_standard_tag_has_its_spec_spelling_kind_and_values() {
+    let sim = SimHandle::start(config()).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = set_url(&sim);
+    let one = |tag: &str, value: Value| json!({"From_Account": "alice", "ProfileItem": [{"Tag": tag, "Value": value}]});
+    let accepted = [
+        ("Tag_Profile_IM_Nick", json!("n".repeat(500))),
+        ("Tag_Profile_IM_Gender", json!("Gender_Type_Unknown")),
+        ("Tag_Profile_IM_Gender", json!("Gender_Type_Male")),
+        ("Tag_Profile_IM_Gender", json!("Gender_Type_Female")),
+        ("Tag_Profile_IM_BirthDay", json!(19900102)),
+        ("Tag_Profile_IM_Location", json!("l".repeat(16))),
+        ("Tag_Profile_IM_SelfSignature", json!("s".repeat(500))),
+        ("Tag_Profile_IM_AllowType", json!("AllowType_Type_AllowAny")),
+        ("Tag_Profile_IM_AllowType", json!("AllowType_Type_DenyAny")),
+        (
+            "Tag_Profile_IM_AllowType",
+            json!("AllowType_Type_NeedConfirm"),
+        ),
+        ("Tag_Profile_IM_Language", json!(0)),
+        ("Tag_Profile_IM_Image", json!("https://example.com/a.png")),
+        (
+            "Tag_Profile_IM_AdminForbidType",
+            json!("AdminForbid_Type_SendOut"),
+        ),
+        (
+            "Tag_Profile_IM_AdminForbidType",
+            json!("AdminForbid_Type_None"),
+        ),
+        ("Tag_Profile_IM_Level", json!(4294967295u64)),
+        ("Tag_Profile_IM_Role", json!(7)),
+        ("Tag_Profile_IM_MsgSettings", json!(1)),
+    ];
+    for (tag, value) in &accepted {
+        let body = one(tag, value.clone());
+        assert_eq!(code_of(&client, &url, &body).await, 0, "{body}");
+    }
+    let refused = [
+        ("Tag_Profile_IM_Nick", json!("n".repeat(501)), 40601),
+        ("Tag_Profile_IM_Nick", json!(5), 40610),
+        ("Tag_Profile_IM_Gender", json!("Female"), 40605),
+        ("Tag_Profile_IM_Gender", json!("Gender_Type_female"), 40605),
+        ("Tag_Profile_IM_Gender", json!(1), 40610),
+        ("Tag_Profile_IM_BirthDay", json!("19900102"), 40610),
+        ("Tag_Profile_IM_BirthDay", json!(-1), 40605),
+        ("Tag_Profile_IM_Location", json!("l".repeat(17)), 40601),
+        (
+            "Tag_Profile_IM_SelfSignature",
+            json!("s".repeat(501)),
+            40601,
+        ),
+        ("Tag_Profile_IM_SelfSignature", json!(["x"]), 40610),
+        (
+            "Tag_Profile_IM_AllowType",
+            json!("AllowType_Type_Any"),
+            40605,
+        ),
+        ("Tag_Profile_IM_Language", json!("1"), 40610),
+        ("Tag_Profile_IM_Language", json!(4294967296u64), 40605),
+        ("Tag_Profile_IM_Image", json!("i".repeat(501)), 40601),
+        (
+            "Tag_Profile_IM_AdminForbidType",
+            json!("AdminForbid_Type_Sendout"),
+            40605,
+        ),
+        ("Tag_Profile_IM_AdminForbidType", json!(0), 40610),
+        ("Tag_Profile_IM_Level", json!(1.5), 40605),
+        ("Tag_Profile_IM_Role", json!("7"), 40610),
+        ("Tag_Profile_IM_MsgSettings", json!(true), 40610),
+        ("Tag_Profile_IM_MessageSettings", json!(1), 40009),
+        (
+            "Tag_Profile_IM_AdminForbid",
+            json!("AdminForbid_Type_None"),
+            40009,
+        ),
+        ("Tag_Profile_IM_Signature", json!("s"), 40009),
+        ("Tag_Profile_IM_Birthday", json!(19900102), 40009),
+        ("Tag_Profile_IM_Language ", json!(1), 40009),
+        ("Tag_Profile_Custom_", json!("x"), 40009),
+        ("Tag_Profile_Custom_hobby", json!("x"), 40009),
+        ("Tag_Profile_Custom_Hobby", json!(1), 40610),
+    ];
+    for (tag, value, expected) in refused {
+        let body = one(tag, value);
+        assert_eq!(code_of(&client, &url, &body).await, expected, "{body}");
+    }
+    // Each accepted value was written; the last one per tag is what Chat holds.
+    let alice = &sim.profiles()["alice"];
+    let mut last: BTreeMap<&str, Value> = BTreeMap::new();
+    for (tag, value) in accepted {
+        last.insert(tag, value);
+    }
+    assert_eq!(alice.len(), 12, "{alice:?}");
+    for (tag, value) in last {
+        assert_eq!(alice[tag], value, "{tag}");
+    }
+}
+
+/// Spec §5.1's UserID rule: an account that breaks it cannot exist, so its profile cannot be
+/// set, even when every valid UserID exists.
+#[tokio::test]
+async fn a_from_account_that_breaks_the_user_id_rule_does_not_exist() {
+    let sim = SimHandle::start(config()).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = set_url(&sim);
+    let long = "u".repeat(33);
+    for user in ["bad user!", "a.b", "名前", "", long.as_str()] {
+        assert_eq!(
+            code_of(&client, &url, &nick(user, "N")).await,
+            40003,
+            "{user:?}"
+        );
+    }
+    assert_eq!(code_of(&client, &url, &nick("Good_user-1", "N")).await, 0);
+    assert_eq!(sim.profiles().len(), 1);
+}
