@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::answer::{parse_json, Answer};
 use super::command::Command;
-use super::faults::batch_streak_key;
+use super::faults::FaultTarget;
 use super::fields::{valid_user_id, IMAGE_TAG, MAX_VALUE_BYTES, NICK_TAG};
 use super::state::{RequestCtx, Sim, State};
 use super::MAX_BATCH;
@@ -27,7 +27,13 @@ impl Sim {
         if !valid_user_id(import.user) {
             return Err(Answer::fail(70402, USER_ID_RULE));
         }
-        self.inject_fault(&batch_streak_key(Command::AccountImport, import.user), ctx)?;
+        self.inject_fault(
+            FaultTarget {
+                command: Command::AccountImport,
+                user: import.user,
+            },
+            ctx,
+        )?;
         if let Some((code, why)) = import.problem() {
             return Err(Answer::fail(code, why));
         }
@@ -73,7 +79,10 @@ impl Sim {
         };
 
         self.inject_fault(
-            &batch_streak_key(Command::MultiaccountImport, imports[0].user),
+            FaultTarget {
+                command: Command::MultiaccountImport,
+                user: imports[0].user,
+            },
             ctx,
         )?;
 
@@ -112,7 +121,13 @@ impl Sim {
             .collect::<Option<_>>()
             .ok_or_else(|| Answer::fail(70402, "every CheckItem needs a string UserID"))?;
 
-        self.inject_fault(&batch_streak_key(Command::AccountCheck, users[0]), ctx)?;
+        self.inject_fault(
+            FaultTarget {
+                command: Command::AccountCheck,
+                user: users[0],
+            },
+            ctx,
+        )?;
 
         let state = self.state();
         let results: Vec<Value> = users

@@ -30,7 +30,10 @@ pub(super) enum Answer {
         info: String,
         extra: Map<String, Value>,
     },
-    BadGateway,
+    /// A non-200 HTTP status with a gateway's HTML error page.
+    Http(u16),
+    /// HTTP 200 with a proxy's HTML sign-in page that echoes the request URL.
+    ProxyPage,
     Reset,
 }
 
@@ -66,16 +69,18 @@ impl Answer {
     pub(super) fn stats_key(&self) -> String {
         match self {
             Answer::Chat { code, .. } => code.to_string(),
-            Answer::BadGateway => "http_502".to_string(),
+            Answer::Http(status) => format!("http_{status}"),
+            Answer::ProxyPage => "proxy_page".to_string(),
             Answer::Reset => "reset".to_string(),
         }
     }
 
     /// `error_display`: whether the envelope carries `ErrorDisplay` (profile APIs do, account
-    /// APIs do not).
+    /// APIs do not). `request_uri` is what a proxy page echoes.
     pub(super) fn into_response(
         self,
         error_display: bool,
+        request_uri: &str,
     ) -> Result<Response<Full<Bytes>>, InjectedReset> {
         match self {
             Answer::Chat { code, info, extra } => {
@@ -96,19 +101,33 @@ impl Answer {
                 );
                 Ok(response)
             }
-            Answer::BadGateway => {
-                let mut response = Response::new(Full::new(Bytes::from_static(
-                    b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                )));
-                *response.status_mut() = StatusCode::BAD_GATEWAY;
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-                Ok(response)
+            Answer::Http(status) => {
+                let status = StatusCode::from_u16(status)
+                    .ok()
+                    .filter(|status| *status != StatusCode::OK)
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let page = format!("<html><body><h1>{status}</h1></body></html>");
+                Ok(html(status, page))
+            }
+            Answer::ProxyPage => {
+                let page = format!(
+                    "<html><head><title>Sign in</title></head><body>Proxy authentication is \
+                     required to reach {request_uri}</body></html>"
+                );
+                Ok(html(StatusCode::OK, page))
             }
             Answer::Reset => Err(InjectedReset),
         }
     }
+}
+
+fn html(status: StatusCode, page: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(page)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
 }
 
 /// Parses a request body as JSON, or answers 60003.

@@ -1,7 +1,7 @@
 //! What a simulator is started with: the app ([`SimConfig`]) and the failures it injects
 //! ([`Faults`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::usersig::SecretKey;
@@ -59,7 +59,8 @@ impl SimConfig {
 }
 
 /// Injected failures. Probabilities are checked in field order against one uniform draw, so
-/// if they add up to more than 1 the later ones get what is left.
+/// if they add up to more than 1 the later ones get what is left. A user named in
+/// `inject_for` gets its answer instead of the draw.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// Answer HTTP 200 `{"ActionStatus":"FAIL","ErrorCode":40006,...}`.
@@ -77,4 +78,25 @@ pub struct Faults {
     pub max_streak_per_user: u32,
     /// Answer EVERY request with this ErrorCode (e.g. 70009) — for fatal-error tests. None = off.
     pub always_code: Option<u32>,
+    /// Answer `inject` with this probability (drawn after the faults above).
+    pub p_inject: f64,
+    /// What `p_inject` answers; None = nothing.
+    pub inject: Option<Injected>,
+    /// Every request for one of these users (portrait_set's From_Account, the first UserID of
+    /// the other commands) gets this answer, within `max_streak_per_user` like every fault.
+    pub inject_for: HashMap<String, Injected>,
+}
+
+/// An answer the simulator can be told to give in place of doing the work: any Chat code, any
+/// HTTP status, or a page that is not Chat's at all. Like the other faults it writes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Injected {
+    /// HTTP 200 with Chat's envelope carrying this `ErrorCode` (e.g. 60008, 70001, 70500).
+    Code(u32),
+    /// This HTTP status (e.g. 429, 408, 403) with a small HTML error page, as a gateway in
+    /// front of Chat answers. A status of 200 or one hyper does not know gives 502.
+    Http(u16),
+    /// HTTP 200 with an HTML page that is not Chat's: a proxy's sign-in page echoing the
+    /// request URL, UserSig included, as captive portals and corporate proxies do.
+    ProxyPage,
 }

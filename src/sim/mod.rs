@@ -41,7 +41,8 @@
 //!   (60006). 70014 comes from a sig made for another SDKAppID sent with the right `sdkappid`.
 //! - Bodies over [`MAX_BODY_BYTES`] get 60002 (no documented code exists for this).
 //! - A portrait_set is all-or-nothing: nothing is written unless every item is valid.
-//! - 40006, 502 and reset faults write nothing; a slow fault does the work, then answers late.
+//! - 40006, 502, reset and injected (`Faults::inject`, `Faults::inject_for`) faults write
+//!   nothing; a slow fault does the work, then answers late.
 //!   The 40006 fault is used for every command, although account_check's page does not list
 //!   40006 (its "try again" codes are 70169 / 70202 / 70500).
 //! - `max_streak_per_user` is keyed by From_Account for portrait_set, and by command plus the
@@ -104,7 +105,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Faults, SimConfig};
+pub use config::{Faults, Injected, SimConfig};
 pub use stats::SimStats;
 
 use state::Sim;

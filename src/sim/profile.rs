@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::answer::{parse_json, Answer};
 use super::command::Command;
-use super::faults::batch_streak_key;
+use super::faults::FaultTarget;
 use super::fields::clip;
 use super::state::{RequestCtx, Sim, State};
 use super::MAX_BATCH;
@@ -38,7 +38,13 @@ impl Sim {
             return Answer::fail(40003, format!("account {} does not exist", clip(user)));
         }
 
-        if let Err(answer) = self.inject_fault(user, ctx) {
+        if let Err(answer) = self.inject_fault(
+            FaultTarget {
+                command: Command::PortraitSet,
+                user,
+            },
+            ctx,
+        ) {
             return answer;
         }
 
@@ -65,7 +71,13 @@ impl Sim {
         let doc = parse_json(body)?;
         let (users, tags) = decode_get(&doc)?;
 
-        self.inject_fault(&batch_streak_key(Command::PortraitGet, users[0]), ctx)?;
+        self.inject_fault(
+            FaultTarget {
+                command: Command::PortraitGet,
+                user: users[0],
+            },
+            ctx,
+        )?;
 
         let mut wanted: Vec<&str> = Vec::with_capacity(tags.len());
         for tag in tags {

@@ -94,5 +94,8 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    answer.into_response(command.is_none_or(Command::error_display))
+    answer.into_response(
+        command.is_none_or(Command::error_display),
+        &parts.uri.to_string(),
+    )
 }

@@ -171,3 +171,90 @@ async fn slow_fault_imports_then_answers_late() {
     assert!(timed_out.is_err());
     assert!(sim.accounts().unwrap().contains("late"));
 }
+
+#[tokio::test]
+async fn any_code_status_or_proxy_page_can_be_injected_and_writes_nothing() {
+    let inject = |injected: Injected| Faults {
+        p_inject: 1.0,
+        inject: Some(injected),
+        ..Faults::default()
+    };
+    let mut cfg = config();
+    cfg.faults = inject(Injected::Code(70052));
+    let sim = SimHandle::start(cfg).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = set_url(&sim);
+    assert_eq!(code_of(&client, &url, &nick("alice", "A")).await, 70052);
+    for (status, expected) in [(429, 429), (408, 408), (403, 403), (200, 502), (42, 502)] {
+        sim.set_faults(inject(Injected::Http(status)));
+        let response = client.post(&url).json(&nick("alice", "A")).send().await;
+        let response = response.unwrap();
+        assert_eq!(response.status(), expected, "{status}");
+        assert!(response.text().await.unwrap().starts_with("<html>"));
+    }
+    sim.set_faults(inject(Injected::ProxyPage));
+    let response = client.post(&url).json(&nick("alice", "A")).send().await;
+    let response = response.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    let page = response.text().await.unwrap();
+    assert!(serde_json::from_str::<Value>(&page).is_err(), "{page}");
+    assert!(page.contains("usersig="), "the page echoes the URL: {page}");
+    // An injection with nothing to inject is no fault.
+    sim.set_faults(Faults {
+        p_inject: 1.0,
+        ..Faults::default()
+    });
+    assert_eq!(code_of(&client, &url, &nick("alice", "ok")).await, 0);
+    let stats = sim.stats();
+    let counted: Vec<(&str, u64)> = stats.codes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        counted,
+        [
+            ("0", 1),
+            ("70052", 1),
+            ("http_403", 1),
+            ("http_408", 1),
+            ("http_429", 1),
+            ("http_502", 2),
+            ("proxy_page", 1),
+        ]
+    );
+    assert_eq!(stats.applied, 1);
+    assert_eq!(sim.profiles()["alice"]["Tag_Profile_IM_Nick"], "ok");
+}
+
+#[tokio::test]
+async fn answers_injected_for_a_user_follow_the_streak_cap_and_spare_the_others() {
+    let mut cfg = config();
+    cfg.faults = Faults {
+        inject_for: [
+            ("bob".to_string(), Injected::Code(60011)),
+            ("carol".to_string(), Injected::Http(429)),
+        ]
+        .into_iter()
+        .collect(),
+        max_streak_per_user: 2,
+        ..Faults::default()
+    };
+    let sim = SimHandle::start(cfg).await.unwrap();
+    let client = reqwest::Client::new();
+    let set = set_url(&sim);
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(code_of(&client, &set, &nick("bob", "B")).await);
+    }
+    assert_eq!(codes, [60011, 60011, 0]);
+    assert_eq!(code_of(&client, &set, &nick("alice", "A")).await, 0);
+    let carol = client.post(&set).json(&nick("carol", "C")).send().await;
+    assert_eq!(carol.unwrap().status(), 429);
+    // The other commands key the user by their first UserID.
+    let check = url(&sim, CHECK);
+    let body = json!({"CheckItem": [{"UserID": "bob"}, {"UserID": "alice"}]});
+    assert_eq!(code(&client, &check, &body).await, 60011);
+    let body = json!({"CheckItem": [{"UserID": "alice"}, {"UserID": "bob"}]});
+    assert_eq!(code(&client, &check, &body).await, 0);
+    let profiles = sim.profiles();
+    assert!(!profiles.contains_key("carol"));
+    assert_eq!(profiles.len(), 2);
+}

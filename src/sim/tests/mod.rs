@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::admission::unix_now;
-use super::{Faults, SimConfig, SimHandle, MAX_BODY_BYTES};
+use super::{Faults, Injected, SimConfig, SimHandle, MAX_BODY_BYTES};
 use crate::usersig::{self, SecretKey};
 
 const APP: u64 = 1_400_000_000;
