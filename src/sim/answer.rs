@@ -32,7 +32,8 @@ pub(super) enum Answer {
     },
     /// A non-200 HTTP status with a gateway's HTML error page.
     Http(u16),
-    /// HTTP 200 with a proxy's HTML sign-in page that echoes the request URL.
+    /// HTTP 200 with a proxy's HTML sign-in page that echoes the request URL first thing, so
+    /// the UserSig falls within any excerpt of it.
     ProxyPage,
     Reset,
 }
@@ -111,8 +112,8 @@ impl Answer {
             }
             Answer::ProxyPage => {
                 let page = format!(
-                    "<html><head><title>Sign in</title></head><body>Proxy authentication is \
-                     required to reach {request_uri}</body></html>"
+                    "<html><body>Blocked: {request_uri}<br>Proxy authentication required. \
+                     Sign in to continue.</body></html>"
                 );
                 Ok(html(StatusCode::OK, page))
             }

@@ -99,4 +99,6 @@ pub enum Injected {
     /// HTTP 200 with an HTML page that is not Chat's: a proxy's sign-in page echoing the
     /// request URL, UserSig included, as captive portals and corporate proxies do.
     ProxyPage,
+    /// Drop the connection without any answer.
+    Reset,
 }

@@ -110,5 +110,6 @@ fn answer_for(injected: &Injected) -> Answer {
             Answer::Http(if known { status } else { 502 })
         }
         Injected::ProxyPage => Answer::ProxyPage,
+        Injected::Reset => Answer::Reset,
     }
 }

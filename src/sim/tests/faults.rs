@@ -231,6 +231,7 @@ async fn answers_injected_for_a_user_follow_the_streak_cap_and_spare_the_others(
         inject_for: [
             ("bob".to_string(), Injected::Code(60011)),
             ("carol".to_string(), Injected::Http(429)),
+            ("dave".to_string(), Injected::Reset),
         ]
         .into_iter()
         .collect(),
@@ -248,6 +249,12 @@ async fn answers_injected_for_a_user_follow_the_streak_cap_and_spare_the_others(
     assert_eq!(code_of(&client, &set, &nick("alice", "A")).await, 0);
     let carol = client.post(&set).json(&nick("carol", "C")).send().await;
     assert_eq!(carol.unwrap().status(), 429);
+    assert!(client
+        .post(&set)
+        .json(&nick("dave", "D"))
+        .send()
+        .await
+        .is_err());
     // The other commands key the user by their first UserID.
     let check = url(&sim, CHECK);
     let body = json!({"CheckItem": [{"UserID": "bob"}, {"UserID": "alice"}]});
@@ -255,6 +262,6 @@ async fn answers_injected_for_a_user_follow_the_streak_cap_and_spare_the_others(
     let body = json!({"CheckItem": [{"UserID": "alice"}, {"UserID": "bob"}]});
     assert_eq!(code(&client, &check, &body).await, 0);
     let profiles = sim.profiles();
-    assert!(!profiles.contains_key("carol"));
+    assert!(!profiles.contains_key("carol") && !profiles.contains_key("dave"));
     assert_eq!(profiles.len(), 2);
 }
