@@ -124,6 +124,8 @@ pub struct SimHandle {
     addr: SocketAddr,
     sim: Arc<Sim>,
     cancel: CancellationToken,
+    /// Cancelled once the listener is closed (after `shutdown`).
+    closed: CancellationToken,
 }
 
 impl SimHandle {
@@ -141,13 +143,20 @@ impl SimHandle {
         });
         let sim = Arc::new(Sim::new(config));
         let cancel = CancellationToken::new();
+        let closed = CancellationToken::new();
         tokio::spawn(server::accept_loop(
             listener,
             Arc::clone(&sim),
             cancel.clone(),
+            closed.clone(),
         ));
         tracing::info!(%addr, "Chat simulator listening");
-        SimHandle { addr, sim, cancel }
+        SimHandle {
+            addr,
+            sim,
+            cancel,
+            closed,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -195,6 +204,12 @@ impl SimHandle {
     /// `server::SHUTDOWN_GRACE` to finish; idle keep-alive connections close at once.
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Resolves once the listener is closed after [`SimHandle::shutdown`]: from then on new
+    /// connections are refused.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
     }
 }
 

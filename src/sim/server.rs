@@ -22,7 +22,13 @@ use super::MAX_BODY_BYTES;
 /// How long `shutdown` lets in-flight requests finish before their connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
-pub(super) async fn accept_loop(listener: TcpListener, sim: Arc<Sim>, cancel: CancellationToken) {
+/// Accepts connections until `cancel`, then closes the listener and cancels `closed`.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    sim: Arc<Sim>,
+    cancel: CancellationToken,
+    closed: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -41,6 +47,8 @@ pub(super) async fn accept_loop(listener: TcpListener, sim: Arc<Sim>, cancel: Ca
             }
         }
     }
+    drop(listener);
+    closed.cancel();
 }
 
 async fn serve_connection(stream: TcpStream, sim: Arc<Sim>, cancel: CancellationToken) {
@@ -90,6 +98,7 @@ async fn handle(
     let key = answer.stats_key();
     tracing::debug!(path = parts.uri.path(), answer = %key, "simulator answered");
     sim.state().count_answer(command, key);
+    sim.changed.notify_waiters();
     let delay = sim.latency() + ctx.extra_delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -46,6 +46,7 @@ impl Drop for FlightGuard {
                 }
             }
         }
+        self.sim.changed.notify_waiters();
     }
 }
 
@@ -97,6 +98,9 @@ pub(super) struct Sim {
     pub(super) custom_fields: HashSet<String>,
     pub(super) fail_import: HashSet<String>,
     state: Mutex<State>,
+    /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
+    /// on the state instead of sleeping.
+    pub(super) changed: tokio::sync::Notify,
 }
 
 impl Sim {
@@ -144,6 +148,7 @@ impl Sim {
                 applied: 0,
                 connections: 0,
             }),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -163,6 +168,7 @@ impl Sim {
         }
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        self.changed.notify_waiters();
         FlightGuard {
             sim: Arc::clone(self),
             user: None,

@@ -95,6 +95,11 @@ async fn slow_fault_applies_then_answers_late() {
         .send()
         .await;
     assert!(timed_out.is_err());
+    // Answered (late) only after the update was applied.
+    until(&sim, "alice's request is answered", |state| {
+        state.codes.contains_key("0")
+    })
+    .await;
     assert_eq!(sim.profiles()["alice"]["Tag_Profile_IM_Nick"], "late");
     let started = Instant::now();
     assert_eq!(code_of(&client, &url, &nick("bob", "B")).await, 0);
@@ -169,6 +174,10 @@ async fn slow_fault_imports_then_answers_late() {
         .send()
         .await;
     assert!(timed_out.is_err());
+    until(&sim, "the import is answered", |state| {
+        state.codes.contains_key("0")
+    })
+    .await;
     assert!(sim.accounts().unwrap().contains("late"));
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::admission::unix_now;
+use super::state::State;
 use super::{Faults, Injected, SimConfig, SimHandle, MAX_BODY_BYTES};
 use crate::usersig::{self, SecretKey};
 
@@ -117,4 +118,22 @@ fn known(users: &[&str]) -> Option<HashSet<String>> {
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Waits until `done` holds for the simulator's state: checked again at every arrival, answer
+/// and end of a request, failing the test after 10 s.
+async fn until(sim: &SimHandle, what: &str, done: impl Fn(&State) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let changed = sim.sim.changed.notified();
+        let mut changed = std::pin::pin!(changed);
+        // Registered before the check, so a change between the check and the wait is seen.
+        changed.as_mut().enable();
+        if done(&sim.sim.state()) {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            panic!("{what}: not within 10 s");
+        }
+    }
 }

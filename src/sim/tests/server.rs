@@ -1,7 +1,6 @@
 //! The HTTP server: in-flight counting, keep-alive and shutdown.
 
 use super::*;
-
 #[tokio::test]
 async fn in_flight_is_tracked_per_user_and_released_on_cancel() {
     let mut cfg = config();
@@ -28,10 +27,16 @@ async fn in_flight_is_tracked_per_user_and_released_on_cancel() {
         .send()
         .await;
     assert!(gave_up.is_err());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let state = sim.sim.state();
-    assert_eq!(state.in_flight, 0);
-    assert!(state.in_flight_by_user.is_empty());
+    // It did reach the simulator; once it has ended there, nothing is counted in flight.
+    until(&sim, "the fourth request arrives", |state| {
+        state.window.count == 4
+    })
+    .await;
+    until(&sim, "no request in flight", |state| {
+        state.in_flight == 0 && state.in_flight_by_user.is_empty()
+    })
+    .await;
+    assert_eq!(sim.stats().max_in_flight_per_user, 2);
 }
 
 #[tokio::test]
@@ -49,7 +54,9 @@ async fn keep_alive_reuses_one_connection_and_shutdown_stops_serving() {
     assert_eq!(get.json::<Value>().await.unwrap()["ErrorCode"], 60002);
     assert_eq!(sim.sim.state().connections, 1);
     sim.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(10), sim.closed())
+        .await
+        .expect("the listener closes after shutdown");
     let fresh = reqwest::Client::new();
     assert!(fresh.post(&url).json(&nick("a", "A")).send().await.is_err());
 }
