@@ -16,7 +16,8 @@ use crate::chat::codes::{classify, ErrorClass};
 use crate::chat::limiter::Pacer;
 use crate::outcome::FailureCode;
 
-/// Throttled answers one call may get before it is given up.
+/// Throttled answers one call may get: the last of them gives it up (README: "at most 20
+/// throttled answers per row").
 const MAX_THROTTLED: u32 = 20;
 
 /// How a call ended.
@@ -58,7 +59,8 @@ impl Caller<'_> {
         let mut throttled = 0u32;
         let mut renewed = false;
         loop {
-            let requests = attempts + throttled;
+            // A retry after a renewal is a request too, though not an attempt.
+            let requests = attempts + throttled + u32::from(renewed);
             if self.stop.is_cancelled() {
                 return (Answer::Stopped, requests);
             }
@@ -72,7 +74,7 @@ impl Caller<'_> {
             attempts += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = self.client.call(command, body.clone()).await;
-            let requests = attempts + throttled;
+            let requests = attempts + throttled + u32::from(renewed);
             let retryable = match result {
                 Ok((envelope, body)) if envelope.is_ok() => {
                     self.pacer.on_accepted();
@@ -202,7 +204,7 @@ impl Caller<'_> {
         *attempts -= 1;
         *throttled += 1;
         self.throttled.fetch_add(1, Ordering::Relaxed);
-        if *throttled > MAX_THROTTLED {
+        if *throttled >= MAX_THROTTLED {
             return Some(None);
         }
         self.pacer.on_throttled();

@@ -1,0 +1,200 @@
+//! The simulator's shared state: the app it plays ([`Sim`]), everything that changes while it
+//! runs ([`State`]: profiles, accounts, limiters, counters), and the in-flight bookkeeping of
+//! one request.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use super::admission::SlidingLimiter;
+use super::command::Command;
+use super::config::{Faults, SimConfig};
+use super::fields::valid_user_id;
+use super::stats::WindowCounter;
+use crate::chat::usersig::SecretKey;
+
+/// State a handler leaves behind for the rest of the request. It lives until the answer is
+/// returned, so the per-user guard also covers the latency sleep.
+#[derive(Default)]
+pub(super) struct RequestCtx {
+    pub(super) user: Option<FlightGuard>,
+    pub(super) extra_delay: Duration,
+}
+
+/// Counts a request as in flight (overall, or for one user) until dropped, so a client that
+/// gives up mid-request cannot leave the counters high.
+pub(super) struct FlightGuard {
+    sim: Arc<Sim>,
+    user: Option<String>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut state = self.sim.state();
+        match self.user.take() {
+            None => state.in_flight = state.in_flight.saturating_sub(1),
+            Some(user) => {
+                if let Some(n) = state.in_flight_by_user.get_mut(&user) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        state.in_flight_by_user.remove(&user);
+                    }
+                }
+            }
+        }
+        self.sim.changed.notify_waiters();
+    }
+}
+
+pub(super) struct State {
+    pub(super) profiles: BTreeMap<String, BTreeMap<String, Value>>,
+    /// In `State` rather than the config because the import commands add to it.
+    pub(super) accounts: Option<HashSet<String>>,
+    pub(super) faults: Faults,
+    pub(super) fault_rng: StdRng,
+    // Separate from the fault stream so changing latency does not change which requests fail.
+    pub(super) latency_rng: StdRng,
+    pub(super) streaks: HashMap<String, u32>,
+    /// One per command (see `Command::batch_limited`).
+    pub(super) limiters: HashMap<Command, SlidingLimiter>,
+    /// Every arrival, whatever its path.
+    pub(super) window: WindowCounter,
+    /// Arrivals by command (known paths only).
+    pub(super) windows: HashMap<Command, WindowCounter>,
+    pub(super) in_flight: u64,
+    pub(super) in_flight_by_user: HashMap<String, u64>,
+    pub(super) max_in_flight: u64,
+    pub(super) max_in_flight_per_user: u64,
+    pub(super) codes: BTreeMap<String, u64>,
+    pub(super) answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
+    pub(super) applied: u64,
+    /// Accepted TCP connections, so tests can see keep-alive at work.
+    pub(super) connections: u64,
+}
+
+impl State {
+    /// Whether `user` is an account of the app: one whose UserID follows Chat's rule (no other
+    /// can ever be imported) and that is known, or any such one with `accounts: None`.
+    pub(super) fn knows(&self, user: &str) -> bool {
+        valid_user_id(user)
+            && self
+                .accounts
+                .as_ref()
+                .is_none_or(|accounts| accounts.contains(user))
+    }
+}
+
+/// The simulated app: what is fixed at start, and the state behind one lock.
+pub(super) struct Sim {
+    pub(super) sdkappid: u64,
+    pub(super) admin: String,
+    pub(super) key: SecretKey,
+    latency_min: Duration,
+    latency_max: Duration,
+    pub(super) custom_fields: HashSet<String>,
+    pub(super) fail_import: HashSet<String>,
+    state: Mutex<State>,
+    /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
+    /// on the state instead of sleeping.
+    pub(super) changed: tokio::sync::Notify,
+}
+
+impl Sim {
+    pub(super) fn new(config: SimConfig) -> Sim {
+        let (latency_min, latency_max) = if config.latency_min <= config.latency_max {
+            (config.latency_min, config.latency_max)
+        } else {
+            (config.latency_max, config.latency_min)
+        };
+        let limiters = Command::ALL
+            .into_iter()
+            .map(|command| {
+                let limit = match (config.limit_per_sec, command.batch_limited()) {
+                    (0, _) => 0,
+                    (_, true) => config.limit_batch_per_sec,
+                    (limit, false) => limit,
+                };
+                (command, SlidingLimiter::new(limit))
+            })
+            .collect();
+        Sim {
+            sdkappid: config.sdkappid,
+            admin: config.admin,
+            key: config.key,
+            latency_min,
+            latency_max,
+            custom_fields: config.custom_fields,
+            fail_import: config.fail_import,
+            state: Mutex::new(State {
+                profiles: BTreeMap::new(),
+                accounts: config.accounts,
+                faults: config.faults,
+                fault_rng: StdRng::seed_from_u64(config.seed),
+                latency_rng: StdRng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15),
+                streaks: HashMap::new(),
+                limiters,
+                window: WindowCounter::default(),
+                windows: HashMap::new(),
+                in_flight: 0,
+                in_flight_by_user: HashMap::new(),
+                max_in_flight: 0,
+                max_in_flight_per_user: 0,
+                codes: BTreeMap::new(),
+                answers_by_command: BTreeMap::new(),
+                applied: 0,
+                connections: 0,
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an arrival (for `command`, if the path names one) and counts it in flight until
+    /// the guard drops.
+    pub(super) fn arrive(self: &Arc<Self>, command: Option<Command>) -> FlightGuard {
+        let mut state = self.state();
+        // Taken under the lock so arrivals are recorded in order.
+        let now = Instant::now();
+        state.window.record(now);
+        if let Some(command) = command {
+            state.windows.entry(command).or_default().record(now);
+        }
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        self.changed.notify_waiters();
+        FlightGuard {
+            sim: Arc::clone(self),
+            user: None,
+        }
+    }
+
+    /// Counts a request as in flight for `user` until the guard drops.
+    pub(super) fn enter_user(self: &Arc<Self>, user: &str) -> FlightGuard {
+        let mut state = self.state();
+        let n = state.in_flight_by_user.entry(user.to_string()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        state.max_in_flight_per_user = state.max_in_flight_per_user.max(n);
+        FlightGuard {
+            sim: Arc::clone(self),
+            user: Some(user.to_string()),
+        }
+    }
+
+    /// This request's network latency, drawn from the configured range.
+    pub(super) fn latency(&self) -> Duration {
+        if self.latency_max.is_zero() {
+            return Duration::ZERO;
+        }
+        self.state()
+            .latency_rng
+            .random_range(self.latency_min..=self.latency_max)
+    }
+}
