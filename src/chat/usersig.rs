@@ -1,5 +1,5 @@
 //! UserSig (TLSSigAPIv2, spec §4): generating one for the admin, decoding one, and verifying it
-//! the way Chat does (the simulator uses `verify`).
+//! the way Chat does (the importer's checks; the simulator has its own, in `sim::auth`).
 //!
 //! The secret key lives in [`SecretKey`], whose `Debug` and `Display` never show it.
 

@@ -18,8 +18,8 @@ pub struct SimStats {
     pub max_in_any_window: u64,
     /// `(n-1) / (t_last - t_first)` over all arrivals; 0 with fewer than two.
     pub mean_rate: f64,
-    /// Answers by kind, over every request: `"0"`, `"40006"`, `"60007"`, …, `"http_502"`,
-    /// `"reset"`. Per-command answers are in `answers_by_command`.
+    /// Answers by kind, over every request: `"0"`, `"40006"`, `"60007"`, …, `"http_502"` (any
+    /// `"http_NNN"`), `"proxy_page"`, `"reset"`. Per-command answers are in `answers_by_command`.
     pub codes: BTreeMap<String, u64>,
     /// Requests by command name (`"portrait_set"`, `"portrait_get"`, `"account_import"`,
     /// `"multiaccount_import"`, `"account_check"`), counted by path on arrival. Requests to
