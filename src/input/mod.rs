@@ -3,6 +3,7 @@
 
 pub mod dupes;
 pub mod header;
+pub mod parts;
 pub mod profile;
 pub mod reader;
 pub mod row;

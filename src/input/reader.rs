@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use csv::ByteRecord;
 
 use crate::input::header::{self, Columns, Mapping};
+use crate::input::parts::CutGuard;
 
 /// Where a row sits in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl CsvInput {
     /// middle soon.
     ///
     /// The cut may still fall inside a quoted field that spans lines; only reading the first
-    /// half tells (see `starts_at_cut`), and then the first half's reader carries on alone.
+    /// half tells (see `parts::starts_at_cut`), and then the first half's reader carries on alone.
     pub fn parallel_cut(&self, min_len: u64) -> anyhow::Result<Option<u64>> {
         let Source::File(file) = &self.reader.get_ref().inner else {
             return Ok(None);
@@ -243,14 +243,6 @@ impl CsvInput {
             stash: None,
             unterminated: false,
         })
-    }
-
-    /// True if the record last read is the first one at or past `cut`, and began right at it:
-    /// the cut fell between records, so a reader started at the cut sees the same records from
-    /// here on. (csv notes where reading began, which for a CRLF file is the `\n` just before.)
-    pub fn starts_at_cut(record: &ByteRecord, cut: u64) -> bool {
-        let start = Self::start_byte(record);
-        start + 1 >= cut && start <= cut
     }
 
     /// Reads the next record into `record`. Returns the 1-based physical line it starts on, or
@@ -400,42 +392,6 @@ const CUT_CHECK_RECORDS: usize = 4;
 /// While a second reader's cut is not yet known to hold, a record that grows past this many
 /// bytes gives the second part up (see `LineTracker::read`).
 pub const SPECULATIVE_RECORD_BYTES: u64 = 1 << 20;
-
-/// The fate of a cut, decided once and shared by the two readers of a file: it holds (the
-/// first reader met a record starting right at it) or it failed (the cut fell inside a record,
-/// or the second reader gave up). Whichever comes first wins.
-#[derive(Debug, Default)]
-pub struct CutGuard(AtomicU8);
-
-const UNDECIDED: u8 = 0;
-const HOLDS: u8 = 1;
-const FAILED: u8 = 2;
-
-impl CutGuard {
-    /// Decides that the cut holds; false if it had already failed.
-    pub fn hold(&self) -> bool {
-        self.decide(HOLDS)
-    }
-
-    /// Decides that the cut failed; false if it had already been found to hold.
-    pub fn fail(&self) -> bool {
-        self.decide(FAILED)
-    }
-
-    pub fn failed(&self) -> bool {
-        self.0.load(Ordering::Acquire) == FAILED
-    }
-
-    fn decide(&self, fate: u8) -> bool {
-        match self
-            .0
-            .compare_exchange(UNDECIDED, fate, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(decided) => decided == fate,
-        }
-    }
-}
 
 /// Line breaks seen by the reader and not yet passed by a record.
 ///

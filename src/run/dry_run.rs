@@ -19,7 +19,8 @@ use std::time::Instant;
 use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
-use crate::input::reader::{CsvInput, CutGuard};
+use crate::input::parts::{joined, CutGuard, CutSeen, CutWatch, PartEnd};
+use crate::input::reader::CsvInput;
 use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
 use crate::run::job::JobInput;
 use crate::run::summary::Summary;
@@ -74,15 +75,6 @@ struct PartCounts {
     rows: u64,
     valid: u64,
     skipped: u64,
-}
-
-/// How a reader's part ended.
-enum PartEnd {
-    /// It read to the end of the file.
-    FileEnd,
-    /// It reached the cut, and the cut lies between records: the record starting there is on
-    /// `line` of the file, and is the second reader's first.
-    Cut { line: u64 },
 }
 
 /// What every reader needs to know.
@@ -403,57 +395,6 @@ fn verdict_count(summary: &mut Summary, verdict: SyncVerdict) -> &mut u64 {
     }
 }
 
-/// Watches a first part's records for the cut (see `CsvInput::parallel_cut`).
-struct CutWatch {
-    /// None once there is no cut to watch for.
-    cut: Option<u64>,
-    guard: Option<Arc<CutGuard>>,
-}
-
-/// What a record says about the cut.
-enum CutSeen {
-    /// Not there yet, or no cut to watch for.
-    No,
-    /// The record starts right at the cut and the cut holds: the part ends before it.
-    Holds(PartEnd),
-    /// The cut fell inside the record before (or the second reader gave up): this part reads
-    /// on to the end of the file.
-    Failed,
-}
-
-impl CutWatch {
-    fn new(cut: Option<u64>, guard: &Arc<CutGuard>) -> CutWatch {
-        CutWatch {
-            cut,
-            guard: Some(guard.clone()),
-        }
-    }
-
-    fn none() -> CutWatch {
-        CutWatch {
-            cut: None,
-            guard: None,
-        }
-    }
-
-    fn check(&mut self, record: &ByteRecord, line: u64) -> CutSeen {
-        let Some(cut) = self.cut else {
-            return CutSeen::No;
-        };
-        if CsvInput::start_byte(record) + 1 < cut {
-            return CutSeen::No;
-        }
-        self.cut = None;
-        let guard = self.guard.as_deref();
-        if CsvInput::starts_at_cut(record, cut) && guard.is_some_and(CutGuard::hold) {
-            CutSeen::Holds(PartEnd::Cut { line })
-        } else {
-            guard.map(CutGuard::fail);
-            CutSeen::Failed
-        }
-    }
-}
-
 type Reader<'scope> = (
     ScopedJoinHandle<'scope, anyhow::Result<(PartEnd, PartCounts)>>,
     Receiver<Chunk>,
@@ -481,12 +422,6 @@ fn spawn_reader<'scope, 'env>(
             read_part(input, watch, plan, feed, state, tx)
         })?;
     Ok((thread, rx))
-}
-
-fn joined<T>(thread: ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
-    thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?
 }
 
 /// Takes the readers' results in file order: counts, failure CSV, printed rows and bodies.

@@ -130,23 +130,7 @@ pub async fn prepare(
         duplicates: Some(finder),
         ..ReaderPlan::default()
     };
-    if let Some(resume) = &resume {
-        tracing::info!(
-            "resuming from {}: {} of {total} rows already final",
-            job.journal.display(),
-            resume.counts.values().sum::<u64>()
-        );
-        if !job.input.path.exists() {
-            anyhow::bail!("the input disappeared");
-        }
-        reader.checkpoint = resume.checkpoint;
-        reader.journalled = journal::skip_set(resume);
-    } else if job.resume {
-        tracing::info!(
-            "no journal at {}: starting a fresh run",
-            job.journal.display()
-        );
-    }
+    resume_from(job, resume.as_ref(), total, &mut reader)?;
     if let Some(index) = state_index {
         prior.with_state = true;
         reader.sync = Some(SyncFilter {
@@ -241,6 +225,35 @@ async fn survey_input(
         Err(_) if stop.is_cancelled() => Ok(Surveyed::Stopped),
         Err(err) => Err(err),
     }
+}
+
+/// On `--resume`, where the reader starts and what it skips.
+fn resume_from(
+    job: &JobInput,
+    resume: Option<&Resume>,
+    total: u64,
+    reader: &mut ReaderPlan,
+) -> anyhow::Result<()> {
+    let Some(resume) = resume else {
+        if job.resume {
+            tracing::info!(
+                "no journal at {}: starting a fresh run",
+                job.journal.display()
+            );
+        }
+        return Ok(());
+    };
+    tracing::info!(
+        "resuming from {}: {} of {total} rows already final",
+        job.journal.display(),
+        resume.counts.values().sum::<u64>()
+    );
+    if !job.input.path.exists() {
+        anyhow::bail!("the input disappeared");
+    }
+    reader.checkpoint = resume.checkpoint;
+    reader.journalled = journal::skip_set(resume);
+    Ok(())
 }
 
 /// The counts a run starts from: `rows`, and on `--resume` the earlier runs' final rows.
