@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::retry::RetryPolicy;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::{self, SendReport, SendSettings};
 use profile_import::sim::{Faults, Injected, SimConfig, SimHandle, SimStats};
@@ -81,9 +82,11 @@ impl Scenario {
         let settings = SendSettings {
             rate: RATE,
             concurrency: self.concurrency,
-            max_attempts: self.max_attempts,
-            base_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                base_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+            },
             allow_bar: false,
             quiet: true,
             progress_interval: Duration::from_secs(3600),

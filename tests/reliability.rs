@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::retry::RetryPolicy;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::{self, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
@@ -389,9 +390,11 @@ async fn run_with_faults(
     let settings = SendSettings {
         rate: 400,
         concurrency: 32,
-        max_attempts: 6,
-        base_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(100),
+        retry: RetryPolicy {
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+        },
         allow_bar: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use profile_import::app::exit::ExitStatus;
 use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::retry::RetryPolicy;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::{self, SendReport, SendSettings};
 use profile_import::sim::{Faults, SimConfig, SimHandle};
@@ -47,9 +48,11 @@ fn settings(rate: u32, concurrency: usize, max_attempts: u32) -> SendSettings {
     SendSettings {
         rate,
         concurrency,
-        max_attempts,
-        base_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
+        retry: RetryPolicy {
+            max_attempts,
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+        },
         allow_bar: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),

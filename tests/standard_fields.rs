@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::retry::RetryPolicy;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::{self, SendSettings};
 use profile_import::sim::{SimConfig, SimHandle};
@@ -90,9 +91,11 @@ async fn every_standard_field_reaches_chat_under_its_spec_tag_and_spelling() {
     let settings = SendSettings {
         rate: 200,
         concurrency: 4,
-        max_attempts: 2,
-        base_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        },
         allow_bar: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),

@@ -10,8 +10,10 @@ use crate::app::cli::{self, Cli, Command, SendArgs, StateCommand};
 use crate::app::exit::ExitStatus;
 use crate::app::signals::status_of;
 use crate::app::{demo, settings, signals};
+use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
-use crate::chat::{limiter, usersig};
+use crate::chat::retry::RetryPolicy;
+use crate::chat::usersig;
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
 use crate::run::summary;
@@ -99,18 +101,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(args) => {
             let job = settings::job_input(&args.input)?;
             let connection = settings::connection(&args.connection, true)?;
-            let client = ChatClient::new(connection, ClientTuning::default())?;
+            let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
             let diff = args
                 .diff
                 .clone()
                 .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
             let stop = CancellationToken::new();
-            let verifier = verify::Verifier {
-                client: &client,
-                rate: args.rate.max(1),
-                max_attempts: 5,
-                stop: &stop,
-            };
+            let api = ChatApi::new(client, args.rate.max(1), RetryPolicy::default(), stop);
+            let verifier = verify::Verifier { api: &api };
             let report =
                 runtime()?.block_on(verifier.run(&job.input, job.rules, args.sample, &diff))?;
             eprint!("{report}");
@@ -164,20 +162,17 @@ fn check_accounts(
     output: Option<std::path::PathBuf>,
 ) -> anyhow::Result<u64> {
     let connection = settings::connection(connection, true)?;
-    let client = ChatClient::new(connection, ClientTuning::default())?;
+    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
     let output =
         output.unwrap_or_else(|| crate::fsutil::beside(&job.input.path, ".missing-accounts.csv"));
-    let pacer = limiter::Pacer::new(accounts::BATCH_CALLS_PER_SECOND);
-    let stop = CancellationToken::new();
-    let (requests, throttled) = (Default::default(), Default::default());
-    let calls = accounts::AccountCalls {
-        client: &client,
-        pacer: &pacer,
-        max_attempts: 5,
-        stop: &stop,
-        requests: &requests,
-        throttled: &throttled,
-    };
+    let rate = accounts::BATCH_CALLS_PER_SECOND;
+    let api = ChatApi::new(
+        client,
+        rate,
+        RetryPolicy::default(),
+        CancellationToken::new(),
+    );
+    let calls = accounts::AccountCalls { api: &api };
     let (checked, missing) =
         runtime()?.block_on(accounts::check_all(&job.input, job.rules, &calls, &output))?;
     eprintln!("── check-accounts ──");
@@ -209,9 +204,11 @@ pub fn send_settings(args: &SendArgs, quiet: bool) -> anyhow::Result<SendSetting
     Ok(SendSettings {
         rate: args.rate,
         concurrency,
-        max_attempts: args.max_attempts,
-        base_backoff: Duration::from_millis(500),
-        max_backoff: Duration::from_secs(30),
+        retry: RetryPolicy {
+            max_attempts: args.max_attempts,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        },
         allow_bar: !args.no_progress,
         quiet,
         progress_interval: Duration::from_secs(args.progress_interval.max(1)),

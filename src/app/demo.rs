@@ -10,8 +10,10 @@ use anyhow::Context;
 
 use crate::app::cli::DemoArgs;
 use crate::app::exit::ExitStatus;
+use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::connection::{Connection, Credentials};
+use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig::SecretKey;
 use crate::input::reader::InputOptions;
 use crate::input::row::RowRules;
@@ -81,9 +83,11 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let settings = SendSettings {
         rate: 200,
         concurrency: SendSettings::default_concurrency(200),
-        max_attempts: 5,
-        base_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(2),
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        },
         allow_bar: true,
         quiet,
         progress_interval: Duration::from_secs(2),
@@ -99,12 +103,8 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         csv.display()
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let verifier = crate::run::verify::Verifier {
-        client: &client,
-        rate: 200,
-        max_attempts: 5,
-        stop: &stop,
-    };
+    let api = ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop);
+    let verifier = crate::run::verify::Verifier { api: &api };
     let report = verifier
         .run(&job.input, job.rules, None, &workdir.join("users.diff.csv"))
         .await?;

@@ -1,6 +1,7 @@
 //! The wire to Chat: connection settings, UserSigs, the HTTP client, error codes and their
 //! classes, the pacer and one call retried. Nothing here knows about CSV files or runs.
 
+pub mod api;
 pub mod client;
 pub mod codes;
 pub mod connection;

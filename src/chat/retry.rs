@@ -37,14 +37,49 @@ pub enum Answer {
     Stopped,
 }
 
-/// What a call needs from the job.
-pub struct Caller<'a> {
-    pub client: &'a ChatClient,
-    pub pacer: &'a Pacer,
+/// How every call is retried: the one policy for all of Chat's APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call for transient errors, the first included.
     pub max_attempts: u32,
-    /// First backoff window; each retry doubles it, up to `max_backoff`.
+    /// First backoff window; each retry doubles it (full jitter), up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy with `max_attempts` attempts per call.
+    pub fn with_attempts(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The full-jitter window before retry `n` (1-based): base × 2^(n-1), capped.
+    fn backoff_window(&self, n: u32) -> Duration {
+        let factor = 1u32 << n.saturating_sub(1).min(16);
+        self.base_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What one call borrows from its `ChatApi`.
+pub(crate) struct Caller<'a> {
+    pub client: &'a ChatClient,
+    pub pacer: &'a Pacer,
+    pub policy: RetryPolicy,
     pub stop: &'a CancellationToken,
     /// Counts every request made.
     pub requests: &'a AtomicU64,
@@ -75,120 +110,38 @@ impl Caller<'_> {
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = self.client.call(command, body.clone()).await;
             let requests = attempts + throttled + u32::from(renewed);
-            let retryable = match result {
-                Ok((envelope, body)) if envelope.is_ok() => {
-                    self.pacer.on_accepted();
-                    return (Answer::Ok(envelope, body), requests);
-                }
-                Ok((envelope, _)) => {
-                    let code = envelope.error_code;
-                    let message = format!("{} ({})", envelope.error_info, describe_code(code));
-                    match classify(code) {
-                        ErrorClass::PermanentRow => {
-                            return (
-                                Answer::Failed {
-                                    code: FailureCode::Chat(code),
-                                    message,
-                                },
-                                requests,
-                            )
-                        }
-                        ErrorClass::FatalJob => {
-                            let why = format!("Chat answered {code}: {message}");
-                            return (
-                                Answer::Fatal {
-                                    code: FailureCode::Chat(code),
-                                    message,
-                                    why,
-                                },
-                                requests,
-                            );
-                        }
-                        ErrorClass::Expired => {
-                            if renewed || !self.client.renew_usersig() {
-                                let why = format!(
-                                    "Chat answered {code} (UserSig expired) even after renewal: check the clock and the key"
-                                );
-                                return (
-                                    Answer::Fatal {
-                                        code: FailureCode::Chat(code),
-                                        message,
-                                        why,
-                                    },
-                                    requests,
-                                );
-                            }
-                            renewed = true;
-                            attempts -= 1;
-                            continue;
-                        }
-                        ErrorClass::Throttled => {
-                            if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
-                                return (
-                                    answer.unwrap_or(Answer::Failed {
-                                        code: FailureCode::Chat(code),
-                                        message,
-                                    }),
-                                    requests,
-                                );
-                            }
-                            continue;
-                        }
-                        ErrorClass::Transient => (FailureCode::Chat(code), message),
+            let (code, message) = match judge(result) {
+                Step::Done(answer) => {
+                    if matches!(answer, Answer::Ok(..)) {
+                        self.pacer.on_accepted();
                     }
+                    return (answer, requests);
                 }
-                Err(CallError::Http(status)) if status >= 500 || status == 408 => {
-                    (FailureCode::Http(status), format!("HTTP {status}"))
-                }
-                Err(CallError::Http(429)) => {
-                    if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
-                        return (
-                            answer.unwrap_or(Answer::Failed {
-                                code: FailureCode::Http(429),
-                                message: "HTTP 429".into(),
-                            }),
-                            requests,
+                Step::Renew { code, message } => {
+                    if renewed || !self.client.renew_usersig() {
+                        let why = format!(
+                            "Chat answered {code} (UserSig expired) even after renewal: check the clock and the key"
                         );
+                        let code = FailureCode::Chat(code);
+                        return (Answer::Fatal { code, message, why }, requests);
+                    }
+                    renewed = true;
+                    attempts -= 1;
+                    continue;
+                }
+                Step::Throttled(code, message) => {
+                    if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
+                        let gave_up = Answer::Failed { code, message };
+                        return (answer.unwrap_or(gave_up), requests);
                     }
                     continue;
                 }
-                Err(CallError::Http(status)) => {
-                    return (
-                        Answer::Fatal {
-                            code: FailureCode::Http(status),
-                            message: format!("HTTP {status}"),
-                            why: format!(
-                                "the endpoint answered HTTP {status}: check --endpoint / --region"
-                            ),
-                        },
-                        requests,
-                    )
-                }
-                Err(CallError::BadResponse(text)) => {
-                    return (
-                        Answer::Fatal {
-                            code: FailureCode::BadResponse,
-                            why: format!(
-                                "the endpoint does not answer like Chat ({text}): check --endpoint"
-                            ),
-                            message: text,
-                        },
-                        requests,
-                    )
-                }
-                Err(CallError::Timeout(after)) => (
-                    FailureCode::OutcomeUnknown,
-                    format!(
-                        "no answer within {after:?} on the last attempt; Chat may have applied it"
-                    ),
-                ),
-                Err(CallError::Transport(text)) => (FailureCode::Transport, text),
+                Step::Retry(code, message) => (code, message),
             };
-            let (code, message) = retryable;
-            if attempts >= self.max_attempts {
+            if attempts >= self.policy.max_attempts {
                 return (Answer::Failed { code, message }, requests);
             }
-            let sleep = rand::random_range(Duration::ZERO..=self.backoff_window(attempts));
+            let sleep = rand::random_range(Duration::ZERO..=self.policy.backoff_window(attempts));
             tracing::debug!(command, attempt = attempts, "{code}: retrying in {sleep:?}");
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
@@ -210,13 +163,61 @@ impl Caller<'_> {
         self.pacer.on_throttled();
         None
     }
+}
 
-    /// The full-jitter window before retry `n` (1-based): base × 2^(n-1), capped.
-    fn backoff_window(&self, n: u32) -> Duration {
-        let factor = 1u32 << n.saturating_sub(1).min(16);
-        self.base_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+/// What one answer means for the call.
+enum Step {
+    /// The call is over.
+    Done(Answer),
+    /// The UserSig expired: renew it once and try again.
+    Renew { code: u32, message: String },
+    /// Chat is throttling: slow the job and try again.
+    Throttled(FailureCode, String),
+    /// A transient failure: back off and try again, if attempts are left.
+    Retry(FailureCode, String),
+}
+
+/// Classifies one answer by Chat's error table (spec §1.7, see `codes`) and the HTTP status.
+fn judge(result: Result<(Envelope, Bytes), CallError>) -> Step {
+    let fatal = |code, message, why| Step::Done(Answer::Fatal { code, message, why });
+    match result {
+        Ok((envelope, body)) if envelope.is_ok() => Step::Done(Answer::Ok(envelope, body)),
+        Ok((envelope, _)) => {
+            let code = envelope.error_code;
+            let message = format!("{} ({})", envelope.error_info, describe_code(code));
+            match classify(code) {
+                ErrorClass::PermanentRow => Step::Done(Answer::Failed {
+                    code: FailureCode::Chat(code),
+                    message,
+                }),
+                ErrorClass::FatalJob => {
+                    let why = format!("Chat answered {code}: {message}");
+                    fatal(FailureCode::Chat(code), message, why)
+                }
+                ErrorClass::Expired => Step::Renew { code, message },
+                ErrorClass::Throttled => Step::Throttled(FailureCode::Chat(code), message),
+                ErrorClass::Transient => Step::Retry(FailureCode::Chat(code), message),
+            }
+        }
+        Err(CallError::Http(status)) if status >= 500 || status == 408 => {
+            Step::Retry(FailureCode::Http(status), format!("HTTP {status}"))
+        }
+        Err(CallError::Http(429)) => Step::Throttled(FailureCode::Http(429), "HTTP 429".into()),
+        Err(CallError::Http(status)) => fatal(
+            FailureCode::Http(status),
+            format!("HTTP {status}"),
+            format!("the endpoint answered HTTP {status}: check --endpoint / --region"),
+        ),
+        Err(CallError::BadResponse(text)) => fatal(
+            FailureCode::BadResponse,
+            text.clone(),
+            format!("the endpoint does not answer like Chat ({text}): check --endpoint"),
+        ),
+        Err(CallError::Timeout(after)) => Step::Retry(
+            FailureCode::OutcomeUnknown,
+            format!("no answer within {after:?} on the last attempt; Chat may have applied it"),
+        ),
+        Err(CallError::Transport(text)) => Step::Retry(FailureCode::Transport, text),
     }
 }
 

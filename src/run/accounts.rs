@@ -8,16 +8,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use csv::ByteRecord;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
-use crate::chat::client::ChatClient;
-use crate::chat::limiter::Pacer;
-use crate::chat::retry::{Answer, Caller};
+use crate::chat::api::command::{ACCOUNT_CHECK, ACCOUNT_IMPORT, MULTIACCOUNT_IMPORT};
+use crate::chat::api::ChatApi;
+use crate::chat::retry::Answer;
 use crate::input::header::ColumnRole;
 use crate::input::profile::{StandardField, Tag};
 use crate::input::reader::{CsvInput, InputOptions};
@@ -26,9 +24,6 @@ use crate::input::survey::Survey;
 use crate::outcome::FailureCode;
 use anyhow::Context;
 
-pub const MULTIACCOUNT_IMPORT: &str = "im_open_login_svc/multiaccount_import";
-pub const ACCOUNT_IMPORT: &str = "im_open_login_svc/account_import";
-pub const ACCOUNT_CHECK: &str = "im_open_login_svc/account_check";
 /// Accounts per batch call (spec §5.3, §5.4).
 pub const BATCH: usize = 100;
 /// multiaccount_import and account_check allow 100 calls a second (spec §1.5).
@@ -164,30 +159,12 @@ struct MultiImportAnswer {
     fail_accounts: Vec<String>,
 }
 
-/// Everything a pass of account calls needs.
+/// The account calls, made through a job's (or a pass's own) `ChatApi`.
 pub struct AccountCalls<'a> {
-    pub client: &'a ChatClient,
-    pub pacer: &'a Pacer,
-    pub max_attempts: u32,
-    pub stop: &'a CancellationToken,
-    pub requests: &'a AtomicU64,
-    pub throttled: &'a AtomicU64,
+    pub api: &'a ChatApi,
 }
 
 impl AccountCalls<'_> {
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            client: self.client,
-            pacer: self.pacer,
-            max_attempts: self.max_attempts,
-            base_backoff: std::time::Duration::from_millis(500),
-            max_backoff: std::time::Duration::from_secs(30),
-            stop: self.stop,
-            requests: self.requests,
-            throttled: self.throttled,
-        }
-    }
-
     /// Imports one batch with multiaccount_import. Returns the users that failed, or the
     /// reason the whole job must stop.
     pub async fn import_batch(
@@ -203,7 +180,7 @@ impl AccountCalls<'_> {
             })
         };
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        let (answer, _) = self.caller().call(MULTIACCOUNT_IMPORT, body).await;
+        let (answer, _) = self.api.call(MULTIACCOUNT_IMPORT, body).await;
         match answer {
             Answer::Ok(_, raw) => {
                 let Ok(answer) = serde_json::from_slice::<MultiImportAnswer>(&raw) else {
@@ -257,7 +234,7 @@ impl AccountCalls<'_> {
     pub async fn import_one(&self, user_id: &str) -> Answer {
         let body = serde_json::json!({ "UserID": user_id });
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        self.caller().call(ACCOUNT_IMPORT, body).await.0
+        self.api.call(ACCOUNT_IMPORT, body).await.0
     }
 
     /// Asks which of up to 100 users are not imported. `Err` carries a reason to stop.
@@ -269,7 +246,7 @@ impl AccountCalls<'_> {
         let body = Bytes::from(
             serde_json::to_vec(&serde_json::json!({ "CheckItem": items })).unwrap_or_default(),
         );
-        match self.caller().call(ACCOUNT_CHECK, body).await.0 {
+        match self.api.call(ACCOUNT_CHECK, body).await.0 {
             Answer::Ok(_, raw) => {
                 let answer: CheckAnswer = serde_json::from_slice(&raw)
                     .map_err(|e| format!("account_check answered something unexpected: {e}"))?;

@@ -10,12 +10,14 @@
 //!    resume point are read for their UserIDs only, and only when some user may repeat).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
-use crate::chat::limiter::Pacer;
+use crate::chat::retry::RetryPolicy;
 use crate::input::dupes::DuplicateFinder;
 use crate::input::reader::{CsvInput, RowPos};
 use crate::input::row::RowMapper;
@@ -75,8 +77,8 @@ pub enum Prepared {
 /// Makes the plan. `client` and `stop` serve the account pass of `--create-accounts`.
 pub async fn prepare(
     job: &JobInput,
-    client: &ChatClient,
-    max_attempts: u32,
+    client: &Arc<ChatClient>,
+    retry: RetryPolicy,
     stop: &CancellationToken,
 ) -> anyhow::Result<Prepared> {
     let lock = RunLock::acquire(&job.journal)?;
@@ -100,20 +102,19 @@ pub async fn prepare(
         None => (None, None),
     };
     let survey = Survey::new(state.is_some());
-    let (survey, accounts) =
-        match survey_input(job, &mapper, client, max_attempts, stop, survey).await? {
-            Surveyed::Read(survey, accounts) => (survey, accounts),
-            Surveyed::Stopped => {
-                let survey = Survey::new(false).read_all(&job.input, &mapper)?;
-                let findings = survey.finish(&job.input)?;
-                let mut prior = prior_summary(findings.rows, resume.as_ref());
-                prior.stopped = Some(
-                    "interrupted by a signal while importing accounts; no profile was sent".into(),
-                );
-                prior.not_attempted = prior.rows.saturating_sub(prior.settled());
-                return Ok(Prepared::Stopped(Box::new(prior)));
-            }
-        };
+    let (survey, accounts) = match survey_input(job, &mapper, client, retry, stop, survey).await? {
+        Surveyed::Read(survey, accounts) => (survey, accounts),
+        Surveyed::Stopped => {
+            let survey = Survey::new(false).read_all(&job.input, &mapper)?;
+            let findings = survey.finish(&job.input)?;
+            let mut prior = prior_summary(findings.rows, resume.as_ref());
+            prior.stopped = Some(
+                "interrupted by a signal while importing accounts; no profile was sent".into(),
+            );
+            prior.not_attempted = prior.rows.saturating_sub(prior.settled());
+            return Ok(Prepared::Stopped(Box::new(prior)));
+        }
+    };
     readings.push(if accounts.is_some() {
         "survey with the account pass"
     } else {
@@ -209,8 +210,8 @@ enum Surveyed {
 async fn survey_input(
     job: &JobInput,
     mapper: &RowMapper,
-    client: &ChatClient,
-    max_attempts: u32,
+    client: &Arc<ChatClient>,
+    retry: RetryPolicy,
     stop: &CancellationToken,
     survey: Survey,
 ) -> anyhow::Result<Surveyed> {
@@ -218,7 +219,7 @@ async fn survey_input(
     else {
         return Ok(Surveyed::Read(survey.read_all(&job.input, mapper)?, None));
     };
-    match import_accounts(job, client, max_attempts, stop, mode, survey).await {
+    match import_accounts(job, client, retry, stop, mode, survey).await {
         Ok((pass, survey)) => Ok(Surveyed::Read(survey, Some(pass))),
         // A signal during the account pass: nothing was sent, so the run simply stops (exit
         // 130/143, like a signal later on); a rerun starts with the accounts again.
@@ -290,22 +291,16 @@ fn prior_summary(rows: u64, resume: Option<&Resume>) -> Summary {
 /// profile is sent. The pass reads the whole file, so it makes the survey too.
 async fn import_accounts(
     job: &JobInput,
-    client: &ChatClient,
-    max_attempts: u32,
+    client: &Arc<ChatClient>,
+    retry: RetryPolicy,
     stop: &CancellationToken,
     mode: CreateAccounts,
     survey: Survey,
 ) -> anyhow::Result<(ImportPass, Survey)> {
-    let pacer = Pacer::new(accounts::BATCH_CALLS_PER_SECOND);
-    let (requests, throttled) = (Default::default(), Default::default());
-    let calls = AccountCalls {
-        client,
-        pacer: &pacer,
-        max_attempts,
-        stop,
-        requests: &requests,
-        throttled: &throttled,
-    };
+    // The account commands have a limit of their own, so a pacer of their own.
+    let rate = accounts::BATCH_CALLS_PER_SECOND;
+    let api = ChatApi::new(client.clone(), rate, retry, stop.clone());
+    let calls = AccountCalls { api: &api };
     let started = Instant::now();
     let with_profile = mode == CreateAccounts::AccountList;
     let done = accounts::import_all(&job.input, job.rules, &calls, with_profile, survey).await?;

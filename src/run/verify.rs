@@ -7,22 +7,19 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use csv::ByteRecord;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::chat::client::ChatClient;
-use crate::chat::limiter::Pacer;
-use crate::chat::retry::{Answer, Caller};
+use crate::chat::api::command::PORTRAIT_GET;
+use crate::chat::api::ChatApi;
+use crate::chat::retry::Answer;
 use crate::input::dupes::DuplicateFinder;
 use crate::input::reader::{CsvInput, InputOptions};
 use crate::input::row::{RowMapper, RowRules, Verdict};
 
-pub const PORTRAIT_GET: &str = "profile/portrait_get";
 /// Users per portrait_get call (spec §5.6).
 const USERS_PER_CALL: usize = 100;
 
@@ -89,12 +86,9 @@ struct UserProfile {
     code: u32,
 }
 
-/// Everything a verify run needs.
+/// Everything a verify run needs: a handle on Chat paced at `--rate` portrait_get calls.
 pub struct Verifier<'a> {
-    pub client: &'a ChatClient,
-    pub rate: u32,
-    pub max_attempts: u32,
-    pub stop: &'a CancellationToken,
+    pub api: &'a ChatApi,
 }
 
 impl Verifier<'_> {
@@ -142,18 +136,6 @@ impl Verifier<'_> {
         };
 
         // Pass 2: compare, 100 users at a time.
-        let pacer = Pacer::new(self.rate);
-        let (requests, throttled) = (AtomicU64::new(0), AtomicU64::new(0));
-        let caller = Caller {
-            client: self.client,
-            pacer: &pacer,
-            max_attempts: self.max_attempts,
-            base_backoff: std::time::Duration::from_millis(500),
-            max_backoff: std::time::Duration::from_secs(30),
-            stop: self.stop,
-            requests: &requests,
-            throttled: &throttled,
-        };
         let mut diff = DiffWriter::new(diff_path)?;
         let mut report = VerifyReport::default();
         let mut held: HashMap<String, Expected> = HashMap::new();
@@ -175,19 +157,19 @@ impl Verifier<'_> {
             }
             batch.push((parsed.user, expected));
             if batch.len() == USERS_PER_CALL {
-                self.compare(&caller, &tags, &mut batch, &mut diff, &mut report)
+                self.compare(&tags, &mut batch, &mut diff, &mut report)
                     .await?;
             }
         }
         for entry in held {
             batch.push(entry);
             if batch.len() == USERS_PER_CALL {
-                self.compare(&caller, &tags, &mut batch, &mut diff, &mut report)
+                self.compare(&tags, &mut batch, &mut diff, &mut report)
                     .await?;
             }
         }
         if !batch.is_empty() {
-            self.compare(&caller, &tags, &mut batch, &mut diff, &mut report)
+            self.compare(&tags, &mut batch, &mut diff, &mut report)
                 .await?;
         }
         report.diff_csv = diff.finish()?;
@@ -196,7 +178,6 @@ impl Verifier<'_> {
 
     async fn compare(
         &self,
-        caller: &Caller<'_>,
         tags: &[String],
         batch: &mut Vec<(String, Expected)>,
         diff: &mut DiffWriter,
@@ -204,7 +185,8 @@ impl Verifier<'_> {
     ) -> anyhow::Result<()> {
         let users: Vec<&str> = batch.iter().map(|(u, _)| u.as_str()).collect();
         let request = serde_json::json!({ "To_Account": users, "TagList": tags });
-        let (answer, _) = caller
+        let (answer, _) = self
+            .api
             .call(PORTRAIT_GET, Bytes::from(serde_json::to_vec(&request)?))
             .await;
         report.calls += 1;

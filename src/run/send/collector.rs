@@ -3,7 +3,6 @@
 //! before the journal says the row failed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +61,7 @@ impl Collector {
                     if let Some(limit) = self.max_errors {
                         // Only this run's errors count: a resumed run must be able to go on.
                         let errors = summary.failed + summary.invalid - errors_before;
-                        if errors >= limit && !self.shared.stop.is_cancelled() {
+                        if errors >= limit && !self.shared.api.stop().is_cancelled() {
                             self.shared.stop_job(format!(
                                 "{errors} rows failed or were invalid, reaching --max-errors {limit}"
                             ));
@@ -72,7 +71,7 @@ impl Collector {
                 _ = flush_tick.tick() => {
                     self.sync()?;
                     let now = Instant::now();
-                    rate_window.push_back((now, self.shared.requests.load(Ordering::Relaxed)));
+                    rate_window.push_back((now, self.shared.api.requests()));
                     while rate_window.len() > 6 {
                         rate_window.pop_front();
                     }
@@ -88,7 +87,7 @@ impl Collector {
                         failed: summary.failed + summary.invalid,
                         retries: summary.retries,
                         rate,
-                        pace: self.shared.pacer.current_rate(),
+                        pace: self.shared.api.pacer().current_rate(),
                     });
                 }
             }

@@ -11,7 +11,7 @@
 //! Every channel is bounded except "user released", which holds at most one message per job in
 //! flight, so memory stays flat at any file size.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,9 @@ use csv::ByteRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
-use crate::chat::limiter::Pacer;
+use crate::chat::retry::RetryPolicy;
 use crate::input::reader::RowPos;
 use crate::input::row::Violation;
 use crate::outcome::Failure;
@@ -40,9 +41,6 @@ mod worker;
 use collector::Collector;
 use worker::Shared;
 
-/// The portrait_set command path.
-pub const PORTRAIT_SET: &str = "profile/portrait_set";
-
 /// How rows are sent.
 #[derive(Debug, Clone)]
 pub struct SendSettings {
@@ -50,11 +48,8 @@ pub struct SendSettings {
     pub rate: u32,
     /// Workers, i.e. requests in flight at most.
     pub concurrency: usize,
-    /// Attempts per row for transient errors.
-    pub max_attempts: u32,
-    /// First backoff window; each retry doubles it (full jitter), up to `max_backoff`.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
+    /// How each row's call is retried.
+    pub retry: RetryPolicy,
     /// Show a bar if stderr is a terminal.
     pub allow_bar: bool,
     pub quiet: bool,
@@ -149,7 +144,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<SendReport> {
     let started = Instant::now();
-    let plan = match plan::prepare(job, &client, settings.max_attempts, &stop).await? {
+    let plan = match plan::prepare(job, &client, settings.retry, &stop).await? {
         Prepared::Ready(plan) => plan,
         Prepared::Stopped(summary) => {
             return Ok(SendReport {
@@ -162,14 +157,10 @@ pub async fn run(
     };
     let internal_stop = stop.child_token();
     let shared = Arc::new(Shared {
-        client,
-        pacer: Pacer::new(settings.rate),
+        api: ChatApi::new(client, settings.rate, settings.retry, internal_stop),
         settings: settings.clone(),
-        stop: internal_stop,
         fatal: Mutex::new(None),
         consecutive_transport_failures: AtomicU64::new(0),
-        requests: AtomicU64::new(0),
-        throttled: AtomicU64::new(0),
         create_accounts: job.create_accounts,
     });
     let mut report = pipeline(job, *plan, &shared).await?;
@@ -232,7 +223,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         work_tx,
         report_tx,
         released_rx,
-        shared.stop.clone(),
+        shared.api.stop().clone(),
     ));
     let collector = Collector {
         failures,
@@ -258,16 +249,17 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the CSV reader thread panicked"),
     };
-    if summary.not_attempted == 0 && !shared.stop.is_cancelled() {
+    if summary.not_attempted == 0 && !shared.api.stop().is_cancelled() {
         // Every row is final: the run is complete.
         journal.complete()?;
         summary.journal = None;
     }
     summary.duplicates = duplicates;
     summary.rows = total;
-    summary.requests = shared.requests.load(Ordering::Relaxed);
-    summary.throttled = shared.throttled.load(Ordering::Relaxed);
-    summary.pace = Some((shared.pacer.lowest_rate(), shared.pacer.current_rate()));
+    summary.requests = shared.api.requests();
+    summary.throttled = shared.api.throttled();
+    let pacer = shared.api.pacer();
+    summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
     Ok(SendReport {
         summary,
         state,

@@ -6,50 +6,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::{Job, Outcome, Report, SendSettings, PORTRAIT_SET, UNREACHABLE_AFTER};
-use crate::chat::client::ChatClient;
-use crate::chat::retry::{Answer, Caller};
+use super::{Job, Outcome, Report, SendSettings, UNREACHABLE_AFTER};
+use crate::chat::api::command::PORTRAIT_SET;
+use crate::chat::api::ChatApi;
+use crate::chat::retry::Answer;
 use crate::outcome::{Failure, FailureCode, Stage};
 use crate::run::accounts::CreateAccounts;
 
 /// State shared by the workers.
 pub(super) struct Shared {
-    pub(super) client: Arc<ChatClient>,
-    pub(super) pacer: crate::chat::limiter::Pacer,
+    /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
+    /// or a signal).
+    pub(super) api: ChatApi,
     pub(super) settings: SendSettings,
-    /// Cancelled to stop dispatching (fatal error or signal).
-    pub(super) stop: CancellationToken,
     pub(super) fatal: Mutex<Option<String>>,
     pub(super) consecutive_transport_failures: AtomicU64,
-    pub(super) requests: AtomicU64,
-    /// Throttled answers (60007 and friends, HTTP 429).
-    pub(super) throttled: AtomicU64,
     pub(super) create_accounts: Option<CreateAccounts>,
 }
 
 impl Shared {
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            client: &self.client,
-            pacer: &self.pacer,
-            max_attempts: self.settings.max_attempts,
-            base_backoff: self.settings.base_backoff,
-            max_backoff: self.settings.max_backoff,
-            stop: &self.stop,
-            requests: &self.requests,
-            throttled: &self.throttled,
-        }
-    }
-
     pub(super) fn stop_job(&self, why: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
             tracing::error!("stopping the run: {why}");
             *fatal = Some(why);
         }
-        self.stop.cancel();
+        self.api.stop().cancel();
     }
 }
 
@@ -82,8 +65,8 @@ pub(super) async fn worker(
 
 /// Sends one row until it succeeds, fails for good, or the job stops.
 async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
-    let caller = shared.caller();
-    let (mut answer, mut requests) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+    let api = &shared.api;
+    let (mut answer, mut requests) = api.call(PORTRAIT_SET, job.body.clone()).await;
     if shared.create_accounts == Some(CreateAccounts::OnDemand)
         && matches!(
             answer,
@@ -95,17 +78,10 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
     {
         // Not an account yet: import it (account_import, through the same pacer) and retry
         // the row once.
-        let calls = crate::run::accounts::AccountCalls {
-            client: &shared.client,
-            pacer: &shared.pacer,
-            max_attempts: shared.settings.max_attempts,
-            stop: &shared.stop,
-            requests: &shared.requests,
-            throttled: &shared.throttled,
-        };
+        let calls = crate::run::accounts::AccountCalls { api };
         answer = match calls.import_one(&job.user_id).await {
             Answer::Ok(..) => {
-                let (again, more) = caller.call(PORTRAIT_SET, job.body.clone()).await;
+                let (again, more) = api.call(PORTRAIT_SET, job.body.clone()).await;
                 requests += more;
                 again
             }
@@ -153,7 +129,7 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
                 if streak >= UNREACHABLE_AFTER {
                     shared.stop_job(format!(
                         "{streak} rows in a row failed to connect after {} attempts each: Chat is unreachable",
-                        shared.settings.max_attempts
+                        shared.settings.retry.max_attempts
                     ));
                 }
             } else {
