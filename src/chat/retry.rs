@@ -180,6 +180,12 @@ impl Caller<'_> {
                         "no answer within {after:?} on the last attempt; Chat may have applied it"
                     ),
                 ),
+                Err(CallError::Connect(text)) => {
+                    if let Some(fatal) = self.unreachable(&text, attempts) {
+                        return (fatal, requests);
+                    }
+                    (FailureCode::Transport, text)
+                }
                 Err(CallError::Transport(text)) => (FailureCode::Transport, text),
             };
             let (code, message) = retryable;
@@ -194,6 +200,24 @@ impl Caller<'_> {
                 _ = self.stop.cancelled() => return (Answer::Stopped, requests),
             }
         }
+    }
+
+    /// A failure to connect is about the whole job, not the call, when no request has been
+    /// answered yet (a wrong endpoint or region, no network), or when a call's last attempt
+    /// still fails to connect (Chat has become unreachable).
+    fn unreachable(&self, text: &str, attempts: u32) -> Option<Answer> {
+        let why = if !self.client.has_answered() {
+            format!("{text}: check --endpoint / --region and the network")
+        } else if attempts >= self.max_attempts {
+            format!("Chat is unreachable: {text} ({attempts} attempts)")
+        } else {
+            return None;
+        };
+        Some(Answer::Fatal {
+            code: FailureCode::Transport,
+            message: text.to_string(),
+            why,
+        })
     }
 
     /// Handles a throttled answer: slows the job and says to retry (`None`), or gives up
