@@ -31,6 +31,7 @@ use crate::outcome::{Failure, FailureCode, Stage};
 use crate::run::accounts::CreateAccounts;
 use crate::run::job::JobInput;
 use crate::run::progress::{Progress, Snapshot};
+use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
 use crate::store::journal::{self, Final, Journal};
@@ -78,9 +79,9 @@ pub struct SendReport {
 
 /// Rows waiting behind an in-flight row of the same user; beyond this the reader pauses.
 const MAX_DEFERRED: usize = 50_000;
-/// Rows that fail on transport errors in a row, with no success between, before the job
-/// concludes Chat is unreachable and stops.
-const UNREACHABLE_AFTER: u64 = 50;
+/// Rows that fail on transport errors in a row, with no request getting through between, before
+/// the job concludes Chat is unreachable and stops.
+const UNREACHABLE_AFTER: usize = 50;
 
 /// A valid row on its way to Chat.
 struct Job {
@@ -144,7 +145,6 @@ struct Shared {
     /// Cancelled to stop dispatching (fatal error or signal).
     stop: CancellationToken,
     fatal: Mutex<Option<String>>,
-    consecutive_transport_failures: AtomicU64,
     requests: AtomicU64,
     /// Throttled answers (60007 and friends, HTTP 429).
     throttled: AtomicU64,
@@ -183,17 +183,14 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<SendReport> {
     let started = Instant::now();
-    // Held until this function returns: no second run on the same journal meanwhile.
-    let _lock = crate::store::lock::RunLock::acquire(&job.journal)?;
+    // Held until this function returns: no second run writes the journal, the failure CSV or
+    // the state meanwhile.
+    let mut locks = crate::store::lock::RunLocks::acquire(&job.outputs())?;
     let mut input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
     let delimiter = job.input.delimiter;
     let identity = journal::Identity::of(&job.input.path)?;
-    let resume = if job.resume {
-        journal::read(&job.journal, &identity, job.force)?
-    } else {
-        None
-    };
+    let resume = journal::open_for_run(&job.journal, &identity, job.journal_policy())?;
     let (failures, failed_lines) = match &resume {
         Some(_) => FailureWriter::append(&job.failures, mapper.columns(), delimiter)?,
         None => (
@@ -259,7 +256,8 @@ pub async fn run(
     // `--state`: locked like the journal, and loaded before anything is sent.
     let state_db = match &job.state {
         Some(path) => {
-            let (db, index) = crate::store::state::StateDb::open(
+            let (db, index) = crate::store::state::StateDb::open_locked(
+                locks.take(path),
                 path,
                 client.connection().sdkappid,
                 &job.input.path,
@@ -322,7 +320,6 @@ pub async fn run(
         settings: settings.clone(),
         stop: internal_stop.clone(),
         fatal: Mutex::new(None),
-        consecutive_transport_failures: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
         create_accounts: job.create_accounts,
@@ -374,6 +371,8 @@ pub async fn run(
         shared: shared.clone(),
         delimiter,
         max_errors: settings.max_errors,
+        held_transport: Vec::new(),
+        warnings: RowWarnings::default(),
     };
     let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
 
@@ -787,36 +786,15 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
         })
     };
     match answer {
-        Answer::Ok(..) => {
-            shared
-                .consecutive_transport_failures
-                .store(0, Ordering::Relaxed);
-            (Outcome::Ok, requests)
-        }
+        Answer::Ok(..) => (Outcome::Ok, requests),
         Answer::Stopped => (Outcome::NotAttempted, requests),
-        Answer::Fatal { code, message, why } => {
+        // The answer is about the whole job (settings, Chat unreachable), not this row: it
+        // stays pending, and --resume sends it once the job is put right.
+        Answer::Fatal { why, .. } => {
             shared.stop_job(why);
-            (failed(code, message), requests)
+            (Outcome::NotAttempted, requests)
         }
-        Answer::Failed { code, message } => {
-            if code == FailureCode::Transport {
-                let streak = shared
-                    .consecutive_transport_failures
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if streak >= UNREACHABLE_AFTER {
-                    shared.stop_job(format!(
-                        "{streak} rows in a row failed to connect after {} attempts each: Chat is unreachable",
-                        shared.settings.max_attempts
-                    ));
-                }
-            } else {
-                shared
-                    .consecutive_transport_failures
-                    .store(0, Ordering::Relaxed);
-            }
-            (failed(code, message), requests)
-        }
+        Answer::Failed { code, message } => (failed(code, message), requests),
     }
 }
 
@@ -830,6 +808,10 @@ struct Collector {
     shared: Arc<Shared>,
     delimiter: u8,
     max_errors: Option<u64>,
+    /// Rows that failed on transport errors since a request last got through: final once one
+    /// does, pending if the job stops first (Chat unreachable, or cut off).
+    held_transport: Vec<(Job, Failure)>,
+    warnings: RowWarnings,
 }
 
 impl Collector {
@@ -892,7 +874,11 @@ impl Collector {
                     self.progress.update(Snapshot {
                         done,
                         ok: summary.ok,
-                        failed: summary.failed + summary.invalid,
+                        failed: summary.failed,
+                        invalid: summary.invalid,
+                        skipped: summary.skipped,
+                        unchanged: summary.unchanged,
+                        superseded: summary.superseded,
                         retries: summary.retries,
                         rate,
                         pace: self.shared.pacer.current_rate(),
@@ -900,6 +886,7 @@ impl Collector {
                 }
             }
         }
+        self.settle_held_transport(&mut summary)?;
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
@@ -965,8 +952,8 @@ impl Collector {
                         .invalid_by_rule
                         .entry(format!("{} {}", violation.code, violation.rule))
                         .or_default() += 1;
-                    tracing::warn!("line {}: {}", pos.line, violation.describe());
                 }
+                self.warnings.invalid(pos.line, &violations);
                 let failure = failure_from(&violations);
                 self.failures
                     .write(&record, pos.line, &failure, self.delimiter)?;
@@ -979,6 +966,19 @@ impl Collector {
                 requests,
             } => {
                 summary.retries += u64::from(requests.saturating_sub(1));
+                let outcome = match outcome {
+                    Outcome::Failed(failure) if failure.code == FailureCode::Transport => {
+                        self.hold_transport_failure(job, failure);
+                        return Ok(());
+                    }
+                    other => other,
+                };
+                if !matches!(outcome, Outcome::NotAttempted) {
+                    // A request got through after them, so they were not an outage. Settling
+                    // them first also keeps a user's rows in order: a later row never becomes
+                    // final while an earlier one is left pending.
+                    self.release_held_transport(summary)?;
+                }
                 match outcome {
                     Outcome::Ok => {
                         summary.ok += 1;
@@ -996,29 +996,70 @@ impl Collector {
                             }
                         }
                     }
-                    Outcome::Failed(failure) => {
-                        summary.failed += 1;
-                        let code = failure.code.to_string();
-                        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
-                        tracing::warn!(
-                            "line {}: user {} failed: {} {}",
-                            job.pos.line,
-                            job.user_id,
-                            failure.code,
-                            failure.message
-                        );
-                        self.failures
-                            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
-                        self.journal.record(job.pos, Final::Failed, &code);
-                        if failure.attempts > 0 {
-                            // Sent but not confirmed (or refused): what Chat holds for this
-                            // user is no longer known, so the next sync must send it.
-                            if let Some(state) = &mut self.state {
-                                state.forget(&job.user_id);
-                            }
-                        }
-                    }
+                    Outcome::Failed(failure) => self.final_failure(job, failure, summary)?,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A row Chat (or the last attempt) failed for good: into the failure CSV, then the
+    /// journal.
+    fn final_failure(
+        &mut self,
+        job: Job,
+        failure: Failure,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        summary.failed += 1;
+        let code = failure.code.to_string();
+        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+        self.warnings.failed(job.pos.line, &job.user_id, &failure);
+        self.failures
+            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
+        self.journal.record(job.pos, Final::Failed, &code);
+        if failure.attempts > 0 {
+            // Sent but not confirmed (or refused): what Chat holds for this user is no longer
+            // known, so the next sync must send it.
+            if let Some(state) = &mut self.state {
+                state.forget(&job.user_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a row that failed on transport errors; enough of them in a row with no answer
+    /// from Chat stop the job as unreachable.
+    fn hold_transport_failure(&mut self, job: Job, failure: Failure) {
+        self.held_transport.push((job, failure));
+        let streak = self.held_transport.len();
+        if streak >= UNREACHABLE_AFTER && !self.shared.stop.is_cancelled() {
+            let host = crate::chat::connection::host_of(&self.shared.client.connection().base_url);
+            self.shared.stop_job(format!(
+                "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
+                self.shared.settings.max_attempts
+            ));
+        }
+    }
+
+    fn release_held_transport(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
+        for (job, failure) in std::mem::take(&mut self.held_transport) {
+            self.final_failure(job, failure, summary)?;
+        }
+        Ok(())
+    }
+
+    /// At the end: held rows are final failures if the run went on to its end, and pending if
+    /// it was stopped (Chat unreachable, a job-wide error, a signal): nothing says they were
+    /// the rows' own fault.
+    fn settle_held_transport(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
+        if !self.shared.stop.is_cancelled() {
+            return self.release_held_transport(summary);
+        }
+        for (job, _) in std::mem::take(&mut self.held_transport) {
+            summary.not_attempted += 1;
+            if let Some(state) = &mut self.state {
+                state.forget(&job.user_id);
             }
         }
         Ok(())
