@@ -7,6 +7,7 @@ mod accounts;
 mod corpus;
 mod dry_run;
 mod layers;
+mod ops;
 mod reliability;
 mod security;
 mod send;
