@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use profile_import::app::cli::Cli;
 use profile_import::app::exit::ExitStatus;
+use profile_import::run::console;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -19,18 +20,24 @@ fn main() -> ExitCode {
         }
     };
     profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format);
-    match profile_import::app::commands::run(cli) {
-        Ok(status) => ExitCode::from(status.code()),
+    let status = match profile_import::app::commands::run(cli) {
+        Ok(status) => status,
         Err(err) => {
             if err
                 .chain()
                 .filter_map(|e| e.downcast_ref::<std::io::Error>())
                 .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             {
-                return ExitCode::from(ExitStatus::Success.code());
+                ExitStatus::OutputClosed
+            } else {
+                console::err_line(&format!("error: {err:#}"));
+                ExitStatus::Fatal
             }
-            eprintln!("error: {err:#}");
-            ExitCode::from(ExitStatus::Fatal.code())
         }
+    };
+    // Whatever else happened, output the caller asked for was lost: say so in the status.
+    if console::closed() {
+        return ExitCode::from(ExitStatus::OutputClosed.code());
     }
+    ExitCode::from(status.code())
 }

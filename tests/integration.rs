@@ -8,6 +8,7 @@ mod corpus;
 mod dry_run;
 mod error_classes;
 mod layers;
+mod ops;
 mod reliability;
 mod security;
 mod send;

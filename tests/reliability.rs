@@ -194,6 +194,11 @@ async fn sigkill_then_resume_repeatedly_loses_nothing_and_resends_at_most_the_co
         let mut child = command.spawn().unwrap();
         let wait = Duration::from_millis(rng.random_range(300..1500));
         tokio::time::sleep(wait).await;
+        // On a loaded machine the binary may not have reached its journal yet: the kill is
+        // meant to land mid-run, so it waits for the journal (the random wait still applies).
+        while !journal.exists() && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill
         }

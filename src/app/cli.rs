@@ -11,12 +11,17 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    every row valid (dry run) or accepted by Chat
   1    fatal: unreadable input, bad header, unwritable output, bad settings, a
-       changed input under --resume, a job-wide Chat error (wrong key, SDKAppID,
-       admin) that stopped the run, or --max-errors reached
+       changed input under --resume (without --state), a job-wide error that
+       stopped the run (wrong key, SDKAppID or admin; Chat unreachable), or
+       --max-errors reached; rows it left are sent by --resume
   2    usage error
-  3    finished, but some rows were invalid or failed (see the failure CSV)
-  4    another run holds the lock on this input's journal
-  130  interrupted (SIGINT); 143 terminated (SIGTERM)";
+  3    finished, but some rows were invalid or failed (see the failure CSV);
+       verify: values differ or rows were invalid (not checked)
+  4    another run is writing one of this run's files (journal, failure CSV,
+       state); the message names its pid
+  130  interrupted (SIGINT); 143 terminated (SIGTERM)
+  141  stdout or stderr was closed (a broken pipe): an import stops as on
+       SIGTERM, and --resume continues it";
 
 const IMPORT_EXAMPLES: &str = "\
 Examples:
@@ -37,8 +42,9 @@ Examples:
   # A whole migration: import the accounts first, then the profiles
   profile-import import users.csv --sdkappid 1400000000 --region singapore --create-accounts
 
-  # Cron: resume after a crash or kill, never overlap, leave a JSON summary
-  profile-import import users.csv --config chat.toml --resume --summary-json run.json
+  # Cron: resume after a crash or kill, never overlap, leave a JSON summary; with --state a
+  # regenerated export starts fresh instead of being refused
+  profile-import import users.csv --config chat.toml --resume --state state.db --summary-json run.json
 
   # Nightly sync: send only the profiles that changed since the last accepted run
   profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
@@ -74,7 +80,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Log line format on stderr.
+    /// Log line format on stderr; with json, progress lines and the summary are JSON lines too.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }
@@ -187,7 +193,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Validate every row and build its request, but send nothing.
+    /// Validate every row and build its request, but send nothing. The failure CSV is created
+    /// only if a row is invalid; give it another --failures path to run beside an import.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -197,7 +204,8 @@ pub struct ImportArgs {
 
     /// Continue an interrupted run from its journal: rows already final are not sent again,
     /// and failures are appended to the same failure CSV. With no journal, start fresh (so a
-    /// cron line can always pass it).
+    /// cron line can always pass it). If the input changed since, the run is refused, unless
+    /// --state is given: then the old journal is set aside and the run starts fresh.
     #[arg(long)]
     pub resume: bool,
 
@@ -367,8 +375,9 @@ pub struct VerifyArgs {
 }
 
 const VERIFY_HELP: &str = "\
-Writes a diff CSV (UserID,Tag,Expected,Actual) and exits 0 only when every value matches;
-3 when some differ or accounts are missing; 1 on a fatal error.
+Writes a diff CSV (UserID,Tag,Expected,Actual) and exits 0 only when every row was checked
+and every value matches; 3 when some differ, accounts are missing, or rows are invalid (not
+checked; written to the failure CSV as the import writes them); 1 on a fatal error.
 
 Examples:
   profile-import verify users.csv --sdkappid 1400000000 --region singapore

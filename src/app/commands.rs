@@ -14,6 +14,7 @@ use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig;
+use crate::run::console;
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
 use crate::run::summary;
@@ -21,8 +22,19 @@ use crate::run::{accounts, dry_run, verify};
 use crate::sim;
 use crate::store::{lock, state};
 
-/// Runs one command and says how it ended. Errors returned here are fatal (exit 1).
+/// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
+/// that another run holding one of this run's outputs ends it with exit 4.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match run_command(cli) {
+        Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
+            console::err_line(&format!("error: {err:#}"));
+            Ok(ExitStatus::Locked)
+        }
+        other => other,
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Import(args) => {
             let mut job = settings::job_input(&args.input)?;
@@ -44,8 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                     parallel_min_bytes: args.parallel_min_bytes,
                 };
                 let summary = dry_run::run(&job, options)?;
-                eprint!("{summary}");
                 let mut status = status_of(&summary);
+                summary::print(&summary, status.code());
                 if args.check_accounts {
                     let missing = check_accounts(&job, &args.connection, None)?;
                     if missing > 0 && status == ExitStatus::Success {
@@ -76,14 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             let outcome = runtime.block_on(signals::import_until_signalled(|stop| {
                 send::run(&job, client, settings, stop)
             }));
-            let (status, summary) = match outcome {
-                Ok(done) => done,
-                Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
-                    eprintln!("error: {err:#}");
-                    (ExitStatus::Locked, None)
-                }
-                Err(err) => return Err(err),
-            };
+            let (status, summary) = outcome?;
             if let (Some(path), Some(summary)) = (summary_json, &summary) {
                 summary::write_json(&path, summary, status.code())?;
             }
@@ -109,17 +114,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             let stop = CancellationToken::new();
             let api = ChatApi::new(client, args.rate.max(1), RetryPolicy::default(), stop);
             let verifier = verify::Verifier { api: &api };
-            let report =
-                runtime()?.block_on(verifier.run(&job.input, job.rules, args.sample, &diff))?;
-            eprint!("{report}");
-            Ok(if report.differences == 0 {
+            let report = runtime()?.block_on(verifier.run(
+                &job.input,
+                job.rules,
+                args.sample,
+                &diff,
+                &job.failures,
+            ))?;
+            console::err(&report.to_string());
+            Ok(if report.passed() {
                 ExitStatus::Success
             } else {
                 ExitStatus::RowsFailed
             })
         }
         Command::State(StateCommand::Stats { path }) => {
-            print!("{}", state::stats(&path)?);
+            console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
         }
         Command::State(StateCommand::Export { path, output }) => {
@@ -131,13 +141,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 }
                 None => state::export(&path, &mut std::io::stdout().lock())?,
             };
-            eprintln!("exported {count} users");
+            console::err_line(&format!("exported {count} users"));
             Ok(ExitStatus::Success)
         }
         Command::Usersig(args) => {
             let connection = settings::connection(&args.connection, false)?;
             let client = ChatClient::new(connection, ClientTuning::default())?;
-            println!("{}", client.usersig());
+            console::out_line(client.usersig().as_bytes());
             Ok(ExitStatus::Success)
         }
         Command::Sim(args) => runtime()?.block_on(serve_simulator(args)),
@@ -175,15 +185,16 @@ fn check_accounts(
     let calls = accounts::AccountCalls { api: &api };
     let (checked, missing) =
         runtime()?.block_on(accounts::check_all(&job.input, job.rules, &calls, &output))?;
-    eprintln!("── check-accounts ──");
-    eprintln!("users checked    {checked:>10}");
-    eprintln!("not imported     {missing:>10}");
+    let mut report = format!(
+        "── check-accounts ──\nusers checked    {checked:>10}\nnot imported     {missing:>10}\n"
+    );
     if missing > 0 {
-        eprintln!("missing list     {}", output.display());
+        report.push_str(&format!("missing list     {}\n", output.display()));
     } else {
         let _ = std::fs::remove_file(&output);
-        eprintln!("missing list     none (every user is imported)");
+        report.push_str("missing list     none (every user is imported)\n");
     }
+    console::err(&report);
     Ok(missing)
 }
 
@@ -260,7 +271,7 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let handle = sim::SimHandle::start_on(listener, config).await;
-    eprintln!(
+    console::err_line(&format!(
         "simulator listening on {url} (SDKAppID {id}, admin {admin}); import into it with:\n  \
          PROFILE_IMPORT_SECRET_KEY=<the PROFILE_IMPORT_SIM_KEY value, default sim-secret> \\\n    \
          profile-import import users.csv --sdkappid {id} --admin {admin} --endpoint {url}\n\
@@ -268,10 +279,10 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
         url = handle.url(),
         id = args.sdkappid,
         admin = args.admin,
-    );
+    ));
     tokio::signal::ctrl_c().await?;
     handle.shutdown();
-    eprintln!("{}", handle.stats());
+    console::err_line(&handle.stats().to_string());
     Ok(ExitStatus::Success)
 }
 

@@ -17,6 +17,7 @@ use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig::SecretKey;
 use crate::input::reader::InputOptions;
 use crate::input::row::RowRules;
+use crate::run::console;
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
 use crate::sim::{Faults, SimConfig, SimHandle};
@@ -50,10 +51,10 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         ..Faults::default()
     };
     let sim = SimHandle::start(config).await?;
-    eprintln!(
+    console::err_line(&format!(
         "demo: simulator on {} (a new app with no accounts; latency 20-80 ms; injecting 15% 40006, 5% HTTP 502, 5% connection resets)",
         sim.url()
-    );
+    ));
 
     let job = JobInput {
         input: InputOptions {
@@ -79,7 +80,10 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         usersig_ttl: 3600,
     };
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
-    eprintln!("demo: import --create-accounts {}\n", csv.display());
+    console::err_line(&format!(
+        "demo: import --create-accounts {}\n",
+        csv.display()
+    ));
     let settings = SendSettings {
         rate: 200,
         concurrency: SendSettings::default_concurrency(200),
@@ -98,23 +102,29 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     })
     .await?;
 
-    eprintln!(
+    console::err_line(&format!(
         "\ndemo: verify {} (portrait_get, compared with the CSV)\n",
         csv.display()
-    );
+    ));
     let stop = tokio_util::sync::CancellationToken::new();
     let api = ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop);
     let verifier = crate::run::verify::Verifier { api: &api };
     let report = verifier
-        .run(&job.input, job.rules, None, &workdir.join("users.diff.csv"))
+        .run(
+            &job.input,
+            job.rules,
+            None,
+            &workdir.join("users.diff.csv"),
+            &workdir.join("users.verify-failures.csv"),
+        )
         .await?;
-    eprint!("{report}");
+    console::err(&report.to_string());
 
     let stats = sim.stats();
-    eprintln!("\n── what the simulator saw ──\n{stats}");
+    console::err_line(&format!("\n── what the simulator saw ──\n{stats}"));
     let accounts = sim.accounts().map_or(0, |a| a.len());
-    eprintln!("accounts   {accounts} now exist");
-    eprintln!("── profiles the simulator holds ──");
+    console::err_line(&format!("accounts   {accounts} now exist"));
+    console::err_line("── profiles the simulator holds ──");
     for (user, tags) in sim.profiles() {
         let fields: Vec<String> = tags
             .iter()
@@ -125,11 +135,11 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
                 format!("{short}={value}")
             })
             .collect();
-        eprintln!("{user:<16} {}", fields.join("  "));
+        console::err_line(&format!("{user:<16} {}", fields.join("  ")));
     }
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&workdir);
-    Ok(if report.differences > 0 && status == ExitStatus::Success {
+    Ok(if !report.passed() && status == ExitStatus::Success {
         ExitStatus::RowsFailed
     } else {
         status

@@ -17,6 +17,9 @@ pub enum ExitStatus {
     Interrupted,
     /// Stopped by SIGTERM.
     Terminated,
+    /// stdout or stderr was closed (a broken pipe): output stopped, and an import stopped as
+    /// on SIGTERM. 141 is what a shell reports for a process ended by SIGPIPE.
+    OutputClosed,
 }
 
 impl ExitStatus {
@@ -29,6 +32,7 @@ impl ExitStatus {
             ExitStatus::Locked => 4,
             ExitStatus::Interrupted => 130,
             ExitStatus::Terminated => 143,
+            ExitStatus::OutputClosed => 141,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Log output: tracing-subscriber on stderr, text or JSON, at a level from -v/-q or RUST_LOG.
-//! Lines go through the progress bar's writer so they never tear it.
+//! Lines go through the progress bar's writer so they never tear it, and through the console,
+//! so a closed stderr never panics.
 
 use std::io::IsTerminal;
 
@@ -20,8 +21,11 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new(format!("profile_import={level},warn")));
     // Colour only for a person at a terminal: cron logs and pipes get plain text.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    crate::run::console::set_json_lines(format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // A write error would be reported with eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_ansi(colour)
         .with_writer(StderrWriter::default)
         .with_target(false);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::exit::ExitStatus;
+use crate::run::console;
 use crate::run::send::SendReport;
-use crate::run::summary::Summary;
+use crate::run::summary::{self, Summary};
 use crate::store::state::RunTotals;
 
 /// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
@@ -22,6 +23,8 @@ where
     Fut: Future<Output = anyhow::Result<SendReport>>,
 {
     let stop = CancellationToken::new();
+    // A closed stdout or stderr stops the run the way SIGTERM does.
+    let _closed = console::stop_on_close(stop.clone());
     let terminated = Arc::new(AtomicBool::new(false));
     let (hard_tx, hard_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::spawn(listen_for_signals(
@@ -32,21 +35,28 @@ where
     let result = tokio::select! {
         report = import(stop.clone()) => report,
         Ok(()) = hard_rx => {
-            eprintln!("second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them");
+            console::err_line("second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them");
             return Ok((signal_status(&terminated), None));
         }
     };
     listener.abort();
-    let report = result?;
-    eprint!("{}", report.summary);
+    let mut report = result?;
+    let output_closed = report.interrupted && console::closed();
+    if output_closed {
+        report.summary.stopped =
+            Some("stdout or stderr was closed (a broken pipe); --resume continues".into());
+    }
     let stopped = report.fatal.is_some() || report.interrupted;
     let status = if report.fatal.is_some() {
         ExitStatus::Fatal
+    } else if output_closed {
+        ExitStatus::OutputClosed
     } else if report.interrupted {
         signal_status(&terminated)
     } else {
         status_of(&report.summary)
     };
+    summary::print(&report.summary, status.code());
     if let Some(mut state) = report.state {
         let summary = &report.summary;
         let totals = RunTotals {
@@ -87,7 +97,7 @@ async fn listen_for_signals(
             _ = interrupt.recv() => {}
             _ = terminate.recv() => terminated.store(true, Ordering::Relaxed),
         }
-        eprintln!("stopping: no new rows are sent; waiting for requests in flight (signal again to exit now)");
+        console::err_line("stopping: no new rows are sent; waiting for requests in flight (signal again to exit now)");
         stop.cancel();
         tokio::select! {
             _ = interrupt.recv() => {}

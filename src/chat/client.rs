@@ -4,6 +4,7 @@
 //! This module knows nothing of CSV files or retries. Errors it returns never contain the URL,
 //! because the URL carries the UserSig.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +39,11 @@ pub enum CallError {
     /// No answer within the request timeout: Chat may or may not have applied the call.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Connecting, sending or reading failed (refused, reset, closed).
+    /// No connection could be made (DNS failure, refused, unreachable, connect timeout): the
+    /// request was never sent. The text names the host.
+    #[error("{0}")]
+    Connect(String),
+    /// Sending or reading failed on an open connection (reset, closed).
     #[error("connection failed: {0}")]
     Transport(String),
     /// A non-200 HTTP status.
@@ -81,6 +86,8 @@ pub struct ChatClient {
     connection: Connection,
     tuning: ClientTuning,
     sig: Mutex<CurrentSig>,
+    /// Some request got an HTTP answer: the endpoint is right and reachable.
+    answered: AtomicBool,
 }
 
 fn unix_now() -> u64 {
@@ -109,11 +116,18 @@ impl ChatClient {
             connection,
             tuning,
             sig,
+            answered: AtomicBool::new(false),
         })
     }
 
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// True once any request got an HTTP answer. Until then, failing to connect means the
+    /// endpoint, the region or the network is wrong, not that one request was unlucky.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 
     fn fresh_sig(connection: &Connection) -> CurrentSig {
@@ -184,6 +198,7 @@ impl ChatClient {
             .send()
             .await
             .map_err(|err| self.describe(err))?;
+        self.answered.store(true, Ordering::Relaxed);
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             return Err(CallError::Http(status.as_u16()));
@@ -201,7 +216,9 @@ impl ChatClient {
 
     /// Turns a reqwest error into a `CallError` without the URL (it carries the UserSig).
     fn describe(&self, err: reqwest::Error) -> CallError {
-        if err.is_timeout() {
+        // Checked before the timeout: a connect timeout never sent the request.
+        let connect = err.is_connect();
+        if err.is_timeout() && !connect {
             return CallError::Timeout(self.tuning.request_timeout);
         }
         let err = err.without_url();
@@ -212,7 +229,12 @@ impl ChatClient {
             text.push_str(&cause.to_string());
             source = cause.source();
         }
-        CallError::Transport(redact_usersig(&text))
+        let text = redact_usersig(&text);
+        if connect {
+            let host = crate::chat::connection::host_of(&self.connection.base_url);
+            return CallError::Connect(format!("cannot connect to {host}: {text}"));
+        }
+        CallError::Transport(text)
     }
 }
 

@@ -80,6 +80,15 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
+/// `host:port` of a base URL, for messages (never the query, which carries the UserSig).
+pub fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -136,6 +136,12 @@ impl Caller<'_> {
                     }
                     continue;
                 }
+                Step::Connect(text) => {
+                    if let Some(fatal) = self.unreachable(&text, attempts) {
+                        return (fatal, requests);
+                    }
+                    (FailureCode::Transport, text)
+                }
                 Step::Retry(code, message) => (code, message),
             };
             if attempts >= self.policy.max_attempts {
@@ -149,6 +155,24 @@ impl Caller<'_> {
                 _ = self.stop.cancelled() => return (Answer::Stopped, requests),
             }
         }
+    }
+
+    /// A failure to connect is about the whole job, not the call, when no request has been
+    /// answered yet (a wrong endpoint or region, no network), or when a call's last attempt
+    /// still fails to connect (Chat has become unreachable).
+    fn unreachable(&self, text: &str, attempts: u32) -> Option<Answer> {
+        let why = if !self.client.has_answered() {
+            format!("{text}: check --endpoint / --region and the network")
+        } else if attempts >= self.policy.max_attempts {
+            format!("Chat is unreachable: {text} ({attempts} attempts)")
+        } else {
+            return None;
+        };
+        Some(Answer::Fatal {
+            code: FailureCode::Transport,
+            message: text.to_string(),
+            why,
+        })
     }
 
     /// Handles a throttled answer: slows the job and says to retry (`None`), or gives up
@@ -175,6 +199,8 @@ enum Step {
     Throttled(FailureCode, String),
     /// A transient failure: back off and try again, if attempts are left.
     Retry(FailureCode, String),
+    /// No connection could be made: the job may have to stop (see `Caller::unreachable`).
+    Connect(String),
 }
 
 /// Classifies one answer by Chat's error table (spec §1.7, see `codes`) and the HTTP status.
@@ -217,6 +243,7 @@ fn judge(result: Result<(Envelope, Bytes), CallError>) -> Step {
             FailureCode::OutcomeUnknown,
             format!("no answer within {after:?} on the last attempt; Chat may have applied it"),
         ),
+        Err(CallError::Connect(text)) => Step::Connect(text),
         Err(CallError::Transport(text)) => Step::Retry(FailureCode::Transport, text),
     }
 }

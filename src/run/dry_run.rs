@@ -10,7 +10,6 @@
 //! quoted field may span it). If not, the first reader reads on to the end, the second
 //! reader's results are dropped, and the duplicate check starts over from a plain read.
 
-use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
@@ -92,7 +91,7 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
-    let mut failures = FailureWriter::create(&job.failures, mapper.columns(), job.input.delimiter)?;
+    let mut failures = FailureWriter::lazy(&job.failures, mapper.columns(), job.input.delimiter)?;
     let mut summary = Summary {
         dry_run: true,
         ..Summary::default()
@@ -447,9 +446,7 @@ impl Collector<'_> {
                 break;
             }
             self.shown += 1;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&body)?;
-            out.write_all(b"\n")?;
+            crate::run::console::out_line(&body);
         }
         let summary = &mut *self.summary;
         for (record, line, rejected) in chunk.invalid {

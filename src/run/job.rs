@@ -57,6 +57,23 @@ impl JobInput {
         })
     }
 
+    /// Every file a real import writes, each locked for the run.
+    pub fn outputs(&self) -> Vec<&std::path::Path> {
+        let mut outputs = vec![self.journal.as_path(), self.failures.as_path()];
+        outputs.extend(self.state.as_deref());
+        outputs
+    }
+
+    /// How an existing journal is treated: continued with `--resume`; with `--state`, a
+    /// journal written for other input is set aside, since the state knows what Chat holds.
+    pub fn journal_policy(&self) -> crate::store::journal::JournalPolicy {
+        crate::store::journal::JournalPolicy {
+            resume: self.resume,
+            force: self.force,
+            set_aside_changed: self.state.is_some(),
+        }
+    }
+
     /// Refuses a journal path that would overwrite the input or the failure CSV.
     pub fn check_paths(&self) -> anyhow::Result<()> {
         if crate::fsutil::same_file(&self.journal, &self.input.path)

@@ -2,10 +2,12 @@
 //! and what the user sees of it (summary, progress).
 
 pub mod accounts;
+pub mod console;
 pub mod dry_run;
 pub mod job;
 pub mod plan;
 pub mod progress;
+pub mod row_warnings;
 pub mod send;
 pub mod summary;
 pub mod sync;

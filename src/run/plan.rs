@@ -28,13 +28,14 @@ use crate::run::summary::Summary;
 use crate::run::sync::{SyncFilter, SyncRule};
 use crate::store::failures::FailureWriter;
 use crate::store::journal::{self, Final, Journal, Resume};
-use crate::store::lock::RunLock;
+use crate::store::lock::RunLocks;
 use crate::store::state::StateDb;
 
 /// Everything the send pipeline starts from.
 pub struct Plan {
-    /// Held until the run ends: no second run writes the same outputs meanwhile.
-    pub lock: RunLock,
+    /// Held until the run ends: no second run writes the journal, the failure CSV or the
+    /// state meanwhile.
+    pub locks: RunLocks,
     /// The input with its header read, for the reader thread.
     pub input: CsvInput,
     pub mapper: RowMapper,
@@ -81,22 +82,19 @@ pub async fn prepare(
     retry: RetryPolicy,
     stop: &CancellationToken,
 ) -> anyhow::Result<Prepared> {
-    let lock = RunLock::acquire(&job.journal)?;
+    let mut locks = RunLocks::acquire(&job.outputs())?;
     let input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
     let identity = journal::Identity::of(&job.input.path)?;
     let mut readings = vec!["content hash"];
-    let resume = if job.resume {
-        journal::read(&job.journal, &identity, job.force)?
-    } else {
-        None
-    };
+    let resume = journal::open_for_run(&job.journal, &identity, job.journal_policy())?;
     let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
     // `--state`: loaded (and locked) before anything is sent.
     let (state, state_index) = match &job.state {
         Some(path) => {
             let sdkappid = client.connection().sdkappid;
-            let (db, index) = StateDb::open(path, sdkappid, &job.input.path)?;
+            let (db, index) =
+                StateDb::open_locked(locks.take(path), path, sdkappid, &job.input.path)?;
             (Some(db), Some(index))
         }
         None => (None, None),
@@ -156,7 +154,7 @@ pub async fn prepare(
     });
     tracing::info!("readings of the input: {}", readings.join(", "));
     Ok(Prepared::Ready(Box::new(Plan {
-        lock,
+        locks,
         input,
         mapper,
         total,

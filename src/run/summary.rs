@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::input::dupes::Duplicates;
+use crate::run::console;
 
 /// Counters for one run.
 #[derive(Debug, Default, Clone)]
@@ -80,6 +81,17 @@ impl Summary {
         self.ok + self.failed + self.invalid + self.skipped + self.unchanged + self.superseded
     }
 
+    /// When most failures say the user is not a Chat account (40003), what to do about it.
+    pub fn missing_accounts_hint(&self) -> Option<String> {
+        let missing = self.failed_by_code.get("40003").copied().unwrap_or(0);
+        (missing > 0 && missing * 2 > self.failed).then(|| {
+            format!(
+                "{missing} rows failed with 40003 (not a Chat account yet): import the accounts \
+                 with --create-accounts, or list them with check-accounts"
+            )
+        })
+    }
+
     /// Requests per second over the whole run.
     pub fn mean_rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -91,35 +103,56 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The counters, codes, timings and the exit code the run ends with, as JSON.
+    pub fn to_json(&self, exit_code: u8) -> serde_json::Value {
+        let summary = self;
+        serde_json::json!({
+            "exit_code": exit_code,
+            "dry_run": summary.dry_run,
+            "rows": summary.rows,
+            "ok": summary.ok,
+            "failed": summary.failed,
+            "failed_by_code": summary.failed_by_code,
+            "invalid": summary.invalid,
+            "invalid_by_rule": summary.invalid_by_rule,
+            "skipped": summary.skipped,
+            "unchanged": summary.unchanged,
+            "superseded": summary.superseded,
+            "not_attempted": summary.not_attempted,
+            "requests": summary.requests,
+            "retries": summary.retries,
+            "throttled": summary.throttled,
+            "pace_lowest_per_second": summary.pace.map(|p| p.0),
+            "pace_final_per_second": summary.pace.map(|p| p.1),
+            "duplicate_users": summary.duplicates.users,
+            "elapsed_seconds": summary.elapsed.as_secs_f64(),
+            "mean_requests_per_second": summary.mean_rate(),
+            "failure_csv": summary.failure_csv,
+            "journal": summary.journal,
+            "stopped": summary.stopped,
+        })
+    }
+}
+
+/// Prints the summary on stderr: the text table, or one JSON line under `--log-format json`.
+pub fn print(summary: &Summary, exit_code: u8) {
+    if console::json_lines() {
+        let mut json = summary.to_json(exit_code);
+        json["timestamp"] = crate::fsutil::utc_timestamp(std::time::SystemTime::now()).into();
+        json["level"] = "INFO".into();
+        json["type"] = "summary".into();
+        console::err_json(&json);
+    } else {
+        console::err(&summary.to_string());
+    }
+}
+
 /// Writes the summary and the exit code the run ends with as JSON, atomically (a temporary file renamed into place), mode 0600.
 pub fn write_json(path: &std::path::Path, summary: &Summary, exit_code: u8) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
-    let json = serde_json::json!({
-        "exit_code": exit_code,
-        "dry_run": summary.dry_run,
-        "rows": summary.rows,
-        "ok": summary.ok,
-        "failed": summary.failed,
-        "failed_by_code": summary.failed_by_code,
-        "invalid": summary.invalid,
-        "invalid_by_rule": summary.invalid_by_rule,
-        "skipped": summary.skipped,
-        "unchanged": summary.unchanged,
-        "superseded": summary.superseded,
-        "not_attempted": summary.not_attempted,
-        "requests": summary.requests,
-        "retries": summary.retries,
-        "throttled": summary.throttled,
-        "pace_lowest_per_second": summary.pace.map(|p| p.0),
-        "pace_final_per_second": summary.pace.map(|p| p.1),
-        "duplicate_users": summary.duplicates.users,
-        "elapsed_seconds": summary.elapsed.as_secs_f64(),
-        "mean_requests_per_second": summary.mean_rate(),
-        "failure_csv": summary.failure_csv,
-        "journal": summary.journal,
-        "stopped": summary.stopped,
-    });
+    let json = summary.to_json(exit_code);
     let tmp = path.with_extension("json.tmp");
     let mut file = crate::fsutil::create_private(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -147,6 +180,9 @@ impl fmt::Display for Summary {
             writeln!(f, "failed           {:>10}", self.failed)?;
             for (code, count) in &self.failed_by_code {
                 writeln!(f, "  {code:<28} {count:>6}")?;
+            }
+            if let Some(hint) = self.missing_accounts_hint() {
+                writeln!(f, "hint             {hint}")?;
             }
         }
         writeln!(f, "invalid          {:>10}", self.invalid)?;

@@ -4,6 +4,9 @@
 //!
 //! Memory stays flat: users with a single row are checked as the file streams by; only users
 //! with several rows (found first, in constant memory) are held until the end.
+//!
+//! Rows that fail validation cannot be compared: they are reported as not checked and written
+//! to a failure CSV, as the import writes them, and the run does not pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,9 @@ use crate::chat::api::ChatApi;
 use crate::chat::retry::Answer;
 use crate::input::dupes::DuplicateFinder;
 use crate::input::reader::{CsvInput, InputOptions};
-use crate::input::row::{RowMapper, RowRules, Verdict};
+use crate::input::row::{failure_from, unterminated_quote, RowMapper, RowRules, Verdict};
+use crate::run::row_warnings::RowWarnings;
+use crate::store::failures::FailureWriter;
 
 /// Users per portrait_get call (spec §5.6).
 const USERS_PER_CALL: usize = 100;
@@ -35,6 +40,16 @@ pub struct VerifyReport {
     pub missing_accounts: u64,
     pub calls: u64,
     pub diff_csv: Option<PathBuf>,
+    /// Rows rejected by validation: not checked.
+    pub invalid: u64,
+    pub failure_csv: Option<PathBuf>,
+}
+
+impl VerifyReport {
+    /// True when every row was checked and every value matches.
+    pub fn passed(&self) -> bool {
+        self.differences == 0 && self.invalid == 0
+    }
 }
 
 impl std::fmt::Display for VerifyReport {
@@ -44,10 +59,19 @@ impl std::fmt::Display for VerifyReport {
         writeln!(f, "values compared  {:>10}", self.values)?;
         writeln!(f, "differences      {:>10}", self.differences)?;
         writeln!(f, "missing accounts {:>10}", self.missing_accounts)?;
+        writeln!(
+            f,
+            "not checked      {:>10}   (invalid rows, as the import rejects them)",
+            self.invalid
+        )?;
         writeln!(f, "portrait_get     {:>10} calls", self.calls)?;
         match &self.diff_csv {
-            Some(path) => writeln!(f, "diff CSV         {}", path.display()),
-            None => writeln!(f, "diff CSV         none (everything matches)"),
+            Some(path) => writeln!(f, "diff CSV         {}", path.display())?,
+            None => writeln!(f, "diff CSV         none (everything checked matches)")?,
+        }
+        match &self.failure_csv {
+            Some(path) => writeln!(f, "failure CSV      {}", path.display()),
+            None => writeln!(f, "failure CSV      none (every row is valid)"),
         }
     }
 }
@@ -93,16 +117,19 @@ pub struct Verifier<'a> {
 
 impl Verifier<'_> {
     /// Compares Chat with the CSV. `sample`: check about this many users, chosen by a hash of
-    /// the UserID (the same users every time).
+    /// the UserID (the same users every time). Invalid rows go to `failures_path`.
     pub async fn run(
         &self,
         input: &InputOptions,
         rules: RowRules,
         sample: Option<u64>,
         diff_path: &Path,
+        failures_path: &Path,
     ) -> anyhow::Result<VerifyReport> {
         let mut csv = CsvInput::open(input)?;
         let mapper = RowMapper::new(csv.columns.clone(), rules);
+        let mut failures = FailureWriter::lazy(failures_path, mapper.columns(), input.delimiter)?;
+        let mut warnings = RowWarnings::default();
         let tags: Vec<String> = mapper.columns().fields().map(|(_, t)| t.name()).collect();
         let mut record = ByteRecord::new();
         let mut body = Vec::new();
@@ -141,10 +168,22 @@ impl Verifier<'_> {
         let mut held: HashMap<String, Expected> = HashMap::new();
         let mut batch: Vec<(String, Expected)> = Vec::with_capacity(USERS_PER_CALL);
         let mut csv = CsvInput::open(input)?;
-        while csv.read(&mut record)?.is_some() {
-            let Verdict::Ready { .. } = mapper.map(&record, &mut body) else {
-                continue;
+        while let Some(line) = csv.read(&mut record)? {
+            let verdict = if csv.unterminated() {
+                Verdict::Invalid(vec![unterminated_quote(line)])
+            } else {
+                mapper.map(&record, &mut body)
             };
+            match verdict {
+                Verdict::Ready { .. } => {}
+                Verdict::Invalid(violations) => {
+                    report.invalid += 1;
+                    warnings.invalid(line, &violations);
+                    failures.write(&record, line, &failure_from(&violations), input.delimiter)?;
+                    continue;
+                }
+                Verdict::Skipped { .. } => continue,
+            }
             let parsed: Body = serde_json::from_slice(&body)?;
             if !keep(&parsed.user) {
                 continue;
@@ -173,6 +212,7 @@ impl Verifier<'_> {
                 .await?;
         }
         report.diff_csv = diff.finish()?;
+        report.failure_csv = failures.finish()?;
         Ok(report)
     }
 

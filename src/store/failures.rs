@@ -27,7 +27,12 @@ pub fn default_path(input: &Path) -> PathBuf {
 /// Writes failed rows.
 pub struct FailureWriter {
     path: PathBuf,
-    file: File,
+    /// None until the first row of a lazy writer.
+    file: Option<File>,
+    /// A lazy writer's header, written when the file is created.
+    lazy_header: Option<Vec<u8>>,
+    /// A lazy writer's lock on the path (none in a read-only directory).
+    _lock: Option<crate::store::lock::RunLock>,
     pending: Vec<u8>,
     data_indexes: Vec<usize>,
     failure_column_indexes: Vec<usize>,
@@ -48,7 +53,9 @@ impl FailureWriter {
             .collect();
         let mut writer = FailureWriter {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
+            lazy_header: None,
+            _lock: None,
             pending: Vec::new(),
             data_indexes,
             failure_column_indexes,
@@ -63,6 +70,40 @@ impl FailureWriter {
         header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
         writer.render(header, delimiter)?;
         writer.write_pending()?;
+        Ok(writer)
+    }
+
+    /// A failure CSV created only when the first row fails, for runs that write nothing else
+    /// (the dry run, verify): a clean run leaves the directory untouched, so it also works in
+    /// a read-only one. The path is locked as a real import locks it, where a lock can be
+    /// created: a run beside an import that writes the same file stops with [`Locked`].
+    ///
+    /// [`Locked`]: crate::store::lock::Locked
+    pub fn lazy(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
+        let lock = crate::store::lock::RunLock::acquire_if_writable(path)?;
+        let data_indexes = columns.data_indexes();
+        let failure_column_indexes = (0..columns.names.len())
+            .filter(|i| !data_indexes.contains(i))
+            .collect();
+        let mut writer = FailureWriter {
+            path: path.to_path_buf(),
+            file: None,
+            lazy_header: None,
+            _lock: lock,
+            pending: Vec::new(),
+            data_indexes,
+            failure_column_indexes,
+            rows: 0,
+            unsynced: false,
+        };
+        let mut header: Vec<&[u8]> = writer
+            .data_indexes
+            .iter()
+            .map(|&i| columns.names[i].as_bytes())
+            .collect();
+        header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
+        writer.render(header, delimiter)?;
+        writer.lazy_header = Some(std::mem::take(&mut writer.pending));
         Ok(writer)
     }
 
@@ -153,7 +194,9 @@ impl FailureWriter {
         Ok((
             FailureWriter {
                 path: path.to_path_buf(),
-                file,
+                file: Some(file),
+                lazy_header: None,
+                _lock: None,
                 pending: Vec::new(),
                 data_indexes,
                 failure_column_indexes,
@@ -199,6 +242,9 @@ impl FailureWriter {
             // A ragged row is copied as it was, so re-importing it reports the same problem.
             record.iter().collect()
         };
+        if self.file.is_none() {
+            self.create_lazy_file()?;
+        }
         let code = failure.code.to_string();
         let attempts = failure.attempts.to_string();
         let stage = failure.stage.to_string();
@@ -234,9 +280,10 @@ impl FailureWriter {
             return Ok(());
         }
         self.write_pending()?;
-        self.file
-            .sync_data()
-            .with_context(|| format!("cannot sync {}", self.path.display()))?;
+        if let Some(file) = &self.file {
+            file.sync_data()
+                .with_context(|| format!("cannot sync {}", self.path.display()))?;
+        }
         self.unsynced = false;
         Ok(())
     }
@@ -246,13 +293,37 @@ impl FailureWriter {
     /// for this run's.
     pub fn finish(mut self) -> anyhow::Result<Option<PathBuf>> {
         self.flush()?;
-        if self.rows == 0 {
-            drop(self.file);
-            std::fs::remove_file(&self.path)
-                .with_context(|| format!("cannot remove empty {}", self.path.display()))?;
-            return Ok(None);
+        if self.rows > 0 {
+            return Ok(Some(self.path));
         }
-        Ok(Some(self.path))
+        let lazy = self.file.is_none();
+        drop(self.file.take());
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            // A lazy writer created nothing; an earlier run's file may or may not be there.
+            Err(err) if lazy && err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) if lazy => tracing::warn!(
+                "cannot remove the failure CSV {} of an earlier run: {err}",
+                self.path.display()
+            ),
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot remove empty {}", self.path.display()))
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates a lazy writer's file and writes its header.
+    fn create_lazy_file(&mut self) -> anyhow::Result<()> {
+        let mut file = crate::fsutil::create_private(&self.path)
+            .with_context(|| format!("cannot create the failure CSV {}", self.path.display()))?;
+        if let Some(header) = self.lazy_header.take() {
+            file.write_all(&header)
+                .with_context(|| format!("cannot write the failure CSV {}", self.path.display()))?;
+        }
+        self.file = Some(file);
+        Ok(())
     }
 
     fn render(&mut self, fields: Vec<&[u8]>, delimiter: u8) -> anyhow::Result<()> {
@@ -266,8 +337,13 @@ impl FailureWriter {
     }
 
     fn write_pending(&mut self) -> anyhow::Result<()> {
-        self.file
-            .write_all(&self.pending)
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(file) = &mut self.file else {
+            anyhow::bail!("the failure CSV {} is not open", self.path.display());
+        };
+        file.write_all(&self.pending)
             .with_context(|| format!("cannot write the failure CSV {}", self.path.display()))?;
         self.pending.clear();
         Ok(())

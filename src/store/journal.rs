@@ -158,8 +158,80 @@ impl Resume {
     }
 }
 
+/// The input changed since the journal was written, and the run may not set it aside.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the input changed since the journal {journal} was written (size {old_size} → {new_size}, \
+     content hash differs): resuming would skip the wrong rows. To start over and send every row, \
+     run without --resume (or delete the journal); to resume by row position anyway, pass --force. \
+     For an export regenerated each night, add --state PATH: a changed export then starts fresh \
+     by itself and sends only what changed"
+)]
+pub struct InputChanged {
+    pub journal: String,
+    pub old_size: u64,
+    pub new_size: u64,
+}
+
+/// How a run treats the journal it finds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalPolicy {
+    /// Continue an unfinished run (`--resume`); otherwise start over.
+    pub resume: bool,
+    /// Resume even if the input changed (`--force`).
+    pub force: bool,
+    /// A journal of an unfinished run over other input is set aside (renamed, not deleted)
+    /// and the run starts fresh (`--state`: the state knows what Chat accepted).
+    pub set_aside_changed: bool,
+}
+
+/// The journal a run continues from, following `policy`; `Ok(None)` to start fresh. Warns
+/// when starting over leaves an unfinished run's rows to be sent again.
+pub fn open_for_run(
+    path: &Path,
+    identity: &Identity,
+    policy: JournalPolicy,
+) -> anyhow::Result<Option<Resume>> {
+    if !policy.resume {
+        if unfinished(path) {
+            tracing::warn!(
+                "{} is the journal of an unfinished run: this run starts over from the first row \
+                 and replaces it (pass --resume to continue that run instead)",
+                path.display()
+            );
+        }
+        return Ok(None);
+    }
+    match read(path, identity, policy.force) {
+        Err(err) if policy.set_aside_changed && err.downcast_ref::<InputChanged>().is_some() => {
+            let aside = crate::fsutil::set_aside(path)
+                .with_context(|| format!("cannot set aside the journal {}", path.display()))?;
+            tracing::warn!(
+                "the input changed since the unfinished run of {}; its journal is set aside as {} \
+                 and this run starts fresh (the state says what Chat already holds)",
+                path.display(),
+                aside.display()
+            );
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// True if `path` is a journal whose run did not finish.
+fn unfinished(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut header = String::new();
+    let readable = BufReader::new(file).read_line(&mut header).is_ok();
+    readable
+        && Identity::parse_header(header.trim_end()).is_some()
+        && !journal_is_complete(path).unwrap_or(true)
+}
+
 /// Reads an existing journal. `Ok(None)` if there is none.
-/// Refuses one written for different input content unless `force`.
+/// Refuses one written for different input content unless `force` ([`InputChanged`]).
 pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Option<Resume>> {
     let file = match File::open(path) {
         Ok(file) => file,
@@ -194,14 +266,12 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
                 path.display()
             );
         } else {
-            bail!(
-                "the input changed since the journal {} was written (size {} → {}, content hash differs): \
-                 resuming would skip the wrong rows. Run without --resume to start over, or pass --force \
-                 to resume by row position anyway",
-                path.display(),
-                recorded.size,
-                identity.size
-            );
+            return Err(InputChanged {
+                journal: path.display().to_string(),
+                old_size: recorded.size,
+                new_size: identity.size,
+            }
+            .into());
         }
     }
     let mut resume = Resume::default();
@@ -519,5 +589,47 @@ mod tests {
         assert!(read(&dir.path().join("missing"), &new, false)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_changed_input_sets_the_journal_aside_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let old = Identity {
+            size: 10,
+            hash: "ab".into(),
+        };
+        let mut journal = Journal::create(&path, &old).unwrap();
+        journal.record(pos(0), Final::Ok, "");
+        journal.sync().unwrap();
+        let new = Identity {
+            size: 11,
+            hash: "cd".into(),
+        };
+        let resume = JournalPolicy {
+            resume: true,
+            ..JournalPolicy::default()
+        };
+        let err = open_for_run(&path, &new, resume).unwrap_err();
+        assert!(err.downcast_ref::<InputChanged>().is_some());
+        assert!(err.to_string().contains("--state"), "{err}");
+        assert!(path.exists());
+        let with_state = JournalPolicy {
+            set_aside_changed: true,
+            ..resume
+        };
+        assert!(open_for_run(&path, &new, with_state).unwrap().is_none());
+        assert!(!path.exists(), "set aside");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            aside.len() == 1 && aside[0].starts_with("j.set-aside-"),
+            "{aside:?}"
+        );
+        let kept = std::fs::read_to_string(dir.path().join(&aside[0])).unwrap();
+        assert!(kept.contains("r 0 "), "renamed, not emptied");
+        assert!(unfinished(&dir.path().join(&aside[0])));
     }
 }

@@ -214,7 +214,21 @@ fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<C
 impl StateDb {
     /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
     pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
-        let lock = crate::store::lock::RunLock::acquire(path)?;
+        StateDb::open_locked(None, path, sdkappid, input)
+    }
+
+    /// [`StateDb::open`] with its lock already taken (with the run's other outputs), or
+    /// `None` to take it here.
+    pub fn open_locked(
+        lock: Option<crate::store::lock::RunLock>,
+        path: &Path,
+        sdkappid: u64,
+        input: &Path,
+    ) -> anyhow::Result<(StateDb, StateIndex)> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => crate::store::lock::RunLock::acquire(path)?,
+        };
         let conn = open_db(path, Some(sdkappid), true)?;
         let accepted = read_index(&conn)?;
         conn.execute(

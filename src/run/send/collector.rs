@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::worker::Shared;
-use super::{LocalRow, Outcome, Report};
+use super::{Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
 use crate::input::row::failure_from;
+use crate::outcome::{Failure, FailureCode};
 use crate::run::progress::{Progress, Snapshot};
+use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
 use crate::store::journal::{Final, Journal};
@@ -27,6 +29,10 @@ pub(super) struct Collector {
     pub(super) shared: Arc<Shared>,
     pub(super) delimiter: u8,
     pub(super) max_errors: Option<u64>,
+    /// Rows that failed on transport errors since a request last got through: final once one
+    /// does, pending if the job stops first (Chat unreachable, or cut off).
+    pub(super) held_transport: Vec<(Job, Failure)>,
+    pub(super) warnings: RowWarnings,
 }
 
 impl Collector {
@@ -84,7 +90,11 @@ impl Collector {
                     self.progress.update(Snapshot {
                         done,
                         ok: summary.ok,
-                        failed: summary.failed + summary.invalid,
+                        failed: summary.failed,
+                        invalid: summary.invalid,
+                        skipped: summary.skipped,
+                        unchanged: summary.unchanged,
+                        superseded: summary.superseded,
                         retries: summary.retries,
                         rate,
                         pace: self.shared.api.pacer().current_rate(),
@@ -92,6 +102,7 @@ impl Collector {
                 }
             }
         }
+        self.settle_held_transport(&mut summary)?;
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
@@ -169,8 +180,8 @@ impl Collector {
                         .invalid_by_rule
                         .entry(format!("{} {}", violation.code, violation.rule))
                         .or_default() += 1;
-                    tracing::warn!("line {}: {}", pos.line, violation.describe());
                 }
+                self.warnings.invalid(pos.line, &violations);
                 let failure = failure_from(&violations);
                 self.failures
                     .write(&record, pos.line, &failure, self.delimiter)?;
@@ -184,12 +195,25 @@ impl Collector {
     /// A row that went to the workers: answered, failed, or left pending by a stop.
     fn record_sent(
         &mut self,
-        job: super::Job,
+        job: Job,
         outcome: Outcome,
         requests: u32,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         summary.retries += u64::from(requests.saturating_sub(1));
+        let outcome = match outcome {
+            Outcome::Failed(failure) if failure.code == FailureCode::Transport => {
+                self.hold_transport_failure(job, failure);
+                return Ok(());
+            }
+            other => other,
+        };
+        if !matches!(outcome, Outcome::NotAttempted) {
+            // A request got through after them, so they were not an outage. Settling them
+            // first also keeps a user's rows in order: a later row never becomes final while
+            // an earlier one is left pending.
+            self.release_held_transport(summary)?;
+        }
         match outcome {
             Outcome::Ok => {
                 summary.ok += 1;
@@ -207,30 +231,71 @@ impl Collector {
                     }
                 }
             }
-            Outcome::Failed(failure) => {
-                summary.failed += 1;
-                let code = failure.code.to_string();
-                *summary.failed_by_code.entry(code.clone()).or_default() += 1;
-                tracing::warn!(
-                    "line {}: user {} failed: {} {}",
-                    job.pos.line,
-                    job.user_id,
-                    failure.code,
-                    failure.message
-                );
-                self.failures
-                    .write(&job.record, job.pos.line, &failure, self.delimiter)?;
-                self.journal.record(job.pos, Final::Failed, &code);
-                if failure.attempts > 0 {
-                    // Sent but not confirmed (or refused): what Chat holds for this
-                    // user is no longer known, so the next sync must send it.
-                    if let Some(state) = &mut self.state {
-                        state.forget(&job.user_id);
-                    }
-                }
+            Outcome::Failed(failure) => self.final_failure(job, failure, summary)?,
+        }
+        Ok(())
+    }
+
+    /// A row Chat (or the last attempt) failed for good: into the failure CSV, then the
+    /// journal.
+    fn final_failure(
+        &mut self,
+        job: Job,
+        failure: Failure,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        summary.failed += 1;
+        let code = failure.code.to_string();
+        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+        self.warnings.failed(job.pos.line, &job.user_id, &failure);
+        self.failures
+            .write(&job.record, job.pos.line, &failure, self.delimiter)?;
+        self.journal.record(job.pos, Final::Failed, &code);
+        if failure.attempts > 0 {
+            // Sent but not confirmed (or refused): what Chat holds for this user is no longer
+            // known, so the next sync must send it.
+            if let Some(state) = &mut self.state {
+                state.forget(&job.user_id);
             }
         }
+        Ok(())
+    }
 
+    /// Holds a row that failed on transport errors; enough of them in a row with no answer
+    /// from Chat stop the job as unreachable.
+    fn hold_transport_failure(&mut self, job: Job, failure: Failure) {
+        self.held_transport.push((job, failure));
+        let streak = self.held_transport.len();
+        let api = &self.shared.api;
+        if streak >= UNREACHABLE_AFTER && !api.stop().is_cancelled() {
+            let host = crate::chat::connection::host_of(&api.client().connection().base_url);
+            self.shared.stop_job(format!(
+                "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
+                api.policy().max_attempts
+            ));
+        }
+    }
+
+    fn release_held_transport(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
+        for (job, failure) in std::mem::take(&mut self.held_transport) {
+            self.final_failure(job, failure, summary)?;
+        }
+        Ok(())
+    }
+
+    /// At the end: held rows are final failures if the run went on to its end, and pending if
+    /// it was stopped (Chat unreachable, a job-wide error, a signal): nothing says they were
+    /// the rows' own fault.
+    fn settle_held_transport(&mut self, summary: &mut Summary) -> anyhow::Result<()> {
+        if !self.shared.api.stop().is_cancelled() {
+            return self.release_held_transport(summary);
+        }
+        for (job, _) in std::mem::take(&mut self.held_transport) {
+            summary.not_attempted += 1;
+            if let Some(state) = &mut self.state {
+                state.forget(&job.user_id);
+            }
+        }
         Ok(())
     }
 }

@@ -11,7 +11,6 @@
 //! Every channel is bounded except "user released", which holds at most one message per job in
 //! flight, so memory stays flat at any file size.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,7 @@ use crate::outcome::Failure;
 use crate::run::job::JobInput;
 use crate::run::plan::{self, Plan, Prepared};
 use crate::run::progress::Progress;
+use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::journal::Final;
 use crate::store::state::StateDb;
@@ -78,9 +78,9 @@ pub struct SendReport {
 
 /// Rows waiting behind an in-flight row of the same user; beyond this the reader pauses.
 const MAX_DEFERRED: usize = 50_000;
-/// Rows that fail on transport errors in a row, with no success between, before the job
-/// concludes Chat is unreachable and stops.
-const UNREACHABLE_AFTER: u64 = 50;
+/// Rows that fail on transport errors in a row, with no request getting through between, before
+/// the job concludes Chat is unreachable and stops.
+const UNREACHABLE_AFTER: usize = 50;
 
 /// A valid row on its way to Chat.
 struct Job {
@@ -160,7 +160,6 @@ pub async fn run(
         api: ChatApi::new(client, settings.rate, settings.retry, internal_stop),
         settings: settings.clone(),
         fatal: Mutex::new(None),
-        consecutive_transport_failures: AtomicU64::new(0),
         create_accounts: job.create_accounts,
     });
     let mut report = pipeline(job, *plan, &shared).await?;
@@ -184,7 +183,7 @@ pub async fn run(
 /// closes the journal as complete when every row is final.
 async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::Result<SendReport> {
     let Plan {
-        lock: _lock,
+        locks: _locks,
         input,
         mapper,
         total,
@@ -238,6 +237,8 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         shared: shared.clone(),
         delimiter: job.input.delimiter,
         max_errors: settings.max_errors,
+        held_transport: Vec::new(),
+        warnings: RowWarnings::default(),
     };
     let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
     dispatcher.await?;

@@ -2,12 +2,11 @@
 //! account first with `--create-accounts on-demand`), reports the outcome and releases the user.
 //! A job-wide error or too many unreachable rows in a row stop the run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{Job, Outcome, Report, SendSettings, UNREACHABLE_AFTER};
+use super::{Job, Outcome, Report, SendSettings};
 use crate::chat::api::command::PORTRAIT_SET;
 use crate::chat::api::ChatApi;
 use crate::chat::retry::Answer;
@@ -21,7 +20,6 @@ pub(super) struct Shared {
     pub(super) api: ChatApi,
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
-    pub(super) consecutive_transport_failures: AtomicU64,
     pub(super) create_accounts: Option<CreateAccounts>,
 }
 
@@ -109,35 +107,14 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
         })
     };
     match answer {
-        Answer::Ok(..) => {
-            shared
-                .consecutive_transport_failures
-                .store(0, Ordering::Relaxed);
-            (Outcome::Ok, requests)
-        }
+        Answer::Ok(..) => (Outcome::Ok, requests),
         Answer::Stopped => (Outcome::NotAttempted, requests),
-        Answer::Fatal { code, message, why } => {
+        // The answer is about the whole job (settings, Chat unreachable), not this row: it
+        // stays pending, and --resume sends it once the job is put right.
+        Answer::Fatal { why, .. } => {
             shared.stop_job(why);
-            (failed(code, message), requests)
+            (Outcome::NotAttempted, requests)
         }
-        Answer::Failed { code, message } => {
-            if code == FailureCode::Transport {
-                let streak = shared
-                    .consecutive_transport_failures
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if streak >= UNREACHABLE_AFTER {
-                    shared.stop_job(format!(
-                        "{streak} rows in a row failed to connect after {} attempts each: Chat is unreachable",
-                        shared.settings.retry.max_attempts
-                    ));
-                }
-            } else {
-                shared
-                    .consecutive_transport_failures
-                    .store(0, Ordering::Relaxed);
-            }
-            (failed(code, message), requests)
-        }
+        Answer::Failed { code, message } => (failed(code, message), requests),
     }
 }
