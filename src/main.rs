@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format);
+    profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format, cli.color);
     match profile_import::app::commands::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {

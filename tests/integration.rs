@@ -4,8 +4,10 @@
 mod util;
 
 mod accounts;
+mod cli;
 mod corpus;
 mod dry_run;
+mod input_edges;
 mod layers;
 mod reliability;
 mod security;

@@ -6,3 +6,4 @@ pub mod header;
 pub mod profile;
 pub mod reader;
 pub mod row;
+pub mod stdin;

@@ -76,6 +76,8 @@ pub struct SendReport {
     pub interrupted: bool,
 }
 
+/// Request bodies logged at info level (`-v`).
+const SAMPLE_BODIES: usize = 3;
 /// Rows waiting behind an in-flight row of the same user; beyond this the reader pauses.
 const MAX_DEFERRED: usize = 50_000;
 /// Rows that fail on transport errors in a row, with no success between, before the job
@@ -476,6 +478,8 @@ fn read_rows(
     let mut body = Vec::with_capacity(1024);
     let mut index = 0;
     let mut finder = DuplicateFinder::default();
+    // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
+    let mut sample_bodies = 0;
     if let Some(checkpoint) = resume.checkpoint {
         // The duplicate report covers the whole file, as a first run's does: the rows before
         // the checkpoint are read again for their UserIDs only.
@@ -551,6 +555,16 @@ fn read_rows(
                 }),
             }
         };
+        if let Event::Job(job) = &event {
+            if sample_bodies < SAMPLE_BODIES {
+                sample_bodies += 1;
+                tracing::info!(
+                    "line {}: request body {}",
+                    job.pos.line,
+                    String::from_utf8_lossy(&job.body)
+                );
+            }
+        }
         if events.blocking_send(event).is_err() {
             anyhow::bail!("the import stopped before the whole file was read");
         }
@@ -981,6 +995,11 @@ impl Collector {
                 summary.retries += u64::from(requests.saturating_sub(1));
                 match outcome {
                     Outcome::Ok => {
+                        tracing::debug!(
+                            "line {}: user {} ok after {requests} request(s)",
+                            job.pos.line,
+                            job.user_id
+                        );
                         summary.ok += 1;
                         self.journal.record(job.pos, Final::Ok, "");
                         if let Some(state) = &mut self.state {
