@@ -4,8 +4,15 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// A path beside the input named after its stem: `users.csv` + `.journal` → `users.journal`.
+/// A gzip input is named as what it holds: `users.csv.gz` → `users.journal`.
 pub fn beside(input: &Path, suffix: &str) -> PathBuf {
-    let stem = input
+    let unzipped = input
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_suffix(".gz"))
+        .map(Path::new);
+    let stem = unzipped
+        .unwrap_or(input)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "input".into());

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format);
+    profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format, cli.color);
     let status = match profile_import::app::commands::run(cli) {
         Ok(status) => status,
         Err(err) => {

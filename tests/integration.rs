@@ -4,9 +4,11 @@
 mod util;
 
 mod accounts;
+mod cli;
 mod corpus;
 mod dry_run;
 mod error_classes;
+mod input_edges;
 mod layers;
 mod ops;
 mod reliability;

@@ -23,6 +23,33 @@ Exit codes:
   141  stdout or stderr was closed (a broken pipe): an import stops as on
        SIGTERM, and --resume continues it";
 
+const TOP_EXAMPLES: &str = "\
+Examples:
+  # Validate a file without sending anything (also a .gz file, or - for standard input)
+  profile-import import users.csv --dry-run
+
+  # Import for real (the key is read from the environment, never from a flag)
+  export PROFILE_IMPORT_SECRET_KEY=...    # or --key-file /etc/profile-import/key
+  profile-import import users.csv --sdkappid 1400000000 --region singapore
+
+  # Read the profiles back and compare them with the file
+  profile-import verify users.csv --sdkappid 1400000000 --region singapore
+
+  # Rehearse against the built-in simulator, or watch a whole migration in one command
+  profile-import sim
+  profile-import demo
+
+  # Shell completions and the manual page
+  profile-import completions bash > ~/.local/share/bash-completion/completions/profile-import
+  profile-import man > ~/.local/share/man/man1/profile-import.1";
+
+const CONFIG_HELP: &str = "\
+Config file (sdkappid, admin, region, endpoint, key_file), used when --config is not given:
+  $XDG_CONFIG_HOME/profile-import/config.toml (or ~/.config/profile-import/config.toml),
+  then /etc/profile-import/config.toml; the first that exists is read. A relative key_file
+  is resolved against the config file's folder. Flags win over the environment, the
+  environment over the file.";
+
 const IMPORT_EXAMPLES: &str = "\
 Examples:
   # Validate a file without sending anything; invalid rows go to users.failures.csv
@@ -50,7 +77,11 @@ Examples:
   profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
 
   # Retry only the rows that failed last time
-  profile-import import users.failures.csv --sdkappid 1400000000
+  profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
+
+  # Read a compressed export, or standard input (dry runs, and imports with --state)
+  profile-import import users.csv.gz --dry-run
+  zcat users.csv.gz | profile-import import - --config chat.toml --state state.db
 
   # A semicolon-separated export with its own column names
   profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
@@ -66,7 +97,12 @@ Examples:
 
 /// Bulk-import user profiles from CSV into Tencent Cloud Chat (v4/profile/portrait_set).
 #[derive(Debug, Parser)]
-#[command(name = "profile-import", version, after_long_help = EXIT_CODES)]
+#[command(
+    name = "profile-import",
+    version,
+    after_help = "Examples and exit codes: profile-import --help",
+    after_long_help = format!("{TOP_EXAMPLES}\n\n{CONFIG_HELP}\n\n{EXIT_CODES}")
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -83,6 +119,19 @@ pub struct Cli {
     /// Log line format on stderr; with json, progress lines and the summary are JSON lines too.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Colour in log lines and the progress bar: `auto` colours only a terminal and only when
+    /// NO_COLOR is unset; `always` and `never` override both.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// `--color`: when log and progress output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,12 +203,30 @@ pub enum Command {
     Sim(SimArgs),
     /// Import samples/users.csv into an in-process simulator with injected faults, end to end.
     Demo(DemoArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// bash: `profile-import completions bash > ~/.local/share/bash-completion/completions/profile-import`;
+    /// zsh: into a folder on $fpath as `_profile-import`; fish:
+    /// `~/.config/fish/completions/profile-import.fish`; PowerShell: add the output to $PROFILE.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `profile-import man | man -l -`.
+    Man {
+        /// A command's own page (`profile-import-import(1)` …) instead of the main one.
+        #[arg(value_parser = [
+            "import", "check-accounts", "verify", "state", "usersig", "sim", "demo", "completions",
+        ])]
+        command: Option<String>,
+    },
 }
 
 /// How the input CSV is read and validated.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// The CSV file: a header row, a UserID column, one column per profile field.
+    /// The CSV file: a header row, a UserID column, one column per profile field. A gzip file
+    /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state).
     pub csv: PathBuf,
 
     /// Where to write failed and invalid rows [default: <CSV stem>.failures.csv beside the input].
@@ -186,6 +253,60 @@ pub struct InputArgs {
     /// Accept any printable ASCII in UserIDs, not only letters, digits, '_' and '-'.
     #[arg(long)]
     pub relaxed_user_id: bool,
+
+    /// A column to leave out, without a mapping file (repeatable).
+    #[arg(long, value_name = "COLUMN")]
+    pub ignore: Vec<String>,
+
+    /// Refuse a Location over 16 bytes, the limit of Chat's older English docs (by default up
+    /// to 500 bytes are sent, as Chat's newer docs say, and Chat's own 40601 decides).
+    #[arg(long)]
+    pub strict_location: bool,
+}
+
+/// How `check-accounts` reads the CSV: only what finds the UserIDs.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsInputArgs {
+    /// The CSV file: a header row and a UserID column. A gzip file (`.csv.gz`) is read as is.
+    pub csv: PathBuf,
+
+    /// A TOML file that renames columns to tags and lists columns to ignore.
+    #[arg(long, value_name = "FILE.toml")]
+    pub mapping: Option<PathBuf>,
+
+    /// The column holding the UserID [default: UserID or From_Account].
+    #[arg(long, value_name = "NAME")]
+    pub user_column: Option<String>,
+
+    /// Field delimiter: one character, or `tab`.
+    #[arg(long, value_name = "C", default_value = ",", value_parser = parse_delimiter)]
+    pub delimiter: u8,
+
+    /// Accept any printable ASCII in UserIDs, not only letters, digits, '_' and '-'.
+    #[arg(long)]
+    pub relaxed_user_id: bool,
+
+    /// A column to leave out, without a mapping file (repeatable).
+    #[arg(long, value_name = "COLUMN")]
+    pub ignore: Vec<String>,
+}
+
+impl From<AccountsInputArgs> for InputArgs {
+    /// The options check-accounts does not offer take their defaults: it writes no failure
+    /// CSV and sends no values.
+    fn from(args: AccountsInputArgs) -> InputArgs {
+        InputArgs {
+            csv: args.csv,
+            failures: None,
+            mapping: args.mapping,
+            user_column: args.user_column,
+            delimiter: args.delimiter,
+            empty: EmptyArg::Skip,
+            relaxed_user_id: args.relaxed_user_id,
+            ignore: args.ignore,
+            strict_location: false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -198,8 +319,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Print the JSON body of the first N valid rows to stdout (-v shows 3).
-    #[arg(long, value_name = "N")]
+    /// With --dry-run: print the JSON body of the first N valid rows to stdout (-v shows 3).
+    #[arg(long, value_name = "N", requires = "dry_run")]
     pub show_requests: Option<usize>,
 
     /// Continue an interrupted run from its journal: rows already final are not sent again,
@@ -218,12 +339,13 @@ pub struct ImportArgs {
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
 
-    /// Write the final counts, codes, timings and exit code as JSON to PATH (atomically).
+    /// Write the final counts, codes, timings and exit code as JSON to PATH (atomically), or
+    /// to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
 
     /// Stop the run once this many rows have failed or been rejected (a run going bad).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
     pub max_errors: Option<u64>,
 
     /// Import the users' Chat accounts too: `batch` (default: multiaccount_import of every
@@ -280,7 +402,9 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 
-    /// A TOML file with sdkappid, admin, region, endpoint, key_file (for cron).
+    /// A TOML file with sdkappid, admin, region, endpoint, key_file (for cron) [default: the
+    /// first of $XDG_CONFIG_HOME/profile-import/config.toml (or
+    /// ~/.config/profile-import/config.toml) and /etc/profile-import/config.toml that exists].
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
 
@@ -299,19 +423,22 @@ pub struct ConnectionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
     /// Ceiling on requests per second: no one-second window holds more than this many.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,
 
     /// Requests in flight at once [default: enough for the rate at 1 s latency].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, allow_negative_numbers = true)]
     pub concurrency: Option<usize>,
 
     /// Attempts per row for transient errors, the first included.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub max_attempts: u32,
 
     /// Per-request timeout in seconds (Chat's own is 3 s).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0,
+          value_parser = positive_seconds, allow_negative_numbers = true)]
     pub timeout: f64,
 
     /// Never show a progress bar, even on a terminal.
@@ -319,7 +446,8 @@ pub struct SendArgs {
     pub no_progress: bool,
 
     /// Seconds between progress lines when stderr is not a terminal.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
     pub progress_interval: u64,
 }
 
@@ -334,7 +462,7 @@ pub enum StateCommand {
     Export {
         /// The state database.
         path: PathBuf,
-        /// Write to this file instead of stdout.
+        /// Write to this file instead of stdout (`-` is stdout too).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -343,11 +471,15 @@ pub enum StateCommand {
 #[derive(Debug, Args)]
 pub struct CheckAccountsArgs {
     #[command(flatten)]
-    pub input: InputArgs,
+    pub input: AccountsInputArgs,
 
     /// Where to write the UserIDs that are not imported [default: <CSV stem>.missing-accounts.csv].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Write the counts and exit code as JSON to PATH (atomically), or to stdout with `-`.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -359,15 +491,20 @@ pub struct VerifyArgs {
     pub input: InputArgs,
 
     /// Check only about N users of a large file (the same ones every time).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
     pub sample: Option<u64>,
 
     /// Where to write the differences [default: <CSV stem>.diff.csv].
     #[arg(long, value_name = "PATH")]
     pub diff: Option<PathBuf>,
 
+    /// Write the counts and exit code as JSON to PATH (atomically), or to stdout with `-`.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
     /// Ceiling on portrait_get calls per second (100 users each).
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,
 
     #[command(flatten)]
@@ -391,7 +528,7 @@ pub struct UsersigArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
-    /// Address to listen on (loopback only).
+    /// Address to listen on: a loopback IP and port, or `localhost:PORT` (port 0: any free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
 
@@ -452,6 +589,30 @@ pub struct DemoArgs {
     pub csv: PathBuf,
 }
 
+/// A whole number of at least 1, for counts and rates where 0 or a negative number means nothing.
+fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let too_big = || format!("{text} is too large");
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => T::try_from(n).map_err(|_| too_big()),
+        Err(_) if text.trim().starts_with('-') => Err("must be at least 1, not negative".into()),
+        Err(err) if *err.kind() == std::num::IntErrorKind::PosOverflow => Err(too_big()),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// A number of seconds above 0 that a `Duration` can hold.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(secs),
+        _ => Err("must be a number of seconds above 0".into()),
+    }
+}
+
 fn parse_delimiter(text: &str) -> Result<u8, String> {
     match text {
         "tab" | "\\t" | "\t" => Ok(b'\t'),
@@ -470,6 +631,19 @@ mod tests {
     #[test]
     fn clap_configuration_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_and_seconds_must_be_positive() {
+        assert_eq!(at_least_one::<u32>("7"), Ok(7));
+        assert!(at_least_one::<u32>("0").is_err());
+        assert!(at_least_one::<u32>("-3").is_err());
+        assert!(at_least_one::<u32>("4294967296").is_err());
+        assert!(at_least_one::<u32>("x").is_err());
+        assert_eq!(positive_seconds("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "soon"] {
+            assert!(positive_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
+use clap::CommandFactory;
+
 use crate::app::cli::{self, Cli, Command, SendArgs, StateCommand};
 use crate::app::exit::ExitStatus;
 use crate::app::signals::status_of;
@@ -14,6 +16,7 @@ use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig;
+use crate::input::stdin::StdinSpool;
 use crate::run::console;
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
@@ -37,7 +40,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Import(args) => {
-            let mut job = settings::job_input(&args.input)?;
+            // Held until the run ends: the spooled standard input, if the CSV is `-`.
+            let stdin = spool_stdin_for_import(&args)?;
+            let mut job = settings::job_input(&args.input, stdin.as_ref())?;
             if let Some(journal) = &args.journal {
                 job.journal = journal.clone();
             }
@@ -56,24 +61,28 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
                     parallel_min_bytes: args.parallel_min_bytes,
                 };
                 let summary = dry_run::run(&job, options)?;
+                warn_long_locations(&summary);
+                warn_if_no_rows(summary.rows, &args.input.csv);
                 let mut status = status_of(&summary);
                 summary::print(&summary, status.code());
                 if args.check_accounts {
                     let missing = check_accounts(&job, &args.connection, None)?;
-                    if missing > 0 && status == ExitStatus::Success {
+                    if missing.missing > 0 && status == ExitStatus::Success {
                         status = ExitStatus::RowsFailed;
                     }
+                }
+                if let Some(path) = &args.summary_json {
+                    summary::write_json(path, &summary, status.code())?;
                 }
                 return Ok(status);
             }
             let connection = settings::connection(&args.connection, true)?;
-            let mut settings = send_settings(&args.sending, cli.quiet)?;
+            let mut settings = send_settings(&args.sending, cli.quiet);
             settings.max_errors = args.max_errors;
+            // Checked by clap: a positive number of seconds that a Duration holds.
+            let request_timeout = Duration::from_secs_f64(args.sending.timeout);
             let tuning = ClientTuning {
-                request_timeout: Duration::try_from_secs_f64(args.sending.timeout)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .context("--timeout must be a positive number of seconds")?,
+                request_timeout,
                 ..ClientTuning::default()
             };
             if tuning.request_timeout <= Duration::from_secs(3) {
@@ -82,6 +91,16 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
                     tuning.request_timeout
                 );
             }
+            tracing::info!(
+                "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
+                connection.base_url,
+                connection.admin,
+                connection.sdkappid,
+                settings.rate,
+                settings.concurrency,
+                settings.retry.max_attempts,
+                request_timeout
+            );
             let client = Arc::new(ChatClient::new(connection, tuning)?);
             let runtime = runtime()?;
             let summary_json = args.summary_json.clone();
@@ -89,22 +108,32 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
                 send::run(&job, client, settings, stop)
             }));
             let (status, summary) = outcome?;
+            if let Some(summary) = &summary {
+                warn_if_no_rows(summary.rows, &args.input.csv);
+            }
             if let (Some(path), Some(summary)) = (summary_json, &summary) {
                 summary::write_json(&path, summary, status.code())?;
             }
             Ok(status)
         }
         Command::CheckAccounts(args) => {
-            let job = settings::job_input(&args.input)?;
-            let missing = check_accounts(&job, &args.connection, args.output.clone())?;
-            Ok(if missing > 0 {
+            let args = *args;
+            let input: cli::InputArgs = args.input.into();
+            let job = settings::job_input(&input, None)?;
+            let report = check_accounts(&job, &args.connection, args.output.clone())?;
+            warn_if_no_rows(report.checked, &input.csv);
+            let status = if report.missing > 0 {
                 ExitStatus::RowsFailed
             } else {
                 ExitStatus::Success
-            })
+            };
+            if let Some(path) = &args.summary_json {
+                summary::write_json_value(path, &report.to_json(status.code()))?;
+            }
+            Ok(status)
         }
         Command::Verify(args) => {
-            let job = settings::job_input(&args.input)?;
+            let job = settings::job_input(&args.input, None)?;
             let connection = settings::connection(&args.connection, true)?;
             let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
             let diff = args
@@ -112,7 +141,7 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
                 .clone()
                 .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
             let stop = CancellationToken::new();
-            let api = ChatApi::new(client, args.rate.max(1), RetryPolicy::default(), stop);
+            let api = ChatApi::new(client, args.rate, RetryPolicy::default(), stop);
             let verifier = verify::Verifier { api: &api };
             let report = runtime()?.block_on(verifier.run(
                 &job.input,
@@ -121,19 +150,24 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
                 &diff,
                 &job.failures,
             ))?;
+            warn_if_no_rows(report.users, &args.input.csv);
             console::err(&report.to_string());
-            Ok(if report.passed() {
+            let status = if report.passed() {
                 ExitStatus::Success
             } else {
                 ExitStatus::RowsFailed
-            })
+            };
+            if let Some(path) = &args.summary_json {
+                summary::write_json_value(path, &summary::verify_json(&report, status.code()))?;
+            }
+            Ok(status)
         }
         Command::State(StateCommand::Stats { path }) => {
             console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
         }
         Command::State(StateCommand::Export { path, output }) => {
-            let count = match output {
+            let count = match output.filter(|output| !crate::input::stdin::is_stdin(output)) {
                 Some(output) => {
                     let mut file = crate::fsutil::create_private(&output)
                         .with_context(|| format!("cannot create {}", output.display()))?;
@@ -152,7 +186,79 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Sim(args) => runtime()?.block_on(serve_simulator(args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args, cli.quiet)),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "profile-import",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitStatus::Success)
+        }
+        Command::Man { command } => {
+            let mut cli = Cli::command();
+            // Building names each subcommand `profile-import-<name>`, as its page is titled.
+            cli.build();
+            let page = match command {
+                Some(name) => cli
+                    .find_subcommand(&name)
+                    .cloned()
+                    .with_context(|| format!("no command {name}"))?,
+                None => cli,
+            };
+            clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
+            Ok(ExitStatus::Success)
+        }
     }
+}
+
+/// `import -`: standard input is spooled to a temporary file for a dry run or a `--state`
+/// import. A plain import needs its journal to be safe to run again, and a journal belongs to
+/// a file, so it is refused, as is `--resume`.
+fn spool_stdin_for_import(args: &cli::ImportArgs) -> anyhow::Result<Option<StdinSpool>> {
+    if !crate::input::stdin::is_stdin(&args.input.csv) {
+        return Ok(None);
+    }
+    if args.resume {
+        bail!(
+            "--resume needs an input file: standard input (`-`) cannot be read again, so no \
+             journal is kept for it; save the input to a file to import it with --resume"
+        );
+    }
+    if !args.dry_run && args.state.is_none() {
+        bail!(
+            "standard input (`-`) is imported only with --state PATH (which remembers what Chat \
+             accepted, so a rerun sends only what is left) or checked with --dry-run; a plain \
+             import needs a file, whose journal makes a rerun safe"
+        );
+    }
+    Ok(Some(StdinSpool::read()?))
+}
+
+/// An export with a header and no rows is usually a broken export, not a quiet night.
+fn warn_if_no_rows(rows: u64, csv: &std::path::Path) {
+    if rows == 0 {
+        tracing::warn!(
+            "{} has a header row but no data rows: an empty export usually means the export broke",
+            csv.display()
+        );
+    }
+}
+
+/// The dry run's note on Locations over the older 16-byte limit (they are sent; see
+/// `--strict-location`).
+fn warn_long_locations(summary: &summary::Summary) {
+    let rows = match summary.long_locations {
+        0 => return,
+        1 => "1 valid row has".to_string(),
+        n => format!("{n} valid rows have"),
+    };
+    tracing::warn!(
+        "{rows} a Location over 16 bytes: Chat's newest docs allow 500 bytes, so it is sent, \
+         but an app held to the older 16-byte limit answers 40601 (--strict-location rejects \
+         such rows here instead)"
+    );
 }
 
 /// The runtime for network commands. One thread: the job is paced far below what one core can
@@ -164,13 +270,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// What `check-accounts` found.
+struct AccountsReport {
+    checked: u64,
+    missing: u64,
+    /// The list of users not imported, when there are any.
+    missing_list: Option<std::path::PathBuf>,
+}
+
+impl AccountsReport {
+    fn to_json(&self, exit_code: u8) -> serde_json::Value {
+        serde_json::json!({
+            "command": "check-accounts",
+            "exit_code": exit_code,
+            "users_checked": self.checked,
+            "not_imported": self.missing,
+            "missing_list": self.missing_list,
+        })
+    }
+}
+
 /// Asks Chat which of the file's users are not imported; writes them to `output` (default
-/// beside the input) and returns how many.
+/// beside the input) and says how many.
 fn check_accounts(
     job: &JobInput,
     connection: &cli::ConnectionArgs,
     output: Option<std::path::PathBuf>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<AccountsReport> {
     let connection = settings::connection(connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
     let output =
@@ -195,47 +321,31 @@ fn check_accounts(
         report.push_str("missing list     none (every user is imported)\n");
     }
     console::err(&report);
-    Ok(missing)
+    Ok(AccountsReport {
+        checked,
+        missing,
+        missing_list: (missing > 0).then_some(output),
+    })
 }
 
-/// Validated send settings from the command line.
-pub fn send_settings(args: &SendArgs, quiet: bool) -> anyhow::Result<SendSettings> {
-    if args.rate == 0 {
-        bail!("--rate must be at least 1");
-    }
-    if args.max_attempts == 0 {
-        bail!("--max-attempts must be at least 1");
-    }
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| SendSettings::default_concurrency(args.rate));
-    if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    Ok(SendSettings {
+/// Send settings from the command line (clap has already refused zero and negative values).
+pub fn send_settings(args: &SendArgs, quiet: bool) -> SendSettings {
+    SendSettings {
         rate: args.rate,
-        concurrency,
-        retry: RetryPolicy {
-            max_attempts: args.max_attempts,
-            base_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        },
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(|| SendSettings::default_concurrency(args.rate)),
+        retry: RetryPolicy::with_attempts(args.max_attempts),
         allow_bar: !args.no_progress,
         quiet,
-        progress_interval: Duration::from_secs(args.progress_interval.max(1)),
+        progress_interval: Duration::from_secs(args.progress_interval),
         max_errors: None,
-    })
+    }
 }
 
 /// `profile-import sim`: serves the simulator on loopback until Ctrl-C, then prints its stats.
 async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
-    let addr: std::net::SocketAddr = args
-        .listen
-        .parse()
-        .with_context(|| format!("--listen {:?} is not an IP:port address", args.listen))?;
-    if !addr.ip().is_loopback() {
-        bail!("--listen {addr}: the simulator serves loopback addresses only");
-    }
+    let addr = loopback_listen_address(&args.listen)?;
     let key = std::env::var("PROFILE_IMPORT_SIM_KEY").unwrap_or_else(|_| "sim-secret".into());
     let mut config = sim::SimConfig::new(args.sdkappid, &args.admin, usersig::SecretKey::new(key));
     let (min, max) = parse_range_ms(&args.latency_ms)?;
@@ -286,6 +396,26 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// `--listen`: a loopback `IP:PORT`, or `localhost:PORT` (as 127.0.0.1, the address the
+/// printed URL and most clients use for it).
+fn loopback_listen_address(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = match text.rsplit_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => {
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("--listen {text:?}: {port:?} is not a port number"))?;
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))
+        }
+        _ => text.parse().with_context(|| {
+            format!("--listen {text:?} is not an IP:port address or localhost:PORT")
+        })?,
+    };
+    if !addr.ip().is_loopback() {
+        bail!("--listen {addr}: the simulator serves loopback addresses only");
+    }
+    Ok(addr)
+}
+
 fn parse_range_ms(text: &str) -> anyhow::Result<(Duration, Duration)> {
     let parse = |s: &str| -> anyhow::Result<u64> {
         s.trim()
@@ -300,4 +430,26 @@ fn parse_range_ms(text: &str) -> anyhow::Result<(Duration, Duration)> {
         bail!("latency range {text:?}: the minimum is above the maximum");
     }
     Ok((Duration::from_millis(min), Duration::from_millis(max)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulator_listens_on_loopback_names_and_addresses_only() {
+        let ok = |text: &str| loopback_listen_address(text).unwrap().to_string();
+        assert_eq!(ok("localhost:0"), "127.0.0.1:0");
+        assert_eq!(ok("LOCALHOST:8080"), "127.0.0.1:8080");
+        assert_eq!(ok("127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(ok("[::1]:9000"), "[::1]:9000");
+        for bad in [
+            "0.0.0.0:8080",
+            "localhost",
+            "localhost:http",
+            "example.com:80",
+        ] {
+            assert!(loopback_listen_address(bad).is_err(), "{bad}");
+        }
+    }
 }

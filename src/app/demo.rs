@@ -62,6 +62,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             delimiter: b',',
             user_column: None,
             mapping: None,
+            ignore: Vec::new(),
         },
         rules: RowRules::default(),
         failures: workdir.join("users.failures.csv"),

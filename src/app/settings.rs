@@ -2,7 +2,7 @@
 //! settings merged from flags, the environment and a TOML config file (flags win over the
 //! environment, the environment over the file), and the job's input settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -14,7 +14,8 @@ use crate::chat::connection::{
 use crate::chat::usersig::SecretKey;
 use crate::input::profile::UserIdRule;
 use crate::input::reader::InputOptions;
-use crate::input::row::RowRules;
+use crate::input::row::{LocationRule, RowRules};
+use crate::input::stdin::StdinSpool;
 use crate::run::job::JobInput;
 
 pub const ENV_SDKAPPID: &str = "PROFILE_IMPORT_SDKAPPID";
@@ -24,6 +25,9 @@ pub const ENV_ENDPOINT: &str = "PROFILE_IMPORT_ENDPOINT";
 pub const ENV_SECRET_KEY: &str = "PROFILE_IMPORT_SECRET_KEY";
 pub const ENV_KEY_FILE: &str = "PROFILE_IMPORT_KEY_FILE";
 pub const ENV_USERSIG: &str = "PROFILE_IMPORT_USERSIG";
+
+/// The system-wide config file, read when neither --config nor a user config file is there.
+pub const SYSTEM_CONFIG: &str = "/etc/profile-import/config.toml";
 
 /// The optional `--config` file.
 #[derive(Debug, Default, Deserialize)]
@@ -41,18 +45,54 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Where a config file is looked for when --config is not given, in order: the user's
+/// (`$XDG_CONFIG_HOME/profile-import/config.toml`, or `~/.config/…` when XDG_CONFIG_HOME is
+/// unset), then the system's.
+pub fn default_config_paths() -> Vec<PathBuf> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    let user_dir =
+        absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|h| h.join(".config")));
+    user_dir
+        .map(|dir| dir.join("profile-import").join("config.toml"))
+        .into_iter()
+        .chain([PathBuf::from(SYSTEM_CONFIG)])
+        .collect()
+}
+
+/// Reads `--config`, or else the first default config file that exists. A relative
+/// `key_file` in it is made relative to the file's folder, not to wherever cron started.
+fn config_file(args: &ConnectionArgs) -> anyhow::Result<ConfigFile> {
+    let path = match &args.config {
+        Some(path) => path.clone(),
+        None => match default_config_paths().into_iter().find(|p| p.is_file()) {
+            Some(path) => {
+                tracing::info!("connection settings from {}", path.display());
+                path
+            }
+            None => return Ok(ConfigFile::default()),
+        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut file = toml::from_str::<ConfigFile>(&text)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    if let Some(key_file) = &mut file.key_file {
+        if key_file.is_relative() {
+            let folder = path.parent().unwrap_or(Path::new(""));
+            *key_file = folder.join(&*key_file);
+        }
+    }
+    Ok(file)
+}
+
 /// Resolves the connection settings, or names every missing one with every way to set it.
 /// `need_endpoint` is false for commands that never connect (`usersig`).
 pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<Connection> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str::<ConfigFile>(&text)
-                .with_context(|| format!("config file {} is not valid", path.display()))?
-        }
-        None => ConfigFile::default(),
-    };
+    let file = config_file(args)?;
     let mut missing = Vec::new();
 
     let sdkappid = match args.sdkappid {
@@ -134,14 +174,34 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
 }
 
 /// The job's input settings from `--failures`, `--mapping`, `--user-column`, `--delimiter`,
-/// `--empty` and `--relaxed-user-id`.
-pub fn job_input(args: &InputArgs) -> anyhow::Result<JobInput> {
+/// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
+///
+/// `stdin`: the spooled standard input when the CSV is `-`; its failure CSV goes to the
+/// working folder (`stdin.failures.csv`) unless `--failures` says otherwise. Without a spool,
+/// `-` is refused: only the callers that can read standard input spool it.
+pub fn job_input(args: &InputArgs, stdin: Option<&StdinSpool>) -> anyhow::Result<JobInput> {
+    let (path, failures) = match stdin {
+        Some(spool) => (
+            spool.path().to_path_buf(),
+            Some(
+                args.failures
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("stdin.failures.csv")),
+            ),
+        ),
+        None if crate::input::stdin::is_stdin(&args.csv) => bail!(
+            "`-` (standard input) can be read by `import --dry-run` and by `import --state PATH` \
+             only; give this command a file"
+        ),
+        None => (args.csv.clone(), args.failures.clone()),
+    };
     JobInput::new(
         InputOptions {
-            path: args.csv.clone(),
+            path,
             delimiter: args.delimiter,
             user_column: args.user_column.clone(),
             mapping: args.mapping.clone(),
+            ignore: args.ignore.clone(),
         },
         RowRules {
             empty: args.empty.into(),
@@ -150,7 +210,12 @@ pub fn job_input(args: &InputArgs) -> anyhow::Result<JobInput> {
             } else {
                 UserIdRule::Strict
             },
+            location: if args.strict_location {
+                LocationRule::Strict
+            } else {
+                LocationRule::Documented
+            },
         },
-        args.failures.clone(),
+        failures,
     )
 }

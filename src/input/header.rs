@@ -55,6 +55,13 @@ impl Columns {
         })
     }
 
+    /// The index of the Location column, if the file has one.
+    pub fn location_index(&self) -> Option<usize> {
+        self.roles
+            .iter()
+            .position(|role| *role == ColumnRole::Field(Tag::Standard(StandardField::Location)))
+    }
+
     /// Indexes of the columns a failure CSV copies from the input: all but earlier failure info.
     pub fn data_indexes(&self) -> Vec<usize> {
         (0..self.roles.len())
@@ -123,7 +130,7 @@ pub fn accepted_names_help() -> String {
          user:     UserID or From_Account (or --user-column NAME)\n  \
          standard: {} (or the full tag, e.g. Tag_Profile_IM_Nick)\n  \
          custom:   Custom_<Keyword> or Tag_Profile_Custom_<Keyword> (keyword: 1-8 letters)\n  \
-         other columns: rename or ignore them in a --mapping file",
+         other columns: rename or ignore them in a --mapping file, or leave them out with --ignore NAME",
         shorts.join(", ")
     )
 }
@@ -195,8 +202,11 @@ pub fn resolve(
             match parse_tag(name) {
                 Ok(tag) => ColumnRole::Field(tag),
                 Err(why) => {
+                    let suggestion = near_miss(name)
+                        .map(|known| format!("; did you mean {known}?"))
+                        .unwrap_or_default();
                     problems.push(format!(
-                        "column {position} \"{}\": {why}",
+                        "column {position} \"{}\": {why}{suggestion}",
                         crate::input::profile::clip(name)
                     ));
                     continue;
@@ -204,6 +214,14 @@ pub fn resolve(
             }
         };
         roles.push((index, role));
+    }
+    for ignored in &mapping.ignore {
+        if !names
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(ignored.trim()))
+        {
+            tracing::warn!("no column named \"{ignored}\" to ignore");
+        }
     }
 
     let mut user_indexes = roles
@@ -265,6 +283,35 @@ pub fn resolve(
     }
 }
 
+/// The accepted header name closest to `name`, if one is close enough to be a likely typo or a
+/// longer spelling (`Nickname` → `Nick`, `Gendre` → `Gender`, `User_ID` → `UserID`).
+///
+/// Names are compared in lower case without `_`, `-` and spaces, by Jaro-Winkler similarity
+/// (which favours a shared beginning); 0.85 keeps unrelated names such as `Email` quiet.
+pub fn near_miss(name: &str) -> Option<&'static str> {
+    let fold = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    // A whole header row read as one name (a wrong delimiter) has its own hint.
+    if name.contains([';', '\t', '|', ',']) {
+        return None;
+    }
+    let wanted = fold(name);
+    if wanted.is_empty() {
+        return None;
+    }
+    DEFAULT_USER_COLUMNS
+        .into_iter()
+        .chain(StandardField::ALL.iter().map(|field| field.short_name()))
+        .map(|known| (known, strsim::jaro_winkler(&wanted, &fold(known))))
+        .filter(|&(_, score)| score >= 0.85)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(known, _)| known)
+}
+
 fn is_user_column(name: &str, wanted: Option<&str>) -> bool {
     match wanted {
         Some(wanted) => name.eq_ignore_ascii_case(wanted.trim()),
@@ -323,6 +370,32 @@ mod tests {
         assert!(text.contains("\"Email\""));
         assert!(text.contains("letters only"));
         assert!(text.contains("accepted column names"));
+    }
+
+    #[test]
+    fn near_misses_get_a_suggestion_and_unrelated_names_none() {
+        let cases = [
+            ("Nickname", Some("Nick")),
+            ("nick_name", Some("Nick")),
+            ("Gendre", Some("Gender")),
+            ("User_ID", Some("UserID")),
+            ("Birthdate", Some("BirthDay")),
+            ("Signature", Some("SelfSignature")),
+            ("Lang", Some("Language")),
+            ("Email", None),
+            ("created_at", None),
+            ("phone", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(near_miss(name), want, "{name}");
+        }
+        let err = resolve(names(&["UserID", "Nickname"]), &Mapping::default(), None).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "column 2 \"Nickname\": \"Nickname\" is not a profile tag; did you mean Nick?"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

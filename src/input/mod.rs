@@ -7,4 +7,5 @@ pub mod parts;
 pub mod profile;
 pub mod reader;
 pub mod row;
+pub mod stdin;
 pub mod survey;

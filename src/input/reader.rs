@@ -1,11 +1,11 @@
-//! The CSV reader: opening the input, checking its encoding and header, and streaming records
-//! one at a time into a reused buffer, so memory stays flat at any file size.
+//! The CSV reader: opening the input (plain or gzip), checking its encoding and header, and
+//! streaming records one at a time into a reused buffer, so memory stays flat at any file size.
 //!
 //! This is the only place that builds a `csv::Reader`.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,12 +27,14 @@ pub struct RowPos {
 }
 
 /// How to read the input file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InputOptions {
     pub path: PathBuf,
     pub delimiter: u8,
     pub user_column: Option<String>,
     pub mapping: Option<PathBuf>,
+    /// Columns to leave out (`--ignore`), on top of the mapping file's `ignore`.
+    pub ignore: Vec<String>,
 }
 
 /// An open input file positioned after its header.
@@ -52,40 +54,45 @@ pub struct CsvInput {
 }
 
 impl CsvInput {
-    /// Opens the file, rejects encodings we cannot read, and resolves the header row.
+    /// Opens the file (decompressing gzip), rejects encodings we cannot read, and resolves the
+    /// header row.
     pub fn open(options: &InputOptions) -> anyhow::Result<CsvInput> {
-        let mapping = match &options.mapping {
+        let mut mapping = match &options.mapping {
             Some(path) => Mapping::load(path)?,
             None => Mapping::default(),
         };
+        mapping.ignore.extend(options.ignore.iter().cloned());
         let path = &options.path;
-        let mut file =
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut head = [0u8; 512];
-        let mut filled = 0;
-        while filled < head.len() {
-            let n = file
-                .read(&mut head[filled..])
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
+        let cannot_read = || format!("cannot read {}", path.display());
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        if !file.metadata().with_context(cannot_read)?.is_file() {
+            bail!(
+                "{} is not a regular file (a pipe or a device?): the input is read more than once \
+                 (to count rows, find repeated users, resume), so it must be a file; for standard \
+                 input pass `-` (dry runs and imports with --state)",
+                path.display()
+            );
         }
-        check_encoding(&head[..filled], path)?;
-        file.seek(SeekFrom::Start(0))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_source(Source::File(file), options, &mapping)
+        let mut source = Source::open(path, file).with_context(cannot_read)?;
+        let mut sample = Vec::with_capacity(ENCODING_SAMPLE_BYTES);
+        (&mut source)
+            .take(ENCODING_SAMPLE_BYTES as u64)
+            .read_to_end(&mut sample)
+            .with_context(cannot_read)?;
+        check_encoding(&sample, sample.len() < ENCODING_SAMPLE_BYTES, path)?;
+        source.seek(SeekFrom::Start(0)).with_context(cannot_read)?;
+        Self::from_source(source, options, &mapping)
     }
 
     /// Reads CSV from memory, exactly as `open` reads a file (used by the fuzz target).
     pub fn from_bytes(data: Vec<u8>, options: &InputOptions) -> anyhow::Result<CsvInput> {
-        check_encoding(&data[..data.len().min(512)], &options.path)?;
-        Self::from_source(
-            Source::Bytes(std::io::Cursor::new(data)),
-            options,
-            &Mapping::default(),
-        )
+        let sample = &data[..data.len().min(ENCODING_SAMPLE_BYTES)];
+        check_encoding(sample, sample.len() == data.len(), &options.path)?;
+        let mapping = Mapping {
+            ignore: options.ignore.clone(),
+            ..Mapping::default()
+        };
+        Self::from_source(Source::Bytes(std::io::Cursor::new(data)), options, &mapping)
     }
 
     fn from_source(
@@ -127,8 +134,16 @@ impl CsvInput {
             }
             names.push(header::clean_name(name));
         }
-        let columns = header::resolve(names, mapping, options.user_column.as_deref())
-            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+        let columns = header::resolve(names, mapping, options.user_column.as_deref()).map_err(
+            |mut err| {
+                if raw_header.len() == 1 {
+                    if let Some(hint) = delimiter_hint(&raw_header[0], options.delimiter) {
+                        err.problems.insert(0, hint);
+                    }
+                }
+                anyhow::anyhow!("{}: {err}", path.display())
+            },
+        )?;
         Ok(CsvInput {
             reader,
             columns,
@@ -308,6 +323,10 @@ impl CsvInput {
                 file.seek(SeekFrom::Start(start))?;
                 Box::new(std::io::BufReader::new(file))
             }
+            Source::Gzip { .. } => Box::new(
+                Source::gzip_from(&self.path, start)
+                    .with_context(|| format!("cannot read {}", self.path.display()))?,
+            ),
         };
         let mut state = State::FieldStart;
         let mut buf = [0u8; 64 * 1024];
@@ -528,6 +547,53 @@ pub fn reader_builder(delimiter: u8) -> csv::ReaderBuilder {
 enum Source {
     File(File),
     Bytes(std::io::Cursor<Vec<u8>>),
+    /// A gzip file, decompressed as it is read. It can only be read forward, so seeking
+    /// starts it again from the top (only resuming seeks, once).
+    Gzip {
+        path: PathBuf,
+        decoder: Box<GzDecoder>,
+    },
+}
+
+type GzDecoder = flate2::read::MultiGzDecoder<BufReader<File>>;
+
+/// The two bytes every gzip member starts with (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+impl Source {
+    /// The file as it is, or decompressed when it starts like gzip (whatever its name).
+    fn open(path: &Path, mut file: File) -> std::io::Result<Source> {
+        let mut magic = [0u8; 2];
+        let mut filled = 0;
+        while filled < magic.len() {
+            match file.read(&mut magic[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        file.seek(SeekFrom::Start(0))?;
+        if filled == 2 && magic == GZIP_MAGIC {
+            Ok(Source::Gzip {
+                path: path.to_path_buf(),
+                decoder: Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+            })
+        } else {
+            Ok(Source::File(file))
+        }
+    }
+
+    /// A fresh decoder of the gzip file at `path`, past its first `skip` decompressed bytes.
+    fn gzip_from(path: &Path, skip: u64) -> std::io::Result<GzDecoder> {
+        let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::new(File::open(path)?));
+        let skipped = std::io::copy(&mut (&mut decoder).take(skip), &mut std::io::sink())?;
+        if skipped < skip {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the decompressed input is shorter than the position sought",
+            ));
+        }
+        Ok(decoder)
+    }
 }
 
 impl Seek for Source {
@@ -535,6 +601,16 @@ impl Seek for Source {
         match self {
             Source::File(file) => file.seek(to),
             Source::Bytes(bytes) => bytes.seek(to),
+            Source::Gzip { path, decoder } => match to {
+                SeekFrom::Start(at) => {
+                    **decoder = Source::gzip_from(path, at)?;
+                    Ok(at)
+                }
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "a gzip input can only be sought from its start",
+                )),
+            },
         }
     }
 }
@@ -556,26 +632,146 @@ impl Read for Source {
         match self {
             Source::File(file) => file.read(buf),
             Source::Bytes(bytes) => bytes.read(buf),
+            Source::Gzip { decoder, .. } => decoder.read(buf),
         }
     }
 }
 
-/// Rejects UTF-16 and other encodings that would otherwise be misread as garbage headers.
-fn check_encoding(head: &[u8], path: &Path) -> anyhow::Result<()> {
-    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+/// The first bytes of the input that are checked for their encoding.
+const ENCODING_SAMPLE_BYTES: usize = 64 * 1024;
+/// Lines of the sample with bytes that are not UTF-8 from which a file with no UTF-8 multi-byte
+/// characters is taken to be in another encoding as a whole (see `check_encoding`).
+const FOREIGN_ENCODING_MIN_LINES: u64 = 5;
+
+/// Rejects files in an encoding other than UTF-8, as a whole, with one message.
+///
+/// UTF-16 shows in a byte-order mark or NUL bytes in the header. A single-byte or GBK file
+/// shows in its first `ENCODING_SAMPLE_BYTES` (`complete`: the sample is the whole input): the
+/// file is refused when at least `FOREIGN_ENCODING_MIN_LINES` lines hold bytes that are not
+/// UTF-8 and such lines outnumber the lines of well-formed UTF-8 text beyond ASCII at least ten
+/// to one (a GBK line is now and then valid UTF-8 by accident, so "none" would be too strict).
+/// A UTF-8 file with a few damaged cells has few bad lines, or real UTF-8 lines around them
+/// (CJK names, accents, emoji), so it is read, and each damaged row is rejected on its own,
+/// naming the column. An ASCII file is UTF-8 and always passes.
+fn check_encoding(sample: &[u8], complete: bool, path: &Path) -> anyhow::Result<()> {
+    if sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]) {
         bail!(
             "{} is UTF-16 encoded; save it as UTF-8 (in Excel: \"CSV UTF-8\")",
             path.display()
         );
     }
-    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first_line = sample.split(|&b| b == b'\n').next().unwrap_or_default();
     if first_line.contains(&0) {
         bail!(
             "{} has NUL bytes in its header row; it is probably UTF-16 or binary, not a UTF-8 CSV",
             path.display()
         );
     }
+    let census = EncodingCensus::of(sample, complete);
+    if census.bad_lines >= FOREIGN_ENCODING_MIN_LINES && census.bad_lines >= 10 * census.utf8_lines
+    {
+        let (looks_like, iconv_name) = if census.looks_like_gbk() {
+            ("GBK (GB2312/GB18030)", "GB18030")
+        } else {
+            ("Latin-1 (ISO-8859-1) or Windows-1252", "WINDOWS-1252")
+        };
+        bail!(
+            "{path} is not UTF-8: {bad} of its first {lines} lines hold bytes that are not UTF-8, \
+             against {utf8} lines of UTF-8 text beyond ASCII; it looks like {looks_like}. \
+             Nothing was read. Save it as UTF-8 (in Excel: \"CSV UTF-8\"), or \
+             convert it, e.g. `iconv -f {iconv_name} -t UTF-8 {path} > {stem}.utf8.csv`",
+            path = path.display(),
+            bad = census.bad_lines,
+            lines = census.lines,
+            utf8 = census.utf8_lines,
+            stem = crate::fsutil::beside(path, "").display(),
+        );
+    }
     Ok(())
+}
+
+/// What the bytes of a sample say about its encoding.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EncodingCensus {
+    /// Lines looked at (a last line cut off by the end of the sample is left out).
+    lines: u64,
+    /// Lines holding at least one byte sequence that is not UTF-8.
+    bad_lines: u64,
+    /// Lines that are well-formed UTF-8 with at least one character beyond ASCII.
+    utf8_lines: u64,
+    /// Bytes of 0x80 and above on the bad lines.
+    high_bytes: u64,
+    /// Of those, the ones in pairs of two GB2312 bytes (0xA1-0xFE each).
+    gb2312_pair_bytes: u64,
+}
+
+impl EncodingCensus {
+    fn of(sample: &[u8], complete: bool) -> EncodingCensus {
+        let mut census = EncodingCensus::default();
+        let mut lines: Vec<&[u8]> = sample.split(|&b| b == b'\n').collect();
+        // The piece after the last line break: nothing (a complete file ending in a break),
+        // or a line the sample cut off.
+        if lines.len() > 1 && (!complete || lines.last().is_some_and(|l| l.is_empty())) {
+            lines.pop();
+        }
+        for line in lines {
+            census.lines += 1;
+            match std::str::from_utf8(line) {
+                Ok(text) if !text.is_ascii() => census.utf8_lines += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    census.bad_lines += 1;
+                    census.count_high_bytes(line);
+                }
+            }
+        }
+        census
+    }
+
+    fn count_high_bytes(&mut self, line: &[u8]) {
+        let gb2312 = |b: u8| (0xA1..=0xFE).contains(&b);
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] < 0x80 {
+                i += 1;
+            } else if i + 1 < line.len() && gb2312(line[i]) && gb2312(line[i + 1]) {
+                self.high_bytes += 2;
+                self.gb2312_pair_bytes += 2;
+                i += 2;
+            } else {
+                self.high_bytes += 1;
+                i += 1;
+            }
+        }
+    }
+
+    /// Chinese text in GBK comes in byte pairs; Latin-1 accents mostly stand alone.
+    fn looks_like_gbk(&self) -> bool {
+        self.high_bytes > 0 && self.gb2312_pair_bytes * 5 >= self.high_bytes * 4
+    }
+}
+
+/// For a header read as one column: the delimiter it seems to be split by instead, as a hint.
+fn delimiter_hint(header: &[u8], delimiter: u8) -> Option<String> {
+    let (candidate, count) = [b';', b'\t', b'|', b',']
+        .into_iter()
+        .filter(|&c| c != delimiter)
+        .map(|c| (c, memchr::memchr_iter(c, header).count()))
+        .max_by_key(|&(_, count)| count)?;
+    if count == 0 {
+        return None;
+    }
+    let (shown, flag) = match candidate {
+        b'\t' => ("tab".to_string(), "--delimiter tab".to_string()),
+        c => (
+            format!("'{}'", c as char),
+            format!("--delimiter '{}'", c as char),
+        ),
+    };
+    Some(format!(
+        "the header row reads as a single column with {count} {shown} in it: the file looks \
+         {shown}-separated; pass {flag}"
+    ))
 }
 
 #[cfg(test)]
@@ -611,6 +807,7 @@ mod tests {
             delimiter: b',',
             user_column: None,
             mapping: None,
+            ignore: Vec::new(),
         };
         let mut input = CsvInput::from_bytes(data.to_vec(), &options).unwrap();
         let mut record = ByteRecord::new();
@@ -634,6 +831,7 @@ mod tests {
             delimiter: b',',
             user_column: None,
             mapping: None,
+            ignore: Vec::new(),
         };
         let first = CsvInput::open(&options).unwrap();
         (file, first, cut)

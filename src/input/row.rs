@@ -4,7 +4,7 @@
 use csv::ByteRecord;
 
 use crate::input::header::{ColumnRole, Columns};
-use crate::input::profile::{self, EmptyPolicy, UserIdRule, Value, ValueKind};
+use crate::input::profile::{self, EmptyPolicy, StandardField, Tag, UserIdRule, Value, ValueKind};
 use crate::outcome::{Failure, FailureCode, Stage};
 
 /// How rows are turned into requests.
@@ -12,6 +12,17 @@ use crate::outcome::{Failure, FailureCode, Stage};
 pub struct RowRules {
     pub empty: EmptyPolicy,
     pub user_id: UserIdRule,
+    pub location: LocationRule,
+}
+
+/// Which of Chat's two documented limits a Location is held to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocationRule {
+    /// Up to 500 bytes, as Chat's newest page says; Chat's 40601 decides beyond that.
+    #[default]
+    Documented,
+    /// `--strict-location`: up to 16 bytes, as Chat's older English docs say.
+    Strict,
 }
 
 /// One broken rule in one row.
@@ -102,6 +113,16 @@ impl RowMapper {
     pub fn new(columns: Columns, rules: RowRules) -> Self {
         let mut slots: Vec<Option<FieldColumn>> = columns.names.iter().map(|_| None).collect();
         for (index, tag) in columns.fields() {
+            let kind = match tag {
+                Tag::Standard(StandardField::Location)
+                    if rules.location == LocationRule::Strict =>
+                {
+                    ValueKind::Text {
+                        max_bytes: profile::LEGACY_LOCATION_BYTES,
+                    }
+                }
+                _ => tag.kind(),
+            };
             slots[index] = Some(FieldColumn {
                 index,
                 item_prefix: format!(
@@ -110,7 +131,7 @@ impl RowMapper {
                 )
                 .into_bytes()
                 .into_boxed_slice(),
-                kind: tag.kind(),
+                kind,
             });
         }
         RowMapper {
@@ -122,6 +143,15 @@ impl RowMapper {
 
     pub fn columns(&self) -> &Columns {
         &self.columns
+    }
+
+    /// True if the record's Location is longer than Chat's older 16-byte limit (the dry run
+    /// warns: an app that still enforces it answers 40601).
+    pub fn long_location(&self, record: &ByteRecord) -> bool {
+        self.columns
+            .location_index()
+            .and_then(|index| record.get(index))
+            .is_some_and(|cell| cell.len() > profile::LEGACY_LOCATION_BYTES)
     }
 
     /// The UserID cell of a record, if it is valid UTF-8 (used where the full mapping is not

@@ -74,6 +74,8 @@ struct PartCounts {
     rows: u64,
     valid: u64,
     skipped: u64,
+    /// Valid rows with a Location over Chat's older 16-byte limit.
+    long_locations: u64,
 }
 
 /// What every reader needs to know.
@@ -437,6 +439,7 @@ impl Collector<'_> {
         self.summary.rows += counts.rows;
         self.summary.valid += counts.valid;
         self.summary.skipped += counts.skipped;
+        self.summary.long_locations += counts.long_locations;
     }
 
     /// `line_offset` turns the chunk's line numbers into the file's.
@@ -529,6 +532,7 @@ fn read_part(
         match verdict {
             Verdict::Ready { user_id, .. } => {
                 counts.valid += 1;
+                counts.long_locations += u64::from(plan.mapper.long_location(&record));
                 if let Some(state) = &mut state {
                     state.push(user_id, &body);
                 } else if plan.state.is_none() && shown < plan.show_requests {

@@ -57,6 +57,8 @@ pub struct Summary {
     pub journal: Option<PathBuf>,
     /// What `--create-accounts` did, in words.
     pub accounts: Option<String>,
+    /// Dry run: valid rows whose Location is over Chat's older 16-byte limit.
+    pub long_locations: u64,
 }
 
 impl Summary {
@@ -108,6 +110,7 @@ impl Summary {
     pub fn to_json(&self, exit_code: u8) -> serde_json::Value {
         let summary = self;
         serde_json::json!({
+            "command": "import",
             "exit_code": exit_code,
             "dry_run": summary.dry_run,
             "rows": summary.rows,
@@ -126,6 +129,7 @@ impl Summary {
             "pace_lowest_per_second": summary.pace.map(|p| p.0),
             "pace_final_per_second": summary.pace.map(|p| p.1),
             "duplicate_users": summary.duplicates.users,
+            "long_locations": summary.long_locations,
             "elapsed_seconds": summary.elapsed.as_secs_f64(),
             "mean_requests_per_second": summary.mean_rate(),
             "failure_csv": summary.failure_csv,
@@ -148,15 +152,42 @@ pub fn print(summary: &Summary, exit_code: u8) {
     }
 }
 
-/// Writes the summary and the exit code the run ends with as JSON, atomically (a temporary file renamed into place), mode 0600.
+/// Writes the summary and the exit code the run ends with as JSON (see `write_json_value`).
 pub fn write_json(path: &std::path::Path, summary: &Summary, exit_code: u8) -> anyhow::Result<()> {
+    write_json_value(path, &summary.to_json(exit_code))
+}
+
+/// `verify`'s counts and exit code as JSON.
+pub fn verify_json(report: &crate::run::verify::VerifyReport, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "command": "verify",
+        "exit_code": exit_code,
+        "users": report.users,
+        "values": report.values,
+        "differences": report.differences,
+        "missing_accounts": report.missing_accounts,
+        "portrait_get_calls": report.calls,
+        "diff_csv": report.diff_csv,
+        "not_checked": report.invalid,
+        "failure_csv": report.failure_csv,
+    })
+}
+
+/// Writes a JSON summary to `path` atomically (a temporary file renamed into place), mode 0600;
+/// or to stdout when `path` is `-`.
+pub fn write_json_value(path: &std::path::Path, json: &serde_json::Value) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
-    let json = summary.to_json(exit_code);
+    if crate::input::stdin::is_stdin(path) {
+        let mut text = serde_json::to_string_pretty(json)?;
+        text.push('\n');
+        crate::run::console::out(text.as_bytes());
+        return Ok(());
+    }
     let tmp = path.with_extension("json.tmp");
     let mut file = crate::fsutil::create_private(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    serde_json::to_writer_pretty(&mut file, &json)?;
+    serde_json::to_writer_pretty(&mut file, json)?;
     file.write_all(b"\n")?;
     file.sync_data()?;
     std::fs::rename(&tmp, path)

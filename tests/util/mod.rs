@@ -301,6 +301,7 @@ pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
             delimiter: b',',
             user_column: None,
             mapping: None,
+            ignore: Vec::new(),
         },
         rules: RowRules::default(),
         failures,

@@ -216,6 +216,11 @@ impl Collector {
         }
         match outcome {
             Outcome::Ok => {
+                tracing::debug!(
+                    "line {}: user {} ok after {requests} request(s)",
+                    job.pos.line,
+                    job.user_id
+                );
                 summary.ok += 1;
                 self.journal.record(job.pos, Final::Ok, "");
                 if let Some(state) = &mut self.state {

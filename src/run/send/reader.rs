@@ -15,6 +15,9 @@ use crate::run::plan::ReaderPlan;
 use crate::run::sync::SyncVerdict;
 use crate::store::journal::Final;
 
+/// Request bodies logged at info level (`-v`).
+const SAMPLE_BODIES: usize = 3;
+
 /// Reads every row and sends it on in file order; returns the duplicate report.
 pub(super) fn read_rows(
     mut input: CsvInput,
@@ -26,6 +29,8 @@ pub(super) fn read_rows(
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let mut index = 0;
+    // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
+    let mut sample_bodies = 0;
     let mut recount = plan
         .duplicates
         .take()
@@ -74,6 +79,16 @@ pub(super) fn read_rows(
         } else {
             judge(&mapper, &plan, pos, &record, &mut body)
         };
+        if let Event::Job(job) = &event {
+            if sample_bodies < SAMPLE_BODIES {
+                sample_bodies += 1;
+                tracing::info!(
+                    "line {}: request body {}",
+                    job.pos.line,
+                    String::from_utf8_lossy(&job.body)
+                );
+            }
+        }
         if events.blocking_send(event).is_err() {
             anyhow::bail!("the import stopped before the whole file was read");
         }

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         delimiter: b',',
         user_column: None,
         mapping: None,
+        ignore: Vec::new(),
     };
     let Ok(mut input) = CsvInput::from_bytes(data.to_vec(), &options) else {
         return;

@@ -1,0 +1,451 @@
+//! The command line as a user meets it: option values checked by clap in every mode, JSON
+//! summaries from every command that ends in one (and `state export` to stdout), what `-v`/`-vv` show, completions, the man
+//! page, `--color`, `localhost` for the simulator, and help texts that agree with the program.
+//!
+//! Tests that need Chat run the real binary against an in-process simulator on a port-0
+//! loopback listener, on a blocking thread so the simulator keeps being served.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use profile_import::chat::usersig::SecretKey;
+use profile_import::sim::{SimConfig, SimHandle};
+
+use crate::util::{bin, sample, Run, Workspace};
+
+const APP: u64 = 1_400_000_000;
+const KEY: &str = "cli-test-key-7f3a";
+
+/// A simulator with no rate limit, where every user exists.
+async fn simulator() -> SimHandle {
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    SimHandle::start(config).await.expect("start the simulator")
+}
+
+/// The binary in `ws` with `args` and the connection to `sim`, in a clean environment.
+fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
+    let mut command = Command::new(bin());
+    command.current_dir(ws.dir()).args(args).args([
+        "--sdkappid",
+        &APP.to_string(),
+        "--endpoint",
+        &sim.url(),
+    ]);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("PROFILE_IMPORT_"))
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", ws.dir())
+        .stdin(Stdio::null());
+    command
+}
+
+async fn exec(mut command: Command) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().expect("run the profile-import binary");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("the runner thread")
+}
+
+fn json_file(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    serde_json::from_str(&text).expect("the summary is JSON")
+}
+
+// ── 6. JSON summaries ──────────────────────────────────────────────────────────────────────
+
+#[test]
+fn a_dry_run_writes_its_summary_json_to_a_file_or_stdout() {
+    let ws = Workspace::new();
+    let input = sample("users-with-errors.csv");
+    let run = ws.run([
+        "import".as_ref(),
+        input.as_os_str(),
+        "--dry-run".as_ref(),
+        "--failures".as_ref(),
+        "f.csv".as_ref(),
+        "--summary-json".as_ref(),
+        "dry.json".as_ref(),
+    ]);
+    run.assert_code(3);
+    let json = json_file(&ws.path("dry.json"));
+    assert_eq!(json["command"], "import");
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["exit_code"], 3);
+    assert_eq!(json["rows"], 19);
+    assert_eq!(json["invalid"], 15);
+
+    // `-`: the JSON is all stdout carries.
+    let run = ws.run([
+        "import".as_ref(),
+        sample("users.csv").as_os_str(),
+        "--dry-run".as_ref(),
+        "--summary-json".as_ref(),
+        "-".as_ref(),
+    ]);
+    run.assert_code(0);
+    let json: Value = serde_json::from_str(&run.stdout).expect("stdout is the JSON summary");
+    assert_eq!(
+        (json["rows"].as_u64(), json["exit_code"].as_u64()),
+        (Some(30), Some(0))
+    );
+    assert!(!ws.path("-").exists(), "no file named -");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_check_accounts_write_summary_json() {
+    let sim = simulator().await;
+    let ws = Workspace::new();
+    std::fs::copy(sample("users.csv"), ws.path("users.csv")).unwrap();
+    let import = exec(tool(
+        &ws,
+        &sim,
+        &[
+            "import",
+            "users.csv",
+            "--no-progress",
+            "--state",
+            "state.db",
+        ],
+    ))
+    .await;
+    import.assert_code(0);
+
+    // `state export --output -` writes the CSV to stdout (it used to create a file named `-`).
+    let export = ws.run(["state", "export", "state.db", "--output", "-"]);
+    export.assert_code(0);
+    assert!(
+        export.stdout.starts_with("UserID,body_hash,accepted_at\n"),
+        "{}",
+        export.stdout
+    );
+    assert_eq!(export.stdout.lines().count(), 31, "{}", export.stdout);
+    assert!(!ws.path("-").exists(), "a file named - was created");
+
+    let verify = exec(tool(
+        &ws,
+        &sim,
+        &["verify", "users.csv", "--summary-json", "verify.json"],
+    ))
+    .await;
+    verify.assert_code(0);
+    let json = json_file(&ws.path("verify.json"));
+    assert_eq!(json["command"], "verify");
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["users"], 30);
+    assert_eq!(json["differences"], 0);
+    assert!(json["values"].as_u64().unwrap() > 30, "{json}");
+
+    let check = exec(tool(
+        &ws,
+        &sim,
+        &["check-accounts", "users.csv", "--summary-json", "-"],
+    ))
+    .await;
+    check.assert_code(0);
+    let json: Value = serde_json::from_str(&check.stdout).expect("stdout is the JSON summary");
+    assert_eq!(json["command"], "check-accounts");
+    assert_eq!(json["users_checked"], 30);
+    assert_eq!(json["not_imported"], 0);
+    assert_eq!(json["exit_code"], 0);
+    sim.shutdown();
+}
+
+// ── 7. option values ───────────────────────────────────────────────────────────────────────
+
+#[test]
+fn zero_and_negative_option_values_are_usage_errors_in_every_mode() {
+    let ws = Workspace::new();
+    ws.write("u.csv", "UserID,Nick\nu1,A\n");
+    let cases: [&[&str]; 10] = [
+        &["--rate", "0"],
+        &["--rate", "-5"],
+        &["--concurrency", "0"],
+        &["--concurrency", "-1"],
+        &["--timeout", "0"],
+        &["--timeout", "-2.5"],
+        &["--timeout", "nan"],
+        &["--max-attempts", "0"],
+        &["--progress-interval", "0"],
+        &["--max-errors", "0"],
+    ];
+    for bad in cases {
+        for mode in [
+            &["--dry-run"][..],
+            &["--sdkappid", "1", "--endpoint", "http://127.0.0.1:9"],
+        ] {
+            let mut args = vec!["import", "u.csv"];
+            args.extend_from_slice(mode);
+            args.extend_from_slice(bad);
+            let run = ws.run(&args);
+            assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("invalid value") && run.stderr.contains(bad[0]),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    for args in [
+        &["verify", "u.csv", "--rate", "0"][..],
+        &["verify", "u.csv", "--sample", "0"],
+    ] {
+        let run = ws.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    }
+    // Nothing ran: no failure CSV, no journal.
+    assert!(!ws.path("u.failures.csv").exists());
+    assert!(!ws.path("u.journal").exists());
+}
+
+// ── 8. verbosity ───────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_flags_show_settings_and_bodies_then_every_row() {
+    let sim = simulator().await;
+    let ws = Workspace::new();
+    std::fs::copy(sample("users.csv"), ws.path("users.csv")).unwrap();
+    let import = |ws: &Workspace, extra: &[&str]| {
+        let mut args = vec!["import", "users.csv", "--no-progress"];
+        args.extend_from_slice(extra);
+        let command = tool(ws, &sim, &args);
+        let _ = std::fs::remove_file(ws.path("users.journal"));
+        exec(command)
+    };
+    let quiet = import(&ws, &[]).await;
+    quiet.assert_code(0);
+    assert!(!quiet.stderr.contains("INFO"), "{}", quiet.stderr);
+
+    let info = import(&ws, &["-v"]).await;
+    info.assert_code(0);
+    assert!(
+        info.stderr.contains("sending to http://127.0.0.1:"),
+        "{}",
+        info.stderr
+    );
+    assert_eq!(
+        info.stderr
+            .matches("request body {\"From_Account\"")
+            .count(),
+        3,
+        "{}",
+        info.stderr
+    );
+    assert!(!info.stderr.contains("DEBUG"), "{}", info.stderr);
+
+    let debug = import(&ws, &["-vv"]).await;
+    debug.assert_code(0);
+    assert_eq!(
+        debug.stderr.matches("ok after 1 request").count(),
+        30,
+        "{}",
+        debug.stderr
+    );
+    sim.shutdown();
+}
+
+#[test]
+fn show_requests_belongs_to_the_dry_run() {
+    let ws = Workspace::new();
+    ws.write("u.csv", "UserID,Nick\nu1,A\n");
+    // In a real import it used to be accepted and silently ignored.
+    let run = ws.run(["import", "u.csv", "--sdkappid", "1", "--show-requests", "2"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("--dry-run"), "{}", run.stderr);
+}
+
+// ── 17. completions, man page, colour ──────────────────────────────────────────────────────
+
+#[test]
+fn completions_for_each_shell_and_a_man_page() {
+    let ws = Workspace::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _profile__import"),
+        ("zsh", "#compdef profile-import"),
+        ("fish", "complete -c profile-import"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let run = ws.run(["completions", shell]);
+        run.assert_code(0);
+        assert!(
+            run.stdout.contains(marker),
+            "{shell}: {}",
+            &run.stdout[..run.stdout.len().min(300)]
+        );
+        assert!(
+            run.stdout.contains("check-accounts"),
+            "{shell} completes subcommands"
+        );
+    }
+    ws.run(["completions", "tcsh"]).assert_code(2);
+
+    let man = ws.run(["man"]);
+    man.assert_code(0);
+    assert!(
+        man.stdout.contains(".TH profile-import 1"),
+        "{}",
+        &man.stdout[..300]
+    );
+    assert!(
+        man.stdout.contains("Bulk\\-import user profiles"),
+        "{}",
+        &man.stdout[..600]
+    );
+    assert!(
+        man.stdout.contains("Exit codes:"),
+        "the main page has the exit codes"
+    );
+    // The pages the main one lists under SUBCOMMANDS exist too.
+    let import = ws.run(["man", "import"]);
+    import.assert_code(0);
+    assert!(
+        import.stdout.contains(".TH profile-import-import 1"),
+        "{}",
+        &import.stdout[..300]
+    );
+    assert!(
+        import.stdout.contains("\\-\\-dry\\-run"),
+        "{}",
+        import.stdout
+    );
+    ws.run(["man", "nonsense"]).assert_code(2);
+}
+
+#[test]
+fn color_always_colours_logs_even_off_a_terminal_and_never_overrides_it() {
+    let ws = Workspace::new();
+    ws.write("u.csv", "UserID,Level\nu1,x\n");
+    let colour = "\u{1b}[";
+    // The harness sets NO_COLOR=1 and stderr is a pipe: auto is plain.
+    let auto = ws.run(["import", "u.csv", "--dry-run"]);
+    auto.assert_code(3);
+    assert!(auto.stderr.contains("WARN"), "{}", auto.stderr);
+    assert!(!auto.stderr.contains(colour), "{:?}", auto.stderr);
+    let always = ws.run(["import", "u.csv", "--dry-run", "--color", "always"]);
+    always.assert_code(3);
+    assert!(always.stderr.contains(colour), "{:?}", always.stderr);
+    let never = ws.run(["--color", "never", "import", "u.csv", "--dry-run"]);
+    never.assert_code(3);
+    assert!(!never.stderr.contains(colour), "{:?}", never.stderr);
+}
+
+// ── 14. the simulator on localhost ─────────────────────────────────────────────────────────
+
+#[test]
+fn sim_listens_on_localhost() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args(["sim", "--listen", "localhost:0"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the simulator");
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.starts_with("simulator listening on http://127.0.0.1:"),
+        "{first}"
+    );
+}
+
+// ── 19. help texts agree with the program ──────────────────────────────────────────────────
+
+#[test]
+fn top_level_help_has_examples_config_locations_and_exit_codes() {
+    let ws = Workspace::new();
+    let run = ws.run(["--help"]);
+    run.assert_code(0);
+    for expected in [
+        "Examples:",
+        "profile-import import users.csv --dry-run",
+        "profile-import completions bash",
+        "$XDG_CONFIG_HOME/profile-import/config.toml",
+        "/etc/profile-import/config.toml",
+        "--color <WHEN>",
+        "Exit codes:",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+}
+
+/// Every `profile-import import …` example in `import --help` parses, and the ones that
+/// connect name a data center (one used to fail with "missing settings: the data center").
+#[test]
+fn every_import_help_example_names_its_data_center() {
+    let ws = Workspace::new();
+    let help = ws.run(["import", "--help"]).stdout;
+    let examples: Vec<&str> = help
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("profile-import import "))
+        .collect();
+    assert!(examples.len() >= 8, "{help}");
+    for example in examples {
+        let connects = !example.contains("--dry-run");
+        let located = ["--region", "--endpoint", "--config"]
+            .iter()
+            .any(|flag| example.contains(flag));
+        assert!(
+            !connects || located,
+            "this example has no data center: {example}"
+        );
+    }
+}
+
+#[test]
+fn check_accounts_offers_only_options_it_uses() {
+    let ws = Workspace::new();
+    let help = ws.run(["check-accounts", "--help"]);
+    help.assert_code(0);
+    for dead in ["--failures", "--empty", "--strict-location"] {
+        assert!(
+            !help.stdout.contains(dead),
+            "{dead} is offered:\n{}",
+            help.stdout
+        );
+    }
+    for live in [
+        "--mapping",
+        "--user-column",
+        "--delimiter",
+        "--ignore",
+        "--relaxed-user-id",
+        "--output",
+        "--summary-json",
+    ] {
+        assert!(
+            help.stdout.contains(live),
+            "{live} is missing:\n{}",
+            help.stdout
+        );
+    }
+    ws.write("u.csv", "UserID\nu1\n");
+    let run = ws.run(["check-accounts", "u.csv", "--failures", "x.csv"]);
+    run.assert_code(2);
+}

@@ -1,0 +1,621 @@
+//! Input a user actually has: a near-miss header name, a file split by another delimiter,
+//! columns to drop without a mapping file, a whole file in the wrong encoding, a gzip export,
+//! standard input, an empty export, Location values over the older 16-byte limit, and config
+//! files found in their usual places with key files beside them.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use profile_import::chat::usersig;
+use profile_import::chat::usersig::SecretKey;
+use profile_import::sim::{SimConfig, SimHandle};
+
+use crate::util::{bin, read_csv_bytes, read_failures, sample, Run, Workspace};
+
+/// Runs the binary in `ws` with `stdin` piped in.
+fn run_with_stdin(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut child = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", dir)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let mut pipe = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&data);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn dry_run(ws: &Workspace, input: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["import", input, "--dry-run", "--failures", "f.csv"];
+    args.extend_from_slice(extra);
+    ws.run(args)
+}
+
+// ── 11. header near-misses, delimiters, --ignore ───────────────────────────────────────────
+
+#[test]
+fn a_near_miss_header_gets_a_suggestion() {
+    let ws = Workspace::new();
+    ws.write(
+        "u.csv",
+        "UserID,Nickname,Gendre,Email\nu1,A,m,a@example.com\n",
+    );
+    let run = dry_run(&ws, "u.csv", &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "column 2 \"Nickname\": \"Nickname\" is not a profile tag; did you mean Nick?"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean Gender?"),
+        "{}",
+        run.stderr
+    );
+    // An unrelated name gets no guess.
+    let email = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("\"Email\""))
+        .unwrap();
+    assert!(!email.contains("did you mean"), "{email}");
+}
+
+#[test]
+fn a_semicolon_or_tab_file_read_with_commas_names_its_delimiter() {
+    let ws = Workspace::new();
+    ws.write("semi.csv", "UserID;Nick;Level\nu1;A;1\n");
+    let run = dry_run(&ws, "semi.csv", &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("looks ';'-separated; pass --delimiter ';'"),
+        "{}",
+        run.stderr
+    );
+    ws.write("tabs.csv", "UserID\tNick\tLevel\nu1\tA\t1\n");
+    let run = dry_run(&ws, "tabs.csv", &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("looks tab-separated; pass --delimiter tab"),
+        "{}",
+        run.stderr
+    );
+    // The advice works.
+    dry_run(&ws, "tabs.csv", &["--delimiter", "tab"]).assert_code(0);
+}
+
+#[test]
+fn ignore_drops_columns_without_a_mapping_file() {
+    let ws = Workspace::new();
+    ws.write(
+        "u.csv",
+        "UserID,Nick,email,created_at\nu1,A,a@example.com,2024-01-01\n",
+    );
+    dry_run(&ws, "u.csv", &[]).assert_code(1);
+    let run = dry_run(
+        &ws,
+        "u.csv",
+        &[
+            "--ignore",
+            "Email",
+            "--ignore",
+            "created_at",
+            "--show-requests",
+            "1",
+        ],
+    );
+    run.assert_code(0);
+    let bodies = run.requests();
+    assert_eq!(
+        bodies[0],
+        serde_json::json!({"From_Account": "u1", "ProfileItem": [
+            {"Tag": "Tag_Profile_IM_Nick", "Value": "A"}]})
+    );
+    // A name that matches no column is worth a warning (a typo would otherwise pass unseen).
+    let run = dry_run(
+        &ws,
+        "u.csv",
+        &[
+            "--ignore",
+            "email",
+            "--ignore",
+            "created_at",
+            "--ignore",
+            "phone",
+        ],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("no column named \"phone\" to ignore"),
+        "{}",
+        run.stderr
+    );
+}
+
+// ── 12. a whole file in another encoding ───────────────────────────────────────────────────
+
+/// A GBK export: Chinese names in GBK bytes, plus ASCII-only rows that used to pass as valid.
+fn gbk_file() -> Vec<u8> {
+    // 张三 李四 王五 赵六 钱七 孙八 周九 吴十 in GBK.
+    let names: [&[u8]; 8] = [
+        b"\xd5\xc5\xc8\xfd",
+        b"\xc0\xee\xcb\xc4",
+        b"\xcd\xf5\xce\xe5",
+        b"\xd5\xd4\xc1\xf9",
+        b"\xc7\xae\xc6\xdf",
+        b"\xcb\xef\xb0\xcb",
+        b"\xd6\xdc\xbe\xc5",
+        b"\xce\xe2\xca\xae",
+    ];
+    let mut out = b"UserID,Nick,Level\n".to_vec();
+    for (i, name) in names.iter().enumerate() {
+        out.extend_from_slice(format!("cn_{i},").as_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(b",1\n");
+        out.extend_from_slice(format!("en_{i},Alice,2\n").as_bytes());
+    }
+    out
+}
+
+/// A Latin-1 export: accented European names, and ASCII-only rows.
+fn latin1_file() -> Vec<u8> {
+    let names: [&[u8]; 6] = [
+        b"M\xfcller",
+        b"Jos\xe9",
+        b"Caf\xe9 Cr\xe8me",
+        b"Fran\xe7ois",
+        b"S\xf8ren",
+        b"Zo\xeb",
+    ];
+    let mut out = b"UserID,Nick\n".to_vec();
+    for (i, name) in names.iter().enumerate() {
+        out.extend_from_slice(format!("eu_{i},").as_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\n");
+        out.extend_from_slice(format!("en_{i},Bob\n").as_bytes());
+    }
+    out
+}
+
+#[test]
+fn a_gbk_or_latin1_file_is_refused_as_a_whole_with_one_message() {
+    for (name, bytes, looks_like) in [
+        ("gbk.csv", gbk_file(), "it looks like GBK"),
+        (
+            "latin1.csv",
+            latin1_file(),
+            "it looks like Latin-1 (ISO-8859-1) or Windows-1252",
+        ),
+    ] {
+        let ws = Workspace::new();
+        ws.write(name, &bytes);
+        let run = dry_run(&ws, name, &[]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("is not UTF-8"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(looks_like), "{name}: {}", run.stderr);
+        assert!(run.stderr.contains("iconv -f"), "{name}: {}", run.stderr);
+        // One message, not one warning per cell, and no row was judged.
+        assert!(!run.stderr.contains("WARN"), "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains("rows read"), "{name}: {}", run.stderr);
+        assert!(
+            !ws.path("f.csv").exists(),
+            "{name}: a failure CSV was written"
+        );
+    }
+}
+
+#[test]
+fn a_utf8_file_with_a_few_bad_cells_is_still_read_row_by_row() {
+    // Six Latin-1 cells among UTF-8 CJK names: the file is UTF-8; those rows are damaged.
+    let ws = Workspace::new();
+    let mut bytes = b"UserID,Nick\n".to_vec();
+    for i in 0..6 {
+        bytes.extend_from_slice(format!("zh_{i},\u{5f20}\u{4e09}\n").as_bytes());
+    }
+    let latin = latin1_file();
+    bytes.extend_from_slice(&latin[latin.iter().position(|&b| b == b'\n').unwrap() + 1..]);
+    ws.write("mixed.csv", &bytes);
+    let run = dry_run(&ws, "mixed.csv", &[]);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 18);
+    assert_eq!(run.count("invalid"), 6);
+    assert_eq!(run.count("valid"), 12);
+    // The failure CSV keeps the Latin-1 bytes as read, so read it as bytes.
+    let records = read_csv_bytes(&ws.path("f.csv"));
+    assert_eq!(records.len(), 7);
+    for record in &records[1..] {
+        assert_eq!(record[2], b"bad_utf8", "{record:?}");
+    }
+}
+
+// ── 13. gzip and standard input ────────────────────────────────────────────────────────────
+
+#[test]
+fn a_gzip_file_is_read_like_the_plain_one() {
+    let ws = Workspace::new();
+    let plain = std::fs::read(sample("users-with-errors.csv")).unwrap();
+    ws.write("users.csv", &plain);
+    ws.write("users.csv.gz", gzip(&plain));
+    let one = ws.run(["import", "users.csv", "--dry-run", "--show-requests", "100"]);
+    let two = ws.run([
+        "import",
+        "users.csv.gz",
+        "--dry-run",
+        "--show-requests",
+        "100",
+        "--failures",
+        "gz.failures.csv",
+    ]);
+    one.assert_code(3);
+    two.assert_code(3);
+    assert_eq!(one.stdout, two.stdout);
+    for label in ["rows read", "valid", "invalid", "skipped"] {
+        assert_eq!(one.count(label), two.count(label), "{label}");
+    }
+    assert_eq!(
+        std::fs::read(ws.path("users.failures.csv")).unwrap(),
+        std::fs::read(ws.path("gz.failures.csv")).unwrap()
+    );
+    // Outputs are named after what the archive holds: users.csv.gz → users.failures.csv.
+    std::fs::remove_file(ws.path("users.failures.csv")).unwrap();
+    ws.run(["import", "users.csv.gz", "--dry-run"])
+        .assert_code(3);
+    assert!(ws.path("users.failures.csv").exists());
+}
+
+#[test]
+fn a_large_gzip_file_with_repeated_users_is_read_in_one_part() {
+    // Over the 4 MiB two-part threshold once decompressed, with 50,000 repeated users (so the
+    // exact recount reads the file a second time).
+    let ws = Workspace::new();
+    let mut csv = String::from("UserID,Nick,Level\n");
+    for i in 0..150_000 {
+        csv.push_str(&format!(
+            "user_{:06},Nick number {i},{}\n",
+            i % 100_000,
+            i % 50
+        ));
+    }
+    assert!(csv.len() > 4 << 20);
+    ws.write("big.csv.gz", gzip(csv.as_bytes()));
+    let run = ws.run(["import", "big.csv.gz", "--dry-run", "-vv"]);
+    run.assert_code(0);
+    assert_eq!(run.count("valid"), 150_000);
+    assert_eq!(run.count("duplicate users"), 50_000);
+    assert!(!run.stderr.contains("read in two parts"), "{}", run.stderr);
+}
+
+#[test]
+fn standard_input_works_for_a_dry_run() {
+    let ws = Workspace::new();
+    let bytes = std::fs::read(sample("users-with-errors.csv")).unwrap();
+    let run = run_with_stdin(ws.dir(), &["import", "-", "--dry-run"], &[], &bytes);
+    run.assert_code(3);
+    assert_eq!(run.count("rows read"), 19);
+    assert_eq!(run.count("invalid"), 15);
+    // The failure CSV goes to the working folder, since standard input has no folder.
+    let (_, rows) = read_failures(&ws.path("stdin.failures.csv"));
+    assert_eq!(rows.len(), 15);
+    // A gzip stream too.
+    let run = run_with_stdin(
+        ws.dir(),
+        &["import", "-", "--dry-run", "--failures", "z.csv"],
+        &[],
+        &gzip(&bytes),
+    );
+    run.assert_code(3);
+    assert_eq!(run.count("invalid"), 15);
+}
+
+#[test]
+fn standard_input_is_refused_with_a_reason_where_it_cannot_work() {
+    let ws = Workspace::new();
+    let bytes = std::fs::read(sample("users.csv")).unwrap();
+    let env = [("PROFILE_IMPORT_SECRET_KEY", "k")];
+    let connect = ["--sdkappid", "1", "--endpoint", "http://127.0.0.1:9"];
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            [&["import", "-"][..], &connect].concat(),
+            "imported only with --state",
+        ),
+        (
+            [
+                &["import", "-", "--state", "s.db", "--resume"][..],
+                &connect,
+            ]
+            .concat(),
+            "--resume needs an input file",
+        ),
+        (
+            [&["verify", "-"][..], &connect].concat(),
+            "give this command a file",
+        ),
+        (
+            [&["check-accounts", "-"][..], &connect].concat(),
+            "give this command a file",
+        ),
+    ];
+    for (args, why) in cases {
+        let run = run_with_stdin(ws.dir(), &args, &env, &bytes);
+        run.assert_code(1);
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("Illegal seek"), "{}", run.stderr);
+    }
+    // A pipe given by name gets a reason too, not "Illegal seek".
+    let run = run_with_stdin(
+        ws.dir(),
+        &["import", "/dev/stdin", "--dry-run"],
+        &[],
+        &bytes,
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("is not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("pass `-`"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_input_imports_with_a_state_and_a_rerun_sends_nothing() {
+    const KEY: &str = "stdin-test-key";
+    let mut config = SimConfig::new(1_400_000_000, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let ws = Workspace::new();
+    let bytes = std::fs::read(sample("users.csv")).unwrap();
+    let url = sim.url();
+    let import = |ws_dir: std::path::PathBuf, bytes: Vec<u8>, url: String| {
+        tokio::task::spawn_blocking(move || {
+            run_with_stdin(
+                &ws_dir,
+                &[
+                    "import",
+                    "-",
+                    "--state",
+                    "state.db",
+                    "--no-progress",
+                    "--sdkappid",
+                    "1400000000",
+                    "--endpoint",
+                    &url,
+                ],
+                &[("PROFILE_IMPORT_SECRET_KEY", KEY)],
+                &bytes,
+            )
+        })
+    };
+    let first = import(ws.dir().to_path_buf(), bytes.clone(), url.clone())
+        .await
+        .unwrap();
+    first.assert_code(0);
+    assert_eq!(first.count("ok"), 30);
+    let second = import(ws.dir().to_path_buf(), bytes, url).await.unwrap();
+    second.assert_code(0);
+    assert_eq!(second.count("unchanged"), 30);
+    assert_eq!(second.count("ok"), 0);
+    assert_eq!(sim.profiles().len(), 30);
+    // No journal is left behind for standard input.
+    let leftovers: Vec<String> = std::fs::read_dir(ws.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("journal"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    sim.shutdown();
+}
+
+// ── 14. empty exports, config files ────────────────────────────────────────────────────────
+
+#[test]
+fn a_header_only_file_warns_that_the_export_may_be_broken() {
+    let ws = Workspace::new();
+    ws.write("empty-export.csv", "UserID,Nick,Level\n");
+    let run = dry_run(&ws, "empty-export.csv", &[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("has a header row but no data rows"),
+        "{}",
+        run.stderr
+    );
+    ws.write("one.csv", "UserID,Nick\nu1,A\n");
+    let run = dry_run(&ws, "one.csv", &[]);
+    assert!(!run.stderr.contains("no data rows"), "{}", run.stderr);
+}
+
+/// `usersig` in `cwd` with `args`, a clean environment plus `env`.
+fn usersig_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(bin());
+    command.current_dir(cwd).arg("usersig").args(args);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k.starts_with("PROFILE_IMPORT_"))
+        {
+            command.env_remove(key);
+        }
+    }
+    let output = command.envs(env.iter().copied()).output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// Asserts `run` printed a UserSig for `sdkappid` signed with `key`.
+#[track_caller]
+fn assert_signed(run: &Run, sdkappid: u64, key: &str) {
+    run.assert_code(0);
+    let doc = usersig::decode(run.stdout.trim()).expect("a UserSig");
+    assert_eq!(doc.sdkappid, sdkappid);
+    let expected = usersig::signature(
+        &SecretKey::new(key),
+        &doc.identifier,
+        doc.sdkappid,
+        doc.time,
+        doc.expire,
+    );
+    assert_eq!(doc.sig, expected, "signed with {key:?}");
+}
+
+#[test]
+fn a_relative_key_file_in_a_config_is_found_beside_the_config() {
+    let ws = Workspace::new();
+    let etc = ws.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    private_file(&etc.join("key"), "beside-the-config\n");
+    std::fs::write(
+        etc.join("chat.toml"),
+        "sdkappid = 1400000005\nkey_file = \"key\"\n",
+    )
+    .unwrap();
+    // Run from elsewhere, as cron does (its working folder is the home folder).
+    let elsewhere = ws.path("home");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let run = usersig_in(
+        &elsewhere,
+        &["--config", "../etc/chat.toml"],
+        &[("XDG_CONFIG_HOME", elsewhere.to_str().unwrap())],
+    );
+    assert_signed(&run, 1400000005, "beside-the-config");
+}
+
+#[test]
+fn the_user_config_file_is_read_when_no_config_is_given() {
+    let ws = Workspace::new();
+    let xdg = ws.path("xdg");
+    std::fs::create_dir_all(xdg.join("profile-import")).unwrap();
+    private_file(&xdg.join("profile-import").join("key"), "xdg-key");
+    std::fs::write(
+        xdg.join("profile-import").join("config.toml"),
+        "sdkappid = 1400000006\nkey_file = \"key\"\n",
+    )
+    .unwrap();
+    let run = usersig_in(ws.dir(), &[], &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    assert_signed(&run, 1400000006, "xdg-key");
+
+    // Without XDG_CONFIG_HOME: ~/.config/profile-import/config.toml.
+    let home = ws.path("home");
+    std::fs::create_dir_all(home.join(".config").join("profile-import")).unwrap();
+    private_file(&home.join(".config/profile-import/key"), "home-key");
+    std::fs::write(
+        home.join(".config/profile-import/config.toml"),
+        "sdkappid = 1400000007\nkey_file = \"key\"\n",
+    )
+    .unwrap();
+    let mut command = Command::new(bin());
+    command
+        .current_dir(ws.dir())
+        .arg("usersig")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", &home);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(|k| k.starts_with("PROFILE_IMPORT_"))
+        {
+            command.env_remove(key);
+        }
+    }
+    let output = command.output().unwrap();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_signed(&run, 1400000007, "home-key");
+
+    // --config wins over the default file.
+    std::fs::write(ws.path("other.toml"), "sdkappid = 1400000008\n").unwrap();
+    let run = usersig_in(
+        ws.dir(),
+        &["--config", "other.toml"],
+        &[
+            ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+            ("PROFILE_IMPORT_SECRET_KEY", "env-key"),
+        ],
+    );
+    assert_signed(&run, 1400000008, "env-key");
+}
+
+// ── 15. Location ───────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn a_location_up_to_500_bytes_is_sent_with_a_warning_and_strict_keeps_the_16_byte_rule() {
+    let ws = Workspace::new();
+    let long = "深".repeat(166); // 498 bytes
+    ws.write(
+        "loc.csv",
+        format!(
+            "UserID,Location\nkl,\"Kuala Lumpur, Malaysia\"\nsz,{long}\nparis,Paris\ntoo_long,{}\n",
+            "x".repeat(501)
+        ),
+    );
+    let run = dry_run(&ws, "loc.csv", &["--show-requests", "10"]);
+    run.assert_code(3);
+    assert_eq!(run.count("valid"), 3);
+    assert_eq!(run.count("invalid"), 1);
+    assert!(
+        run.stderr
+            .contains("2 valid rows have a Location over 16 bytes"),
+        "{}",
+        run.stderr
+    );
+    let sent: Vec<String> = run
+        .requests()
+        .iter()
+        .map(|b| b["From_Account"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, ["kl", "sz", "paris"]);
+
+    let strict = dry_run(&ws, "loc.csv", &["--strict-location"]);
+    strict.assert_code(3);
+    assert_eq!(strict.count("valid"), 1);
+    assert_eq!(strict.count("invalid"), 3);
+    assert!(
+        strict.stderr.contains("at most 16 bytes allowed"),
+        "{}",
+        strict.stderr
+    );
+}
