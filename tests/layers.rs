@@ -303,3 +303,58 @@ fn only_the_app_layer_knows_clap_and_exit_statuses() {
     }
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
+
+/// Functions over this many lines (outside tests) are split.
+const MAX_FUNCTION_LINES: usize = 100;
+/// Files over this many lines of non-test code are split.
+const MAX_FILE_LINES: usize = 800;
+
+#[test]
+fn no_function_over_100_lines_and_no_file_over_800() {
+    let mut too_long = Vec::new();
+    for source in sources() {
+        if source.module.split("::").any(|part| part == "tests") {
+            continue;
+        }
+        let lines: Vec<&str> = source.code.lines().collect();
+        if lines.len() > MAX_FILE_LINES {
+            too_long.push(format!("{}: {} lines", source.module, lines.len()));
+        }
+        for (start, line) in lines.iter().enumerate() {
+            let Some(indent) = function_start(line) else {
+                continue;
+            };
+            if line.trim_end().ends_with(';') {
+                continue; // a declaration in a trait
+            }
+            let closing = format!("{indent}}}");
+            let end = (start..lines.len())
+                .find(|&i| lines[i].trim_end() == closing)
+                .unwrap_or(lines.len() - 1);
+            let length = end - start + 1;
+            if length > MAX_FUNCTION_LINES {
+                too_long.push(format!(
+                    "{} line {}: a function of {length} lines",
+                    source.module,
+                    start + 1
+                ));
+            }
+        }
+    }
+    assert!(too_long.is_empty(), "{}", too_long.join("\n"));
+}
+
+/// The indentation of a line that starts a function.
+fn function_start(line: &str) -> Option<&str> {
+    let trimmed = line.trim_start();
+    let indent = &line[..line.len() - trimmed.len()];
+    let mut words = trimmed.split_whitespace().peekable();
+    while let Some(word) = words.peek() {
+        if word.starts_with("pub") || ["async", "const", "unsafe"].contains(word) {
+            words.next();
+        } else {
+            break;
+        }
+    }
+    (words.next() == Some("fn")).then_some(indent)
+}

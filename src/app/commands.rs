@@ -39,145 +39,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
-        Command::Import(args) => {
-            // Held until the run ends: the spooled standard input, if the CSV is `-`.
-            let stdin = spool_stdin_for_import(&args)?;
-            let mut job = settings::job_input(&args.input, stdin.as_ref())?;
-            if let Some(journal) = &args.journal {
-                job.journal = journal.clone();
-            }
-            job.check_paths()?;
-            job.resume = args.resume;
-            job.force = args.force;
-            job.create_accounts = args.create_accounts.map(Into::into);
-            job.state = args.state.clone();
-            job.full = args.full;
-            if args.dry_run {
-                let show = args
-                    .show_requests
-                    .unwrap_or(if cli.verbose > 0 { 3 } else { 0 });
-                let options = dry_run::DryRunOptions {
-                    show_requests: show,
-                    parallel_min_bytes: args.parallel_min_bytes,
-                };
-                let summary = dry_run::run(&job, options)?;
-                warn_long_locations(&summary);
-                warn_if_no_rows(summary.rows, &args.input.csv);
-                let mut status = status_of(&summary);
-                summary::print(&summary, status.code());
-                if args.check_accounts {
-                    let missing = check_accounts(&job, &args.connection, None)?;
-                    if missing.missing > 0 && status == ExitStatus::Success {
-                        status = ExitStatus::RowsFailed;
-                    }
-                }
-                if let Some(path) = &args.summary_json {
-                    summary::write_json(path, &summary, status.code())?;
-                }
-                return Ok(status);
-            }
-            let connection = settings::connection(&args.connection, true)?;
-            let mut settings = send_settings(&args.sending, cli.quiet);
-            settings.max_errors = args.max_errors;
-            // Checked by clap: a positive number of seconds that a Duration holds.
-            let request_timeout = Duration::from_secs_f64(args.sending.timeout);
-            let tuning = ClientTuning {
-                request_timeout,
-                ..ClientTuning::default()
-            };
-            if tuning.request_timeout <= Duration::from_secs(3) {
-                tracing::warn!(
-                    "--timeout {:?} is not above Chat's own 3 s timeout; slow answers will be cut off",
-                    tuning.request_timeout
-                );
-            }
-            tracing::info!(
-                "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
-                connection.base_url,
-                connection.admin,
-                connection.sdkappid,
-                settings.rate,
-                settings.concurrency,
-                settings.retry.max_attempts,
-                request_timeout
-            );
-            let client = Arc::new(ChatClient::new(connection, tuning)?);
-            let runtime = runtime()?;
-            let summary_json = args.summary_json.clone();
-            let outcome = runtime.block_on(signals::import_until_signalled(|stop| {
-                send::run(&job, client, settings, stop)
-            }));
-            let (status, summary) = outcome?;
-            if let Some(summary) = &summary {
-                warn_if_no_rows(summary.rows, &args.input.csv);
-            }
-            if let (Some(path), Some(summary)) = (summary_json, &summary) {
-                summary::write_json(&path, summary, status.code())?;
-            }
-            Ok(status)
-        }
-        Command::CheckAccounts(args) => {
-            let args = *args;
-            let input: cli::InputArgs = args.input.into();
-            let job = settings::job_input(&input, None)?;
-            let report = check_accounts(&job, &args.connection, args.output.clone())?;
-            warn_if_no_rows(report.checked, &input.csv);
-            let status = if report.missing > 0 {
-                ExitStatus::RowsFailed
-            } else {
-                ExitStatus::Success
-            };
-            if let Some(path) = &args.summary_json {
-                summary::write_json_value(path, &report.to_json(status.code()))?;
-            }
-            Ok(status)
-        }
-        Command::Verify(args) => {
-            let job = settings::job_input(&args.input, None)?;
-            let connection = settings::connection(&args.connection, true)?;
-            let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
-            let diff = args
-                .diff
-                .clone()
-                .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
-            let stop = CancellationToken::new();
-            let api = ChatApi::new(client, args.rate, RetryPolicy::default(), stop);
-            let verifier = verify::Verifier { api: &api };
-            let report = runtime()?.block_on(verifier.run(
-                &job.input,
-                job.rules,
-                args.sample,
-                &diff,
-                &job.failures,
-            ))?;
-            warn_if_no_rows(report.users, &args.input.csv);
-            console::err(&report.to_string());
-            let status = if report.passed() {
-                ExitStatus::Success
-            } else {
-                ExitStatus::RowsFailed
-            };
-            if let Some(path) = &args.summary_json {
-                summary::write_json_value(path, &summary::verify_json(&report, status.code()))?;
-            }
-            Ok(status)
-        }
+        Command::Import(args) => import(*args, cli.verbose, cli.quiet),
+        Command::CheckAccounts(args) => check_accounts_command(*args),
+        Command::Verify(args) => verify_command(*args),
         Command::State(StateCommand::Stats { path }) => {
             console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
         }
-        Command::State(StateCommand::Export { path, output }) => {
-            let count = match output.filter(|output| !crate::input::stdin::is_stdin(output)) {
-                Some(output) => {
-                    let mut file = crate::fsutil::create_private(&output)
-                        .with_context(|| format!("cannot create {}", output.display()))?;
-                    state::export(&path, &mut file)?
-                }
-                None => state::export(&path, &mut std::io::stdout().lock())?,
-            };
-            console::err_line(&format!("exported {count} users"));
-            Ok(ExitStatus::Success)
-        }
+        Command::State(StateCommand::Export { path, output }) => state_export(&path, output),
         Command::Usersig(args) => {
             let connection = settings::connection(&args.connection, false)?;
             let client = ChatClient::new(connection, ClientTuning::default())?;
@@ -196,21 +65,179 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
             );
             Ok(ExitStatus::Success)
         }
-        Command::Man { command } => {
-            let mut cli = Cli::command();
-            // Building names each subcommand `profile-import-<name>`, as its page is titled.
-            cli.build();
-            let page = match command {
-                Some(name) => cli
-                    .find_subcommand(&name)
-                    .cloned()
-                    .with_context(|| format!("no command {name}"))?,
-                None => cli,
-            };
-            clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
-            Ok(ExitStatus::Success)
+        Command::Man { command } => man_page(command),
+    }
+}
+
+/// `import`: a dry run, or a real import until it ends or a signal stops it.
+fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
+    // Held until the run ends: the spooled standard input, if the CSV is `-`.
+    let stdin = spool_stdin_for_import(&args)?;
+    let mut job = settings::job_input(&args.input, stdin.as_ref())?;
+    if let Some(journal) = &args.journal {
+        job.journal = journal.clone();
+    }
+    job.check_paths()?;
+    job.resume = args.resume;
+    job.force = args.force;
+    job.create_accounts = args.create_accounts.map(Into::into);
+    job.state = args.state.clone();
+    job.full = args.full;
+    if args.dry_run {
+        return dry_run_command(&args, &job, verbose);
+    }
+    let connection = settings::connection(&args.connection, true)?;
+    let mut settings = send_settings(&args.sending, quiet);
+    settings.max_errors = args.max_errors;
+    // Checked by clap: a positive number of seconds that a Duration holds.
+    let request_timeout = Duration::from_secs_f64(args.sending.timeout);
+    let tuning = ClientTuning {
+        request_timeout,
+        ..ClientTuning::default()
+    };
+    if tuning.request_timeout <= Duration::from_secs(3) {
+        tracing::warn!(
+            "--timeout {:?} is not above Chat's own 3 s timeout; slow answers will be cut off",
+            tuning.request_timeout
+        );
+    }
+    tracing::info!(
+        "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
+        connection.base_url,
+        connection.admin,
+        connection.sdkappid,
+        settings.rate,
+        settings.concurrency,
+        settings.retry.max_attempts,
+        request_timeout
+    );
+    let client = Arc::new(ChatClient::new(connection, tuning)?);
+    let runtime = runtime()?;
+    let summary_json = args.summary_json.clone();
+    let outcome = runtime.block_on(signals::import_until_signalled(|stop| {
+        send::run(&job, client, settings, stop)
+    }));
+    let (status, summary) = outcome?;
+    if let Some(summary) = &summary {
+        warn_if_no_rows(summary.rows, &args.input.csv);
+    }
+    if let (Some(path), Some(summary)) = (summary_json, &summary) {
+        summary::write_json(&path, summary, status.code())?;
+    }
+    Ok(status)
+}
+
+/// `import --dry-run`: validates the file; with `--check-accounts` also asks Chat which users
+/// are missing.
+fn dry_run_command(
+    args: &cli::ImportArgs,
+    job: &JobInput,
+    verbose: u8,
+) -> anyhow::Result<ExitStatus> {
+    let show = args
+        .show_requests
+        .unwrap_or(if verbose > 0 { 3 } else { 0 });
+    let options = dry_run::DryRunOptions {
+        show_requests: show,
+        parallel_min_bytes: args.parallel_min_bytes,
+    };
+    let summary = dry_run::run(job, options)?;
+    warn_long_locations(&summary);
+    warn_if_no_rows(summary.rows, &args.input.csv);
+    let mut status = status_of(&summary);
+    summary::print(&summary, status.code());
+    if args.check_accounts {
+        let missing = check_accounts(job, &args.connection, None)?;
+        if missing.missing > 0 && status == ExitStatus::Success {
+            status = ExitStatus::RowsFailed;
         }
     }
+    if let Some(path) = &args.summary_json {
+        summary::write_json(path, &summary, status.code())?;
+    }
+    Ok(status)
+}
+
+/// `check-accounts`.
+fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
+    let input: cli::InputArgs = args.input.into();
+    let job = settings::job_input(&input, None)?;
+    let report = check_accounts(&job, &args.connection, args.output.clone())?;
+    warn_if_no_rows(report.checked, &input.csv);
+    let status = if report.missing > 0 {
+        ExitStatus::RowsFailed
+    } else {
+        ExitStatus::Success
+    };
+    if let Some(path) = &args.summary_json {
+        summary::write_json_value(path, &report.to_json(status.code()))?;
+    }
+    Ok(status)
+}
+
+/// `verify`: reads the profiles back and compares them with the CSV.
+fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
+    let job = settings::job_input(&args.input, None)?;
+    let connection = settings::connection(&args.connection, true)?;
+    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
+    let diff = args
+        .diff
+        .clone()
+        .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
+    let stop = CancellationToken::new();
+    let api = ChatApi::new(client, args.rate, RetryPolicy::default(), stop);
+    let verifier = verify::Verifier { api: &api };
+    let report = runtime()?.block_on(verifier.run(
+        &job.input,
+        job.rules,
+        args.sample,
+        &diff,
+        &job.failures,
+    ))?;
+    warn_if_no_rows(report.users, &args.input.csv);
+    console::err(&report.to_string());
+    let status = if report.passed() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::RowsFailed
+    };
+    if let Some(path) = &args.summary_json {
+        summary::write_json_value(path, &summary::verify_json(&report, status.code()))?;
+    }
+    Ok(status)
+}
+
+/// `state export`: to a file, or to stdout without `--output` (or with `--output -`).
+fn state_export(
+    path: &std::path::Path,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitStatus> {
+    let count = match output.filter(|output| !crate::input::stdin::is_stdin(output)) {
+        Some(output) => {
+            let mut file = crate::fsutil::create_private(&output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
+            state::export(path, &mut file)?
+        }
+        None => state::export(path, &mut std::io::stdout().lock())?,
+    };
+    console::err_line(&format!("exported {count} users"));
+    Ok(ExitStatus::Success)
+}
+
+/// `man [COMMAND]`: the manual page, in roff, on stdout.
+fn man_page(command: Option<String>) -> anyhow::Result<ExitStatus> {
+    let mut cli = Cli::command();
+    // Building names each subcommand `profile-import-<name>`, as its page is titled.
+    cli.build();
+    let page = match command {
+        Some(name) => cli
+            .find_subcommand(&name)
+            .cloned()
+            .with_context(|| format!("no command {name}"))?,
+        None => cli,
+    };
+    clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
+    Ok(ExitStatus::Success)
 }
 
 /// `import -`: standard input is spooled to a temporary file for a dry run or a `--state`

@@ -38,23 +38,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     };
     // The demo key is random per run: nothing about it is secret, but nothing is reused either.
     let key = SecretKey::new(format!("demo-{:016x}", rand::random::<u64>()));
-    let mut config = SimConfig::new(DEMO_SDKAPPID, DEMO_ADMIN, key.clone());
-    // A new app: none of the users is an account yet.
-    config.accounts = Some(Default::default());
-    config.latency_min = Duration::from_millis(20);
-    config.latency_max = Duration::from_millis(80);
-    config.faults = Faults {
-        p_40006: 0.15,
-        p_502: 0.05,
-        p_reset: 0.05,
-        max_streak_per_user: 2,
-        ..Faults::default()
-    };
-    let sim = SimHandle::start(config).await?;
-    console::err_line(&format!(
-        "demo: simulator on {} (a new app with no accounts; latency 20-80 ms; injecting 15% 40006, 5% HTTP 502, 5% connection resets)",
-        sim.url()
-    ));
+    let sim = start_simulator(key.clone()).await?;
 
     let job = JobInput {
         input: InputOptions {
@@ -121,6 +105,40 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         .await?;
     console::err(&report.to_string());
 
+    show_simulator(&sim);
+    sim.shutdown();
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(if !report.passed() && status == ExitStatus::Success {
+        ExitStatus::RowsFailed
+    } else {
+        status
+    })
+}
+
+/// A simulator of a new app (no accounts yet) with latency and injected faults.
+async fn start_simulator(key: SecretKey) -> anyhow::Result<SimHandle> {
+    let mut config = SimConfig::new(DEMO_SDKAPPID, DEMO_ADMIN, key);
+    // A new app: none of the users is an account yet.
+    config.accounts = Some(Default::default());
+    config.latency_min = Duration::from_millis(20);
+    config.latency_max = Duration::from_millis(80);
+    config.faults = Faults {
+        p_40006: 0.15,
+        p_502: 0.05,
+        p_reset: 0.05,
+        max_streak_per_user: 2,
+        ..Faults::default()
+    };
+    let sim = SimHandle::start(config).await?;
+    console::err_line(&format!(
+        "demo: simulator on {} (a new app with no accounts; latency 20-80 ms; injecting 15% 40006, 5% HTTP 502, 5% connection resets)",
+        sim.url()
+    ));
+    Ok(sim)
+}
+
+/// What the simulator saw, and the profiles it now holds.
+fn show_simulator(sim: &SimHandle) {
     let stats = sim.stats();
     console::err_line(&format!("\n── what the simulator saw ──\n{stats}"));
     let accounts = sim.accounts().map_or(0, |a| a.len());
@@ -138,13 +156,6 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             .collect();
         console::err_line(&format!("{user:<16} {}", fields.join("  ")));
     }
-    sim.shutdown();
-    let _ = std::fs::remove_dir_all(&workdir);
-    Ok(if !report.passed() && status == ExitStatus::Success {
-        ExitStatus::RowsFailed
-    } else {
-        status
-    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -173,6 +173,57 @@ pub fn resolve(
 ) -> Result<Columns, HeaderError> {
     let mut problems = Vec::new();
     let user_column = user_column.or(mapping.user_column.as_deref());
+    let roles = column_roles(&names, mapping, user_column, &mut problems);
+    for ignored in &mapping.ignore {
+        if !names
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(ignored.trim()))
+        {
+            tracing::warn!("no column named \"{ignored}\" to ignore");
+        }
+    }
+
+    let mut user_indexes = roles
+        .iter()
+        .filter(|(_, r)| *r == ColumnRole::User)
+        .map(|(i, _)| *i);
+    let user_index = user_indexes.next();
+    if let Some(second) = user_indexes.next() {
+        problems.push(format!(
+            "two user columns: \"{}\" and \"{}\"",
+            names[user_index.unwrap_or_default()],
+            names[second]
+        ));
+    }
+    if user_index.is_none() {
+        problems.push(match user_column {
+            Some(wanted) => {
+                format!("no column named \"{wanted}\" (from --user-column or the mapping file)")
+            }
+            None => "no user column: name one UserID or From_Account, or pass --user-column NAME"
+                .to_string(),
+        });
+    }
+
+    check_fields(&names, &roles, &mut problems);
+
+    match (problems.is_empty(), user_index) {
+        (true, Some(user_index)) => Ok(Columns {
+            names,
+            roles: roles.into_iter().map(|(_, r)| r).collect(),
+            user_index,
+        }),
+        _ => Err(HeaderError { problems }),
+    }
+}
+
+/// Each named column's role; a column that cannot be read as one is a problem and left out.
+fn column_roles(
+    names: &[String],
+    mapping: &Mapping,
+    user_column: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Vec<(usize, ColumnRole)> {
     let mut roles = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
         let position = index + 1;
@@ -215,40 +266,14 @@ pub fn resolve(
         };
         roles.push((index, role));
     }
-    for ignored in &mapping.ignore {
-        if !names
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(ignored.trim()))
-        {
-            tracing::warn!("no column named \"{ignored}\" to ignore");
-        }
-    }
+    roles
+}
 
-    let mut user_indexes = roles
-        .iter()
-        .filter(|(_, r)| *r == ColumnRole::User)
-        .map(|(i, _)| *i);
-    let user_index = user_indexes.next();
-    if let Some(second) = user_indexes.next() {
-        problems.push(format!(
-            "two user columns: \"{}\" and \"{}\"",
-            names[user_index.unwrap_or_default()],
-            names[second]
-        ));
-    }
-    if user_index.is_none() {
-        problems.push(match user_column {
-            Some(wanted) => {
-                format!("no column named \"{wanted}\" (from --user-column or the mapping file)")
-            }
-            None => "no user column: name one UserID or From_Account, or pass --user-column NAME"
-                .to_string(),
-        });
-    }
-
+/// Two columns setting one tag, and too many custom columns.
+fn check_fields(names: &[String], roles: &[(usize, ColumnRole)], problems: &mut Vec<String>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut custom_count = 0;
-    for (index, role) in &roles {
+    for (index, role) in roles {
         if let ColumnRole::Field(tag) = role {
             if matches!(tag, Tag::Custom(_)) {
                 custom_count += 1;
@@ -271,15 +296,6 @@ pub fn resolve(
         problems.push(format!(
             "{custom_count} custom columns; Chat allows at most {MAX_CUSTOM_COLUMNS} custom fields"
         ));
-    }
-
-    match (problems.is_empty(), user_index) {
-        (true, Some(user_index)) => Ok(Columns {
-            names,
-            roles: roles.into_iter().map(|(_, r)| r).collect(),
-            user_index,
-        }),
-        _ => Err(HeaderError { problems }),
     }
 }
 

@@ -195,6 +195,68 @@ pub fn write_json_value(path: &std::path::Path, json: &serde_json::Value) -> any
     Ok(())
 }
 
+impl Summary {
+    /// The send's own lines: rows left pending, requests, the pace, the account pass.
+    fn write_requests(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
+        writeln!(
+            f,
+            "requests         {:>10}   ({} retries, {} throttled)",
+            self.requests, self.retries, self.throttled
+        )?;
+        match self.pace {
+            Some((lowest, now)) if self.throttled > 0 => writeln!(
+                f,
+                "pace             {now:>8.0}/s   (lowest {lowest:.0}/s while Chat throttled)"
+            )?,
+            Some((_, now)) => writeln!(f, "pace             {now:>8.0}/s")?,
+            None => {}
+        }
+        if let Some(accounts) = &self.accounts {
+            writeln!(f, "accounts         {accounts}")?;
+        }
+        Ok(())
+    }
+
+    fn write_duplicates(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dupes = &self.duplicates;
+        if dupes.users == 0 {
+            return writeln!(f, "duplicate users  {:>10}", 0);
+        }
+        let at_least = if dupes.lower_bound { "at least " } else { "" };
+        let examples: Vec<String> = dupes
+            .examples
+            .iter()
+            .map(|(id, n)| format!("{id} ×{n}"))
+            .collect();
+        writeln!(
+            f,
+            "duplicate users  {:>10}   ({at_least}{} extra rows; the last row for a user wins): {}",
+            dupes.users,
+            dupes.extra_rows,
+            examples.join(", ")
+        )
+    }
+
+    fn write_elapsed(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        if self.dry_run {
+            let rate = if secs > 0.0 {
+                self.rows as f64 / secs
+            } else {
+                0.0
+            };
+            writeln!(f, "elapsed          {secs:>9.2}s   ({rate:.0} rows/s)")
+        } else {
+            writeln!(
+                f,
+                "elapsed          {secs:>9.1}s   (mean {:.1} requests/s)",
+                self.mean_rate()
+            )
+        }
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let title = if self.dry_run {
@@ -238,57 +300,10 @@ impl fmt::Display for Summary {
             )?;
         }
         if !self.dry_run {
-            writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
-            writeln!(
-                f,
-                "requests         {:>10}   ({} retries, {} throttled)",
-                self.requests, self.retries, self.throttled
-            )?;
-            match self.pace {
-                Some((lowest, now)) if self.throttled > 0 => writeln!(
-                    f,
-                    "pace             {now:>8.0}/s   (lowest {lowest:.0}/s while Chat throttled)"
-                )?,
-                Some((_, now)) => writeln!(f, "pace             {now:>8.0}/s")?,
-                None => {}
-            }
-            if let Some(accounts) = &self.accounts {
-                writeln!(f, "accounts         {accounts}")?;
-            }
+            self.write_requests(f)?;
         }
-        let dupes = &self.duplicates;
-        if dupes.users > 0 {
-            let at_least = if dupes.lower_bound { "at least " } else { "" };
-            let examples: Vec<String> = dupes
-                .examples
-                .iter()
-                .map(|(id, n)| format!("{id} ×{n}"))
-                .collect();
-            writeln!(
-                f,
-                "duplicate users  {:>10}   ({at_least}{} extra rows; the last row for a user wins): {}",
-                dupes.users,
-                dupes.extra_rows,
-                examples.join(", ")
-            )?;
-        } else {
-            writeln!(f, "duplicate users  {:>10}", 0)?;
-        }
-        let secs = self.elapsed.as_secs_f64();
-        if self.dry_run {
-            let rate = if secs > 0.0 {
-                self.rows as f64 / secs
-            } else {
-                0.0
-            };
-            writeln!(f, "elapsed          {secs:>9.2}s   ({rate:.0} rows/s)")?;
-        } else {
-            writeln!(
-                f,
-                "elapsed          {secs:>9.1}s   (mean {:.1} requests/s)",
-                self.mean_rate()
-            )?;
-        }
+        self.write_duplicates(f)?;
+        self.write_elapsed(f)?;
         match &self.failure_csv {
             Some(path) => writeln!(f, "failure CSV      {}", path.display())?,
             None => writeln!(f, "failure CSV      none (no row failed)")?,
