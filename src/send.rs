@@ -183,6 +183,12 @@ pub async fn run(
     let started = Instant::now();
     // Held until this function returns: no second run on the same journal meanwhile.
     let _lock = crate::lock::RunLock::acquire(&job.journal)?;
+    // `--state` is locked like the journal, and before any file is touched: a run refused
+    // here must leave the last run's journal and failure CSV as they were.
+    let _state_lock = match &job.state {
+        Some(path) => Some(crate::lock::RunLock::acquire(path)?),
+        None => None,
+    };
     let mut input = CsvInput::open(&job.input)?;
     let mapper = RowMapper::new(input.columns.clone(), job.rules);
     let delimiter = job.input.delimiter;
@@ -254,11 +260,7 @@ pub async fn run(
         }
     };
     let mut reader_resume = reader_resume;
-    // `--state`: locked like the journal, and loaded before anything is sent.
-    let _state_lock = match &job.state {
-        Some(path) => Some(crate::lock::RunLock::acquire(path)?),
-        None => None,
-    };
+    // `--state`: loaded before anything is sent.
     let state_db = match &job.state {
         Some(path) => {
             let (db, index) =
