@@ -248,6 +248,8 @@ pub struct Watched {
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr to its end; joined once the process exits, so nothing is missed.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watched {
@@ -262,7 +264,7 @@ impl Watched {
         let (tx, lines) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(String::new()));
         let all = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,6 +277,7 @@ impl Watched {
             child,
             lines,
             stderr,
+            reader: Some(reader),
         }
     }
 
@@ -311,14 +314,19 @@ impl Watched {
             .clone()
     }
 
-    /// Waits for the process to exit, at most `limit` (then kills it and panics), and returns
-    /// its exit code (`-1` for a signal) and the time it took to exit.
+    /// Waits for the process to exit, at most `limit` (then kills it and panics), and for its
+    /// stderr to be read to the end; returns its exit code (`-1` for a signal) and the time it
+    /// took to exit.
     #[track_caller]
     pub fn wait(&mut self, limit: Duration) -> (i32, Duration) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the binary") {
-                return (status.code().unwrap_or(-1), started.elapsed());
+                let took = started.elapsed();
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return (status.code().unwrap_or(-1), took);
             }
             if started.elapsed() > limit {
                 let _ = self.child.kill();
