@@ -1,6 +1,6 @@
 //! Chat accounts and read-back: portrait_set's 40003 for users who are not accounts,
-//! `--create-accounts` (batch, account-list, on-demand), `check-accounts`, `verify`, and the
-//! adaptive pace living under a server limit below `--rate`.
+//! `--create-accounts` (batch, account-list, on-demand), `check-accounts`, `verify`, and a
+//! signal during the account pass.
 //!
 //! Every test runs the real binary in its own temporary directory against its own in-process
 //! simulator on a port-0 loopback listener. The binary runs on a blocking thread while the
@@ -217,7 +217,13 @@ async fn create_accounts_imports_them_all_and_verify_finds_no_difference() {
     );
     assert_eq!(stats.count_for("portrait_set", "0"), 1000, "{stats}");
     assert_eq!(stats.count_for("portrait_set", "40003"), 0, "{stats}");
-    assert_eq!(sim.profiles().len(), 1000);
+    // What Chat holds, against values written here (not the importer's own mapping).
+    let profiles = sim.profiles();
+    assert_eq!(profiles.len(), 1000);
+    for i in 0..1000 {
+        let want: BTreeMap<String, Value> = [(NICK.to_string(), Value::from(nick_of(i)))].into();
+        assert_eq!(profiles[&user(i)], want, "{}", user(i));
+    }
 
     let verify = exec(tool(&ws, &sim, &["verify", "users.csv"])).await;
     verify.assert_code(0);
@@ -225,6 +231,29 @@ async fn create_accounts_imports_them_all_and_verify_finds_no_difference() {
     assert_eq!(verify.count("users checked"), 1000, "{}", verify.stderr);
     assert_eq!(verify.count("values compared"), 1000, "{}", verify.stderr);
     assert!(!ws.path("users.diff.csv").exists());
+
+    // And verify does see a value Chat holds that the CSV does not say: one user changed
+    // behind its back is exactly one difference, named in the diff CSV.
+    write_csv(
+        &ws,
+        "planted.csv",
+        &["UserID", "Nick"],
+        &[vec![user(7), "Planted".into()]],
+    );
+    import(&ws, &sim, "planted.csv", &[]).await.assert_code(0);
+    let verify = exec(tool(&ws, &sim, &["verify", "users.csv"])).await;
+    verify.assert_code(3);
+    assert_eq!(verify.count("differences"), 1, "{}", verify.stderr);
+    let diff = read_csv(&ws.path("users.diff.csv"));
+    assert_eq!(
+        diff[1..],
+        [vec![
+            user(7),
+            NICK.to_string(),
+            json!(nick_of(7)).to_string(),
+            json!("Planted").to_string(),
+        ]]
+    );
 
     eprintln!(
         "[create_accounts] rows {} ok {} | {} | requests by command {:?} | verify: users {} values {} differences {}",
@@ -576,6 +605,19 @@ async fn verify_reports_each_difference_and_writes_a_diff_csv() {
     want.sort();
     assert_eq!(diff, want);
 
+    // Chat holds the imported file's values, as written here: `dup_a`'s last row.
+    let profiles = sim.profiles();
+    for i in 0..100 {
+        let want: BTreeMap<String, Value> = [
+            (NICK.to_string(), Value::from(nick_of(i))),
+            (LEVEL.to_string(), json!(i)),
+        ]
+        .into();
+        assert_eq!(profiles[&user(i)], want, "{}", user(i));
+    }
+    assert_eq!(profiles["dup_a"][NICK], Value::from("Second A"));
+    assert_eq!(profiles["dup_a"][LEVEL], json!(2));
+    assert_eq!(profiles["dup_b"][NICK], Value::from("B"));
     // The imported file itself matches: `dup_a` is compared with its last row, not its first.
     let same = exec(tool(&ws, &sim, &["verify", "import.csv"])).await;
     same.assert_code(0);
@@ -603,72 +645,129 @@ async fn verify_reports_each_difference_and_writes_a_diff_csv() {
     );
 }
 
-// ── 8. the adaptive pace under a server limit ──────────────────────────────────────────────
+// ── 7b. verify and typed fields ────────────────────────────────────────────────────────────
 
+/// Friendly spellings, dates and padded numbers: Chat must hold the exact values written out
+/// here, and verify (which maps the CSV the way the import does) must agree with Chat. A
+/// mapping mistake shared by the import and verify (say `m` sent as Gender_Type_Female) would
+/// leave verify at zero differences; the hand-written values catch it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
-    const LIMIT: u32 = 80;
-    const ROWS: usize = 1500;
+async fn verify_and_chat_agree_with_hand_written_values_of_typed_fields() {
     let ws = Workspace::new();
-    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
-    config.limit_per_sec = LIMIT;
-    config.latency_min = Duration::from_millis(5);
-    config.latency_max = Duration::from_millis(20);
-    let sim = start(config).await;
-    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(ROWS));
+    let sim = start(sim_config()).await;
+    let header = [
+        "UserID",
+        "Gender",
+        "AllowType",
+        "AdminForbidType",
+        "BirthDay",
+        "Level",
+        "Language",
+        "Role",
+        "Location",
+        "SelfSignature",
+    ];
+    let rows: Vec<Vec<String>> = [
+        [
+            "typed_1",
+            "m",
+            "deny",
+            "send_out",
+            "1990-04-12",
+            " 007 ",
+            "2",
+            "1",
+            "Zürich",
+            "Hi, \"all\"",
+        ],
+        [
+            "typed_2",
+            "F",
+            "allow_any",
+            "none",
+            "19851130",
+            "0",
+            "0",
+            "4294967295",
+            "深圳",
+            "热爱生活 🚀",
+        ],
+        [
+            "typed_3",
+            "Gender_Type_Unknown",
+            "NEED_CONFIRM",
+            "AdminForbid_Type_None",
+            "0",
+            "12",
+            "1",
+            "0",
+            "",
+            "",
+        ],
+    ]
+    .iter()
+    .map(|row| row.iter().map(|c| c.to_string()).collect())
+    .collect();
+    write_csv(&ws, "typed.csv", &header, &rows);
+    import(&ws, &sim, "typed.csv", &[]).await.assert_code(0);
 
-    let started = Instant::now();
-    let run = exec(tool(
-        &ws,
-        &sim,
-        &["import", "users.csv", "--no-progress", "--rate", "200"],
-    ))
-    .await;
-    let wall = started.elapsed();
-    let stats = sim.stats();
-    let throttled = stats.count_for("portrait_set", "60007");
-    let accepted = stats.count_for("portrait_set", "0");
-    eprintln!(
-        "[adaptive] sim limit {LIMIT}/s, --rate 200, {ROWS} rows: sim mean {:.1} requests/s, \
-         {} requests, {throttled} throttled (60007, {:.1} %), {accepted} accepted, \
-         max {} portrait_set arrivals in any 1 s window, wall {:.1}s | client: {} | {} | {}",
-        stats.mean_rate,
-        stats.requests,
-        100.0 * throttled as f64 / stats.requests.max(1) as f64,
-        stats.max_in_any_window,
-        wall.as_secs_f64(),
-        line_of(&run, "pace"),
-        line_of(&run, "requests"),
-        line_of(&run, "elapsed"),
-    );
+    let tag = |name: &str| format!("Tag_Profile_IM_{name}");
+    let profile = |items: &[(&str, Value)]| -> BTreeMap<String, Value> {
+        items.iter().map(|(n, v)| (tag(n), v.clone())).collect()
+    };
+    let want: BTreeMap<String, BTreeMap<String, Value>> = [
+        (
+            "typed_1".to_string(),
+            profile(&[
+                ("Gender", json!("Gender_Type_Male")),
+                ("AllowType", json!("AllowType_Type_DenyAny")),
+                ("AdminForbidType", json!("AdminForbid_Type_SendOut")),
+                ("BirthDay", json!(19900412)),
+                ("Level", json!(7)),
+                ("Language", json!(2)),
+                ("Role", json!(1)),
+                ("Location", json!("Zürich")),
+                ("SelfSignature", json!("Hi, \"all\"")),
+            ]),
+        ),
+        (
+            "typed_2".to_string(),
+            profile(&[
+                ("Gender", json!("Gender_Type_Female")),
+                ("AllowType", json!("AllowType_Type_AllowAny")),
+                ("AdminForbidType", json!("AdminForbid_Type_None")),
+                ("BirthDay", json!(19851130)),
+                ("Level", json!(0)),
+                ("Language", json!(0)),
+                ("Role", json!(4294967295u32)),
+                ("Location", json!("深圳")),
+                ("SelfSignature", json!("热爱生活 🚀")),
+            ]),
+        ),
+        (
+            "typed_3".to_string(),
+            profile(&[
+                ("Gender", json!("Gender_Type_Unknown")),
+                ("AllowType", json!("AllowType_Type_NeedConfirm")),
+                ("AdminForbidType", json!("AdminForbid_Type_None")),
+                ("BirthDay", json!(0)),
+                ("Level", json!(12)),
+                ("Language", json!(1)),
+                ("Role", json!(0)),
+            ]),
+        ),
+    ]
+    .into();
+    assert_eq!(sim.profiles(), want);
 
-    run.assert_code(0);
-    assert_eq!(run.count("ok"), ROWS as u64, "{}", run.stderr);
-    assert!(!ws.path("users.failures.csv").exists());
-    // Nothing lost, nothing applied twice.
-    assert_eq!(accepted, ROWS as u64, "{stats}");
-    assert_eq!(stats.applied, ROWS as u64, "{stats}");
-    assert_eq!(sim.profiles().len(), ROWS);
-    // Settles near the server's limit, not near --rate, and not far below it.
-    assert!(
-        (50.0..=85.0).contains(&stats.mean_rate),
-        "mean {:.1}/s\n{stats}",
-        stats.mean_rate
-    );
-    // It did meet the limit, and backed off instead of hammering it.
-    assert!(throttled > 0, "{stats}");
-    assert!(
-        throttled * 10 < stats.requests,
-        "{throttled} throttled of {} requests\n{stats}",
-        stats.requests
-    );
-    // The simulator accepts at most LIMIT in any window; arrivals beyond that are the
-    // refused ones, so a window can exceed LIMIT only by requests that were throttled.
-    assert!(
-        stats.max_in_any_window <= u64::from(LIMIT) + throttled,
-        "{stats}"
-    );
+    let verify = exec(tool(&ws, &sim, &["verify", "typed.csv"])).await;
+    verify.assert_code(0);
+    assert_eq!(verify.count("users checked"), 3, "{}", verify.stderr);
+    assert_eq!(verify.count("differences"), 0, "{}", verify.stderr);
 }
+
+// ── 8. a signal during the account pass ─────────────────────────────────────────────────
+// (The adaptive pace under a server limit is a wall-clock test: tests/timing.rs.)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_during_the_account_pass_stops_with_130_and_sends_no_profile() {

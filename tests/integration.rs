@@ -1,10 +1,12 @@
 //! Integration tests: each runs the real `profile-import` binary on files in its own temporary
-//! directory. Shared helpers live in `util`; add one module per area below.
+//! directory. Shared helpers live in `util`; add one module per area below. Wall-clock tests
+//! are a test binary of their own: `tests/timing.rs`.
 
 mod util;
 
 mod accounts;
 mod cli;
+mod commands;
 mod corpus;
 mod dry_run;
 mod error_classes;
@@ -12,8 +14,10 @@ mod input_edges;
 mod layers;
 mod ops;
 mod reliability;
+mod resume;
 mod security;
 mod send;
 mod settings;
+mod signals;
 mod standard_fields;
 mod state;

@@ -2,10 +2,12 @@
 //! prints or writes, at any verbosity; every file it writes is private (mode 0600).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
+
+use crate::util::tool_command;
 
 const APP: u64 = 1_400_000_000;
 const SENTINEL_KEY: &str = "SENTINEL-KEY-7f3a9c";
@@ -29,7 +31,7 @@ fn write_input(dir: &Path) -> std::path::PathBuf {
 
 /// Runs the binary at trace level; returns stdout + stderr.
 fn run(dir: &Path, input: &Path, sim: &SimHandle, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let output = tool_command()
         .arg("-vvv")
         .arg("import")
         .arg(input)
@@ -38,8 +40,6 @@ fn run(dir: &Path, input: &Path, sim: &SimHandle, env: &[(&str, &str)]) -> (Opti
         .arg("--summary-json")
         .arg(dir.join("summary.json"))
         .env("RUST_LOG", "trace")
-        .env_remove("PROFILE_IMPORT_SECRET_KEY")
-        .env_remove("PROFILE_IMPORT_USERSIG")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
@@ -129,18 +129,48 @@ async fn a_sentinel_usersig_never_appears_even_when_chat_rejects_it() {
     check_files(dir.path(), &input, &[SENTINEL_SIG, "usersig="]);
 }
 
-#[test]
-fn usersig_command_output_is_the_only_place_a_usersig_is_printed() {
-    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
-        .args(["usersig", "--sdkappid", "1400000000"])
+/// What `usersig` is for: one line on stdout that Chat accepts as the admin's UserSig for
+/// the configured app, valid for the default day; the key appears nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersig_command_prints_one_usersig_that_chat_accepts_and_never_the_key() {
+    let output = tool_command()
+        .args(["usersig", "--sdkappid", &APP.to_string()])
         .env("PROFILE_IMPORT_SECRET_KEY", SENTINEL_KEY)
-        .env_remove("PROFILE_IMPORT_USERSIG")
         .output()
         .unwrap();
     assert!(output.status.success());
-    let sig = String::from_utf8(output.stdout).unwrap();
-    let doc = profile_import::chat::usersig::decode(sig.trim()).unwrap();
-    assert_eq!(doc.identifier, "administrator");
-    assert!(!sig.contains(SENTINEL_KEY));
-    assert!(!String::from_utf8_lossy(&output.stderr).contains(SENTINEL_KEY));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let sig = stdout.trim();
+    assert!(!stdout.contains(SENTINEL_KEY) && !stderr.contains(SENTINEL_KEY));
+    assert!(!stderr.contains(sig), "the UserSig is on stderr too");
+    let doc = profile_import::chat::usersig::decode(sig).unwrap();
+    assert_eq!(
+        (doc.identifier.as_str(), doc.sdkappid, doc.expire),
+        ("administrator", APP, 86_400)
+    );
+
+    // A simulator holding the same key accepts it for a real call.
+    let sim = SimHandle::start(SimConfig::new(
+        APP,
+        "administrator",
+        SecretKey::new(SENTINEL_KEY),
+    ))
+    .await
+    .unwrap();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/v4/profile/portrait_set?sdkappid={APP}&identifier=administrator&usersig={sig}&random=7&contenttype=json",
+            sim.url()
+        ))
+        .body(r#"{"From_Account":"user_1","ProfileItem":[{"Tag":"Tag_Profile_IM_Nick","Value":"n"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["ErrorCode"], 0, "{answer}");
+    assert_eq!(sim.profiles()["user_1"]["Tag_Profile_IM_Nick"], "n");
 }

@@ -1,19 +1,15 @@
 //! Connection settings: a flag wins over the environment, the environment over the config
 //! file; the UserSig printed by `usersig` shows which SDKAppID and admin won.
 
-use std::process::Command;
-
 use profile_import::chat::usersig;
+
+use crate::util::tool_command;
 
 /// Runs `usersig`; returns the printed UserSig and its decoded document.
 fn usersig_with(args: &[&str], env: &[(&str, &str)]) -> (String, usersig::SigDocument) {
-    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let output = tool_command()
         .arg("usersig")
         .args(args)
-        .env_remove("PROFILE_IMPORT_SDKAPPID")
-        .env_remove("PROFILE_IMPORT_ADMIN")
-        .env_remove("PROFILE_IMPORT_USERSIG")
-        .env_remove("PROFILE_IMPORT_KEY_FILE")
         .env("PROFILE_IMPORT_SECRET_KEY", "settings-key")
         .envs(env.iter().copied())
         .output()
@@ -88,11 +84,9 @@ fn a_key_file_readable_by_others_gets_a_warning() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let output = tool_command()
         .args(["usersig", "--sdkappid", "1400000000", "--key-file"])
         .arg(&key)
-        .env_remove("PROFILE_IMPORT_SECRET_KEY")
-        .env_remove("PROFILE_IMPORT_USERSIG")
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -113,7 +107,7 @@ fn a_key_file_readable_by_others_gets_a_warning() {
 #[test]
 fn a_usersig_lifetime_out_of_range_is_a_usage_error() {
     for ttl in ["59", "315360001", "18446744073709551615"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+        let output = tool_command()
             .args(["usersig", "--sdkappid", "1400000000", "--usersig-ttl", ttl])
             .env("PROFILE_IMPORT_SECRET_KEY", "settings-key")
             .output()

@@ -7,9 +7,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use profile_import::chat::usersig::SecretKey;
-use profile_import::input::header::{clean_name, resolve, Mapping};
-use profile_import::input::row::{RowMapper, RowRules, Verdict};
 use profile_import::sim::{SimConfig, SimHandle};
+
+use crate::util::tool_command;
 
 const APP: u64 = 1_400_000_000;
 const KEY: &str = "state-test-key-91c2";
@@ -48,7 +48,7 @@ fn import(sim: &SimHandle, csv: &Path, state: &Path, extra: &[&str]) -> Command 
     } else {
         &["--rate", "5000"]
     };
-    let mut command = Command::new(env!("CARGO_BIN_EXE_profile-import"));
+    let mut command = tool_command();
     command
         .arg("import")
         .arg(csv)
@@ -58,7 +58,6 @@ fn import(sim: &SimHandle, csv: &Path, state: &Path, extra: &[&str]) -> Command 
         .args(["--no-progress", "-q", "--concurrency", "32"])
         .args(rate)
         .args(extra)
-        .env_remove("RUST_LOG")
         .env("PROFILE_IMPORT_SECRET_KEY", KEY)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -99,6 +98,8 @@ async fn an_unchanged_rerun_sends_nothing_and_100_changes_send_exactly_100() {
     let sent_first = sim.stats().requests;
     assert_eq!(sent_first, 9_000, "{first}");
     assert_eq!(count(&first, "superseded"), 1_000);
+    // The state holds, for every user, the hash of the body of their last row.
+    assert_eq!(exported(&state), hex(&expected_hashes(10_000, 9_000)));
 
     let second = ran(import(&sim, &csv, &state, &[]).output().unwrap());
     let sent_second = sim.stats().requests - sent_first;
@@ -124,7 +125,7 @@ async fn an_unchanged_rerun_sends_nothing_and_100_changes_send_exactly_100() {
     }
 
     // A dry run with the state predicts the next sync: nothing to send.
-    let dry = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let dry = tool_command()
         .args(["import", "--dry-run", "--state"])
         .arg(&state)
         .arg(&csv)
@@ -138,7 +139,7 @@ async fn an_unchanged_rerun_sends_nothing_and_100_changes_send_exactly_100() {
     ran(import(&sim, &csv, &state, &["--full"]).output().unwrap());
     assert_eq!(sim.stats().requests - sent_first - sent_third, 9_000);
 
-    let stats = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let stats = tool_command()
         .args(["state", "stats"])
         .arg(&state)
         .output()
@@ -165,11 +166,10 @@ async fn a_dry_run_of_a_large_file_predicts_the_sync_exactly() {
     let superseded: Vec<usize> = (0..1_000).step_by(50).collect();
     let changed: Vec<usize> = counted.iter().chain(&superseded).copied().collect();
     write_padded_csv(&csv, 10_000, 9_000, &changed, 430);
-    let dry = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let dry = tool_command()
         .args(["import", "--dry-run", "-vv", "--state"])
         .arg(&state)
         .arg(&csv)
-        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let dry = ran(dry);
@@ -186,30 +186,36 @@ async fn a_dry_run_of_a_large_file_predicts_the_sync_exactly() {
     );
 }
 
-/// The hash of each user's last valid row, as the importer computes it.
-fn expected_hashes(csv: &Path) -> HashMap<String, u64> {
-    let mut reader = csv::ReaderBuilder::new().from_path(csv).unwrap();
-    let names = reader.headers().unwrap().iter().map(clean_name).collect();
-    let mapper = RowMapper::new(
-        resolve(names, &Mapping::default(), None).unwrap(),
-        RowRules::default(),
-    );
-    let mut out = HashMap::new();
-    let mut body = Vec::new();
-    for record in reader.byte_records() {
-        let record = record.unwrap();
-        if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-            out.insert(
-                user_id.to_string(),
-                profile_import::store::state::body_hash(&body),
-            );
-        }
-    }
-    out
+/// The request body for one row of [`write_csv`], written out by hand: what the README calls
+/// the body Chat accepted, and what the state's hash stands for.
+fn hand_built_body(user: &str, nick: &str, level: u64) -> String {
+    format!(
+        r#"{{"From_Account":"{user}","ProfileItem":[{{"Tag":"Tag_Profile_IM_Nick","Value":"{nick}"}},{{"Tag":"Tag_Profile_IM_Level","Value":{level}}}]}}"#
+    )
+}
+
+/// The state's hash of each user's last row of a [`write_csv`] file with no changed rows,
+/// computed from hand-built bodies rather than the importer's own row mapper.
+fn expected_hashes(rows: usize, users: usize) -> HashMap<String, u64> {
+    (0..rows)
+        .map(|i| {
+            let user = format!("user_{:05}", i % users);
+            let body = hand_built_body(&user, &format!("Nick {i}"), (i % 100) as u64);
+            let hash = profile_import::store::state::body_hash(body.as_bytes());
+            (user, hash)
+        })
+        .collect()
+}
+
+fn hex(hashes: &HashMap<String, u64>) -> BTreeMap<String, String> {
+    hashes
+        .iter()
+        .map(|(user, hash)| (user.clone(), format!("{hash:016x}")))
+        .collect()
 }
 
 fn exported(state: &Path) -> BTreeMap<String, String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_profile-import"))
+    let output = tool_command()
         .args(["state", "export"])
         .arg(state)
         .output()
@@ -230,7 +236,7 @@ async fn a_kill_leaves_state_and_chat_consistent_and_a_rerun_completes_them() {
     let dir = tempfile::tempdir().unwrap();
     let (csv, state): (PathBuf, PathBuf) = (dir.path().join("users.csv"), dir.path().join("s.db"));
     write_csv(&csv, 4_000, 4_000, &[]);
-    let expected = expected_hashes(&csv);
+    let expected = expected_hashes(4_000, 4_000);
     let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
     config.limit_per_sec = 0;
     config.latency_min = Duration::from_millis(2);
@@ -285,4 +291,241 @@ async fn a_kill_leaves_state_and_chat_consistent_and_a_rerun_completes_them() {
     let before = sim.stats().requests;
     ran(import(&sim, &csv, &state, &[]).output().unwrap());
     assert_eq!(sim.stats().requests, before);
+}
+
+/// The rows of `journal` that say `ok`.
+fn journalled_ok(journal: &Path) -> u64 {
+    std::fs::read_to_string(journal)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("r ") && line.split(' ').nth(4) == Some("ok"))
+        .count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_with_resume_after_a_kill_sends_only_the_unjournalled_rows_and_the_next_sync_the_rest(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 3_000, 3_000, &[]);
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config.latency_min = Duration::from_millis(2);
+    config.latency_max = Duration::from_millis(10);
+    let sim = SimHandle::start(config).await.unwrap();
+
+    let mut child = import(&sim, &csv, &state, &["--rate", "800", "--resume"])
+        .spawn()
+        .unwrap();
+    while sim.stats().applied < 1_000 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the import ended before the kill: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let before = crate::util::fixture::settled(&sim).await;
+    let ok_at_kill = journalled_ok(&dir.path().join("users.journal"));
+    let state_at_kill = exported(&state).len() as u64;
+    // Chat's acceptance reaches the journal at once and the state about once a second.
+    assert!(
+        state_at_kill <= ok_at_kill,
+        "{state_at_kill} > {ok_at_kill}"
+    );
+
+    // --resume with --state: the journal's rows are not read again, and every other row is
+    // sent (none of them can be in the state, which only ever lags the journal).
+    let resumed = ran(import(&sim, &csv, &state, &["--resume"]).output().unwrap());
+    assert_eq!(
+        sim.stats().requests - before,
+        3_000 - ok_at_kill,
+        "{resumed}"
+    );
+    // Rows the journal had but the state had not committed are left to the next sync, which
+    // sends exactly those and nothing else.
+    let in_state = exported(&state).len() as u64;
+    let before = sim.stats().requests;
+    let sync = ran(import(&sim, &csv, &state, &[]).output().unwrap());
+    assert_eq!(sim.stats().requests - before, 3_000 - in_state, "{sync}");
+    assert_eq!(count(&sync, "unchanged"), in_state, "{sync}");
+    assert_eq!(exported(&state), hex(&expected_hashes(3_000, 3_000)));
+    let profiles = sim.profiles();
+    for i in 0..3_000 {
+        let user = format!("user_{i:05}");
+        assert_eq!(profiles[&user]["Tag_Profile_IM_Nick"], format!("Nick {i}"));
+    }
+    let before = sim.stats().requests;
+    ran(import(&sim, &csv, &state, &["--resume"]).output().unwrap());
+    ran(import(&sim, &csv, &state, &[]).output().unwrap());
+    assert_eq!(sim.stats().requests, before, "nothing left to send");
+}
+
+/// Every file in `dir` but the input has mode 0600.
+#[cfg(unix)]
+fn assert_private_files(dir: &Path, input: &Path) {
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path == input {
+            continue;
+        }
+        assert_eq!(
+            crate::util::mode(&path),
+            0o600,
+            "{} is not private",
+            path.display()
+        );
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    assert!(
+        checked.iter().any(|name| name == "s.db"),
+        "the state was checked: {checked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_with_create_accounts_imports_the_accounts_and_syncs_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 500, 500, &[]);
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    // A new app: no user is an account yet.
+    config.accounts = Some(Default::default());
+    let sim = SimHandle::start(config).await.unwrap();
+    let by_command = |command: &str| sim.stats().by_command.get(command).copied().unwrap_or(0);
+
+    ran(import(&sim, &csv, &state, &["--create-accounts"])
+        .output()
+        .unwrap());
+    assert_eq!(by_command("multiaccount_import"), 5);
+    assert_eq!(by_command("portrait_set"), 500);
+    assert_eq!(sim.stats().count_for("portrait_set", "0"), 500);
+    assert_eq!(sim.accounts().unwrap().len(), 500);
+    assert_eq!(exported(&state), hex(&expected_hashes(500, 500)));
+
+    // The unchanged rerun imports the accounts again (harmless, README) but sends no profile.
+    let rerun = ran(import(&sim, &csv, &state, &["--create-accounts"])
+        .output()
+        .unwrap());
+    assert_eq!(count(&rerun, "unchanged"), 500, "{rerun}");
+    assert_eq!(by_command("portrait_set"), 500);
+    assert_eq!(by_command("multiaccount_import"), 10);
+
+    // Two changed rows: two profiles sent.
+    write_csv(&csv, 500, 500, &[3, 250]);
+    ran(import(&sim, &csv, &state, &["--create-accounts"])
+        .output()
+        .unwrap());
+    assert_eq!(by_command("portrait_set"), 502);
+    let profiles = sim.profiles();
+    assert_eq!(
+        profiles["user_00003"]["Tag_Profile_IM_Nick"],
+        "Nick 3 (changed)"
+    );
+    assert_eq!(
+        profiles["user_00250"]["Tag_Profile_IM_Nick"],
+        "Nick 250 (changed)"
+    );
+    assert_eq!(profiles["user_00004"]["Tag_Profile_IM_Nick"], "Nick 4");
+
+    // The state database and everything else the runs wrote are private.
+    #[cfg(unix)]
+    {
+        let export = dir.path().join("export.csv");
+        let output = tool_command()
+            .args(["state", "export"])
+            .arg(&state)
+            .arg("--output")
+            .arg(&export)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        assert_private_files(dir.path(), &csv);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_is_locked_while_a_run_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.db");
+    let (first_csv, second_csv) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    write_csv(&first_csv, 300, 300, &[]);
+    std::fs::write(&second_csv, "UserID,Nick\nother_1,Other\n").unwrap();
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config.latency_min = Duration::from_millis(20);
+    config.latency_max = Duration::from_millis(40);
+    let sim = SimHandle::start(config).await.unwrap();
+
+    let mut first = import(&sim, &first_csv, &state, &["--rate", "50"])
+        .spawn()
+        .unwrap();
+    while sim.stats().requests < 5 {
+        assert!(first.try_wait().unwrap().is_none(), "the run ended early");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lock = dir.path().join("s.db.lock");
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap().trim(),
+        first.id().to_string(),
+        "the lock names its holder"
+    );
+    #[cfg(unix)]
+    assert_eq!(crate::util::mode(&lock), 0o600);
+
+    // Another input (its own journal) on the same state is refused: exit 4, nothing sent,
+    // and nothing of that input's last run touched (its failure CSV still lists what failed).
+    let earlier_failures = "UserID,Nick,_error_code,_error_message,_stage,_attempts,_line\n\
+                            other_0,Old,40003,not an account,send,1,2\n";
+    std::fs::write(dir.path().join("b.failures.csv"), earlier_failures).unwrap();
+    let second = import(&sim, &second_csv, &state, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert!(stderr.contains("s.db.lock"), "{stderr}");
+    assert!(!sim.profiles().contains_key("other_1"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b.failures.csv")).unwrap(),
+        earlier_failures,
+        "the refused run replaced the last run's failure CSV"
+    );
+    assert!(
+        !dir.path().join("b.journal").exists(),
+        "the refused run wrote a journal"
+    );
+
+    // The killed holder's lock is stale: the next run takes it over.
+    first.kill().unwrap();
+    let _ = first.wait();
+    ran(import(&sim, &second_csv, &state, &[]).output().unwrap());
+    assert_eq!(sim.profiles()["other_1"]["Tag_Profile_IM_Nick"], "Other");
+    assert!(!lock.exists(), "the lock is removed at the end of a run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_500_000_repeated_users_are_refused_under_state() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    // 500,001 users, each with two rows.
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    writeln!(file, "UserID,Level").unwrap();
+    for pass in 0..2 {
+        for i in 0..500_001 {
+            writeln!(file, "u{i:06},{pass}").unwrap();
+        }
+    }
+    file.flush().unwrap();
+    drop(file);
+    let refused = "too many repeated UserIDs";
+    // Only the sync itself is run: a debug build reads these million rows for about ten
+    // seconds of CPU per command (`import --dry-run --state` refuses with the same message).
+    let sim = sim().await;
+    let output = import(&sim, &csv, &state, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(refused), "{stderr}");
+    assert_eq!(sim.stats().requests, 0, "nothing is sent");
 }

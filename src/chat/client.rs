@@ -293,7 +293,24 @@ mod tests {
             unix_now()
         )
         .is_ok());
+        // After 70001 the sig is replaced at once, even though its renewal is not due.
+        {
+            let mut sig = client.sig.lock().unwrap();
+            sig.usersig = "rejected".into();
+            sig.renew_at = u64::MAX;
+        }
+        assert_eq!(client.usersig(), "rejected", "not due: kept");
         assert!(client.renew_usersig());
+        let forced = client.usersig();
+        assert_ne!(forced, "rejected");
+        assert!(crate::chat::usersig::verify(
+            &forced,
+            &key,
+            1400000000,
+            "administrator",
+            unix_now()
+        )
+        .is_ok());
 
         let fixed = ChatClient::new(
             connection(Credentials::FixedUserSig(

@@ -6,15 +6,21 @@
 
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use profile_import::chat::connection::{parse_endpoint, Connection, Credentials};
 use profile_import::chat::usersig::SecretKey;
 use profile_import::input::reader::InputOptions;
 use profile_import::input::row::RowRules;
 use profile_import::run::job::JobInput;
+use profile_import::sim::SimHandle;
 
 /// The failure CSV's appended columns, in order (mirrors `header::FAILURE_COLUMNS`).
 pub const FAILURE_COLUMNS: [&str; 5] = [
@@ -88,7 +94,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_output(output: Output) -> Run {
+    /// The run of a finished process.
+    pub fn from_output(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -166,8 +173,17 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new(bin());
+    let mut command = tool_command();
     command.args(args).current_dir(dir);
+    command.envs(env.iter().copied());
+    Run::from_output(command.output().expect("run the profile-import binary"))
+}
+
+/// The binary, in a clean environment for the tool: none of the test runner's RUST_LOG or
+/// PROFILE_IMPORT_* settings (a developer's real key or SDKAppID must not leak into a test),
+/// and no colours. Every test that runs the binary starts from this.
+pub fn tool_command() -> Command {
+    let mut command = Command::new(bin());
     for (key, _) in std::env::vars_os() {
         if key
             .to_str()
@@ -177,8 +193,183 @@ where
         }
     }
     command.env("NO_COLOR", "1");
-    command.envs(env.iter().copied());
-    Run::from_output(command.output().expect("run the profile-import binary"))
+    command
+}
+
+/// Sends `signal` (`"-INT"`, `"-TERM"`, `"-KILL"`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// Starts `command`, sends it `signal` once `sim` has seen `requests` requests, and waits for
+/// it to end (at most 20 s after the signal).
+pub async fn signalled_after(
+    mut command: Command,
+    sim: &SimHandle,
+    requests: u64,
+    signal: &str,
+) -> Run {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("start the binary");
+    let pid = child.id();
+    let waiter =
+        tokio::task::spawn_blocking(move || Run::from_output(child.wait_with_output().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.stats().requests < requests {
+        assert!(
+            !waiter.is_finished(),
+            "the import ended before it could be signalled"
+        );
+        assert!(Instant::now() < deadline, "the import never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send_signal(pid, signal);
+    match tokio::time::timeout(Duration::from_secs(20), waiter).await {
+        Ok(run) => run.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the import did not stop within 20 s of {signal}");
+        }
+    }
+}
+
+/// A running binary whose stderr is read line by line as it comes, so a test can act on what
+/// the tool says (an address to connect to, "stopping: …") instead of waiting a fixed time.
+pub struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Reads stderr to its end; joined once the process exits, so nothing is missed.
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watched {
+    /// Starts `command` with stdin closed, stdout discarded and stderr watched.
+    pub fn spawn(mut command: Command) -> Watched {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the binary");
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let all = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+        });
+        Watched {
+            child,
+            lines,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line containing `text` and returns it; panics (killing the process)
+    /// if none comes within `limit` or the process closes stderr first.
+    #[track_caller]
+    pub fn wait_for_line(&mut self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no stderr line with {text:?} within {limit:?}:\n{}",
+                        self.stderr()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits for the process to exit, at most `limit` (then kills it and panics), and for its
+    /// stderr to be read to the end; returns its exit code (`-1` for a signal) and the time it
+    /// took to exit.
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration) -> (i32, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the binary") {
+                let took = started.elapsed();
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return (status.code().unwrap_or(-1), took);
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the process did not exit within {limit:?}:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes a CSV (header first) with the csv crate, so quotes and commas are escaped properly.
+pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) {
+    let mut writer = csv::Writer::from_path(path).expect("create a test CSV");
+    writer.write_record(header).unwrap();
+    for row in rows {
+        assert_eq!(row.len(), header.len(), "test row of the wrong width");
+        writer.write_record(row).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+/// The permission bits of a file (Unix).
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 /// Reads a CSV written by the tool (header included) as text, one `Vec<String>` per record.

@@ -7,10 +7,12 @@
 //! - reading, header resolution and mapping never panic (errors are fine);
 //! - the resolved header names resolve again to the same roles, and naming any one of them as
 //!   the user column resolves or fails without panicking;
-//! - each record's line is the physical line it starts on, counted independently here;
+//! - each record's line is the physical line it starts on, counted independently here, and the
+//!   tool reads exactly as many records as that independent count;
 //! - a `Ready` body is valid JSON whose `From_Account` is the row's UserID and whose
 //!   `ProfileItem` has one item per non-blank profile cell, in column order, with the column's
-//!   tag and a value equal to the cell (text exactly, numbers and dates as parsed);
+//!   tag and a value equal to the cell (text exactly, numbers and dates as parsed, enums as
+//!   the exact value an independent friendly-to-exact table here gives for the cell);
 //! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names a violation;
 //! - `CsvInput::unterminated` flags the last record, and only it, exactly when the input ends
 //!   inside a quoted field (computed independently here), and nothing is read after it.
@@ -20,7 +22,7 @@
 use csv::ByteRecord;
 use libfuzzer_sys::fuzz_target;
 use profile_import::input::header::{self, Mapping};
-use profile_import::input::reader::{CsvInput, InputOptions};
+use profile_import::input::reader::reader::{CsvInput, InputOptions};
 use profile_import::input::profile::ValueKind;
 use profile_import::input::row::{RowMapper, Verdict};
 
@@ -58,11 +60,23 @@ fuzz_target!(|data: &[u8]| {
     let mut index = 0;
     let mut flagged = false;
     let mut last_flagged = false;
-    while let Ok(Some(line)) = input.read(&mut record) {
+    let mut read_to_the_end = false;
+    loop {
+        let line = match input.read(&mut record) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                read_to_the_end = true;
+                break;
+            }
+            Err(_) => break,
+        };
         assert!(!flagged, "a record was read after the unterminated one");
-        if let Some(&want) = expected_lines.get(index) {
-            assert_eq!(line, want, "record {index}");
-        }
+        assert!(
+            index < expected_lines.len(),
+            "record {index} read, but the independent count has only {} records",
+            expected_lines.len()
+        );
+        assert_eq!(line, expected_lines[index], "record {index}");
         index += 1;
         flagged = input.unterminated();
         last_flagged = flagged;
@@ -101,9 +115,12 @@ fuzz_target!(|data: &[u8]| {
                             let n: u64 = digits.parse().expect("digits");
                             assert_eq!(value.as_u64(), Some(n), "{item}");
                         }
-                        ValueKind::Enum(spec) => {
+                        ValueKind::Enum(_) => {
                             let sent = value.as_str().expect("an enum is a string");
-                            assert!(spec.values.iter().any(|(exact, _)| *exact == sent));
+                            let want = exact_enum_value(tag, cell).unwrap_or_else(|| {
+                                panic!("{tag}: {cell:?} is not an accepted spelling, yet was sent as {sent:?}")
+                            });
+                            assert_eq!(sent, want, "{tag}: {cell:?}");
                         }
                     }
                 }
@@ -116,6 +133,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if read_to_the_end {
+        assert_eq!(
+            index,
+            expected_lines.len(),
+            "records read vs the independent count"
+        );
+    }
     if index > 0 {
         assert_eq!(
             last_flagged,
@@ -124,6 +148,45 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// The exact Chat value for an enum cell, from a table written out here rather than taken
+/// from the tool, so a wrong entry in the tool's table (say `m` → `Gender_Type_Female`) fails:
+/// the exact values are spec §3's, the friendly spellings the README's plus the short forms the
+/// tool also accepts (`u`, `unset`, `confirm`, `allow`, `deny`, `sendout` …). A cell matches
+/// case-insensitively after trimming ASCII white space, as numbers do. `None` if the cell is
+/// not an accepted spelling. Panics for a tag that is not an enum field.
+fn exact_enum_value(tag: &str, cell: &str) -> Option<&'static str> {
+    const GENDER: &[(&str, &[&str])] = &[
+        ("Gender_Type_Unknown", &["unknown", "u", "none", "unset"]),
+        ("Gender_Type_Female", &["female", "f"]),
+        ("Gender_Type_Male", &["male", "m"]),
+    ];
+    const ALLOW_TYPE: &[(&str, &[&str])] = &[
+        (
+            "AllowType_Type_NeedConfirm",
+            &["need_confirm", "needconfirm", "confirm"],
+        ),
+        (
+            "AllowType_Type_AllowAny",
+            &["allow_any", "allowany", "allow"],
+        ),
+        ("AllowType_Type_DenyAny", &["deny_any", "denyany", "deny"]),
+    ];
+    const ADMIN_FORBID_TYPE: &[(&str, &[&str])] = &[
+        ("AdminForbid_Type_None", &["none"]),
+        ("AdminForbid_Type_SendOut", &["send_out", "sendout"]),
+    ];
+    let table = match tag {
+        "Tag_Profile_IM_Gender" => GENDER,
+        "Tag_Profile_IM_AllowType" => ALLOW_TYPE,
+        "Tag_Profile_IM_AdminForbidType" => ADMIN_FORBID_TYPE,
+        other => panic!("{other} is sent as an enum, but it is not one of Chat's enum fields"),
+    };
+    let cell = cell.trim_ascii().to_ascii_lowercase();
+    table.iter().find_map(|(exact, friendly)| {
+        (cell == exact.to_ascii_lowercase() || friendly.contains(&cell.as_str())).then_some(*exact)
+    })
+}
 
 /// True if `data` ends inside a quoted field, read the way csv reads quotes: a quote opens a
 /// quoted field only at the start of a field, `""` inside one is a literal quote, and a UTF-8

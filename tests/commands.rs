@@ -1,0 +1,106 @@
+//! The README's first command, `demo`, and the `sim` command served on a port the system
+//! picks (`--listen 127.0.0.1:0`), rehearsed against with the real binary.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::util::{read_csv, sample, send_signal, tool_command, Run, Watched, Workspace};
+
+/// The distinct UserIDs of a CSV with a `UserID` first column.
+fn users_of(path: &std::path::Path) -> BTreeSet<String> {
+    read_csv(path)
+        .into_iter()
+        .skip(1)
+        .map(|record| record[0].clone())
+        .collect()
+}
+
+#[test]
+fn demo_imports_the_sample_and_verify_finds_no_difference() {
+    let ws = Workspace::new();
+    let csv = sample("users.csv");
+    let users = users_of(&csv).len() as u64;
+    let output = tool_command()
+        .current_dir(ws.dir())
+        .arg("demo")
+        .arg(&csv)
+        .output()
+        .expect("run the demo");
+    let run = Run::from_output(output);
+    run.assert_code(0);
+    // The import through the real pipeline, despite the injected faults.
+    assert_eq!(run.count("ok"), users, "{}", run.stderr);
+    assert_eq!(run.count("failed"), 0, "{}", run.stderr);
+    // The verify line: every user read back, nothing differs.
+    assert_eq!(run.count("users checked"), users, "{}", run.stderr);
+    assert_eq!(run.count("differences"), 0, "{}", run.stderr);
+    assert_eq!(run.count("missing accounts"), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{users} now exist")),
+        "the demo created the accounts:\n{}",
+        run.stderr
+    );
+    // It leaves nothing in the directory it ran in.
+    assert_eq!(std::fs::read_dir(ws.dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn sim_command_serves_on_a_port_it_picks_and_reports_what_it_saw_on_ctrl_c() {
+    let ws = Workspace::new();
+    let mut sim_command = tool_command();
+    sim_command.args(["sim", "--listen", "127.0.0.1:0", "--latency-ms", "1-5"]);
+    let mut sim = Watched::spawn(sim_command);
+    let line = sim.wait_for_line("simulator listening on", Duration::from_secs(30));
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+
+    // Rehearse with the sample, signing with the simulator's default key as its help says.
+    let csv = sample("users.csv");
+    let users = users_of(&csv).len() as u64;
+    let connection = ["--sdkappid", "1400000000", "--endpoint", &url];
+    let run = |args: &[&str]| {
+        Run::from_output(
+            tool_command()
+                .current_dir(ws.dir())
+                .args(args)
+                .arg(&csv)
+                .args(connection)
+                .env("PROFILE_IMPORT_SECRET_KEY", "sim-secret")
+                .output()
+                .unwrap(),
+        )
+    };
+    let import = run(&[
+        "import",
+        "--no-progress",
+        "--failures",
+        "f.csv",
+        "--journal",
+        "j",
+    ]);
+    import.assert_code(0);
+    assert_eq!(import.count("ok"), users, "{}", import.stderr);
+    let verify = run(&["verify", "--diff", "d.csv"]);
+    verify.assert_code(0);
+    assert_eq!(verify.count("differences"), 0, "{}", verify.stderr);
+
+    send_signal(sim.pid(), "-INT");
+    let (code, _) = sim.wait(Duration::from_secs(20));
+    let stats = Run {
+        code,
+        stdout: String::new(),
+        stderr: sim.stderr(),
+    };
+    stats.assert_code(0);
+    // What it saw: one portrait_set per user, each applied.
+    assert_eq!(stats.count("applied"), users, "{}", stats.stderr);
+    assert!(
+        stats.stderr.contains(&format!("portrait_set={users} ")),
+        "{}",
+        stats.stderr
+    );
+}

@@ -1,0 +1,381 @@
+//! Wall-clock properties, in a test binary of their own: the pace at `--rate 50`, how soon a
+//! wrong key stops a run at the default pace, the adaptive pace under a server limit, and the
+//! re-sends each SIGKILL costs.
+//!
+//! Cargo runs test binaries one after another, and the tests here take turns (`SERIAL`), so
+//! none of them shares the two cores with the heavy integration tests or with each other.
+//! Bounds are the README's promises, counts, or wide margins; nothing waits on a timer to make
+//! an assertion pass.
+
+mod util;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use profile_import::chat::client::{ChatClient, ClientTuning};
+use profile_import::chat::retry::RetryPolicy;
+use profile_import::chat::usersig::SecretKey;
+use profile_import::run::send::{self, SendReport, SendSettings};
+use profile_import::sim::{Faults, SimConfig, SimHandle};
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use util::fixture::{self, assert_final_state, import_command, journal_lines, make_input, settled};
+use util::{plain_job, sim_connection, tool_command, write_csv, Run, Workspace};
+
+/// Held for the whole of each test: one test at a time in this binary.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const APP: u64 = 1_400_000_000;
+const ADMIN: &str = "administrator";
+const KEY: &str = "timing-test-key-2a9d";
+const WRONG_KEY: &str = "wrong-key-c0ffee-93b7";
+
+/// `n` rows of `UserID,Nick`: `user_0000,Nick 0 ✓` …
+fn simple_rows(n: usize) -> Vec<Vec<String>> {
+    (0..n)
+        .map(|i| vec![format!("user_{i:04}"), format!("Nick {i} ✓")])
+        .collect()
+}
+
+/// Send settings with short backoffs, no bar, no progress lines.
+fn settings(rate: u32, concurrency: usize) -> SendSettings {
+    SendSettings {
+        rate,
+        concurrency,
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+        },
+        allow_bar: false,
+        quiet: true,
+        progress_interval: Duration::from_secs(3600),
+        max_errors: None,
+    }
+}
+
+/// Runs the real pipeline in-process on `csv` against `sim`, signing with `key`.
+async fn import_in_process(
+    sim: &SimHandle,
+    csv: &Path,
+    failures: &Path,
+    key: &str,
+    settings: SendSettings,
+) -> SendReport {
+    let job = plain_job(
+        csv,
+        failures.to_path_buf(),
+        failures.with_extension("journal"),
+    );
+    let connection = sim_connection(&sim.url(), APP, ADMIN, key);
+    let client = Arc::new(ChatClient::new(connection, ClientTuning::default()).unwrap());
+    send::run(&job, client, settings, CancellationToken::new())
+        .await
+        .expect("the import runs to its end")
+}
+
+/// Runs the binary to its end on a blocking thread, so the simulator keeps being served.
+async fn run_binary(mut command: std::process::Command) -> Run {
+    tokio::task::spawn_blocking(move || Run::from_output(command.output().expect("run")))
+        .await
+        .expect("the runner thread")
+}
+
+// ── pacing ─────────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_50_never_exceeds_50_requests_in_any_second() {
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.latency_min = Duration::from_millis(5);
+    config.latency_max = Duration::from_millis(20);
+    let sim = SimHandle::start(config).await.unwrap();
+    let csv = ws.path("users.csv");
+    write_csv(&csv, &["UserID", "Nick"], &simple_rows(300));
+    let failures = ws.path("failures.csv");
+
+    let report = import_in_process(
+        &sim,
+        &csv,
+        &failures,
+        KEY,
+        settings(50, SendSettings::default_concurrency(50)),
+    )
+    .await;
+    assert!(report.fatal.is_none(), "{}", report.summary);
+    assert_eq!(report.summary.ok, 300, "{}", report.summary);
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 300, "{stats}");
+    // The README's promise, measured where Chat counts: at the server's arrivals. The client
+    // keeps any window to 49; the one left over is the headroom for bunching on the way.
+    assert!(stats.max_in_any_window <= 50, "{stats}");
+    // Over the whole run the pace is a count no delay can push up: 300 requests took at least
+    // (300 - burst) / 48 seconds.
+    assert!(stats.mean_rate <= 50.0, "{stats}");
+    assert!(stats.mean_rate >= 40.0, "{stats}");
+}
+
+// ── a wrong key at the default pace ────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_stops_the_run_after_a_few_requests() {
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let sim = SimHandle::start(SimConfig::new(APP, ADMIN, SecretKey::new(KEY)))
+        .await
+        .unwrap();
+    let csv = ws.path("users.csv");
+    write_csv(&csv, &["UserID", "Nick"], &simple_rows(5000));
+    let failures = ws.path("failures.csv");
+
+    let report = import_in_process(
+        &sim,
+        &csv,
+        &failures,
+        WRONG_KEY,
+        settings(200, SendSettings::default_concurrency(200)),
+    )
+    .await;
+    let s = &report.summary;
+    let fatal = report.fatal.as_deref().expect("a wrong key is fatal");
+    assert!(fatal.contains("70009"), "{fatal}");
+    assert!(!fatal.contains(WRONG_KEY), "{fatal}");
+    assert!(!report.interrupted);
+    let stats = sim.stats();
+    // At 200/s with 250 workers, what goes out before the first answer is back is a handful.
+    assert!(stats.requests <= 30, "{stats}");
+    assert!(stats.requests >= 1, "{stats}");
+    assert_eq!(stats.count("70009"), stats.requests, "{stats}");
+    assert_eq!(s.rows, 5000, "{s}");
+    assert_eq!(s.ok, 0, "{s}");
+    assert!(s.failed <= 30, "{s}");
+    assert!(s.not_attempted >= 4970, "{s}");
+    assert!(s.accounted(), "{s}");
+    assert!(s.stopped.is_some(), "{s}");
+    assert!(sim.profiles().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_binary_exits_1_without_leaking_the_key_or_a_usersig() {
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let sim = SimHandle::start(SimConfig::new(APP, ADMIN, SecretKey::new(KEY)))
+        .await
+        .unwrap();
+    let csv = ws.path("users.csv");
+    write_csv(&csv, &["UserID", "Nick"], &simple_rows(5000));
+    let failures = ws.path("failures.csv");
+    let mut command = tool_command();
+    command
+        .current_dir(ws.dir())
+        .arg("import")
+        .arg(&csv)
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .arg("--failures")
+        .arg(&failures)
+        .args(["--no-progress", "-vv"])
+        .env("PROFILE_IMPORT_SECRET_KEY", WRONG_KEY);
+    let run = run_binary(command).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("70009"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains(WRONG_KEY) && !run.stdout.contains(WRONG_KEY),
+        "the key leaked:\n{}",
+        run.stderr
+    );
+    assert_no_usersig(&run.stderr);
+    assert_no_usersig(&run.stdout);
+    assert_eq!(run.count("rows read"), 5000);
+    assert!(run.count("not attempted") >= 4970, "{}", run.stderr);
+    let stats = sim.stats();
+    assert!(stats.requests <= 30, "{stats}");
+    if failures.exists() {
+        let text = std::fs::read_to_string(&failures).unwrap();
+        assert!(!text.contains(WRONG_KEY));
+        assert_no_usersig(&text);
+    }
+}
+
+/// Asserts that no `usersig=` in `text` is followed by a signature (only by `<redacted>` or
+/// nothing sig-like).
+#[track_caller]
+fn assert_no_usersig(text: &str) {
+    for (at, _) in text.match_indices("usersig=") {
+        let rest = &text[at + "usersig=".len()..];
+        let sig_chars = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "*-_%".contains(*c))
+            .count();
+        assert!(
+            rest.starts_with("<redacted>") || sig_chars < 8,
+            "a UserSig leaked into the output: {}",
+            &text[at..(at + 60).min(text.len())]
+        );
+    }
+}
+
+// ── the adaptive pace under a server limit ─────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
+    const LIMIT: u32 = 80;
+    const CEILING: u32 = 200;
+    const ROWS: usize = 1500;
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.limit_per_sec = LIMIT;
+    config.latency_min = Duration::from_millis(5);
+    config.latency_max = Duration::from_millis(20);
+    let sim = SimHandle::start(config).await.unwrap();
+    write_csv(
+        &ws.path("users.csv"),
+        &["UserID", "Nick"],
+        &simple_rows(ROWS),
+    );
+
+    let mut command = tool_command();
+    command
+        .current_dir(ws.dir())
+        .args(["import", "users.csv", "--no-progress", "--rate"])
+        .arg(CEILING.to_string())
+        .args(["--summary-json", "run.json"])
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+    let started = Instant::now();
+    let run = run_binary(command).await;
+    let wall = started.elapsed();
+    let stats = sim.stats();
+    let throttled = stats.count_for("portrait_set", "60007");
+    let accepted = stats.count_for("portrait_set", "0");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    eprintln!(
+        "[adaptive] sim limit {LIMIT}/s, --rate {CEILING}, {ROWS} rows: sim mean {:.1} requests/s, \
+         {} requests, {throttled} throttled (60007, {:.1} %), {accepted} accepted, \
+         max {} portrait_set arrivals in any 1 s window, wall {:.1}s | client: pace lowest {} final {}",
+        stats.mean_rate,
+        stats.requests,
+        100.0 * throttled as f64 / stats.requests.max(1) as f64,
+        stats.max_in_any_window,
+        wall.as_secs_f64(),
+        json["pace_lowest_per_second"],
+        json["pace_final_per_second"],
+    );
+
+    run.assert_code(0);
+    assert_eq!(run.count("ok"), ROWS as u64, "{}", run.stderr);
+    assert!(!ws.path("users.failures.csv").exists());
+    // Nothing lost, nothing applied twice.
+    assert_eq!(accepted, ROWS as u64, "{stats}");
+    assert_eq!(stats.applied, ROWS as u64, "{stats}");
+    assert_eq!(sim.profiles().len(), ROWS);
+    // Settles near the server's limit, not near --rate, and not far below it.
+    assert!(
+        (50.0..=85.0).contains(&stats.mean_rate),
+        "mean {:.1}/s\n{stats}",
+        stats.mean_rate
+    );
+    // It did meet the limit, and backed off instead of hammering it.
+    assert!(throttled > 0, "{stats}");
+    assert!(
+        throttled * 10 < stats.requests,
+        "{throttled} throttled of {} requests\n{stats}",
+        stats.requests
+    );
+    // What the client controls: it noticed every throttled answer and counted every request,
+    // its pace came down to the server's limit without collapsing, and it never went above
+    // --rate, not even in the first second before Chat pushed back.
+    assert_eq!(json["throttled"], throttled, "{json}");
+    assert_eq!(json["requests"], stats.requests, "{json}");
+    let lowest = json["pace_lowest_per_second"].as_f64().expect("a pace");
+    let last = json["pace_final_per_second"].as_f64().expect("a pace");
+    assert!(
+        (f64::from(LIMIT) / 2.0..=f64::from(LIMIT)).contains(&lowest),
+        "{json}"
+    );
+    assert!(last <= f64::from(CEILING), "{json}");
+    assert!(stats.max_in_any_window <= u64::from(CEILING), "{stats}");
+}
+
+// ── SIGKILL and --resume ───────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_resume_repeatedly_loses_nothing_and_resends_at_most_the_concurrency() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_input(dir.path(), 1800, 300);
+    let sim = SimHandle::start(fixture::sim_config(&input)).await.unwrap();
+    sim.set_faults(Faults {
+        p_40006: 0.1,
+        max_streak_per_user: 2,
+        ..Faults::default()
+    });
+    let journal = dir.path().join("users.journal");
+    let failures = dir.path().join("users.failures.csv");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut excess_before = 0i64;
+    let mut kills = 0;
+    for round in 0..6 {
+        let mut command = import_command(&input, &sim, &["--resume"]);
+        let mut child = command.spawn().unwrap();
+        let wait = Duration::from_millis(rng.random_range(300..1500));
+        tokio::time::sleep(wait).await;
+        // On a loaded machine the binary may not have reached its journal yet: the kill is
+        // meant to land mid-run, so it waits for the journal (the random wait still applies).
+        while !journal.exists() && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill
+        }
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+        kills += 1;
+        // The dead client's last requests may still be on their way in; count once Chat has
+        // answered everything it received.
+        settled(&sim).await;
+        // Rows Chat applied but the journal does not have: these are the ones a resume sends
+        // again. A kill can add at most the requests in flight, i.e. the concurrency.
+        let ok_journalled = journal_lines(&journal)
+            .values()
+            .filter(|s| *s == "ok")
+            .count() as i64;
+        let excess = sim.stats().applied as i64 - ok_journalled;
+        assert!(
+            excess - excess_before <= 16,
+            "round {round}: {} unjournalled applications after one kill",
+            excess - excess_before
+        );
+        eprintln!(
+            "kill {kills} after {wait:?}: journal ok {ok_journalled}, applied {}, re-sends from this kill <= {}",
+            sim.stats().applied,
+            excess - excess_before
+        );
+        excess_before = excess;
+    }
+    assert!(
+        kills >= 5,
+        "the file finished too fast to be killed 5 times"
+    );
+    let output = import_command(&input, &sim, &["--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "finished with failed rows: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_final_state(&input, &sim, &journal, &failures);
+    let stats = sim.stats();
+    let resent = stats.applied as i64 - input.ok_lines.len() as i64;
+    eprintln!(
+        "{kills} kills, {resent} re-sends in all, {} requests",
+        stats.requests
+    );
+    assert!(resent <= 16 * kills as i64);
+}
