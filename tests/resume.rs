@@ -370,6 +370,7 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
         .map(String::as_str)
         .collect();
     let mut want_keys = vec![
+        "command",
         "exit_code",
         "dry_run",
         "rows",
@@ -388,6 +389,7 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
         "pace_lowest_per_second",
         "pace_final_per_second",
         "duplicate_users",
+        "long_locations",
         "elapsed_seconds",
         "mean_requests_per_second",
         "failure_csv",
@@ -399,6 +401,8 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
     keys.sort_unstable();
     assert_eq!(keys, want_keys);
 
+    assert_eq!(json["command"], "import");
+    assert!(json["long_locations"].is_u64(), "{json}");
     assert_eq!(json["exit_code"], 3);
     assert_eq!(json["dry_run"], false);
     assert_eq!(json["rows"], 31);
