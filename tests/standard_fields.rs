@@ -25,7 +25,7 @@ const KEY: &str = "standard-fields-test-key";
 
 const CSV: &str = "\
 UserID,Nick,Gender,BirthDay,Location,SelfSignature,AllowType,Language,Image,AdminForbidType,Level,Role,MsgSettings
-ann,Ann,f,1990-01-02,Paris,hello,deny,2,https://example.com/a.png,send_out,3,4,1
+ann,Ann,f,1990-01-02,\"Kuala Lumpur, Malaysia\",hello,deny,2,https://example.com/a.png,send_out,3,4,1
 bob,Bob,male,20000229,Oslo,hi there,allow_any,0,https://example.com/b.png,none,0,255,0
 cy,Cy,Gender_Type_Unknown,19700101,Lima,,AllowType_Type_NeedConfirm,4294967295,,AdminForbid_Type_SendOut,4294967295,0,
 ";
@@ -37,7 +37,7 @@ fn expected() -> BTreeMap<String, BTreeMap<String, Value>> {
             "Tag_Profile_IM_Nick": "Ann",
             "Tag_Profile_IM_Gender": "Gender_Type_Female",
             "Tag_Profile_IM_BirthDay": 19900102,
-            "Tag_Profile_IM_Location": "Paris",
+            "Tag_Profile_IM_Location": "Kuala Lumpur, Malaysia",
             "Tag_Profile_IM_SelfSignature": "hello",
             "Tag_Profile_IM_AllowType": "AllowType_Type_DenyAny",
             "Tag_Profile_IM_Language": 2,

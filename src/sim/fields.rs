@@ -41,9 +41,9 @@ pub(super) const STANDARD_FIELDS: [(&str, Kind); 12] = [
     ),
     // §3.2 BirthDay: uint32 → JSON number (YYYYMMDD is only the recommended format).
     ("Tag_Profile_IM_BirthDay", Kind::Uint32),
-    // §3.2 Location: ≤ 16 bytes in the 2023 EN table; a 2024 CN page says 500. The simulator
-    // plays the stricter server.
-    ("Tag_Profile_IM_Location", Kind::Text { max_bytes: 16 }),
+    // §3.2 Location: ≤ 16 bytes in the 2023 EN table; the newest CN page (2024-10-10) says
+    // 500. The simulator follows the newest page, as Chat does today (issue 11, item 15).
+    ("Tag_Profile_IM_Location", Kind::Text { max_bytes: 500 }),
     // §3.2 SelfSignature: string, ≤ 500 bytes.
     (
         "Tag_Profile_IM_SelfSignature",

@@ -57,7 +57,7 @@ async fn item_rules_match_chat_and_nothing_partial_is_written() {
             40601,
         ),
         (
-            item("Tag_Profile_IM_Location", json!("x".repeat(17))),
+            item("Tag_Profile_IM_Location", json!("x".repeat(501))),
             40601,
         ),
         (item("Tag_Profile_IM_Gender", json!("male")), 40605),
@@ -134,7 +134,7 @@ async fn every_standard_tag_has_its_spec_spelling_kind_and_values() {
         ("Tag_Profile_IM_Gender", json!("Gender_Type_Male")),
         ("Tag_Profile_IM_Gender", json!("Gender_Type_Female")),
         ("Tag_Profile_IM_BirthDay", json!(19900102)),
-        ("Tag_Profile_IM_Location", json!("l".repeat(16))),
+        ("Tag_Profile_IM_Location", json!("l".repeat(500))),
         ("Tag_Profile_IM_SelfSignature", json!("s".repeat(500))),
         ("Tag_Profile_IM_AllowType", json!("AllowType_Type_AllowAny")),
         ("Tag_Profile_IM_AllowType", json!("AllowType_Type_DenyAny")),
@@ -168,7 +168,7 @@ async fn every_standard_tag_has_its_spec_spelling_kind_and_values() {
         ("Tag_Profile_IM_Gender", json!(1), 40610),
         ("Tag_Profile_IM_BirthDay", json!("19900102"), 40610),
         ("Tag_Profile_IM_BirthDay", json!(-1), 40605),
-        ("Tag_Profile_IM_Location", json!("l".repeat(17)), 40601),
+        ("Tag_Profile_IM_Location", json!("l".repeat(501)), 40601),
         (
             "Tag_Profile_IM_SelfSignature",
             json!("s".repeat(501)),
