@@ -47,28 +47,8 @@ impl FailureWriter {
     pub fn create(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
         let file = crate::fsutil::create_private(path)
             .with_context(|| format!("cannot create the failure CSV {}", path.display()))?;
-        let data_indexes = columns.data_indexes();
-        let failure_column_indexes = (0..columns.names.len())
-            .filter(|i| !data_indexes.contains(i))
-            .collect();
-        let mut writer = FailureWriter {
-            path: path.to_path_buf(),
-            file: Some(file),
-            lazy_header: None,
-            _lock: None,
-            pending: Vec::new(),
-            data_indexes,
-            failure_column_indexes,
-            rows: 0,
-            unsynced: true,
-        };
-        let mut header: Vec<&[u8]> = writer
-            .data_indexes
-            .iter()
-            .map(|&i| columns.names[i].as_bytes())
-            .collect();
-        header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
-        writer.render(header, delimiter)?;
+        let mut writer = FailureWriter::with_header(path, Some(file), None, columns, delimiter)?;
+        writer.unsynced = true;
         writer.write_pending()?;
         Ok(writer)
     }
@@ -81,13 +61,26 @@ impl FailureWriter {
     /// [`Locked`]: crate::store::lock::Locked
     pub fn lazy(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
         let lock = crate::store::lock::RunLock::acquire_if_writable(path)?;
+        let mut writer = FailureWriter::with_header(path, None, lock, columns, delimiter)?;
+        writer.lazy_header = Some(std::mem::take(&mut writer.pending));
+        Ok(writer)
+    }
+
+    /// A writer with the header rendered, not yet written.
+    fn with_header(
+        path: &Path,
+        file: Option<File>,
+        lock: Option<crate::store::lock::RunLock>,
+        columns: &Columns,
+        delimiter: u8,
+    ) -> anyhow::Result<FailureWriter> {
         let data_indexes = columns.data_indexes();
         let failure_column_indexes = (0..columns.names.len())
             .filter(|i| !data_indexes.contains(i))
             .collect();
         let mut writer = FailureWriter {
             path: path.to_path_buf(),
-            file: None,
+            file,
             lazy_header: None,
             _lock: lock,
             pending: Vec::new(),
@@ -103,7 +96,6 @@ impl FailureWriter {
             .collect();
         header.extend(FAILURE_COLUMNS.iter().map(|c| c.as_bytes()));
         writer.render(header, delimiter)?;
-        writer.lazy_header = Some(std::mem::take(&mut writer.pending));
         Ok(writer)
     }
 
