@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{bin, read_csv, read_failures, Run, Workspace};
+use crate::util::{read_csv, read_failures, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -76,25 +76,15 @@ fn nick_of(i: usize) -> String {
 /// The binary with `args` (file names relative to the workspace) and the connection to `sim`,
 /// in a clean environment holding only the simulator's key.
 fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
-    let mut command = Command::new(bin());
+    let mut command = crate::util::tool_command();
     command.current_dir(ws.dir()).args(args).args([
         "--sdkappid",
         &APP.to_string(),
         "--endpoint",
         &sim.url(),
     ]);
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_str()
-            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("PROFILE_IMPORT_"))
-        {
-            command.env_remove(key);
-        }
-    }
     command
-        .env_remove("RUST_LOG")
         .env("PROFILE_IMPORT_SECRET_KEY", KEY)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
 }

@@ -26,24 +26,15 @@ async fn simulator() -> SimHandle {
 
 /// The binary in `ws` with `args` and the connection to `sim`, in a clean environment.
 fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
-    let mut command = Command::new(bin());
+    let mut command = crate::util::tool_command();
     command.current_dir(ws.dir()).args(args).args([
         "--sdkappid",
         &APP.to_string(),
         "--endpoint",
         &sim.url(),
     ]);
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_str()
-            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("PROFILE_IMPORT_"))
-        {
-            command.env_remove(key);
-        }
-    }
     command
         .env("PROFILE_IMPORT_SECRET_KEY", KEY)
-        .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", ws.dir())
         .stdin(Stdio::null());
     command
