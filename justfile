@@ -70,6 +70,13 @@ bench-send:
     target/release/examples/send_bench 6000 20-80
     target/release/examples/send_bench 6000 200-600
 
+# Pacing at other quotas against the simulator, beside naive per_second(rate): a. --rate = limit at
+# 50/200/1,000/3,000 per second and 1-5/20-80/200-600 ms; b. --rate 5,000 and 100,000 against 200/s;
+# c. one throttle at the limit, and a limit that falls and comes back. Pass parts or rates to narrow it.
+bench-rates *ARGS:
+    cargo build --release --quiet --bin profile-import --example rates_bench
+    target/release/examples/rates_bench {{ARGS}}
+
 # Change-only sync of 1 M rows with 1 % changed: whole sync wall time, and its local pass next to a dry run
 bench-sync:
     cargo build --release --quiet --bin profile-import --example gen_profiles --example sync_bench

@@ -292,6 +292,12 @@ fn warn_long_locations(summary: &summary::Summary) {
 /// drive, and at 200 requests a second waking threads for each other costs more CPU than the
 /// requests themselves. (The CSV reader has its own thread.)
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Each request in flight holds a connection: a high --rate at a high latency needs more
+    // than the usual soft limit of 1,024 open files. Raise it to the hard limit; if that
+    // fails the default stands and connections beyond it are retried as transport errors.
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(%err, "cannot raise the open-file limit");
+    }
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -4,6 +4,7 @@
 //! This module knows nothing of CSV files or retries. Errors it returns never contain the URL,
 //! because the URL carries the UserSig.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,6 +79,9 @@ struct CurrentSig {
     usersig: String,
     /// Unix time after which the sig is renewed.
     renew_at: u64,
+    /// Per command, the request URL up to `random` with this sig: building and encoding it
+    /// for every request cost a tenth of the send loop's CPU.
+    urls: HashMap<String, Url>,
 }
 
 /// A client for one app, signing as its admin.
@@ -103,6 +107,9 @@ impl ChatClient {
             .connect_timeout(tuning.connect_timeout)
             .pool_idle_timeout(tuning.pool_idle_timeout)
             .tcp_nodelay(true)
+            // Chat never redirects; following one would carry the UserSig to another URL (and
+            // the redirect layer re-parsed every request's URL).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("profile-import/", env!("CARGO_PKG_VERSION")))
             .https_only(connection.base_url.scheme() == "https");
         if connection.base_url.scheme() == "http" {
@@ -145,22 +152,28 @@ impl ChatClient {
                         ttl,
                     ),
                     renew_at: time.saturating_add(ttl - (ttl / 10).min(3600)),
+                    urls: HashMap::new(),
                 }
             }
             Credentials::FixedUserSig(sig) => CurrentSig {
                 usersig: sig.expose().to_string(),
                 renew_at: u64::MAX,
+                urls: HashMap::new(),
             },
         }
     }
 
     /// The current UserSig, renewed before it expires.
     pub fn usersig(&self) -> String {
+        self.current_sig().usersig.clone()
+    }
+
+    fn current_sig(&self) -> std::sync::MutexGuard<'_, CurrentSig> {
         let mut sig = self.sig.lock().unwrap_or_else(|e| e.into_inner());
         if unix_now() >= sig.renew_at {
             *sig = Self::fresh_sig(&self.connection);
         }
-        sig.usersig.clone()
+        sig
     }
 
     /// Forces a new UserSig (after 70001). Returns false if it cannot be renewed.
@@ -175,13 +188,24 @@ impl ChatClient {
 
     /// The request URL for `service/command` with a fresh `random`.
     fn url(&self, command: &str) -> Url {
-        let mut url = self.connection.base_url.clone();
-        url.set_path(&format!("v4/{command}"));
+        let mut url = {
+            let mut sig = self.current_sig();
+            let usersig = sig.usersig.clone();
+            sig.urls
+                .entry(command.to_string())
+                .or_insert_with(|| {
+                    let mut url = self.connection.base_url.clone();
+                    url.set_path(&format!("v4/{command}"));
+                    url.query_pairs_mut()
+                        .clear()
+                        .append_pair("sdkappid", &self.connection.sdkappid.to_string())
+                        .append_pair("identifier", &self.connection.admin)
+                        .append_pair("usersig", &usersig);
+                    url
+                })
+                .clone()
+        };
         url.query_pairs_mut()
-            .clear()
-            .append_pair("sdkappid", &self.connection.sdkappid.to_string())
-            .append_pair("identifier", &self.connection.admin)
-            .append_pair("usersig", &self.usersig())
             .append_pair("random", &rand::random::<u32>().to_string())
             .append_pair("contenttype", "json");
         url

@@ -1,18 +1,32 @@
-//! The job-wide pace: one governor limiter that every attempt (retries included) passes, the
-//! job-wide pause that throttle codes trigger, and the adaptive rate (AIMD) that lives with a
-//! server throttling below `--rate`.
+//! The pace of one Chat command: a `Pacer` that every request of it (retries included) passes.
+//! It keeps every one-second window at the server within the pace, with room for arrival
+//! jitter; starts gently when `--rate` is above Chat's default limit; and follows Chat's
+//! throttling down to the rate Chat accepts and back up.
 //!
-//! `Quota::per_second(n)` alone would admit 2n-1 requests in the first second (its burst is n).
-//! We use a burst of 2, which absorbs timer overshoot so the mean stays near the target, and
-//! n-2 cells per second, so any one-second window admits at most (2-1) + (n-2) = n-1 requests:
-//! one request of headroom for network jitter bunching arrivals at the server.
-//!
-//! When Chat answers with a throttle code, the rate drops to 85 % (at most once a second) and
-//! all requests pause for half a second; after two quiet seconds it climbs back by 2 % of the
-//! ceiling per second, slowing to 0.5 % once it is within 10 % of the rate that was last
-//! throttled, and never above the ceiling. Against a server limit L it settles between about
-//! 0.85·L and L.
+//! - **Spacing** (governor). A pace of `p` is `p` requests per `PACE_WINDOW` (1.010 s): a GCRA
+//!   emission interval of 1.010 s / `p` with `CATCH_UP` (2 ms) of tolerance, so a wake-up that
+//!   came late is made up rather than lost. Any `n` requests then span at least
+//!   (n-1)·1.010 s/p − 2 ms, so a server's one-second window holds at most `p` of them even when
+//!   arrival times wander up to `JITTER_ROOM` (8 ms) against send times. The mean is 99 % of
+//!   `p`. Governor's tolerance comes in whole cells, so a request costs `CELLS` cells: the
+//!   tolerance is then 2 ms at any rate, not 0 or a whole interval.
+//! - **Start.** Above Chat's default limit (`START_RATE`, 200/s) the pace starts there and
+//!   doubles every `RAMP_STEP` (25 ms) up to `--rate`: 0.1 s to reach 3,000/s, and a `--rate`
+//!   far above the real limit meets its first throttles at a modest pace, not with every worker
+//!   in flight.
+//! - **Throttled.** A throttled answer to a request sent at `s` says the server's window before
+//!   `s` was full: the limit is at most our requests in the second before `s` that were not
+//!   refused (unanswered ones counted). The pace is cut to just below that count — from far
+//!   above, the limit in one step (TCP's cut to the delivery rate, not a fixed factor); at the
+//!   limit, about 1 %. Throttles of requests sent before the last cut are its consequence, not
+//!   news, and do not cut again. After a cut, requests are held until our last `GUARD` holds
+//!   fewer than the new pace, so the server's window has room when they go.
+//! - **Accepted.** Once a second, if a request sent since the last change was accepted, the
+//!   pace rises by a step that starts at 0.5 % and doubles each time, up to `--rate`: a cut
+//!   that was only jitter is undone in a few seconds, a limit that came back up is found within
+//!   about ten.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,89 +63,165 @@ impl Clock for TokioClock {
 
 type PaceLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
-/// The shape of the limiter for a given target rate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PaceShape {
-    /// Cells replenished per second.
-    pub per_second: f64,
-    pub burst: u32,
+/// The window a server counts requests in.
+const WINDOW: Duration = Duration::from_secs(1);
+/// How far a server's arrival times may wander against our send times (loopback on a busy
+/// machine measured a few ms; see `just bench-rates`) with every window still within the pace.
+pub const JITTER_ROOM: Duration = Duration::from_millis(8);
+/// How late a wake-up may come and still be made up (tokio's timer has 1 ms steps).
+const CATCH_UP: Duration = Duration::from_millis(2);
+/// A pace of `p` is `p` requests per this: the window, the jitter room and the catch-up.
+pub const PACE_WINDOW: Duration = Duration::from_millis(1010);
+/// Cells per request, so governor's whole-cell tolerance can be `CATCH_UP` at any rate.
+const CELLS: u64 = 1000;
+/// Chat's default limit per command: a higher `--rate` starts here and ramps up.
+pub const START_RATE: f64 = 200.0;
+/// The ramp doubles the pace this often.
+const RAMP_STEP: Duration = Duration::from_millis(25);
+/// After a cut, requests wait until our last `GUARD` holds fewer than the new pace.
+const GUARD: Duration = Duration::from_millis(1008);
+/// How long sends are remembered, for the count behind a late throttled answer.
+const MEMORY: Duration = Duration::from_secs(3);
+/// A cut lands this far below the count of accepted requests.
+const CUT_BELOW: f64 = 0.99;
+/// The first climb after a change; each next one doubles.
+const FIRST_STEP: f64 = 0.005;
+/// Lowest pace.
+const MIN_RATE: f64 = 1.0;
+
+/// A governor limiter spacing requests at a pace, and the cells each request costs.
+struct Spacing {
+    limiter: PaceLimiter,
+    cells: NonZeroU32,
 }
 
-impl PaceShape {
-    /// The limiter for "never more than `ceiling` in any one-second window".
-    pub fn for_ceiling(ceiling: u32) -> PaceShape {
-        Self::for_rate(f64::from(ceiling))
+/// The quota for `pace` requests per `PACE_WINDOW`, the cells a request costs, and the burst.
+fn shape(pace: f64) -> (Quota, NonZeroU32, NonZeroU32) {
+    let interval = PACE_WINDOW.as_nanos() as f64 / pace.max(MIN_RATE);
+    let cell = ((interval / CELLS as f64).floor() as u64).max(1);
+    // Round the interval up to whole cells: never faster than the pace.
+    let cells = (interval / cell as f64).ceil() as u64;
+    let tolerance = (CATCH_UP.as_nanos() as u64).div_ceil(cell);
+    let to_u32 = |n: u64| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX).max(1));
+    let (cells, burst) = match (to_u32(cells), to_u32(cells + tolerance)) {
+        (Some(cells), Some(burst)) => (cells, burst),
+        _ => (NonZeroU32::MIN, NonZeroU32::MIN),
+    };
+    let quota = Quota::with_period(Duration::from_nanos(cell))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    (quota, cells, burst)
+}
+
+impl Spacing {
+    /// `pace` requests per `PACE_WINDOW`, starting drained: the limiter it replaces may have
+    /// just let a request go, so the first one waits a whole interval.
+    fn new(pace: f64, clock: TokioClock) -> Spacing {
+        let (quota, cells, burst) = shape(pace);
+        let limiter = RateLimiter::direct_with_clock(quota, clock);
+        let _ = limiter.check_n(burst);
+        Spacing { limiter, cells }
     }
 
-    /// The limiter for a target of `rate` requests in any one-second window.
-    ///
-    /// The burst grows with the rate (one cell per 200/s, at least 2) because waits are timed
-    /// on tokio's millisecond timer: above a few hundred requests a second, a burst of 2 could
-    /// not keep up. Cells per second shrink by the same amount, so a window still holds at
-    /// most `rate - 1`.
-    pub fn for_rate(rate: f64) -> PaceShape {
-        if rate >= 4.0 {
-            let burst = (rate / 200.0).ceil().max(2.0);
-            PaceShape {
-                per_second: rate - burst,
-                burst: burst as u32,
-            }
-        } else {
-            // Too slow for a headroom cell: space requests a full period apart.
-            PaceShape {
-                per_second: rate.max(0.1),
-                burst: 1,
-            }
+    /// Takes this request's turn, or says how long to wait for it.
+    fn try_take(&self) -> Result<(), Duration> {
+        match self.limiter.check_n(self.cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.limiter.clock().now())),
+            // Cannot happen (a request's cells are within the burst); never block for it.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// One request that went out: which it was, for its answer to report back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// What the pacer remembers of a request it let go.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at: Instant,
+    refused: bool,
+}
+
+struct PaceState {
+    spacing: Arc<Spacing>,
+    rate: f64,
+    /// The lowest pace a throttle cut to (the start ramp does not count).
+    lowest: f64,
+    /// Requests wait until then (after a cut, until the server's window has room).
+    held_until: Option<Instant>,
+    /// While ramping up to the ceiling: when the pace next doubles.
+    next_doubling: Option<Instant>,
+    /// Sends of the last `MEMORY`, oldest first; `first_ticket` is the ticket of the first.
+    sent: VecDeque<Sent>,
+    first_ticket: u64,
+    /// Requests from this ticket on were sent at the pace in force.
+    changed_at_ticket: u64,
+    /// Requests from this ticket on were sent after the last cut.
+    cut_at_ticket: u64,
+    last_change: Instant,
+    /// The next climb, as a fraction of the pace.
+    step: f64,
+}
+
+impl PaceState {
+    fn next_ticket(&self) -> u64 {
+        self.first_ticket + self.sent.len() as u64
+    }
+
+    fn sent_mut(&mut self, ticket: Ticket) -> Option<&mut Sent> {
+        let index = ticket.0.checked_sub(self.first_ticket)?;
+        self.sent.get_mut(usize::try_from(index).ok()?)
+    }
+
+    fn forget_before(&mut self, cutoff: Instant) {
+        while self.sent.front().is_some_and(|s| s.at < cutoff) {
+            self.sent.pop_front();
+            self.first_ticket += 1;
         }
     }
 
-    /// The most requests any half-open one-second window can hold.
-    pub fn max_per_window(self) -> u32 {
-        self.burst - 1 + self.per_second.ceil() as u32
+    /// Our requests in the second before `ticket`'s that the server did not refuse.
+    fn accepted_before(&self, ticket: Ticket) -> Option<usize> {
+        let index = usize::try_from(ticket.0.checked_sub(self.first_ticket)?).ok()?;
+        let at = self.sent.get(index)?.at;
+        let count = self
+            .sent
+            .range(..index)
+            .rev()
+            .take_while(|s| at.duration_since(s.at) < WINDOW)
+            .filter(|s| !s.refused)
+            .count();
+        Some(count)
     }
 
-    fn quota(self) -> Quota {
-        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        let period = Duration::from_secs_f64(1.0 / self.per_second);
-        Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst)
+    /// When our last `GUARD` of sends holds fewer than `pace`.
+    fn room_for(&self, pace: f64, now: Instant) -> Option<Instant> {
+        let recent = self
+            .sent
+            .iter()
+            .rev()
+            .take_while(|s| now.duration_since(s.at) < GUARD)
+            .count();
+        let pace = pace.floor().max(1.0) as usize;
+        if recent < pace {
+            return None;
+        }
+        // The send that must leave the guard window: the (recent - pace + 1)-th oldest in it.
+        let leaving = self.sent.len() - recent + (recent - pace);
+        self.sent.get(leaving).map(|s| s.at + GUARD)
     }
 }
 
-/// Spends a new limiter's initial burst. It replaces one that may already have spent its
-/// burst in the last second; starting drained keeps a window that spans the swap within rate.
-fn drain<C: Clock>(
-    limiter: &RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
-    burst: u32,
-) {
-    for _ in 0..burst {
-        let _ = limiter.check();
-    }
-}
-
-/// Lowest rate the adaptive pace goes down to.
-const MIN_RATE: f64 = 1.0;
-
-struct PaceState {
-    limiter: Arc<PaceLimiter>,
-    rate: f64,
-    lowest: f64,
-    paused_until: Option<Instant>,
-    last_decrease: Option<Instant>,
-    last_increase: Instant,
-    /// The rate at which Chat last throttled us: the climb slows as it nears it.
-    throttled_at: Option<f64>,
-}
-
-/// Paces every request of the job.
+/// Paces every request of one command.
 pub struct Pacer {
     ceiling: f64,
     clock: TokioClock,
     state: Mutex<PaceState>,
-    /// One waiter at a time on the limiter: governor would wake every waiting task on each
-    /// cell, so hundreds of workers waiting directly would burn CPU. The tokio mutex queues
-    /// them fairly instead.
+    /// One waiter at a time on the limiter: waking every waiting worker on each turn would
+    /// burn CPU. The tokio mutex queues them fairly instead.
     turn: tokio::sync::Mutex<()>,
 }
 
@@ -139,18 +229,27 @@ impl Pacer {
     pub fn new(ceiling: u32) -> Pacer {
         let ceiling = f64::from(ceiling.max(1));
         let clock = TokioClock::new();
-        let quota = PaceShape::for_rate(ceiling).quota();
+        let now = Instant::now();
+        let (rate, next_doubling) = if ceiling > START_RATE {
+            (START_RATE, Some(now + RAMP_STEP))
+        } else {
+            (ceiling, None)
+        };
         Pacer {
             ceiling,
             clock,
             state: Mutex::new(PaceState {
-                limiter: Arc::new(RateLimiter::direct_with_clock(quota, clock)),
-                rate: ceiling,
+                spacing: Arc::new(Spacing::new(rate, clock)),
+                rate,
                 lowest: ceiling,
-                paused_until: None,
-                last_decrease: None,
-                last_increase: Instant::now(),
-                throttled_at: None,
+                held_until: None,
+                next_doubling,
+                sent: VecDeque::new(),
+                first_ticket: 0,
+                changed_at_ticket: 0,
+                cut_at_ticket: 0,
+                last_change: now,
+                step: FIRST_STEP,
             }),
             turn: tokio::sync::Mutex::new(()),
         }
@@ -160,315 +259,121 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The rate the job is currently paced at (requests per second).
+    /// The pace in force (requests per second).
     pub fn current_rate(&self) -> f64 {
         self.state().rate
     }
 
-    /// The lowest rate the job was paced at.
+    /// The lowest pace a throttle cut to.
     pub fn lowest_rate(&self) -> f64 {
         self.state().lowest
     }
 
-    /// Waits for this request's turn under the pace (and any throttle pause).
-    pub async fn acquire(&self) {
+    /// Waits for a request's turn under the pace; the ticket goes back with its answer.
+    pub async fn acquire(&self) -> Ticket {
         let _turn = self.turn.lock().await;
         loop {
-            let (pause, limiter) = {
-                let state = self.state();
-                (state.paused_until, state.limiter.clone())
+            let now = Instant::now();
+            let (held_until, spacing) = {
+                let mut state = self.state();
+                if state.next_doubling.is_some_and(|at| at <= now) {
+                    let rate = (state.rate * 2.0).min(self.ceiling);
+                    self.set_rate(&mut state, rate, now);
+                    state.next_doubling = (rate < self.ceiling).then_some(now + RAMP_STEP);
+                }
+                (state.held_until, state.spacing.clone())
             };
-            if let Some(until) = pause.filter(|until| *until > Instant::now()) {
+            if let Some(until) = held_until.filter(|until| *until > now) {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
             // Waiting on tokio's own timer rather than governor's `until_ready` (which sleeps
-            // on futures-timer's helper thread) keeps the whole send loop on one runtime
-            // thread: at 200 requests a second the thread hand-offs cost more CPU than the
-            // requests.
-            match limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => {
-                    let now = limiter.clock().now();
-                    tokio::time::sleep(not_until.wait_time_from(now)).await;
+            // on futures-timer's helper thread) keeps the send loop on one runtime thread.
+            match spacing.try_take() {
+                Ok(()) => {
+                    let mut state = self.state();
+                    state.forget_before(now.checked_sub(MEMORY).unwrap_or(now));
+                    let ticket = Ticket(state.next_ticket());
+                    state.sent.push_back(Sent {
+                        at: now,
+                        refused: false,
+                    });
+                    return ticket;
                 }
+                Err(wait) => tokio::time::sleep(wait).await,
             }
         }
     }
 
-    /// Pauses every request for `delay` (extending, never shortening, a pause in force).
-    pub fn pause_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
-        let mut state = self.state();
-        if state.paused_until.is_none_or(|current| current < until) {
-            state.paused_until = Some(until);
-        }
-    }
-
-    /// Chat said "too many requests": slow the whole job down (multiplicative decrease, at
-    /// most once a second so one burst of throttled answers counts once) and pause.
-    pub fn on_throttled(&self) {
+    /// Chat refused `ticket`'s request as too many: cut the pace to just below what the server
+    /// accepted in the second before it was sent, unless an earlier cut already explains it.
+    pub fn on_throttled(&self, ticket: Ticket) {
         let now = Instant::now();
-        {
-            let mut state = self.state();
-            if state
-                .last_decrease
-                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
-            {
-                let rate = (state.rate * 0.85).max(MIN_RATE);
-                tracing::info!("Chat is throttling: pace {:.0}/s → {rate:.0}/s", state.rate);
-                state.throttled_at = Some(state.rate);
-                self.set_rate(&mut state, rate);
-                state.lowest = state.lowest.min(rate);
-                state.last_decrease = Some(now);
-            }
+        let mut state = self.state();
+        if let Some(sent) = state.sent_mut(ticket) {
+            sent.refused = true;
         }
-        self.pause_for(Duration::from_millis(500));
+        if ticket.0 < state.cut_at_ticket {
+            return;
+        }
+        state.next_doubling = None;
+        // A request sent so long ago that it is forgotten: cut by the at-limit step.
+        let accepted = state
+            .accepted_before(ticket)
+            .map_or(state.rate, |n| n as f64);
+        let rate = (accepted * CUT_BELOW)
+            .floor()
+            .min(state.rate * CUT_BELOW)
+            .max(MIN_RATE);
+        tracing::info!("Chat is throttling: pace {:.0}/s → {rate:.0}/s", state.rate);
+        self.cut(&mut state, rate, now);
+        state.held_until = state.room_for(rate, now);
     }
 
-    /// A request was accepted: after two quiet seconds, climb back towards the ceiling
-    /// (additive increase, once a second).
-    pub fn on_accepted(&self) {
+    /// Chat throttled another command of the app with an app-wide code: cut this pace too, by
+    /// the at-limit step, unless it changed within the last second.
+    pub fn on_throttled_elsewhere(&self) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if now.duration_since(state.last_change) < WINDOW && state.next_doubling.is_none() {
+            return;
+        }
+        state.next_doubling = None;
+        let rate = (state.rate * CUT_BELOW).max(MIN_RATE);
+        self.cut(&mut state, rate, now);
+    }
+
+    /// Chat accepted `ticket`'s request: once a second, if it was sent at the pace in force,
+    /// climb back towards `--rate`.
+    pub fn on_accepted(&self, ticket: Ticket) {
         let now = Instant::now();
         let mut state = self.state();
         if state.rate >= self.ceiling
-            || now.duration_since(state.last_increase) < Duration::from_secs(1)
-            || state
-                .last_decrease
-                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(2))
+            || state.next_doubling.is_some()
+            || ticket.0 < state.changed_at_ticket
+            || now.duration_since(state.last_change) < WINDOW
         {
             return;
         }
-        let near_limit = state
-            .throttled_at
-            .is_some_and(|limit| state.rate >= limit * 0.9);
-        let step = if near_limit { 0.005 } else { 0.02 } * self.ceiling;
-        let rate = (state.rate + step.max(0.5)).min(self.ceiling);
-        self.set_rate(&mut state, rate);
-        state.last_increase = now;
+        let rate = (state.rate * (1.0 + state.step)).min(self.ceiling);
+        self.set_rate(&mut state, rate, now);
+        state.step *= 2.0;
     }
 
-    fn set_rate(&self, state: &mut PaceState, rate: f64) {
+    fn cut(&self, state: &mut PaceState, rate: f64, now: Instant) {
+        self.set_rate(state, rate, now);
+        state.cut_at_ticket = state.next_ticket();
+        state.lowest = state.lowest.min(rate);
+        state.step = FIRST_STEP;
+    }
+
+    fn set_rate(&self, state: &mut PaceState, rate: f64, now: Instant) {
         state.rate = rate;
-        let shape = PaceShape::for_rate(rate);
-        let limiter = RateLimiter::direct_with_clock(shape.quota(), self.clock);
-        drain(&limiter, shape.burst);
-        state.limiter = Arc::new(limiter);
+        state.spacing = Arc::new(Spacing::new(rate, self.clock));
+        state.changed_at_ticket = state.next_ticket();
+        state.last_change = now;
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use governor::clock::{FakeRelativeClock, Reference};
-
-    /// Counts admissions in every one-second window on a fake clock with a saturated sender.
-    fn max_in_any_window(shape: PaceShape, seconds: u64) -> u32 {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::direct_with_clock(shape.quota(), clock.clone());
-        let step = Duration::from_micros(100);
-        let mut admitted: Vec<Duration> = Vec::new();
-        let start = clock.now();
-        while Duration::from(clock.now().duration_since(start)) < Duration::from_secs(seconds) {
-            if limiter.check().is_ok() {
-                admitted.push(Duration::from(clock.now().duration_since(start)));
-            } else {
-                clock.advance(step);
-            }
-        }
-        let mut best = 0;
-        let mut lo = 0;
-        for hi in 0..admitted.len() {
-            while admitted[hi] - admitted[lo] >= Duration::from_secs(1) {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best as u32
-    }
-
-    #[test]
-    fn no_window_exceeds_the_ceiling() {
-        for ceiling in [1, 2, 3, 4, 10, 50, 200, 500] {
-            let shape = PaceShape::for_ceiling(ceiling);
-            let seen = max_in_any_window(shape, 5);
-            assert!(
-                shape.per_second >= f64::from(ceiling) * 0.49,
-                "ceiling {ceiling}: too slow"
-            );
-            assert!(
-                seen <= ceiling,
-                "ceiling {ceiling}: saw {seen} in one window"
-            );
-            assert_eq!(seen, shape.max_per_window(), "ceiling {ceiling}");
-        }
-    }
-
-    #[tokio::test]
-    async fn throttling_decreases_the_rate_and_quiet_time_restores_it() {
-        let pacer = Pacer::new(200);
-        pacer.on_throttled();
-        assert!((pacer.current_rate() - 170.0).abs() < 1e-9);
-        // A burst of throttled answers in the same second counts once.
-        pacer.on_throttled();
-        assert!((pacer.current_rate() - 170.0).abs() < 1e-9);
-        pacer.on_accepted();
-        assert!(
-            (pacer.current_rate() - 170.0).abs() < 1e-9,
-            "no increase right after a decrease"
-        );
-        let quiet = |pacer: &Pacer| {
-            let mut state = pacer.state();
-            state.last_decrease = Some(Instant::now() - Duration::from_secs(3));
-            state.last_increase = Instant::now() - Duration::from_secs(2);
-        };
-        quiet(&pacer);
-        pacer.on_accepted();
-        // Far below where Chat throttled (200): climbs 2 % of the ceiling a second.
-        assert!((pacer.current_rate() - 174.0).abs() < 1e-9);
-        quiet(&pacer);
-        pacer.on_accepted();
-        quiet(&pacer);
-        pacer.on_accepted();
-        // Within 10 % of 200: climbs 0.5 % of the ceiling a second.
-        assert!((pacer.current_rate() - 182.0).abs() < 1e-9);
-        quiet(&pacer);
-        pacer.on_accepted();
-        assert!((pacer.current_rate() - 183.0).abs() < 1e-9);
-        assert!((pacer.lowest_rate() - 170.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn swapping_to_a_higher_rate_keeps_every_window_within_it() {
-        // A saturated sender while the pace climbs one step a second, as `on_accepted` does.
-        for steps in [
-            [1.5, 2.0, 2.5, 3.0],
-            [2.55, 3.0, 3.5, 4.0],
-            [3.5, 4.0, 4.5, 5.0],
-            [50.0, 51.0, 52.0, 53.0],
-            [196.0, 198.0, 199.0, 200.0],
-        ] {
-            let clock = FakeRelativeClock::default();
-            let start = clock.now();
-            let mut admitted: Vec<Duration> = Vec::new();
-            for (i, rate) in steps.iter().enumerate() {
-                let shape = PaceShape::for_rate(*rate);
-                let limiter = RateLimiter::direct_with_clock(shape.quota(), clock.clone());
-                if i > 0 {
-                    drain(&limiter, shape.burst);
-                }
-                let until = Duration::from_secs(i as u64 + 1);
-                while Duration::from(clock.now().duration_since(start)) < until {
-                    if limiter.check().is_ok() {
-                        admitted.push(clock.now().duration_since(start).into());
-                    } else {
-                        clock.advance(Duration::from_micros(100));
-                    }
-                }
-            }
-            // The pace never exceeds --rate, the last step: no window may either.
-            let ceiling = steps[steps.len() - 1];
-            let mut lo = 0;
-            for hi in 0..admitted.len() {
-                while admitted[hi] - admitted[lo] >= Duration::from_secs(1) {
-                    lo += 1;
-                }
-                assert!(
-                    (hi - lo + 1) as f64 <= ceiling,
-                    "{steps:?}: {} requests in the second before {:?}",
-                    hi - lo + 1,
-                    admitted[hi]
-                );
-            }
-        }
-    }
-
-    /// The most of `times` (in order) that fall in any half-open one-second window, and for
-    /// each admission the count in the window ending at it.
-    fn window_counts(times: &[Duration]) -> Vec<usize> {
-        let mut lo = 0;
-        (0..times.len())
-            .map(|hi| {
-                while times[hi] - times[lo] >= Duration::from_secs(1) {
-                    lo += 1;
-                }
-                hi - lo + 1
-            })
-            .collect()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn acquire_at_200_keeps_every_window_within_200_and_the_mean_near_it() {
-        let pacer = Pacer::new(200);
-        let start = Instant::now();
-        let mut admitted = Vec::new();
-        for _ in 0..2_000 {
-            pacer.acquire().await;
-            admitted.push(start.elapsed());
-        }
-        let most = window_counts(&admitted).into_iter().max().unwrap_or(0);
-        assert!(most <= 200, "{most} in one window");
-        let seconds = admitted[admitted.len() - 1].as_secs_f64();
-        let mean = admitted.len() as f64 / seconds;
-        assert!(mean >= 197.0, "mean {mean:.1}/s over {seconds:.2} s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn throttle_swaps_pause_then_keep_every_window_within_the_pace_in_force() {
-        let pacer = Pacer::new(200);
-        let start = Instant::now();
-        let mut admitted = Vec::new();
-        // The highest pace in force at or after each admission's window start.
-        let mut rates = Vec::new();
-        let mut throttled_at = None;
-        while start.elapsed() < Duration::from_secs(14) {
-            pacer.acquire().await;
-            let now = start.elapsed();
-            admitted.push(now);
-            if throttled_at.is_none() && now >= Duration::from_secs(3) {
-                pacer.on_throttled();
-                throttled_at = Some(now);
-            } else {
-                pacer.on_accepted();
-            }
-            rates.push(pacer.current_rate());
-        }
-        let throttled_at = throttled_at.unwrap_or_default();
-        // The throttle pauses every request for half a second.
-        assert!(
-            !admitted
-                .iter()
-                .any(|&t| t > throttled_at && t < throttled_at + Duration::from_millis(500)),
-            "a request went out during the pause"
-        );
-        let counts = window_counts(&admitted);
-        for (i, (&t, &count)) in admitted.iter().zip(&counts).enumerate() {
-            // The pace a window may use: the highest in force during it.
-            let first = i + 1 - count;
-            let allowed = rates[first.saturating_sub(1)..=i]
-                .iter()
-                .fold(0.0f64, |a, &b| a.max(b));
-            assert!(
-                count as f64 <= allowed.ceil(),
-                "{count} requests in the second before {t:?}, pace at most {allowed}"
-            );
-        }
-        // Cut to 85 %, then two quiet seconds, then the climb back towards the ceiling.
-        let lowest = pacer.lowest_rate();
-        assert!((lowest - 170.0).abs() < 1e-9, "lowest {lowest}");
-        let last = rates[rates.len() - 1];
-        assert!(last > 180.0 && last <= 200.0, "climbed back to {last}");
-    }
-
-    /// Why the shape is not `Quota::per_second(n)` alone (a fact about governor, kept as the
-    /// reason `PaceShape` exists): its default burst of n admits about 2n in the first second.
-    #[test]
-    fn governor_per_second_alone_would_burst_past_the_ceiling() {
-        // The trap this module avoids: the default burst admits ~2n in the first second.
-        let naive = PaceShape {
-            per_second: 200.0,
-            burst: 200,
-        };
-        assert!(max_in_any_window(naive, 3) > 390);
-    }
-}
+mod tests;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::client::{CallError, ChatClient, Envelope};
 use crate::chat::codes::{classify, ErrorClass};
-use crate::chat::limiter::Pacer;
+use crate::chat::limiter::{Pacer, Ticket};
 use crate::outcome::FailureCode;
 
 /// Throttled answers one call may get: the last of them gives it up (README: "at most 20
@@ -99,10 +99,10 @@ impl Caller<'_> {
             if self.stop.is_cancelled() {
                 return (Answer::Stopped, requests);
             }
-            tokio::select! {
-                _ = self.pacer.acquire() => {}
+            let ticket = tokio::select! {
+                ticket = self.pacer.acquire() => ticket,
                 _ = self.stop.cancelled() => return (Answer::Stopped, requests),
-            }
+            };
             if self.stop.is_cancelled() {
                 return (Answer::Stopped, requests);
             }
@@ -113,7 +113,7 @@ impl Caller<'_> {
             let (code, message) = match judge(result) {
                 Step::Done(answer) => {
                     if matches!(answer, Answer::Ok(..)) {
-                        self.pacer.on_accepted();
+                        self.pacer.on_accepted(ticket);
                     }
                     return (answer, requests);
                 }
@@ -130,7 +130,7 @@ impl Caller<'_> {
                     continue;
                 }
                 Step::Throttled(code, message) => {
-                    if let Some(answer) = self.throttle(&mut attempts, &mut throttled) {
+                    if let Some(answer) = self.throttle(ticket, &mut attempts, &mut throttled) {
                         let gave_up = Answer::Failed { code, message };
                         return (answer.unwrap_or(gave_up), requests);
                     }
@@ -177,14 +177,19 @@ impl Caller<'_> {
 
     /// Handles a throttled answer: slows the job and says to retry (`None`), or gives up
     /// (`Some(None)`: the caller names the code).
-    fn throttle(&self, attempts: &mut u32, throttled: &mut u32) -> Option<Option<Answer>> {
+    fn throttle(
+        &self,
+        ticket: Ticket,
+        attempts: &mut u32,
+        throttled: &mut u32,
+    ) -> Option<Option<Answer>> {
         *attempts -= 1;
         *throttled += 1;
         self.throttled.fetch_add(1, Ordering::Relaxed);
+        self.pacer.on_throttled(ticket);
         if *throttled >= MAX_THROTTLED {
             return Some(None);
         }
-        self.pacer.on_throttled();
         None
     }
 }

@@ -37,11 +37,18 @@ impl Sim {
                 format!("{} is not an app admin", clip(&identifier)),
             ));
         }
-        let admitted = self
-            .state()
-            .limiters
-            .get_mut(&command)
-            .is_none_or(|limiter| limiter.admit(Instant::now()));
+        let admitted = {
+            let mut state = self.state();
+            if state.forced_throttles > 0 {
+                state.forced_throttles -= 1;
+                false
+            } else {
+                state
+                    .limiters
+                    .get_mut(&command)
+                    .is_none_or(|limiter| limiter.admit(Instant::now()))
+            }
+        };
         if !admitted {
             return Err(Answer::fail(
                 60007,
@@ -104,6 +111,13 @@ impl SlidingLimiter {
         }
     }
 
+    pub(super) fn set_limit(&mut self, limit: u32) {
+        if limit == 0 {
+            self.admitted.clear();
+        }
+        self.limit = limit;
+    }
+
     pub(super) fn admit(&mut self, now: Instant) -> bool {
         if self.limit == 0 {
             return true;
@@ -148,5 +162,11 @@ mod tests {
         assert!(limiter.admit(at(1100)));
         let mut unlimited = SlidingLimiter::new(0);
         assert!((0..1000).all(|_| unlimited.admit(t0)));
+        // A lower limit set mid-window counts the admissions already in it.
+        let mut changed = SlidingLimiter::new(3);
+        assert!(changed.admit(at(0)) && changed.admit(at(10)));
+        changed.set_limit(2);
+        assert!(!changed.admit(at(20)));
+        assert!(changed.admit(at(1000)));
     }
 }

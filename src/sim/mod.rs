@@ -200,6 +200,24 @@ impl SimHandle {
         self.sim.state().faults = faults;
     }
 
+    /// Change the per-command limit of portrait_set, portrait_get and account_import while
+    /// running, as when another system of the app starts or stops using the quota (0 = no
+    /// limit). Admissions of the last second still count against the new limit.
+    pub fn set_limit(&self, per_sec: u32) {
+        let mut state = self.sim.state();
+        for (command, limiter) in state.limiters.iter_mut() {
+            if !command.batch_limited() {
+                limiter.set_limit(per_sec);
+            }
+        }
+    }
+
+    /// Answers the next `n` requests that pass the admin check with 60007, whatever the
+    /// limit: an isolated throttle, as a server counting its windows differently would cause.
+    pub fn throttle_next(&self, n: u32) {
+        self.sim.state().forced_throttles += n;
+    }
+
     /// Stop accepting and close connections. Requests already being handled get
     /// `server::SHUTDOWN_GRACE` to finish; idle keep-alive connections close at once.
     pub fn shutdown(&self) {

@@ -61,6 +61,8 @@ pub(super) struct State {
     pub(super) streaks: HashMap<String, u32>,
     /// One per command (see `Command::batch_limited`).
     pub(super) limiters: HashMap<Command, SlidingLimiter>,
+    /// Requests still to be refused with 60007 whatever the limit (`SimHandle::throttle_next`).
+    pub(super) forced_throttles: u32,
     /// Every arrival, whatever its path.
     pub(super) window: WindowCounter,
     /// Arrivals by command (known paths only).
@@ -137,6 +139,7 @@ impl Sim {
                 latency_rng: StdRng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15),
                 streaks: HashMap::new(),
                 limiters,
+                forced_throttles: 0,
                 window: WindowCounter::default(),
                 windows: HashMap::new(),
                 in_flight: 0,

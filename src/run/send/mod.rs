@@ -59,9 +59,10 @@ pub struct SendSettings {
 }
 
 impl SendSettings {
-    /// Little's law: in-flight = rate × latency. Sized for 1 s latencies with 25 % headroom.
+    /// Little's law: in-flight = rate × latency. Sized for 1 s latencies with 25 % headroom,
+    /// up to 4,096 (3,000/s at 600 ms needs 1,800 in flight).
     pub fn default_concurrency(rate: u32) -> usize {
-        ((rate as usize * 5).div_ceil(4)).clamp(4, 1024)
+        ((rate as usize * 5).div_ceil(4)).clamp(4, 4096)
     }
 }
 
@@ -276,5 +277,7 @@ mod tests {
     fn default_concurrency_follows_littles_law() {
         assert_eq!(SendSettings::default_concurrency(200), 250);
         assert_eq!(SendSettings::default_concurrency(1), 4);
+        assert_eq!(SendSettings::default_concurrency(3000), 3750);
+        assert_eq!(SendSettings::default_concurrency(100_000), 4096);
     }
 }

@@ -104,3 +104,34 @@ async fn zero_limit_per_sec_turns_every_limiter_off() {
         assert_eq!(code(&client, &check, &body).await, 0);
     }
 }
+
+#[tokio::test]
+async fn the_limit_changes_while_running_and_forced_throttles_are_counted() {
+    let mut cfg = config();
+    cfg.limit_per_sec = 4;
+    let sim = SimHandle::start(cfg).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = set_url(&sim);
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(code_of(&client, &url, &nick(&format!("u{i}"), "n")).await);
+    }
+    // Three admitted in this second: a limit of 2 refuses, a limit of 5 admits two more.
+    sim.set_limit(2);
+    codes.push(code_of(&client, &url, &nick("u3", "n")).await);
+    sim.set_limit(5);
+    for i in 4..7 {
+        codes.push(code_of(&client, &url, &nick(&format!("u{i}"), "n")).await);
+    }
+    assert_eq!(codes, [0, 0, 0, 60007, 0, 0, 60007]);
+    // 0 turns the limiter off; forced throttles refuse exactly the next n requests.
+    sim.set_limit(0);
+    sim.throttle_next(2);
+    let mut codes = Vec::new();
+    for i in 7..17 {
+        codes.push(code_of(&client, &url, &nick(&format!("u{i}"), "n")).await);
+    }
+    assert_eq!(codes, [60007, 60007, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let stats = sim.stats();
+    assert_eq!((stats.count("0"), stats.count("60007")), (13, 4), "{stats}");
+}

@@ -1,0 +1,368 @@
+//! The pacer against a model server on tokio's paused clock: every figure here is a count in
+//! virtual time, the same on any machine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use governor::clock::{FakeRelativeClock, Reference};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+/// Chat's limiter as the simulator models it: a request is admitted if fewer than `limit`
+/// were admitted in the second before it; refused ones do not count.
+struct ModelServer {
+    limit: u32,
+    admitted: VecDeque<Instant>,
+    /// Every arrival and whether it was admitted.
+    arrivals: Vec<(Instant, bool)>,
+    /// Refuse the next arrival at or after this time, whatever the count (one forced throttle).
+    refuse_once_at: Option<Instant>,
+}
+
+impl ModelServer {
+    fn arrive(&mut self, now: Instant) -> bool {
+        while self
+            .admitted
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+        {
+            self.admitted.pop_front();
+        }
+        let forced = self.refuse_once_at.is_some_and(|at| now >= at);
+        if forced {
+            self.refuse_once_at = None;
+        }
+        let admitted = !forced && self.admitted.len() < self.limit as usize;
+        if admitted {
+            self.admitted.push_back(now);
+        }
+        self.arrivals.push((now, admitted));
+        admitted
+    }
+}
+
+/// One run: `rows` rows, each retried until admitted, from enough workers for the latency.
+struct Run {
+    rate: u32,
+    limit: u32,
+    rows: usize,
+    jitter: Duration,
+    latency: (u64, u64),
+    /// (after, new limit): the server's limit changes mid-run.
+    limit_changes: Vec<(Duration, u32)>,
+    refuse_once_after: Option<Duration>,
+}
+
+struct Outcome {
+    arrivals: Vec<(Duration, bool)>,
+    /// The pace in force at each whole second.
+    pace_by_second: Vec<f64>,
+}
+
+impl Outcome {
+    fn throttled(&self) -> usize {
+        self.arrivals.iter().filter(|(_, ok)| !ok).count()
+    }
+
+    fn admitted(&self) -> usize {
+        self.arrivals.iter().filter(|(_, ok)| *ok).count()
+    }
+
+    /// The most arrivals (admitted or not) in any half-open one-second window within `from..to`.
+    fn most_in_a_window(&self, from: Duration, to: Duration) -> usize {
+        let times: Vec<Duration> = self
+            .arrivals
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t >= from && *t < to)
+            .collect();
+        let mut lo = 0;
+        let mut most = 0;
+        for hi in 0..times.len() {
+            while times[hi] - times[lo] >= WINDOW {
+                lo += 1;
+            }
+            most = most.max(hi - lo + 1);
+        }
+        most
+    }
+
+    /// Admitted requests per second from the first arrival to the last.
+    fn mean(&self) -> f64 {
+        let first = self.arrivals.first().map_or(Duration::ZERO, |a| a.0);
+        let last = self.arrivals.last().map_or(Duration::ZERO, |a| a.0);
+        (self.admitted() - 1) as f64 / (last - first).as_secs_f64()
+    }
+}
+
+impl Run {
+    fn at_limit(rate: u32) -> Run {
+        Run {
+            rate,
+            limit: rate,
+            rows: rate as usize * 20,
+            jitter: Duration::from_millis(8),
+            latency: (20, 80),
+            limit_changes: Vec::new(),
+            refuse_once_after: None,
+        }
+    }
+
+    async fn go(self) -> Outcome {
+        let start = Instant::now();
+        let pacer = Arc::new(Pacer::new(self.rate));
+        let server = Arc::new(Mutex::new(ModelServer {
+            limit: self.limit,
+            admitted: VecDeque::new(),
+            arrivals: Vec::new(),
+            refuse_once_at: self.refuse_once_after.map(|after| start + after),
+        }));
+        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(7)));
+        let next_row = Arc::new(AtomicUsize::new(0));
+        let workers = (f64::from(self.rate) * self.latency.1 as f64 / 1000.0 * 1.5) as usize + 4;
+        let mut tasks = Vec::new();
+        for _ in 0..workers.min(2000) {
+            let (pacer, server, rng, next_row) =
+                (pacer.clone(), server.clone(), rng.clone(), next_row.clone());
+            let (rows, jitter, latency) = (self.rows, self.jitter, self.latency);
+            tasks.push(tokio::spawn(async move {
+                while next_row.fetch_add(1, Ordering::Relaxed) < rows {
+                    loop {
+                        let ticket = pacer.acquire().await;
+                        let (wander, answer) = {
+                            let mut rng = lock(&rng);
+                            (
+                                rng.random_range(Duration::ZERO..=jitter),
+                                Duration::from_millis(rng.random_range(latency.0..=latency.1)),
+                            )
+                        };
+                        tokio::time::sleep(wander).await;
+                        let admitted = lock(&server).arrive(Instant::now());
+                        tokio::time::sleep(answer).await;
+                        if admitted {
+                            pacer.on_accepted(ticket);
+                            break;
+                        }
+                        pacer.on_throttled(ticket);
+                    }
+                }
+            }));
+        }
+        let pace_by_second = Arc::new(Mutex::new(Vec::new()));
+        let watcher = {
+            let (pacer, server, pace) = (pacer.clone(), server.clone(), pace_by_second.clone());
+            let mut changes = self.limit_changes.clone();
+            tokio::spawn(async move {
+                for second in 1u64.. {
+                    tokio::time::sleep_until(start + Duration::from_secs(second)).await;
+                    lock(&pace).push(pacer.current_rate());
+                    let now = Duration::from_secs(second);
+                    for (_, limit) in changes.iter().filter(|(after, _)| *after == now) {
+                        lock(&server).limit = *limit;
+                    }
+                    changes.retain(|(after, _)| *after > now);
+                }
+            })
+        };
+        for task in tasks {
+            task.await.expect("worker");
+        }
+        watcher.abort();
+        let arrivals = lock(&server)
+            .arrivals
+            .iter()
+            .map(|(t, ok)| (t.duration_since(start), *ok))
+            .collect();
+        let pace_by_second = lock(&pace_by_second).clone();
+        Outcome {
+            arrivals,
+            pace_by_second,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_limit_no_request_is_throttled_and_the_mean_is_within_1_5_percent() {
+    for rate in [50, 200, 1000, 3000] {
+        let run = Run::at_limit(rate).go().await;
+        let most = run.most_in_a_window(Duration::ZERO, Duration::MAX);
+        assert_eq!(run.throttled(), 0, "rate {rate}: throttled");
+        assert!(most <= rate as usize, "rate {rate}: {most} in one window");
+        let mean = run.mean();
+        assert!(
+            mean >= 0.985 * f64::from(rate),
+            "rate {rate}: mean {mean:.1}/s"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn far_above_the_limit_the_pace_lands_on_it_with_few_throttled_answers() {
+    for rate in [5_000, 100_000] {
+        let run = Run {
+            limit: 200,
+            rows: 6_000,
+            ..Run::at_limit(rate)
+        }
+        .go()
+        .await;
+        let (throttled, requests) = (run.throttled(), run.arrivals.len());
+        assert_eq!(run.admitted(), 6_000, "rate {rate}: every row ends OK");
+        assert!(
+            throttled * 20 <= requests,
+            "rate {rate}: {throttled} of {requests} requests throttled"
+        );
+        for (second, pace) in run.pace_by_second.iter().enumerate().skip(5) {
+            assert!(
+                (180.0..=220.0).contains(pace),
+                "rate {rate}: pace {pace:.0}/s after {second} s"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_throttle_at_the_limit_costs_under_1_percent_of_the_mean() {
+    let clean = Run::at_limit(200).go().await;
+    let throttled = Run {
+        refuse_once_after: Some(Duration::from_secs(3)),
+        rows: 6_000,
+        ..Run::at_limit(200)
+    }
+    .go()
+    .await;
+    assert_eq!(clean.throttled(), 0);
+    assert_eq!(throttled.throttled(), 1);
+    let (clean, once) = (clean.mean(), throttled.mean());
+    assert!(
+        once >= clean * 0.99,
+        "mean {once:.2}/s after one throttle, {clean:.2}/s without"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_that_falls_and_comes_back_is_followed_down_and_up() {
+    let run = Run {
+        rows: 9_000,
+        limit_changes: vec![
+            (Duration::from_secs(10), 100),
+            (Duration::from_secs(30), 200),
+        ],
+        ..Run::at_limit(200)
+    }
+    .go()
+    .await;
+    let pace = &run.pace_by_second;
+    // Followed down within 5 s: from then on, the pace is at most the new limit.
+    // Followed down within 5 s: from then on the pace only probes a few % above the new
+    // limit, and the server sees few refusals.
+    for second in 15..30 {
+        let at = pace[second - 1];
+        assert!(at <= 103.0, "pace {at:.1}/s at {second} s: {pace:.1?}");
+    }
+    let most = run.most_in_a_window(Duration::from_secs(15), Duration::from_secs(30));
+    assert!(
+        most <= 103,
+        "{most} requests in one window while the limit was 100"
+    );
+    let refused = run
+        .arrivals
+        .iter()
+        .filter(|(t, ok)| !ok && t.as_secs() >= 15 && t.as_secs() < 30)
+        .count();
+    assert!(refused <= 15, "{refused} refused while the limit was 100");
+    // And back up within 30 s.
+    let back = (30..pace.len()).find(|&s| pace[s - 1] >= 190.0);
+    assert!(back.is_some_and(|s| s <= 60), "pace by second: {pace:.0?}");
+    assert_eq!(run.admitted(), 9_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn above_the_default_limit_the_pace_ramps_up_from_it_in_a_tenth_of_a_second() {
+    let pacer = Pacer::new(3_000);
+    let start = Instant::now();
+    let mut first_100ms = 0;
+    while start.elapsed() < Duration::from_millis(200) {
+        pacer.acquire().await;
+        if start.elapsed() < Duration::from_millis(100) {
+            first_100ms += 1;
+        }
+    }
+    assert_eq!(pacer.current_rate(), 3_000.0);
+    // 200, 400, 800 and 1,600/s for 25 ms each: about 75 requests, not 300.
+    assert!(
+        (60..=90).contains(&first_100ms),
+        "{first_100ms} in the first 100 ms"
+    );
+}
+
+/// The spacing alone, with a saturated sender whose wake-ups come up to 2 ms late and whose
+/// requests reach the server up to `JITTER_ROOM` apart: no server window holds more than the
+/// pace, and the mean is at least 98.5 % of it.
+#[test]
+fn spacing_keeps_every_window_within_the_pace_despite_late_wakeups_and_jitter() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for pace in [1.0, 3.0, 50.0, 199.0, 200.0, 1000.0, 3000.0, 5000.0] {
+        let (quota, cells, burst) = shape(pace);
+        let fake = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(quota, fake.clone());
+        let _ = limiter.check_n(burst);
+        let start = fake.now();
+        let mut arrivals = Vec::new();
+        let seconds = 20.0f64.min(2000.0 / pace).max(5.0);
+        let mut now = Duration::ZERO;
+        while now.as_secs_f64() < seconds {
+            match limiter.check_n(cells) {
+                Ok(Ok(())) => arrivals.push(now + rng.random_range(Duration::ZERO..=JITTER_ROOM)),
+                _ => {
+                    // Wake up late, by up to the catch-up.
+                    let late = rng.random_range(Duration::ZERO..=CATCH_UP);
+                    fake.advance(Duration::from_micros(50) + late);
+                }
+            }
+            now = fake.now().duration_since(start).into();
+        }
+        arrivals.sort();
+        let mut lo = 0;
+        for hi in 0..arrivals.len() {
+            while arrivals[hi] - arrivals[lo] >= WINDOW {
+                lo += 1;
+            }
+            assert!(
+                (hi - lo + 1) as f64 <= pace,
+                "pace {pace}: {} in the second before {:?}",
+                hi - lo + 1,
+                arrivals[hi]
+            );
+        }
+        let span = (arrivals[arrivals.len() - 1] - arrivals[0]).as_secs_f64();
+        let mean = (arrivals.len() - 1) as f64 / span;
+        assert!(mean >= 0.985 * pace, "pace {pace}: mean {mean:.2}/s");
+    }
+}
+
+/// Why a request costs many cells (a fact about governor, kept as the reason `Spacing`
+/// exists): `Quota::per_second(n)` alone admits about 2n in the first second.
+#[test]
+fn governor_per_second_alone_would_burst_past_the_ceiling() {
+    let fake = FakeRelativeClock::default();
+    let limiter = RateLimiter::direct_with_clock(
+        Quota::per_second(NonZeroU32::new(200).unwrap_or(NonZeroU32::MIN)),
+        fake.clone(),
+    );
+    let start = fake.now();
+    let mut admitted = 0;
+    while Duration::from(fake.now().duration_since(start)) < WINDOW {
+        if limiter.check().is_ok() {
+            admitted += 1;
+        } else {
+            fake.advance(Duration::from_micros(100));
+        }
+    }
+    assert!(admitted > 390, "{admitted}");
+}
