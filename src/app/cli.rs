@@ -76,6 +76,15 @@ Examples:
   # Nightly sync: send only the profiles that changed since the last accepted run
   profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
 
+  # Send only what differs from what Chat holds now (1 portrait_get per 100 users)
+  profile-import import users.csv --config chat.toml --changes-only
+
+  # The plan: what --changes-only would create, update and leave alone (users.plan.csv)
+  profile-import import users.csv --config chat.toml --dry-run --changes-only
+
+  # Rebuild a lost state file (or seed a new one) from what Chat holds, repairing drift
+  profile-import import users.csv --config chat.toml --changes-only --state state.db
+
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
 
@@ -360,8 +369,26 @@ pub struct ImportArgs {
     pub state: Option<PathBuf>,
 
     /// With --state: send every row anyway, and refresh the state.
-    #[arg(long, requires = "state")]
+    #[arg(long, requires = "state", conflicts_with = "changes_only")]
     pub full: bool,
+
+    /// Read each user's current values first (portrait_get, 100 users a call, on a pacer of
+    /// its own) and send only the tags whose value differs; users Chat already matches are not
+    /// sent. Costs 1 call per 100 users and also catches changes made outside this tool. With
+    /// --dry-run: the plan (what would be created, updated, left unchanged), sending nothing.
+    /// With --state: also records what Chat now holds, rebuilding or seeding the state.
+    #[arg(long)]
+    pub changes_only: bool,
+
+    /// With --changes-only: ceiling on portrait_get calls per second (Chat: 200/s).
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "changes_only",
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
+    pub read_rate: u32,
+
+    /// With --dry-run --changes-only: where the plan CSV goes (UserID,Tag,Expected,Actual, as
+    /// verify's diff) [default: <CSV stem>.plan.csv beside the input].
+    #[arg(long, value_name = "PATH", requires = "changes_only")]
+    pub plan: Option<PathBuf>,
 
     /// The file size from which the dry run reads in two parts at once (tests set it to 0 to
     /// compare both ways of reading on small files).

@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         create_accounts: Some(crate::run::accounts::CreateAccounts::Batch),
         state: None,
         full: false,
+        changes_only: false,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
@@ -81,6 +82,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         quiet,
         progress_interval: Duration::from_secs(2),
         max_errors: None,
+        read_rate: 200,
     };
     let (status, _) = crate::app::signals::import_until_signalled(|stop| {
         send::run(&job, client.clone(), settings, stop)

@@ -1,0 +1,196 @@
+//! Reading ahead: rows stream in, the users to compare are gathered into portrait_get batches of
+//! up to 100, several batches are read at once on the reads' own pacer, and every row leaves in
+//! the order it came, with its comparison, as soon as its batch is answered. Rows that need no
+//! read pass straight through (behind the rows before them). Memory is bounded: the rows held
+//! are at most the batches in flight plus [`MAX_HELD`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{compare, Compared, Comparison, Reads};
+use crate::chat::api::command::PORTRAIT_GET;
+use crate::chat::portrait::{self, ProfileItem, UserRead, USERS_PER_READ};
+use crate::chat::retry::Answer;
+
+/// Rows held waiting for a read, beyond which the next batch is read even if not full.
+const MAX_HELD: usize = 20_000;
+
+/// What comes in: a row to pass on, or a row whose user is compared first.
+pub enum Ahead<T> {
+    Pass(T),
+    Compare {
+        user: String,
+        expected: Vec<ProfileItem>,
+        item: T,
+    },
+}
+
+struct Held<T> {
+    item: T,
+    /// The batch, user and items of a row waiting for its read.
+    waiting: Option<(u64, String, Vec<ProfileItem>)>,
+}
+
+/// The batch being gathered.
+#[derive(Default)]
+struct Gathering {
+    id: u64,
+    users: Vec<String>,
+    seen: HashSet<String>,
+}
+
+/// Reads ahead: takes rows from `input` (made into [`Ahead`] by `split`), hands each one to
+/// `settle` with its comparison (`None` for rows passed through), in input order, and sends
+/// what `settle` makes to `output`. Returns when the input is closed and every row is out (or
+/// the output is closed).
+pub async fn read_ahead<I, T, U>(
+    mut input: mpsc::Receiver<I>,
+    output: mpsc::Sender<U>,
+    reads: Reads,
+    mut split: impl FnMut(I) -> Ahead<T>,
+    mut settle: impl FnMut(T, Option<Compared>) -> U,
+) {
+    let mut held: VecDeque<Held<T>> = VecDeque::new();
+    let mut answered: HashMap<u64, HashMap<String, UserRead>> = HashMap::new();
+    let mut tasks: JoinSet<(u64, HashMap<String, UserRead>)> = JoinSet::new();
+    let mut gathering = Gathering::default();
+    let mut input_open = true;
+    loop {
+        while let Some(front) = held.front() {
+            let ready = match &front.waiting {
+                None => true,
+                Some((id, _, _)) => answered.contains_key(id),
+            };
+            if !ready {
+                break;
+            }
+            let Some(row) = held.pop_front() else { break };
+            let out = match row.waiting {
+                None => settle(row.item, None),
+                Some((id, user, expected)) => {
+                    let read = answered
+                        .get_mut(&id)
+                        .and_then(|users| users.remove(&user))
+                        .unwrap_or_else(|| UserRead::Unread("no answer for it".into()));
+                    if answered.get(&id).is_some_and(HashMap::is_empty) {
+                        answered.remove(&id);
+                    }
+                    let outcome = compare(&expected, read);
+                    settle(row.item, Some(Compared { expected, outcome }))
+                }
+            };
+            if output.send(out).await.is_err() {
+                return;
+            }
+        }
+        if !input_open && held.is_empty() {
+            return;
+        }
+        let launch = gathering.users.len() >= USERS_PER_READ
+            || !input_open
+            || held.len() >= MAX_HELD + reads.in_flight * USERS_PER_READ;
+        if !gathering.users.is_empty() && tasks.len() < reads.in_flight && launch {
+            launch_read(&mut tasks, &reads, &mut gathering);
+        }
+        let full = gathering.users.len() >= USERS_PER_READ && tasks.len() >= reads.in_flight;
+        let can_take =
+            input_open && !full && held.len() < MAX_HELD + reads.in_flight * USERS_PER_READ;
+        tokio::select! {
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Some(Ok((id, users))) => {
+                        answered.insert(id, users);
+                    }
+                    // A read task cannot panic short of a bug; its rows are then sent whole.
+                    Some(Err(err)) => tracing::error!("a portrait_get task failed: {err}"),
+                    None => {}
+                }
+            }
+            next = input.recv(), if can_take => match next {
+                None => input_open = false,
+                Some(next) => match split(next) {
+                    Ahead::Pass(item) => held.push_back(Held { item, waiting: None }),
+                    Ahead::Compare { user, expected, item } => {
+                        if gathering.seen.contains(&user) {
+                            // One user once per read: the batch so far goes out first.
+                            launch_read(&mut tasks, &reads, &mut gathering);
+                        }
+                        gathering.seen.insert(user.clone());
+                        gathering.users.push(user.clone());
+                        let waiting = Some((gathering.id, user, expected));
+                        held.push_back(Held { item, waiting });
+                    }
+                },
+            },
+            else => {
+                // Nothing in flight and nothing to take, yet rows wait: never lose them.
+                give_up_waiting(&mut held, &mut answered);
+            }
+        }
+    }
+}
+
+/// Marks every waiting row's batch as answered "not read", so they are sent whole.
+fn give_up_waiting<T>(
+    held: &mut VecDeque<Held<T>>,
+    answered: &mut HashMap<u64, HashMap<String, UserRead>>,
+) {
+    for row in held.iter() {
+        if let Some((id, _, _)) = &row.waiting {
+            answered.entry(*id).or_default();
+        }
+    }
+}
+
+/// Starts reading the batch gathered so far, and starts a new one.
+fn launch_read(
+    tasks: &mut JoinSet<(u64, HashMap<String, UserRead>)>,
+    reads: &Reads,
+    gathering: &mut Gathering,
+) {
+    let id = gathering.id;
+    let users = std::mem::take(&mut gathering.users);
+    gathering.seen.clear();
+    gathering.id += 1;
+    let reads = reads.clone();
+    tasks.spawn(async move { (id, read_batch(&reads, users).await) });
+}
+
+/// One portrait_get, retried like every call; what it says of each user. A read that fails
+/// for good leaves its users unread (their rows are sent whole).
+async fn read_batch(reads: &Reads, users: Vec<String>) -> HashMap<String, UserRead> {
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let request = portrait::get_request(&names, &reads.tags);
+    let (answer, _) = reads.api.call(PORTRAIT_GET, request).await;
+    let unread = |why: String| {
+        tracing::debug!("{} users not compared: {why}", users.len());
+        users
+            .iter()
+            .map(|user| (user.clone(), UserRead::Unread(why.clone())))
+            .collect()
+    };
+    match answer {
+        Answer::Ok(_, raw) => match portrait::read_answer(&raw, &names) {
+            Ok(read) => users.iter().cloned().zip(read).collect(),
+            Err(err) => unread(format!("portrait_get answered something unexpected: {err}")),
+        },
+        Answer::Failed { code, message } => {
+            unread(format!("portrait_get failed: {code} {message}"))
+        }
+        Answer::Fatal { why, .. } => {
+            (reads.on_fatal)(why.clone());
+            unread(why)
+        }
+        Answer::Stopped => unread("the run stopped".into()),
+    }
+}
+
+/// True for a comparison that sends the row whole.
+pub fn sends_whole(outcome: &Comparison) -> bool {
+    matches!(
+        outcome,
+        Comparison::NotAnAccount | Comparison::NotCompared(_)
+    )
+}

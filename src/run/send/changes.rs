@@ -1,0 +1,81 @@
+//! The compare stage of `--changes-only`, between the reader and the dispatcher: every row to
+//! send is compared with what Chat holds (read ahead, see `run::changes::ahead`) and goes on
+//! in file order as a row unchanged in Chat, or as a job carrying only the differing tags (the
+//! whole row when its user is not an account or could not be read).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::worker::Shared;
+use super::{Check, Event, LocalRow};
+use crate::chat::api::ChatApi;
+use crate::run::changes::ahead::{read_ahead, Ahead};
+use crate::run::changes::{self, Compared, Comparison, Reads};
+
+/// The reads of this job: a read that finds the whole job wrong stops it, as a send would.
+pub(super) fn reads(shared: &Arc<Shared>, api: &Arc<ChatApi>, tags: Vec<String>) -> Reads {
+    let shared = Arc::clone(shared);
+    Reads {
+        api: Arc::clone(api),
+        tags: Arc::new(tags),
+        in_flight: changes::reads_in_flight(shared.settings.read_rate),
+        on_fatal: Arc::new(move |why| shared.stop_job(why)),
+    }
+}
+
+/// Compares the rows from `events` with Chat and hands them on to `compared`, in order.
+pub(super) async fn compare_ahead(
+    events: mpsc::Receiver<Event>,
+    compared: mpsc::Sender<Event>,
+    reads: Reads,
+) {
+    read_ahead(events, compared, reads, split, settle).await;
+}
+
+/// Jobs are compared; rows decided already pass through.
+fn split(event: Event) -> Ahead<Event> {
+    match event {
+        Event::Job(job) => match changes::parse_body(&job.body) {
+            Some(body) => Ahead::Compare {
+                user: body.user,
+                expected: body.items,
+                item: Event::Job(job),
+            },
+            None => Ahead::Pass(Event::Job(job)),
+        },
+        other => Ahead::Pass(other),
+    }
+}
+
+/// What a comparison makes of a job.
+fn settle(event: Event, compared: Option<Compared>) -> Event {
+    let (mut job, compared) = match (event, compared) {
+        (Event::Job(job), Some(compared)) => (job, compared),
+        (event, _) => return event,
+    };
+    match compared.outcome {
+        Comparison::Same => {
+            return Event::Local(LocalRow::UnchangedInChat {
+                pos: job.pos,
+                user_id: job.user_id,
+                body_hash: job.body_hash,
+            })
+        }
+        Comparison::Differs(differences) => {
+            job.body = changes::partial_body(&job.user_id, &compared.expected, &differences);
+            job.tags = u32::try_from(differences.len()).unwrap_or(u32::MAX);
+            job.check = Check::Updated;
+        }
+        Comparison::NotAnAccount => job.check = Check::NotAnAccount,
+        Comparison::NotCompared(why) => {
+            tracing::debug!(
+                "line {}: user {} not compared ({why}): sent whole",
+                job.pos.line,
+                job.user_id
+            );
+            job.check = Check::NotCompared;
+        }
+    }
+    Event::Job(job)
+}
