@@ -91,7 +91,9 @@ impl Sim {
                 wanted.push(tag);
             }
         }
-        Ok(read_profiles(&self.state(), &users, &wanted))
+        let mut state = self.state();
+        state.users_read += users.len() as u64;
+        Ok(read_profiles(&state, &users, &wanted))
     }
 }
 

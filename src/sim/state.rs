@@ -72,6 +72,8 @@ pub(super) struct State {
     pub(super) codes: BTreeMap<String, u64>,
     pub(super) answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
     pub(super) applied: u64,
+    /// Users named in portrait_get calls that were answered.
+    pub(super) users_read: u64,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
 }
@@ -146,6 +148,7 @@ impl Sim {
                 codes: BTreeMap::new(),
                 answers_by_command: BTreeMap::new(),
                 applied: 0,
+                users_read: 0,
                 connections: 0,
             }),
             changed: tokio::sync::Notify::new(),
