@@ -54,6 +54,9 @@ impl Sim {
             }
         }
         let mut state = self.state();
+        for (tag, _) in &updates {
+            *state.written_by_tag.entry(tag.to_string()).or_insert(0) += 1;
+        }
         let profile = state.profiles.entry(user.to_string()).or_default();
         for (tag, value) in updates {
             profile.insert(tag.to_string(), value.clone());

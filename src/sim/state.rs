@@ -74,6 +74,8 @@ pub(super) struct State {
     pub(super) applied: u64,
     /// Users named in portrait_get calls that were answered.
     pub(super) users_read: u64,
+    /// Tags written by applied portrait_set calls: tag → writes.
+    pub(super) written_by_tag: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
 }
@@ -149,6 +151,7 @@ impl Sim {
                 answers_by_command: BTreeMap::new(),
                 applied: 0,
                 users_read: 0,
+                written_by_tag: BTreeMap::new(),
                 connections: 0,
             }),
             changed: tokio::sync::Notify::new(),

@@ -37,6 +37,8 @@ pub struct SimStats {
     pub applied: u64,
     /// Users named in the portrait_get calls answered (up to 100 a call).
     pub users_read: u64,
+    /// Tags written by the portrait_set updates applied: tag → writes (what the bodies held).
+    pub written_by_tag: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -123,6 +125,7 @@ impl State {
             max_in_flight: self.max_in_flight,
             applied: self.applied,
             users_read: self.users_read,
+            written_by_tag: self.written_by_tag.clone(),
         }
     }
 
