@@ -6,15 +6,39 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::worker::Shared;
 use super::{Check, Event, LocalRow};
 use crate::chat::api::ChatApi;
 use crate::run::changes::ahead::{read_ahead, Ahead};
 use crate::run::changes::{self, Compared, Comparison, Reads};
+use crate::run::summary::Summary;
+
+/// `--changes-only`: starts the compare stage on the rows of `events`, which then receives
+/// the compared rows instead.
+pub(super) fn spawn_stage(
+    shared: &Arc<Shared>,
+    tags: Vec<String>,
+    events: &mut mpsc::Receiver<Event>,
+) -> Option<JoinHandle<()>> {
+    let api = shared.reads.as_ref()?;
+    let (compared_tx, compared_rx) = mpsc::channel::<Event>(1024);
+    let rows = std::mem::replace(events, compared_rx);
+    let reads = reads(shared, api, tags);
+    Some(tokio::spawn(compare_ahead(rows, compared_tx, reads)))
+}
+
+/// The reads' requests and throttled answers, into the summary.
+pub(super) fn count_reads(summary: &mut Summary, shared: &Shared) {
+    if let (Some(changes), Some(reads)) = (&mut summary.changes, &shared.reads) {
+        changes.read_calls = reads.requests();
+        changes.read_throttled = reads.throttled();
+    }
+}
 
 /// The reads of this job: a read that finds the whole job wrong stops it, as a send would.
-pub(super) fn reads(shared: &Arc<Shared>, api: &Arc<ChatApi>, tags: Vec<String>) -> Reads {
+fn reads(shared: &Arc<Shared>, api: &Arc<ChatApi>, tags: Vec<String>) -> Reads {
     let shared = Arc::clone(shared);
     Reads {
         api: Arc::clone(api),
@@ -25,7 +49,7 @@ pub(super) fn reads(shared: &Arc<Shared>, api: &Arc<ChatApi>, tags: Vec<String>)
 }
 
 /// Compares the rows from `events` with Chat and hands them on to `compared`, in order.
-pub(super) async fn compare_ahead(
+async fn compare_ahead(
     events: mpsc::Receiver<Event>,
     compared: mpsc::Sender<Event>,
     reads: Reads,

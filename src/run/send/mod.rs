@@ -246,15 +246,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
             let options = job.input.clone();
             move || reader::read_rows(input, &options, mapper, event_tx, reader_plan)
         })?;
-    let compare_stage = shared.reads.as_ref().map(|reads| {
-        let (compared_tx, compared_rx) = mpsc::channel::<Event>(1024);
-        let stage = changes::compare_ahead(
-            std::mem::replace(&mut event_rx, compared_rx),
-            compared_tx,
-            changes::reads(shared, reads, tags),
-        );
-        tokio::spawn(stage)
-    });
+    let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
     let workers: Vec<_> = (0..settings.concurrency)
         .map(|_| {
@@ -314,10 +306,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     summary.throttled = shared.api.throttled();
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
-    if let (Some(changes), Some(reads)) = (&mut summary.changes, &shared.reads) {
-        changes.read_calls = reads.requests();
-        changes.read_throttled = reads.throttled();
-    }
+    changes::count_reads(&mut summary, shared);
     Ok(SendReport {
         summary,
         state,
