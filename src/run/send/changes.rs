@@ -49,11 +49,7 @@ fn reads(shared: &Arc<Shared>, api: &Arc<ChatApi>, tags: Vec<String>) -> Reads {
 }
 
 /// Compares the rows from `events` with Chat and hands them on to `compared`, in order.
-async fn compare_ahead(
-    events: mpsc::Receiver<Event>,
-    compared: mpsc::Sender<Event>,
-    reads: Reads,
-) {
+async fn compare_ahead(events: mpsc::Receiver<Event>, compared: mpsc::Sender<Event>, reads: Reads) {
     read_ahead(events, compared, reads, split, settle).await;
 }
 
