@@ -93,7 +93,8 @@ impl PlanReport {
 impl std::fmt::Display for PlanReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let line = |f: &mut std::fmt::Formatter<'_>, label: &str, n: u64, note: &str| {
-            writeln!(f, "{label:<17}{n:>10}   {note}")
+            let line = format!("{label:<17}{n:>10}   {note}");
+            writeln!(f, "{}", line.trim_end())
         };
         writeln!(f, "── plan: import --changes-only (nothing sent) ──")?;
         line(f, "rows read", self.rows, "")?;
