@@ -177,7 +177,7 @@ impl Summary {
     /// The counters, codes, timings and the exit code the run ends with, as JSON.
     pub fn to_json(&self, exit_code: u8) -> serde_json::Value {
         let summary = self;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "command": "import",
             "exit_code": exit_code,
             "dry_run": summary.dry_run,
@@ -203,8 +203,11 @@ impl Summary {
             "failure_csv": summary.failure_csv,
             "journal": summary.journal,
             "stopped": summary.stopped,
-            "changes_only": summary.changes.map(ChangesCounts::to_json),
-        })
+        });
+        if let (Some(changes), Some(json)) = (summary.changes, json.as_object_mut()) {
+            json.insert("changes_only".into(), changes.to_json());
+        }
+        json
     }
 }
 
