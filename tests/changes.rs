@@ -613,3 +613,86 @@ async fn an_app_wide_60011_slows_the_sibling_pacer_and_a_60007_does_not() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_ahead_keeps_input_order_whatever_order_the_reads_end_in() {
+    use profile_import::chat::portrait::ProfileItem;
+    use profile_import::run::changes::ahead::{read_ahead, Ahead};
+    use profile_import::run::changes::{Comparison, Reads};
+
+    let mut config = sim_config();
+    // Reads end out of order.
+    config.latency_min = std::time::Duration::from_millis(1);
+    config.latency_max = std::time::Duration::from_millis(40);
+    let sim = SimHandle::start(config).await.unwrap();
+    for k in 0..300 {
+        sim.write_profile(&format!("u{k}"), [(NICK, json!(format!("n{k}")))]);
+    }
+    let client = Arc::new(
+        ChatClient::new(
+            sim_connection(&sim.url(), APP, ADMIN, KEY),
+            ClientTuning::default(),
+        )
+        .unwrap(),
+    );
+    let api = ChatApi::new(
+        client,
+        5000,
+        RetryPolicy::default(),
+        CancellationToken::new(),
+    );
+    let reads = Reads {
+        api: Arc::new(api),
+        tags: Arc::new(vec![NICK.to_string()]),
+        in_flight: 8,
+        on_fatal: Arc::new(|why| panic!("{why}")),
+    };
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<usize>(16);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(16);
+    // Every 7th row passes through; the others compare user u(i % 300), which repeats within a
+    // batch, against the Nick "n{i}" (Chat holds "n{i % 300}": the same only for i < 300).
+    let split = |i: usize| {
+        if i % 7 == 0 {
+            return Ahead::Pass(i);
+        }
+        let expected = vec![ProfileItem {
+            tag: NICK.into(),
+            value: json!(format!("n{i}")),
+        }];
+        Ahead::Compare {
+            user: format!("u{}", i % 300),
+            expected,
+            item: i,
+        }
+    };
+    let stage = tokio::spawn(read_ahead(in_rx, out_tx, reads, split, |i, c| {
+        (i, c.map(|c| c.outcome))
+    }));
+    tokio::spawn(async move {
+        for i in 0..1000 {
+            in_tx.send(i).await.unwrap();
+        }
+    });
+    let mut seen = Vec::new();
+    while let Some((i, outcome)) = out_rx.recv().await {
+        match outcome {
+            None => assert_eq!(i % 7, 0, "row {i} passed through"),
+            Some(Comparison::Same) => assert!(i < 300, "row {i}"),
+            Some(Comparison::Differs(_)) => assert!(i >= 300, "row {i}"),
+            Some(other) => panic!("row {i}: {other:?}"),
+        }
+        seen.push(i);
+    }
+    stage.await.unwrap();
+    assert_eq!(
+        seen,
+        (0..1000).collect::<Vec<_>>(),
+        "every row, in input order"
+    );
+    let compared = (0..1000).filter(|i| i % 7 != 0).count() as u64;
+    assert_eq!(
+        sim.stats().users_read,
+        compared,
+        "each compared row read once"
+    );
+}
