@@ -314,9 +314,9 @@ async fn a_read_refused_whole_with_40003_sends_its_users_whole_and_skips_none() 
     let ws = Workspace::new();
     let people = people(150);
     let mut config = sim_config();
-    // Every portrait_get whose first user is user_000 is refused whole (the doc: "ensure that
-    // all accounts in the request are imported; otherwise an error"); so is user_000's own
-    // portrait_set, the simulator's faults being keyed by user.
+    // Every request whose first user is user_000 is refused with 40003: the portrait_get of
+    // its batch, the account_check that then asks which account is missing, and user_000's own
+    // portrait_set (the simulator's faults are keyed by user). The batch cannot be read.
     config.faults = Faults {
         inject_for: [("user_000".to_string(), Injected::Code(40003))].into(),
         ..Faults::default()
@@ -646,6 +646,7 @@ async fn reading_ahead_keeps_input_order_whatever_order_the_reads_end_in() {
         tags: Arc::new(vec![NICK.to_string()]),
         in_flight: 8,
         on_fatal: Arc::new(|why| panic!("{why}")),
+        account_check: None,
     };
     let (in_tx, in_rx) = tokio::sync::mpsc::channel::<usize>(16);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(16);
@@ -695,4 +696,63 @@ async fn reading_ahead_keeps_input_order_whatever_order_the_reads_end_in() {
         compared,
         "each compared row read once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_refused_whole_for_unknown_accounts_is_sorted_out_with_account_check() {
+    let ws = Workspace::new();
+    let known = people(150);
+    let mut config = sim_config();
+    config.accounts = Some(known.iter().map(|p| p.id.clone()).collect());
+    // The doc's other reading: one unknown account fails the whole portrait_get with 40003.
+    config.get_refuses_unknown_accounts = true;
+    let sim = seeded(config, &known).await;
+    let mut rows: Vec<Vec<String>> = known.iter().map(Person::row).collect();
+    // Two users Chat does not know, inside the first batch of 100.
+    rows.insert(
+        5,
+        vec!["ghost_a".into(), "Ghost".into(), "1".into(), "x".into()],
+    );
+    rows.insert(
+        60,
+        vec!["ghost_b".into(), "Ghost".into(), "2".into(), "y".into()],
+    );
+    let csv = ws.path("users.csv");
+    write_csv(&csv, &HEADER, &rows);
+
+    let run = import(&ws, &sim, &csv, &["--changes-only"]).await;
+    run.assert_code(3);
+    let stats = sim.stats();
+    assert_eq!(
+        calls(&sim, "account_check"),
+        1,
+        "the refused batch, checked once"
+    );
+    assert_eq!(
+        stats.count_for("portrait_get", "40003"),
+        1,
+        "refused once, then read without the ghosts"
+    );
+    assert_eq!(calls(&sim, "portrait_get"), 3);
+    let changes = &summary(&ws)["changes_only"];
+    assert_eq!(changes["not_an_account"], 2);
+    assert_eq!(changes["not_compared"], 0);
+    assert_eq!(
+        changes["unchanged_in_chat"], 150,
+        "every known user still compared"
+    );
+    assert_eq!(changes["account_checks"], 1);
+    assert_eq!(
+        calls(&sim, "portrait_set"),
+        2,
+        "only the ghosts, which fail"
+    );
+    assert_eq!(stats.count_for("portrait_set", "40003"), 2);
+
+    // The plan finds them the same way.
+    let plan = import(&ws, &sim, &csv, &["--dry-run", "--changes-only"]).await;
+    plan.assert_code(3);
+    assert_eq!(plan.count("missing account"), 2);
+    assert_eq!(plan.count("unchanged"), 150);
+    assert_eq!(plan.count("not compared"), 0);
 }

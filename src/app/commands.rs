@@ -177,9 +177,12 @@ fn changes_plan_command(
         .unwrap_or_else(|| changes::plan::default_path(&job.input.path));
     let settings = send_settings(&args.sending, quiet);
     let stop = CancellationToken::new();
+    let checks_rate = accounts::BATCH_CALLS_PER_SECOND;
+    let checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop.clone());
     let api = ChatApi::new(client, args.read_rate, settings.retry, stop);
     let planner = changes::plan::Planner {
         api: Arc::new(api),
+        account_check: Arc::new(checks),
         in_flight: changes::reads_in_flight(args.read_rate),
     };
     let report = runtime()?.block_on(planner.run(job, &plan_csv))?;

@@ -82,6 +82,8 @@ pub struct ChangesCounts {
     pub read_calls: u64,
     /// Throttled answers to them.
     pub read_throttled: u64,
+    /// account_check requests, made when a read was refused whole with 40003.
+    pub account_checks: u64,
 }
 
 impl ChangesCounts {
@@ -112,7 +114,15 @@ impl ChangesCounts {
             f,
             "read calls       {:>10}   (portrait_get, {} throttled)",
             self.read_calls, self.read_throttled
-        )
+        )?;
+        if self.account_checks > 0 {
+            writeln!(
+                f,
+                "account checks   {:>10}   (account_check, for reads refused whole with 40003)",
+                self.account_checks
+            )?;
+        }
+        Ok(())
     }
 
     fn to_json(self) -> serde_json::Value {
@@ -125,6 +135,7 @@ impl ChangesCounts {
             "tags_sent": self.tags_sent,
             "read_calls": self.read_calls,
             "read_throttled": self.read_throttled,
+            "account_checks": self.account_checks,
         })
     }
 }

@@ -78,7 +78,9 @@
 //!   `accounts` is Some) gets a `UserProfileItem` `{"To_Account","ResultCode":40003,
 //!   "ResultInfo"}` without `ProfileItem` (as in the doc's failed-user sample) and is listed in
 //!   `Fail_Account`. Known users get `ProfileItem` in `TagList` order (duplicates once), holding
-//!   only the tags that have a value; a user with none gets `ProfileItem: []`.
+//!   only the tags that have a value; a user with none gets `ProfileItem: []`. With
+//!   [`SimConfig::get_refuses_unknown_accounts`] the whole call is refused with 40003 instead
+//!   (the doc can be read either way).
 //! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`;
 //!   portrait_get counts the users it answered for in `users_read`.
 

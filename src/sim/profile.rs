@@ -95,6 +95,14 @@ impl Sim {
             }
         }
         let mut state = self.state();
+        if self.get_refuses_unknown_accounts {
+            if let Some(unknown) = users.iter().find(|user| !state.knows(user)) {
+                return Err(Answer::fail(
+                    40003,
+                    format!("account {} does not exist", clip(unknown)),
+                ));
+            }
+        }
         state.users_read += users.len() as u64;
         Ok(read_profiles(&state, &users, &wanted))
     }

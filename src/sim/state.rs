@@ -101,6 +101,7 @@ pub(super) struct Sim {
     latency_max: Duration,
     pub(super) custom_fields: HashSet<String>,
     pub(super) fail_import: HashSet<String>,
+    pub(super) get_refuses_unknown_accounts: bool,
     state: Mutex<State>,
     /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
     /// on the state instead of sleeping.
@@ -133,6 +134,7 @@ impl Sim {
             latency_max,
             custom_fields: config.custom_fields,
             fail_import: config.fail_import,
+            get_refuses_unknown_accounts: config.get_refuses_unknown_accounts,
             state: Mutex::new(State {
                 profiles: BTreeMap::new(),
                 accounts: config.accounts,

@@ -9,10 +9,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{compare, Compared, Comparison, Reads};
+use super::{compare, Compared, Reads};
 use crate::chat::api::command::PORTRAIT_GET;
+use crate::chat::api::ChatApi;
 use crate::chat::portrait::{self, ProfileItem, UserRead, USERS_PER_READ};
 use crate::chat::retry::Answer;
+use crate::outcome::FailureCode;
+use crate::run::accounts::AccountCalls;
+
+/// The code of an account Chat does not know; on a whole portrait_get, of some account in it.
+const NOT_AN_ACCOUNT: u32 = 40003;
 
 /// Rows held waiting for a read, beyond which the next batch is read even if not full.
 const MAX_HELD: usize = 20_000;
@@ -158,39 +164,92 @@ fn launch_read(
     tasks.spawn(async move { (id, read_batch(&reads, users).await) });
 }
 
-/// One portrait_get, retried like every call; what it says of each user. A read that fails
-/// for good leaves its users unread (their rows are sent whole).
+/// Why a read gave no per-user answer.
+enum Refused {
+    /// The whole call was refused with 40003: some account in it is unknown, but not which.
+    NotAllAccounts(String),
+    Other(String),
+}
+
+/// One portrait_get, retried like every call; what it says of each user. A read refused
+/// whole because some account is unknown is sorted out with account_check (when the reads
+/// have one) and read again without the missing users. A read that fails for good otherwise
+/// leaves its users unread (their rows are sent whole).
 async fn read_batch(reads: &Reads, users: Vec<String>) -> HashMap<String, UserRead> {
-    let names: Vec<&str> = users.iter().map(String::as_str).collect();
-    let request = portrait::get_request(&names, &reads.tags);
-    let (answer, _) = reads.api.call(PORTRAIT_GET, request).await;
-    let unread = |why: String| {
-        tracing::debug!("{} users not compared: {why}", users.len());
-        users
-            .iter()
-            .map(|user| (user.clone(), UserRead::Unread(why.clone())))
-            .collect()
-    };
-    match answer {
-        Answer::Ok(_, raw) => match portrait::read_answer(&raw, &names) {
-            Ok(read) => users.iter().cloned().zip(read).collect(),
-            Err(err) => unread(format!("portrait_get answered something unexpected: {err}")),
+    match read_once(reads, &users).await {
+        Ok(read) => read,
+        Err(Refused::NotAllAccounts(why)) => match &reads.account_check {
+            Some(checks) => sort_out_missing(reads, checks, users, why).await,
+            None => unread(&users, &why),
         },
-        Answer::Failed { code, message } => {
-            unread(format!("portrait_get failed: {code} {message}"))
-        }
-        Answer::Fatal { why, .. } => {
-            (reads.on_fatal)(why.clone());
-            unread(why)
-        }
-        Answer::Stopped => unread("the run stopped".into()),
+        Err(Refused::Other(why)) => unread(&users, &why),
     }
 }
 
-/// True for a comparison that sends the row whole.
-pub fn sends_whole(outcome: &Comparison) -> bool {
-    matches!(
-        outcome,
-        Comparison::NotAnAccount | Comparison::NotCompared(_)
-    )
+/// After a read refused whole with 40003: asks account_check which users are missing, and
+/// reads the others once more.
+async fn sort_out_missing(
+    reads: &Reads,
+    checks: &ChatApi,
+    users: Vec<String>,
+    why: String,
+) -> HashMap<String, UserRead> {
+    let missing: HashSet<String> = match (AccountCalls { api: checks }).check_batch(&users).await {
+        Ok(missing) => missing.into_iter().collect(),
+        Err(err) => return unread(&users, &format!("{why}; then {err}")),
+    };
+    if missing.is_empty() {
+        // Every account exists, so the 40003 meant something else: nothing to go on.
+        return unread(&users, &why);
+    }
+    let known: Vec<String> = users.into_iter().filter(|u| !missing.contains(u)).collect();
+    let mut read: HashMap<String, UserRead> = missing
+        .into_iter()
+        .map(|user| (user, UserRead::NotAnAccount))
+        .collect();
+    if !known.is_empty() {
+        read.extend(match read_once(reads, &known).await {
+            Ok(again) => again,
+            Err(Refused::NotAllAccounts(why) | Refused::Other(why)) => unread(&known, &why),
+        });
+    }
+    read
+}
+
+/// One portrait_get of `users`, retried like every call.
+async fn read_once(reads: &Reads, users: &[String]) -> Result<HashMap<String, UserRead>, Refused> {
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let request = portrait::get_request(&names, &reads.tags);
+    let (answer, _) = reads.api.call(PORTRAIT_GET, request).await;
+    match answer {
+        Answer::Ok(_, raw) => match portrait::read_answer(&raw, &names) {
+            Ok(read) => Ok(users.iter().cloned().zip(read).collect()),
+            Err(err) => Err(Refused::Other(format!(
+                "portrait_get answered something unexpected: {err}"
+            ))),
+        },
+        Answer::Failed {
+            code: FailureCode::Chat(NOT_AN_ACCOUNT),
+            message,
+        } => Err(Refused::NotAllAccounts(format!(
+            "portrait_get refused the call: {NOT_AN_ACCOUNT} {message}"
+        ))),
+        Answer::Failed { code, message } => Err(Refused::Other(format!(
+            "portrait_get failed: {code} {message}"
+        ))),
+        Answer::Fatal { why, .. } => {
+            (reads.on_fatal)(why.clone());
+            Err(Refused::Other(why))
+        }
+        Answer::Stopped => Err(Refused::Other("the run stopped".into())),
+    }
+}
+
+/// Every user unread, for `why`.
+fn unread(users: &[String], why: &str) -> HashMap<String, UserRead> {
+    tracing::debug!("{} users not compared: {why}", users.len());
+    users
+        .iter()
+        .map(|user| (user.clone(), UserRead::Unread(why.to_string())))
+        .collect()
 }

@@ -33,6 +33,9 @@ pub struct Reads {
     pub in_flight: usize,
     /// Told when a read says the whole job must stop (a wrong key, Chat unreachable).
     pub on_fatal: Arc<dyn Fn(String) + Send + Sync>,
+    /// account_check (its own pacer, 100 calls a second): finds the unknown users of a read
+    /// refused whole with 40003. Without it, such a read's users are not compared.
+    pub account_check: Option<Arc<ChatApi>>,
 }
 
 /// The tags a file sets, in column order: what each read asks for.

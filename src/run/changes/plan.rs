@@ -170,6 +170,8 @@ enum PlanRow {
 /// Makes the plan with reads through `api` (`--read-rate`), `in_flight` at once.
 pub struct Planner {
     pub api: Arc<ChatApi>,
+    /// account_check, for reads refused whole with 40003 (see `ahead`).
+    pub account_check: Arc<ChatApi>,
     pub in_flight: usize,
 }
 
@@ -192,6 +194,7 @@ impl Planner {
             api: Arc::clone(&self.api),
             tags: Arc::new(super::tags_of(&mapper)),
             in_flight: self.in_flight,
+            account_check: Some(Arc::clone(&self.account_check)),
             on_fatal: {
                 let (fatal, stop) = (Arc::clone(&fatal), self.api.stop().clone());
                 Arc::new(move |why| {

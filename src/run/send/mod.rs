@@ -186,15 +186,9 @@ pub async fn run(
     };
     let internal_stop = stop.child_token();
     let mut api = ChatApi::new(client.clone(), settings.rate, settings.retry, internal_stop);
-    let reads = job.changes_only.then(|| {
-        let stop = api.stop().clone();
-        let mut reads = ChatApi::new(client, settings.read_rate, settings.retry, stop);
-        // The spec does not say whether Chat's limits are per API or per app: an app-wide
-        // 60011 on either side slows both.
-        reads.add_sibling(api.shared_pacer());
-        api.add_sibling(reads.shared_pacer());
-        Arc::new(reads)
-    });
+    let reads = job
+        .changes_only
+        .then(|| changes::read_apis(&client, &mut api, &settings));
     let shared = Arc::new(Shared {
         api,
         reads,
