@@ -329,7 +329,12 @@ pub struct ImportArgs {
     pub dry_run: bool,
 
     /// With --dry-run: print the JSON body of the first N valid rows to stdout (-v shows 3).
-    #[arg(long, value_name = "N", requires = "dry_run")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "dry_run",
+        conflicts_with = "changes_only"
+    )]
     pub show_requests: Option<usize>,
 
     /// Continue an interrupted run from its journal: rows already final are not sent again,
@@ -396,8 +401,9 @@ pub struct ImportArgs {
           default_value_t = crate::run::dry_run::PARALLEL_MIN_BYTES)]
     pub parallel_min_bytes: u64,
 
-    /// With --dry-run: also ask Chat (account_check) which users are not imported yet.
-    #[arg(long, requires = "dry_run")]
+    /// With --dry-run: also ask Chat (account_check) which users are not imported yet (the
+    /// plan of --changes-only counts them itself).
+    #[arg(long, requires = "dry_run", conflicts_with = "changes_only")]
     pub check_accounts: bool,
 
     #[command(flatten)]
