@@ -60,7 +60,9 @@ pub async fn read_ahead<I, T, U>(
 ) {
     let mut held: VecDeque<Held<T>> = VecDeque::new();
     let mut answered: HashMap<u64, HashMap<String, UserRead>> = HashMap::new();
-    let mut tasks: JoinSet<(u64, HashMap<String, UserRead>)> = JoinSet::new();
+    // Rows of each batch not yet out: its answer is dropped with the last of them.
+    let mut rows_left: HashMap<u64, usize> = HashMap::new();
+    let mut tasks = Reading::default();
     let mut gathering = Gathering::default();
     let mut input_open = true;
     loop {
@@ -80,7 +82,10 @@ pub async fn read_ahead<I, T, U>(
                         .get_mut(&id)
                         .and_then(|users| users.remove(&user))
                         .unwrap_or_else(|| UserRead::Unread("no answer for it".into()));
-                    if answered.get(&id).is_some_and(HashMap::is_empty) {
+                    let left = rows_left.entry(id).or_default();
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        rows_left.remove(&id);
                         answered.remove(&id);
                     }
                     let outcome = compare(&expected, read);
@@ -104,13 +109,19 @@ pub async fn read_ahead<I, T, U>(
         let can_take =
             input_open && !full && held.len() < MAX_HELD + reads.in_flight * USERS_PER_READ;
         tokio::select! {
-            done = tasks.join_next(), if !tasks.is_empty() => {
+            done = tasks.set.join_next_with_id(), if !tasks.is_empty() => {
                 match done {
-                    Some(Ok((id, users))) => {
+                    Some(Ok((task, (id, users)))) => {
+                        tasks.batches.remove(&task);
                         answered.insert(id, users);
                     }
                     // A read task cannot panic short of a bug; its rows are then sent whole.
-                    Some(Err(err)) => tracing::error!("a portrait_get task failed: {err}"),
+                    Some(Err(err)) => {
+                        tracing::error!("a portrait_get task failed: {err}");
+                        if let Some(id) = tasks.batches.remove(&err.id()) {
+                            answered.insert(id, HashMap::new());
+                        }
+                    }
                     None => {}
                 }
             }
@@ -125,6 +136,7 @@ pub async fn read_ahead<I, T, U>(
                         }
                         gathering.seen.insert(user.clone());
                         gathering.users.push(user.clone());
+                        *rows_left.entry(gathering.id).or_default() += 1;
                         let waiting = Some((gathering.id, user, expected));
                         held.push_back(Held { item, waiting });
                     }
@@ -150,18 +162,34 @@ fn give_up_waiting<T>(
     }
 }
 
+/// The reads in flight, and which batch each task reads.
+#[derive(Default)]
+struct Reading {
+    set: JoinSet<(u64, HashMap<String, UserRead>)>,
+    batches: HashMap<tokio::task::Id, u64>,
+}
+
+impl Reading {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
 /// Starts reading the batch gathered so far, and starts a new one.
-fn launch_read(
-    tasks: &mut JoinSet<(u64, HashMap<String, UserRead>)>,
-    reads: &Reads,
-    gathering: &mut Gathering,
-) {
+fn launch_read(tasks: &mut Reading, reads: &Reads, gathering: &mut Gathering) {
     let id = gathering.id;
     let users = std::mem::take(&mut gathering.users);
     gathering.seen.clear();
     gathering.id += 1;
     let reads = reads.clone();
-    tasks.spawn(async move { (id, read_batch(&reads, users).await) });
+    let task = tasks
+        .set
+        .spawn(async move { (id, read_batch(&reads, users).await) });
+    tasks.batches.insert(task.id(), id);
 }
 
 /// Why a read gave no per-user answer.
