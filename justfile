@@ -81,3 +81,8 @@ bench-rates *ARGS:
 bench-sync:
     cargo build --release --quiet --bin profile-import --example gen_profiles --example sync_bench
     target/release/examples/sync_bench 1000000 1
+
+# --changes-only of 1 M rows (1 % changed) against a simulator already holding the import: wall time, requests by command, peak RSS, next to --state
+bench-changes:
+    cargo build --release --quiet --bin profile-import --example gen_profiles --example changes_bench
+    target/release/examples/changes_bench 1000000 1

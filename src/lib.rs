@@ -4,11 +4,11 @@
 //! ```text
 //!   app     clap, settings, one function per command, signals, logging, exit statuses
 //!    │
-//!   run     job, plan, send pipeline, dry run, accounts, verify, summary, progress
+//!   run     job, plan, send pipeline, dry run, accounts, verify, changes-only, summary, progress
 //!    │  ╲
 //!   store  input      failure CSV, journal, lock, state │ CSV reader, header, rules, rows
 //!    │  ╱
-//!   chat    connection, UserSig, client, codes, pacer, retry
+//!   chat    connection, UserSig, client, codes, pacer, retry, portrait_get on the wire
 //!    │
 //!   outcome, fsutil   leaf helpers
 //!

@@ -91,6 +91,7 @@ impl Scenario {
             quiet: true,
             progress_interval: Duration::from_secs(3600),
             max_errors: None,
+            read_rate: 200,
         };
         let report = send::run(&job, Arc::new(client), settings, CancellationToken::new())
             .await

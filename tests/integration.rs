@@ -5,6 +5,7 @@
 mod util;
 
 mod accounts;
+mod changes;
 mod cli;
 mod commands;
 mod corpus;

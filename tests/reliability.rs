@@ -239,6 +239,7 @@ async fn run_with_faults(
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
+        read_rate: 200,
     };
     let run = send::run(&job, client, settings, CancellationToken::new());
     let report = if let Some(after) = fatal_after {

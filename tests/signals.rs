@@ -191,6 +191,7 @@ async fn a_stop_cancels_backoff_sleeps_and_leaves_those_rows_pending() {
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
+        read_rate: 200,
     };
     let connection = sim_connection(&sim.url(), APP, ADMIN, KEY);
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default()).unwrap());

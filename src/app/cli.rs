@@ -76,6 +76,15 @@ Examples:
   # Nightly sync: send only the profiles that changed since the last accepted run
   profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
 
+  # Send only what differs from what Chat holds now (1 portrait_get per 100 users)
+  profile-import import users.csv --config chat.toml --changes-only
+
+  # The plan: what --changes-only would create, update and leave alone (users.plan.csv)
+  profile-import import users.csv --config chat.toml --dry-run --changes-only
+
+  # Rebuild a lost state file (or seed a new one) from what Chat holds, repairing drift
+  profile-import import users.csv --config chat.toml --changes-only --state state.db
+
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
 
@@ -320,7 +329,12 @@ pub struct ImportArgs {
     pub dry_run: bool,
 
     /// With --dry-run: print the JSON body of the first N valid rows to stdout (-v shows 3).
-    #[arg(long, value_name = "N", requires = "dry_run")]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "dry_run",
+        conflicts_with = "changes_only"
+    )]
     pub show_requests: Option<usize>,
 
     /// Continue an interrupted run from its journal: rows already final are not sent again,
@@ -360,8 +374,26 @@ pub struct ImportArgs {
     pub state: Option<PathBuf>,
 
     /// With --state: send every row anyway, and refresh the state.
-    #[arg(long, requires = "state")]
+    #[arg(long, requires = "state", conflicts_with = "changes_only")]
     pub full: bool,
+
+    /// Read each user's current values first (portrait_get, 100 users a call, on a pacer of
+    /// its own) and send only the tags whose value differs; users Chat already matches are not
+    /// sent. Costs 1 call per 100 users and also catches changes made outside this tool. With
+    /// --dry-run: the plan (what would be created, updated, left unchanged), sending nothing.
+    /// With --state: also records what Chat now holds, rebuilding or seeding the state.
+    #[arg(long)]
+    pub changes_only: bool,
+
+    /// With --changes-only: ceiling on portrait_get calls per second (Chat: 200/s).
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "changes_only",
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
+    pub read_rate: u32,
+
+    /// With --dry-run --changes-only: where the plan CSV goes (UserID,Tag,Expected,Actual, as
+    /// verify's diff) [default: <CSV stem>.plan.csv beside the input].
+    #[arg(long, value_name = "PATH", requires = "changes_only")]
+    pub plan: Option<PathBuf>,
 
     /// The file size from which the dry run reads in two parts at once (tests set it to 0 to
     /// compare both ways of reading on small files).
@@ -369,8 +401,9 @@ pub struct ImportArgs {
           default_value_t = crate::run::dry_run::PARALLEL_MIN_BYTES)]
     pub parallel_min_bytes: u64,
 
-    /// With --dry-run: also ask Chat (account_check) which users are not imported yet.
-    #[arg(long, requires = "dry_run")]
+    /// With --dry-run: also ask Chat (account_check) which users are not imported yet (the
+    /// plan of --changes-only counts them itself).
+    #[arg(long, requires = "dry_run", conflicts_with = "changes_only")]
     pub check_accounts: bool,
 
     #[command(flatten)]

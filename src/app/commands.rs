@@ -21,7 +21,7 @@ use crate::run::console;
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
 use crate::run::summary;
-use crate::run::{accounts, dry_run, verify};
+use crate::run::{accounts, changes, dry_run, verify};
 use crate::sim;
 use crate::store::{lock, state};
 
@@ -83,12 +83,17 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     job.create_accounts = args.create_accounts.map(Into::into);
     job.state = args.state.clone();
     job.full = args.full;
+    job.changes_only = args.changes_only;
+    if args.dry_run && args.changes_only {
+        return changes_plan_command(&args, &job, quiet);
+    }
     if args.dry_run {
         return dry_run_command(&args, &job, verbose);
     }
     let connection = settings::connection(&args.connection, true)?;
     let mut settings = send_settings(&args.sending, quiet);
     settings.max_errors = args.max_errors;
+    settings.read_rate = args.read_rate;
     // Checked by clap: a positive number of seconds that a Duration holds.
     let request_timeout = Duration::from_secs_f64(args.sending.timeout);
     let tuning = ClientTuning {
@@ -154,6 +159,42 @@ fn dry_run_command(
     }
     if let Some(path) = &args.summary_json {
         summary::write_json(path, &summary, status.code())?;
+    }
+    Ok(status)
+}
+
+/// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
+fn changes_plan_command(
+    args: &cli::ImportArgs,
+    job: &JobInput,
+    quiet: bool,
+) -> anyhow::Result<ExitStatus> {
+    let connection = settings::connection(&args.connection, true)?;
+    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
+    let plan_csv = args
+        .plan
+        .clone()
+        .unwrap_or_else(|| changes::plan::default_path(&job.input.path));
+    let settings = send_settings(&args.sending, quiet);
+    let stop = CancellationToken::new();
+    let checks_rate = accounts::BATCH_CALLS_PER_SECOND;
+    let checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop.clone());
+    let api = ChatApi::new(client, args.read_rate, settings.retry, stop);
+    let planner = changes::plan::Planner {
+        api: Arc::new(api),
+        account_check: Arc::new(checks),
+        in_flight: changes::reads_in_flight(args.read_rate),
+    };
+    let report = runtime()?.block_on(planner.run(job, &plan_csv))?;
+    warn_if_no_rows(report.rows, &args.input.csv);
+    console::err(&report.to_string());
+    let status = if report.passed() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::RowsFailed
+    };
+    if let Some(path) = &args.summary_json {
+        summary::write_json_value(path, &report.to_json(status.code()))?;
     }
     Ok(status)
 }
@@ -373,6 +414,7 @@ pub fn send_settings(args: &SendArgs, quiet: bool) -> SendSettings {
         quiet,
         progress_interval: Duration::from_secs(args.progress_interval),
         max_errors: None,
+        read_rate: 200,
     }
 }
 

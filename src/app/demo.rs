@@ -1,6 +1,7 @@
 //! `profile-import demo`: a whole migration against an in-process simulator with a few injected
 //! faults: the accounts are created, the profiles set through the real pipeline, and then read
-//! back and compared with the CSV. Needs no Chat app, key or network.
+//! back and compared with the CSV, and imported again with `--changes-only`, which finds
+//! nothing to send. Needs no Chat app, key or network.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         create_accounts: Some(crate::run::accounts::CreateAccounts::Batch),
         state: None,
         full: false,
+        changes_only: false,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
@@ -81,9 +83,10 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         quiet,
         progress_interval: Duration::from_secs(2),
         max_errors: None,
+        read_rate: 200,
     };
     let (status, _) = crate::app::signals::import_until_signalled(|stop| {
-        send::run(&job, client.clone(), settings, stop)
+        send::run(&job, client.clone(), settings.clone(), stop)
     })
     .await?;
 
@@ -104,15 +107,49 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         )
         .await?;
     console::err(&report.to_string());
+    let again = import_changes_only(&job, &client, settings, &sim).await?;
 
     show_simulator(&sim);
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&workdir);
     Ok(if !report.passed() && status == ExitStatus::Success {
         ExitStatus::RowsFailed
+    } else if status == ExitStatus::Success {
+        again
     } else {
         status
     })
+}
+
+/// The same file again with `--changes-only`: Chat now holds every value, so the run reads
+/// (1 portrait_get per 100 users) and sends nothing.
+async fn import_changes_only(
+    job: &JobInput,
+    client: &Arc<ChatClient>,
+    settings: SendSettings,
+    sim: &SimHandle,
+) -> anyhow::Result<ExitStatus> {
+    console::err_line(&format!(
+        "\ndemo: import --changes-only {} (again: reads what Chat holds, sends only what differs)\n",
+        job.input.path.display()
+    ));
+    let calls = |command: &str| sim.stats().by_command.get(command).copied().unwrap_or(0);
+    let (sets, gets) = (calls("portrait_set"), calls("portrait_get"));
+    let again = JobInput {
+        changes_only: true,
+        create_accounts: None,
+        ..job.clone()
+    };
+    let (status, _) = crate::app::signals::import_until_signalled(|stop| {
+        send::run(&again, client.clone(), settings, stop)
+    })
+    .await?;
+    console::err_line(&format!(
+        "demo: the --changes-only run made {} portrait_set and {} portrait_get calls",
+        calls("portrait_set") - sets,
+        calls("portrait_get") - gets
+    ));
+    Ok(status)
 }
 
 /// A simulator of a new app (no accounts yet) with latency and injected faults.

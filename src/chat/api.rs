@@ -1,6 +1,7 @@
 //! One owned handle on Chat for a job or a pass: the client, a pacer of its own, the retry
 //! policy and the stop signal, with counters of requests and throttled answers. Every call the
-//! tool makes to Chat goes through one.
+//! tool makes to Chat goes through one. Handles that share an app (the reads and the sends of
+//! `--changes-only`) name each other's pacers as siblings: an app-wide 60011 slows them all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,7 +25,9 @@ pub mod command {
 /// A paced, retried way to call Chat.
 pub struct ChatApi {
     client: Arc<ChatClient>,
-    pacer: Pacer,
+    pacer: Arc<Pacer>,
+    /// Other handles' pacers on the same app: slowed too when Chat answers 60011.
+    siblings: Vec<Arc<Pacer>>,
     policy: RetryPolicy,
     stop: CancellationToken,
     requests: AtomicU64,
@@ -41,12 +44,24 @@ impl ChatApi {
     ) -> ChatApi {
         ChatApi {
             client,
-            pacer: Pacer::new(rate),
+            pacer: Arc::new(Pacer::new(rate)),
+            siblings: Vec::new(),
             policy,
             stop,
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
         }
+    }
+
+    /// Also slows `sibling` (another handle's pacer, see [`ChatApi::shared_pacer`]) whenever
+    /// Chat answers this handle's calls with 60011, the app-wide limit.
+    pub fn add_sibling(&mut self, sibling: Arc<Pacer>) {
+        self.siblings.push(sibling);
+    }
+
+    /// This handle's pacer, to be named as another handle's sibling.
+    pub fn shared_pacer(&self) -> Arc<Pacer> {
+        Arc::clone(&self.pacer)
     }
 
     /// Makes one call until it succeeds, fails for good, or the job stops. Returns how it
@@ -55,6 +70,7 @@ impl ChatApi {
         Caller {
             client: &self.client,
             pacer: &self.pacer,
+            siblings: &self.siblings,
             policy: self.policy,
             stop: &self.stop,
             requests: &self.requests,

@@ -18,7 +18,8 @@
 //!   `s` was full: the limit is at most our requests in the second before `s` that were not
 //!   refused (unanswered ones counted). The pace is cut to just below that count — from far
 //!   above, the limit in one step (TCP's cut to the delivery rate, not a fixed factor); at the
-//!   limit, about 1 %. Throttles of requests sent before the last cut are its consequence, not
+//!   limit, about 2 %; never more than halfway down in one cut, since a count near 0 means
+//!   other traffic took the window or our sending had only just begun. Throttles of requests sent before the last cut are its consequence, not
 //!   news, and do not cut again. After a cut, requests are held until our last `GUARD` holds
 //!   fewer than the new pace, so the server's window has room when they go.
 //! - **Accepted.** Once a second, if a request sent since the last change was accepted, the
@@ -162,6 +163,7 @@ struct PaceState {
     /// Requests from this ticket on were sent after the last cut.
     cut_at_ticket: u64,
     last_change: Instant,
+    last_cut: Option<Instant>,
     /// The next climb, as a fraction of the pace.
     step: f64,
 }
@@ -249,6 +251,7 @@ impl Pacer {
                 changed_at_ticket: 0,
                 cut_at_ticket: 0,
                 last_change: now,
+                last_cut: None,
                 step: FIRST_STEP,
             }),
             turn: tokio::sync::Mutex::new(()),
@@ -321,8 +324,12 @@ impl Pacer {
         let accepted = state
             .accepted_before(ticket)
             .map_or(state.rate, |n| n as f64);
+        // One cut goes at most halfway down from the pace (or from 200/s above it): a count
+        // near 0 means other traffic took the window, or our sending had only just begun.
+        let floor = 0.5 * state.rate.min(START_RATE);
         let rate = (accepted * CUT_BELOW)
             .floor()
+            .max(floor)
             .min(state.rate * CUT_BELOW)
             .max(MIN_RATE);
         tracing::info!("Chat is throttling: pace {:.0}/s → {rate:.0}/s", state.rate);
@@ -331,11 +338,14 @@ impl Pacer {
     }
 
     /// Chat throttled another command of the app with an app-wide code: cut this pace too, by
-    /// the at-limit step, unless it changed within the last second.
+    /// the at-limit step, unless it was cut within the last second.
     pub fn on_throttled_elsewhere(&self) {
         let now = Instant::now();
         let mut state = self.state();
-        if now.duration_since(state.last_change) < WINDOW && state.next_doubling.is_none() {
+        if state
+            .last_cut
+            .is_some_and(|at| now.duration_since(at) < WINDOW)
+        {
             return;
         }
         state.next_doubling = None;
@@ -363,6 +373,7 @@ impl Pacer {
     fn cut(&self, state: &mut PaceState, rate: f64, now: Instant) {
         self.set_rate(state, rate, now);
         state.cut_at_ticket = state.next_ticket();
+        state.last_cut = Some(now);
         state.lowest = state.lowest.min(rate);
         state.step = FIRST_STEP;
     }

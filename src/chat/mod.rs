@@ -6,5 +6,6 @@ pub mod client;
 pub mod codes;
 pub mod connection;
 pub mod limiter;
+pub mod portrait;
 pub mod retry;
 pub mod usersig;

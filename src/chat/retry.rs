@@ -6,6 +6,7 @@
 //! all follow the same error table (spec §1.7, see `codes`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,10 @@ use crate::chat::client::{CallError, ChatClient, Envelope};
 use crate::chat::codes::{classify, ErrorClass};
 use crate::chat::limiter::{Pacer, Ticket};
 use crate::outcome::FailureCode;
+
+/// Chat's app-wide frequency limit ("SDKAppID request frequency exceeded"), as opposed to
+/// 60007, the limit of one API.
+const APP_WIDE_THROTTLE: u32 = 60011;
 
 /// Throttled answers one call may get: the last of them gives it up (README: "at most 20
 /// throttled answers per row").
@@ -79,6 +84,8 @@ impl RetryPolicy {
 pub(crate) struct Caller<'a> {
     pub client: &'a ChatClient,
     pub pacer: &'a Pacer,
+    /// Pacers of other handles on the same app, slowed too by an app-wide 60011.
+    pub siblings: &'a [Arc<Pacer>],
     pub policy: RetryPolicy,
     pub stop: &'a CancellationToken,
     /// Counts every request made.
@@ -130,7 +137,10 @@ impl Caller<'_> {
                     continue;
                 }
                 Step::Throttled(code, message) => {
-                    if let Some(answer) = self.throttle(ticket, &mut attempts, &mut throttled) {
+                    let app_wide = code == FailureCode::Chat(APP_WIDE_THROTTLE);
+                    if let Some(answer) =
+                        self.throttle(ticket, &mut attempts, &mut throttled, app_wide)
+                    {
                         let gave_up = Answer::Failed { code, message };
                         return (answer.unwrap_or(gave_up), requests);
                     }
@@ -177,11 +187,13 @@ impl Caller<'_> {
 
     /// Handles a throttled answer: slows the job and says to retry (`None`), or gives up
     /// (`Some(None)`: the caller names the code).
+    /// `app_wide` (60011): the sibling pacers slow down too, since the limit is the app's.
     fn throttle(
         &self,
         ticket: Ticket,
         attempts: &mut u32,
         throttled: &mut u32,
+        app_wide: bool,
     ) -> Option<Option<Answer>> {
         *attempts -= 1;
         *throttled += 1;
@@ -189,6 +201,11 @@ impl Caller<'_> {
         self.pacer.on_throttled(ticket);
         if *throttled >= MAX_THROTTLED {
             return Some(None);
+        }
+        if app_wide {
+            for sibling in self.siblings {
+                sibling.on_throttled_elsewhere();
+            }
         }
         None
     }

@@ -25,6 +25,8 @@ pub struct JobInput {
     pub state: Option<PathBuf>,
     /// With `state`: send every row anyway and refresh the state.
     pub full: bool,
+    /// `--changes-only`: read what Chat holds first and send only the tags that differ.
+    pub changes_only: bool,
 }
 
 impl JobInput {
@@ -53,6 +55,7 @@ impl JobInput {
             create_accounts: None,
             state: None,
             full: false,
+            changes_only: false,
             failures,
         })
     }

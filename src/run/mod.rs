@@ -2,6 +2,7 @@
 //! and what the user sees of it (summary, progress).
 
 pub mod accounts;
+pub mod changes;
 pub mod console;
 pub mod dry_run;
 pub mod job;

@@ -99,7 +99,8 @@ pub async fn prepare(
         }
         None => (None, None),
     };
-    let survey = Survey::new(state.is_some());
+    // Both `--state` and `--changes-only` send only each user's last valid row.
+    let survey = Survey::new(state.is_some() || job.changes_only);
     let (survey, accounts) = match survey_input(job, &mapper, client, retry, stop, survey).await? {
         Surveyed::Read(survey, accounts) => (survey, accounts),
         Surveyed::Stopped => {
@@ -130,13 +131,20 @@ pub async fn prepare(
         ..ReaderPlan::default()
     };
     resume_from(job, resume.as_ref(), total, &mut reader)?;
-    if let Some(index) = state_index {
+    if state_index.is_some() || job.changes_only {
         prior.with_state = true;
         reader.sync = Some(SyncFilter {
-            rule: SyncRule { full: job.full },
-            index,
+            // `--changes-only` compares every user with Chat itself, whatever the state says
+            // (and so refreshes the state).
+            rule: SyncRule {
+                full: job.full || job.changes_only,
+            },
+            index: state_index.unwrap_or_default(),
             last_valid_rows: last_ready.unwrap_or_default(),
         });
+    }
+    if job.changes_only {
+        prior.changes = Some(Default::default());
     }
     if let Some(pass) = accounts {
         prior.accounts = Some(format!(

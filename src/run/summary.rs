@@ -59,6 +59,85 @@ pub struct Summary {
     pub accounts: Option<String>,
     /// Dry run: valid rows whose Location is over Chat's older 16-byte limit.
     pub long_locations: u64,
+    /// `--changes-only`: what the comparison with Chat found.
+    pub changes: Option<ChangesCounts>,
+}
+
+/// The counters of `--changes-only` (this run's; a resumed run counts only its own rows).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChangesCounts {
+    /// Users whose values were read and compared (unchanged in Chat, or updated).
+    pub users_compared: u64,
+    /// Rows whose every value Chat holds already: not sent (also in `unchanged`).
+    pub unchanged_in_chat: u64,
+    /// Rows sent with only the tags that differ.
+    pub updated: u64,
+    /// Rows whose user Chat does not know: sent whole.
+    pub not_an_account: u64,
+    /// Rows whose read failed for good: sent whole.
+    pub not_compared: u64,
+    /// Tags in the bodies Chat accepted.
+    pub tags_sent: u64,
+    /// portrait_get requests, retries included.
+    pub read_calls: u64,
+    /// Throttled answers to them.
+    pub read_throttled: u64,
+    /// account_check requests, made when a read was refused whole with 40003.
+    pub account_checks: u64,
+}
+
+impl ChangesCounts {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "users compared   {:>10}", self.users_compared)?;
+        writeln!(
+            f,
+            "unchanged in Chat{:>10}   (not sent)",
+            self.unchanged_in_chat
+        )?;
+        writeln!(
+            f,
+            "updated          {:>10}   (only the tags that differ sent)",
+            self.updated
+        )?;
+        writeln!(
+            f,
+            "not an account   {:>10}   (sent whole)",
+            self.not_an_account
+        )?;
+        writeln!(
+            f,
+            "not compared     {:>10}   (read failed: sent whole)",
+            self.not_compared
+        )?;
+        writeln!(f, "tags sent        {:>10}", self.tags_sent)?;
+        writeln!(
+            f,
+            "read calls       {:>10}   (portrait_get, {} throttled)",
+            self.read_calls, self.read_throttled
+        )?;
+        if self.account_checks > 0 {
+            writeln!(
+                f,
+                "account checks   {:>10}   (account_check, for reads refused whole with 40003)",
+                self.account_checks
+            )?;
+        }
+        Ok(())
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "users_compared": self.users_compared,
+            "unchanged_in_chat": self.unchanged_in_chat,
+            "updated": self.updated,
+            "not_an_account": self.not_an_account,
+            "not_compared": self.not_compared,
+            "tags_sent": self.tags_sent,
+            "read_calls": self.read_calls,
+            "read_throttled": self.read_throttled,
+            "account_checks": self.account_checks,
+        })
+    }
 }
 
 impl Summary {
@@ -109,7 +188,7 @@ impl Summary {
     /// The counters, codes, timings and the exit code the run ends with, as JSON.
     pub fn to_json(&self, exit_code: u8) -> serde_json::Value {
         let summary = self;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "command": "import",
             "exit_code": exit_code,
             "dry_run": summary.dry_run,
@@ -135,7 +214,11 @@ impl Summary {
             "failure_csv": summary.failure_csv,
             "journal": summary.journal,
             "stopped": summary.stopped,
-        })
+        });
+        if let (Some(changes), Some(json)) = (summary.changes, json.as_object_mut()) {
+            json.insert("changes_only".into(), changes.to_json());
+        }
+        json
     }
 }
 
@@ -298,6 +381,9 @@ impl fmt::Display for Summary {
                 "superseded       {:>10}   (a later row for the same user counts)",
                 self.superseded
             )?;
+        }
+        if let Some(changes) = &self.changes {
+            changes.write(f)?;
         }
         if !self.dry_run {
             self.write_requests(f)?;

@@ -11,13 +11,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use csv::ByteRecord;
-use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::chat::api::command::PORTRAIT_GET;
 use crate::chat::api::ChatApi;
+use crate::chat::portrait::{self, SetBody, UserRead, USERS_PER_READ};
 use crate::chat::retry::Answer;
 use crate::input::dupes::DuplicateFinder;
 use crate::input::reader::{CsvInput, InputOptions};
@@ -26,10 +25,25 @@ use crate::run::row_warnings::RowWarnings;
 use crate::store::failures::FailureWriter;
 
 /// Users per portrait_get call (spec §5.6).
-const USERS_PER_CALL: usize = 100;
+const USERS_PER_CALL: usize = USERS_PER_READ;
 
 /// What the CSV says one user should hold: tag → value.
 type Expected = BTreeMap<String, serde_json::Value>;
+
+/// Whether Chat's value for a tag (`None`: Chat left the tag out) is the one expected: the
+/// one comparison `verify` and `import --changes-only` both make.
+pub fn value_matches(expected: &serde_json::Value, held: Option<&serde_json::Value>) -> bool {
+    match held {
+        Some(actual) => actual == expected,
+        // Chat leaves unset values out; an empty string or 0 reads back as unset.
+        None => expected == "" || expected == 0,
+    }
+}
+
+/// Chat's value as the diff CSV's `Actual` column shows it.
+pub fn describe_actual(held: Option<&serde_json::Value>) -> String {
+    held.map_or("(unset)".to_string(), |v| v.to_string())
+}
 
 /// The result of a verify run.
 #[derive(Debug, Default, Clone)]
@@ -74,40 +88,6 @@ impl std::fmt::Display for VerifyReport {
             None => writeln!(f, "failure CSV      none (every row is valid)"),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Body {
-    #[serde(rename = "From_Account")]
-    user: String,
-    #[serde(rename = "ProfileItem")]
-    items: Vec<Item>,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    #[serde(rename = "Tag")]
-    tag: String,
-    #[serde(rename = "Value")]
-    value: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct GetAnswer {
-    #[serde(rename = "UserProfileItem", default)]
-    users: Vec<UserProfile>,
-    #[serde(rename = "Fail_Account", default)]
-    failed: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct UserProfile {
-    #[serde(rename = "To_Account")]
-    user: String,
-    #[serde(rename = "ProfileItem", default)]
-    items: Vec<Item>,
-    #[serde(rename = "ResultCode", default)]
-    code: u32,
 }
 
 /// Everything a verify run needs: a handle on Chat paced at `--rate` portrait_get calls.
@@ -184,7 +164,7 @@ impl Verifier<'_> {
                 }
                 Verdict::Skipped { .. } => continue,
             }
-            let parsed: Body = serde_json::from_slice(&body)?;
+            let parsed: SetBody = serde_json::from_slice(&body)?;
             if !keep(&parsed.user) {
                 continue;
             }
@@ -224,11 +204,8 @@ impl Verifier<'_> {
         report: &mut VerifyReport,
     ) -> anyhow::Result<()> {
         let users: Vec<&str> = batch.iter().map(|(u, _)| u.as_str()).collect();
-        let request = serde_json::json!({ "To_Account": users, "TagList": tags });
-        let (answer, _) = self
-            .api
-            .call(PORTRAIT_GET, Bytes::from(serde_json::to_vec(&request)?))
-            .await;
+        let request = portrait::get_request(&users, tags);
+        let (answer, _) = self.api.call(PORTRAIT_GET, request).await;
         report.calls += 1;
         let raw = match answer {
             Answer::Ok(_, raw) => raw,
@@ -238,15 +215,11 @@ impl Verifier<'_> {
             Answer::Fatal { why, .. } => anyhow::bail!("{why}"),
             Answer::Stopped => anyhow::bail!("stopped"),
         };
-        let answer: GetAnswer = serde_json::from_slice(&raw)
+        let reads = portrait::read_answer(&raw, &users)
             .map_err(|e| anyhow::anyhow!("portrait_get answered something unexpected: {e}"))?;
-        let failed: HashSet<&str> = answer.failed.iter().map(String::as_str).collect();
-        let actual: HashMap<&str, &UserProfile> =
-            answer.users.iter().map(|u| (u.user.as_str(), u)).collect();
-        for (user, expected) in batch.drain(..) {
+        for ((user, expected), read) in batch.drain(..).zip(reads) {
             report.users += 1;
-            let profile = actual.get(user.as_str()).filter(|p| p.code == 0);
-            let Some(profile) = profile.filter(|_| !failed.contains(user.as_str())) else {
+            let UserRead::Held(held) = read else {
                 report.missing_accounts += 1;
                 report.differences += expected.len() as u64;
                 for (tag, value) in &expected {
@@ -254,24 +227,12 @@ impl Verifier<'_> {
                 }
                 continue;
             };
-            let held: HashMap<&str, &serde_json::Value> = profile
-                .items
-                .iter()
-                .map(|i| (i.tag.as_str(), &i.value))
-                .collect();
             for (tag, value) in &expected {
                 report.values += 1;
-                let matches = match held.get(tag.as_str()) {
-                    Some(actual) => *actual == value,
-                    // Chat leaves unset values out; an empty string or 0 reads back as unset.
-                    None => value == "" || value == 0,
-                };
-                if !matches {
+                let actual = held.get(tag.as_str());
+                if !value_matches(value, actual) {
                     report.differences += 1;
-                    let actual = held
-                        .get(tag.as_str())
-                        .map_or("(unset)".to_string(), |v| v.to_string());
-                    diff.write(&user, tag, value, &actual)?;
+                    diff.write(&user, tag, value, &describe_actual(actual))?;
                 }
             }
         }
@@ -280,13 +241,14 @@ impl Verifier<'_> {
 }
 
 /// The diff CSV: `UserID,Tag,Expected,Actual`, created only when there is a difference.
-struct DiffWriter {
+/// `import --dry-run --changes-only` writes its plan in the same form.
+pub struct DiffWriter {
     path: PathBuf,
     writer: Option<csv::Writer<std::fs::File>>,
 }
 
 impl DiffWriter {
-    fn new(path: &Path) -> anyhow::Result<DiffWriter> {
+    pub fn new(path: &Path) -> anyhow::Result<DiffWriter> {
         // A stale diff from an earlier run must not be mistaken for this one's.
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -299,7 +261,7 @@ impl DiffWriter {
         })
     }
 
-    fn write(
+    pub fn write(
         &mut self,
         user: &str,
         tag: &str,
@@ -317,7 +279,7 @@ impl DiffWriter {
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<Option<PathBuf>> {
+    pub fn finish(self) -> anyhow::Result<Option<PathBuf>> {
         match self.writer {
             Some(mut writer) => {
                 writer.flush()?;

@@ -31,6 +31,10 @@ pub struct SimConfig {
     pub custom_fields: HashSet<String>,
     /// Seed for the fault RNG so runs are reproducible.
     pub seed: u64,
+    /// portrait_get refuses the whole call with 40003 when any account asked for is unknown
+    /// (the other reading of its doc: "ensure that all accounts in the request are imported…
+    /// otherwise, an error will be displayed"), instead of failing those users one by one.
+    pub get_refuses_unknown_accounts: bool,
 }
 
 impl SimConfig {
@@ -54,6 +58,7 @@ impl SimConfig {
                 .map(String::from)
                 .collect(),
             seed: 1,
+            get_refuses_unknown_accounts: false,
         }
     }
 }

@@ -78,8 +78,11 @@
 //!   `accounts` is Some) gets a `UserProfileItem` `{"To_Account","ResultCode":40003,
 //!   "ResultInfo"}` without `ProfileItem` (as in the doc's failed-user sample) and is listed in
 //!   `Fail_Account`. Known users get `ProfileItem` in `TagList` order (duplicates once), holding
-//!   only the tags that have a value; a user with none gets `ProfileItem: []`.
-//! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`.
+//!   only the tags that have a value; a user with none gets `ProfileItem: []`. With
+//!   [`SimConfig::get_refuses_unknown_accounts`] the whole call is refused with 40003 instead
+//!   (the doc can be read either way).
+//! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`;
+//!   portrait_get counts the users it answered for in `users_read`.
 
 mod accounts;
 mod admission;
@@ -183,6 +186,25 @@ impl SimHandle {
     /// The profiles the simulator holds: UserID -> (Tag -> JSON value), sorted.
     pub fn profiles(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
         self.sim.state().profiles.clone()
+    }
+
+    /// Writes values into a user's profile as another writer would (the console, a client
+    /// SDK): no request, no counter, no rate limit. A `null` value unsets the tag. Tests use it
+    /// for drift; benchmarks to seed a simulator that already holds an import.
+    pub fn write_profile<'a>(
+        &self,
+        user: &str,
+        values: impl IntoIterator<Item = (&'a str, Value)>,
+    ) {
+        let mut state = self.sim.state();
+        let profile = state.profiles.entry(user.to_string()).or_default();
+        for (tag, value) in values {
+            if value.is_null() {
+                profile.remove(tag);
+            } else {
+                profile.insert(tag.to_string(), value);
+            }
+        }
     }
 
     /// The known accounts, sorted: the configured ones plus those imported since. None when

@@ -54,6 +54,9 @@ impl Sim {
             }
         }
         let mut state = self.state();
+        for (tag, _) in &updates {
+            *state.written_by_tag.entry(tag.to_string()).or_insert(0) += 1;
+        }
         let profile = state.profiles.entry(user.to_string()).or_default();
         for (tag, value) in updates {
             profile.insert(tag.to_string(), value.clone());
@@ -91,7 +94,17 @@ impl Sim {
                 wanted.push(tag);
             }
         }
-        Ok(read_profiles(&self.state(), &users, &wanted))
+        let mut state = self.state();
+        if self.get_refuses_unknown_accounts {
+            if let Some(unknown) = users.iter().find(|user| !state.knows(user)) {
+                return Err(Answer::fail(
+                    40003,
+                    format!("account {} does not exist", clip(unknown)),
+                ));
+            }
+        }
+        state.users_read += users.len() as u64;
+        Ok(read_profiles(&state, &users, &wanted))
     }
 }
 

@@ -74,6 +74,10 @@ pub(super) struct State {
     pub(super) codes: BTreeMap<String, u64>,
     pub(super) answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
     pub(super) applied: u64,
+    /// Users named in portrait_get calls that were answered.
+    pub(super) users_read: u64,
+    /// Tags written by applied portrait_set calls: tag → writes.
+    pub(super) written_by_tag: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
 }
@@ -99,6 +103,7 @@ pub(super) struct Sim {
     latency_max: Duration,
     pub(super) custom_fields: HashSet<String>,
     pub(super) fail_import: HashSet<String>,
+    pub(super) get_refuses_unknown_accounts: bool,
     state: Mutex<State>,
     /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
     /// on the state instead of sleeping.
@@ -131,6 +136,7 @@ impl Sim {
             latency_max,
             custom_fields: config.custom_fields,
             fail_import: config.fail_import,
+            get_refuses_unknown_accounts: config.get_refuses_unknown_accounts,
             state: Mutex::new(State {
                 profiles: BTreeMap::new(),
                 accounts: config.accounts,
@@ -149,6 +155,8 @@ impl Sim {
                 codes: BTreeMap::new(),
                 answers_by_command: BTreeMap::new(),
                 applied: 0,
+                users_read: 0,
+                written_by_tag: BTreeMap::new(),
                 connections: 0,
             }),
             changed: tokio::sync::Notify::new(),

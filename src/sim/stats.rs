@@ -35,6 +35,10 @@ pub struct SimStats {
     pub max_in_flight: u64,
     /// Successful portrait_set updates applied.
     pub applied: u64,
+    /// Users named in the portrait_get calls answered (up to 100 a call).
+    pub users_read: u64,
+    /// Tags written by the portrait_set updates applied: tag → writes (what the bodies held).
+    pub written_by_tag: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -61,6 +65,9 @@ impl fmt::Display for SimStats {
             self.requests, self.mean_rate, self.max_in_any_window
         )?;
         writeln!(f, "applied    {}", self.applied)?;
+        if self.users_read > 0 {
+            writeln!(f, "read       {} users (portrait_get)", self.users_read)?;
+        }
         if !self.by_command.is_empty() {
             let commands: Vec<String> = self
                 .by_command
@@ -117,6 +124,8 @@ impl State {
             max_in_flight_per_user: self.max_in_flight_per_user,
             max_in_flight: self.max_in_flight,
             applied: self.applied,
+            users_read: self.users_read,
+            written_by_tag: self.written_by_tag.clone(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::worker::Shared;
-use super::{Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
+use super::{Check, Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
 use crate::input::row::failure_from;
 use crate::outcome::{Failure, FailureCode};
 use crate::run::progress::{Progress, Snapshot};
@@ -146,6 +146,22 @@ impl Collector {
                 }
                 self.journal.record(pos, why, "");
             }
+            LocalRow::UnchangedInChat {
+                pos,
+                user_id,
+                body_hash,
+            } => {
+                summary.unchanged += 1;
+                if let Some(changes) = &mut summary.changes {
+                    changes.users_compared += 1;
+                    changes.unchanged_in_chat += 1;
+                }
+                self.journal.record(pos, Final::Unchanged, "");
+                // What Chat holds is what this row says: the hash a send of it would leave.
+                if let Some(state) = &mut self.state {
+                    state.accepted(&user_id, body_hash);
+                }
+            }
             LocalRow::AccountFailed {
                 pos,
                 record,
@@ -201,6 +217,9 @@ impl Collector {
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         summary.retries += u64::from(requests.saturating_sub(1));
+        if !matches!(outcome, Outcome::NotAttempted) {
+            count_check(summary, &job, matches!(outcome, Outcome::Ok));
+        }
         let outcome = match outcome {
             Outcome::Failed(failure) if failure.code == FailureCode::Transport => {
                 self.hold_transport_failure(job, failure);
@@ -302,5 +321,25 @@ impl Collector {
             }
         }
         Ok(())
+    }
+}
+
+/// `--changes-only`'s counters for a row sent: what the comparison found, and the tags Chat
+/// accepted.
+fn count_check(summary: &mut Summary, job: &Job, accepted: bool) {
+    let Some(changes) = &mut summary.changes else {
+        return;
+    };
+    match job.check {
+        Check::NotAsked => return,
+        Check::Updated => {
+            changes.users_compared += 1;
+            changes.updated += 1;
+        }
+        Check::NotAnAccount => changes.not_an_account += 1,
+        Check::NotCompared => changes.not_compared += 1,
+    }
+    if accepted {
+        changes.tags_sent += u64::from(job.tags);
     }
 }

@@ -4,10 +4,12 @@
 //! display and the failure CSV.
 //!
 //! ```text
-//! reader thread ──events──▶ dispatcher ──jobs──▶ workers (N) ──reports──▶ collector
-//!                              ▲                      │
-//!                              └──── user released ───┘
+//! reader thread ──events──▶ [compare] ──▶ dispatcher ──jobs──▶ workers (N) ──reports──▶ collector
+//!                                            ▲                      │
+//!                                            └──── user released ───┘
 //! ```
+//! `--changes-only` adds the compare stage (`changes`): it reads the users' values ahead of the
+//! sends and lets each row on in file order, unchanged in Chat or with only its differing tags.
 //! Every channel is bounded except "user released", which holds at most one message per job in
 //! flight, so memory stays flat at any file size.
 
@@ -33,6 +35,7 @@ use crate::run::summary::Summary;
 use crate::store::journal::Final;
 use crate::store::state::StateDb;
 
+mod changes;
 mod collector;
 mod dispatch;
 mod reader;
@@ -56,6 +59,8 @@ pub struct SendSettings {
     pub progress_interval: Duration,
     /// Stop the job once this many rows failed or were invalid.
     pub max_errors: Option<u64>,
+    /// `--changes-only`: ceiling on portrait_get calls per second (a pacer of their own).
+    pub read_rate: u32,
 }
 
 impl SendSettings {
@@ -91,6 +96,23 @@ struct Job {
     user_id: String,
     body: Bytes,
     record: ByteRecord,
+    /// The tags `body` sets.
+    tags: u32,
+    /// What `--changes-only` found for the row.
+    check: Check,
+}
+
+/// What `--changes-only` found for a row that is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// No comparison (a run without `--changes-only`).
+    NotAsked,
+    /// Chat holds other values for some tags: only those are sent.
+    Updated,
+    /// Chat does not know the user: sent whole.
+    NotAnAccount,
+    /// The read failed for good: sent whole.
+    NotCompared,
 }
 
 /// What the reader thread produces, in file order.
@@ -105,6 +127,13 @@ enum LocalRow {
     Skipped(RowPos),
     /// `--state`: Chat already holds this row, or a later row of the user counts instead.
     NotNeeded(RowPos, Final),
+    /// `--changes-only`: Chat holds every value of the row already (`body_hash`: the row's
+    /// whole body, recorded in `--state` as if it had been sent).
+    UnchangedInChat {
+        pos: RowPos,
+        user_id: String,
+        body_hash: u64,
+    },
     Invalid {
         pos: RowPos,
         record: ByteRecord,
@@ -157,8 +186,13 @@ pub async fn run(
         }
     };
     let internal_stop = stop.child_token();
+    let mut api = ChatApi::new(client.clone(), settings.rate, settings.retry, internal_stop);
+    let reads = job
+        .changes_only
+        .then(|| changes::read_apis(&client, &mut api, &settings));
     let shared = Arc::new(Shared {
-        api: ChatApi::new(client, settings.rate, settings.retry, internal_stop),
+        api,
+        reads,
         settings: settings.clone(),
         fatal: Mutex::new(None),
         create_accounts: job.create_accounts,
@@ -195,7 +229,8 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         state,
     } = plan;
     let settings = &shared.settings;
-    let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
+    let tags = crate::run::changes::tags_of(&mapper);
+    let (event_tx, mut event_rx) = mpsc::channel::<Event>(1024);
     let (work_tx, work_rx) = mpsc::channel::<Job>(settings.concurrency);
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
     let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
@@ -206,6 +241,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
             let options = job.input.clone();
             move || reader::read_rows(input, &options, mapper, event_tx, reader_plan)
         })?;
+    let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
     let workers: Vec<_> = (0..settings.concurrency)
         .map(|_| {
@@ -243,6 +279,9 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     };
     let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
     dispatcher.await?;
+    if let Some(stage) = compare_stage {
+        stage.await?;
+    }
     for worker in workers {
         worker.await?;
     }
@@ -262,6 +301,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     summary.throttled = shared.api.throttled();
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
+    changes::count_reads(&mut summary, shared);
     Ok(SendReport {
         summary,
         state,

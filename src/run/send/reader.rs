@@ -6,7 +6,7 @@ use bytes::Bytes;
 use csv::ByteRecord;
 use tokio::sync::mpsc;
 
-use super::{Event, Job, LocalRow};
+use super::{Check, Event, Job, LocalRow};
 use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
 use crate::input::reader::{CsvInput, InputOptions, RowPos};
 use crate::input::row::{RowMapper, Verdict};
@@ -119,7 +119,7 @@ fn judge(
                 },
             })
         }
-        Verdict::Ready { user_id, .. } => {
+        Verdict::Ready { user_id, items } => {
             let body_hash = crate::store::state::body_hash(body);
             let verdict = plan.sync.as_ref().map_or(SyncVerdict::Send, |sync| {
                 sync.judge(user_id, pos.index, body_hash)
@@ -131,6 +131,8 @@ fn judge(
                     user_id: user_id.to_string(),
                     body: Bytes::copy_from_slice(body),
                     record: record.clone(),
+                    tags: u32::try_from(items).unwrap_or(u32::MAX),
+                    check: Check::NotAsked,
                 }),
                 SyncVerdict::Unchanged => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
                 SyncVerdict::Superseded => {

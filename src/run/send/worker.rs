@@ -18,6 +18,8 @@ pub(super) struct Shared {
     /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
     /// or a signal).
     pub(super) api: ChatApi,
+    /// `--changes-only`: the reads' own handles (same client and stop, pacers of their own).
+    pub(super) reads: Option<super::changes::ReadApis>,
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,

@@ -102,3 +102,31 @@ async fn portrait_get_error_codes_and_the_100_limit() {
     let refused = call(&client, &url_as(&sim, GET, "bob"), &body).await;
     assert_eq!(refused["ErrorCode"], 40004);
 }
+
+#[tokio::test]
+async fn another_writer_s_values_are_read_back_and_reads_count_their_users() {
+    let sim = SimHandle::start(config()).await.unwrap();
+    let client = reqwest::Client::new();
+    sim.write_profile(
+        "carol",
+        [
+            ("Tag_Profile_IM_Nick", json!("Carol")),
+            ("Tag_Profile_IM_Level", json!(3)),
+        ],
+    );
+    // `null` unsets a tag, as a writer clearing it would.
+    sim.write_profile("carol", [("Tag_Profile_IM_Level", Value::Null)]);
+    let body = json!({"To_Account": ["carol", "dave", "erin"],
+                      "TagList": ["Tag_Profile_IM_Nick", "Tag_Profile_IM_Level"]});
+    let answer = call(&client, &url(&sim, GET), &body).await;
+    assert_eq!(
+        answer["UserProfileItem"][0]["ProfileItem"],
+        json!([{"Tag": "Tag_Profile_IM_Nick", "Value": "Carol"}])
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.users_read, 3);
+    assert_eq!(stats.by_command["portrait_get"], 1);
+    assert_eq!(stats.max_in_any_window_by_command["portrait_get"], 1);
+    assert_eq!(stats.applied, 0, "the other writer's values are no request");
+    assert!(stats.to_string().contains("read       3 users"), "{stats}");
+}

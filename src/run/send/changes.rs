@@ -1,0 +1,143 @@
+//! The compare stage of `--changes-only`, between the reader and the dispatcher: every row to
+//! send is compared with what Chat holds (read ahead, see `run::changes::ahead`) and goes on
+//! in file order as a row unchanged in Chat, or as a job carrying only the differing tags (the
+//! whole row when its user is not an account or could not be read).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::worker::Shared;
+use super::{Check, Event, LocalRow, SendSettings};
+use crate::chat::api::ChatApi;
+use crate::chat::client::ChatClient;
+use crate::run::changes::ahead::{read_ahead, Ahead};
+use crate::run::changes::{self, Compared, Comparison, Reads};
+use crate::run::summary::Summary;
+
+/// The handles the reads of `--changes-only` go through.
+pub(super) struct ReadApis {
+    /// portrait_get, at `--read-rate`.
+    pub(super) reads: Arc<ChatApi>,
+    /// account_check, at its own limit, for reads refused whole with 40003.
+    pub(super) account_checks: Arc<ChatApi>,
+}
+
+/// The read handles of a job whose sends go through `sends`: the same client and stop, pacers
+/// of their own. The spec does not say whether Chat's limits are per API or per app, so an
+/// app-wide 60011 on any of them slows them all.
+pub(super) fn read_apis(
+    client: &Arc<ChatClient>,
+    sends: &mut ChatApi,
+    settings: &SendSettings,
+) -> ReadApis {
+    let stop = sends.stop().clone();
+    let mut reads = ChatApi::new(client.clone(), settings.read_rate, settings.retry, stop);
+    let checks_rate = crate::run::accounts::BATCH_CALLS_PER_SECOND;
+    let stop = sends.stop().clone();
+    let mut checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop);
+    let pacers = [
+        sends.shared_pacer(),
+        reads.shared_pacer(),
+        checks.shared_pacer(),
+    ];
+    sends.add_sibling(pacers[1].clone());
+    sends.add_sibling(pacers[2].clone());
+    reads.add_sibling(pacers[0].clone());
+    reads.add_sibling(pacers[2].clone());
+    checks.add_sibling(pacers[0].clone());
+    checks.add_sibling(pacers[1].clone());
+    ReadApis {
+        reads: Arc::new(reads),
+        account_checks: Arc::new(checks),
+    }
+}
+
+/// `--changes-only`: starts the compare stage on the rows of `events`, which then receives
+/// the compared rows instead.
+pub(super) fn spawn_stage(
+    shared: &Arc<Shared>,
+    tags: Vec<String>,
+    events: &mut mpsc::Receiver<Event>,
+) -> Option<JoinHandle<()>> {
+    let apis = shared.reads.as_ref()?;
+    let (compared_tx, compared_rx) = mpsc::channel::<Event>(1024);
+    let rows = std::mem::replace(events, compared_rx);
+    let reads = reads(shared, apis, tags);
+    Some(tokio::spawn(compare_ahead(rows, compared_tx, reads)))
+}
+
+/// The reads' requests and throttled answers, into the summary.
+pub(super) fn count_reads(summary: &mut Summary, shared: &Shared) {
+    if let (Some(changes), Some(apis)) = (&mut summary.changes, &shared.reads) {
+        changes.read_calls = apis.reads.requests();
+        changes.read_throttled = apis.reads.throttled();
+        changes.account_checks = apis.account_checks.requests();
+    }
+}
+
+/// The reads of this job: a read that finds the whole job wrong stops it, as a send would.
+fn reads(shared: &Arc<Shared>, apis: &ReadApis, tags: Vec<String>) -> Reads {
+    let account_check = Some(Arc::clone(&apis.account_checks));
+    let shared = Arc::clone(shared);
+    Reads {
+        account_check,
+        api: Arc::clone(&apis.reads),
+        tags: Arc::new(tags),
+        in_flight: changes::reads_in_flight(shared.settings.read_rate),
+        on_fatal: Arc::new(move |why| shared.stop_job(why)),
+    }
+}
+
+/// Compares the rows from `events` with Chat and hands them on to `compared`, in order.
+async fn compare_ahead(events: mpsc::Receiver<Event>, compared: mpsc::Sender<Event>, reads: Reads) {
+    read_ahead(events, compared, reads, split, settle).await;
+}
+
+/// Jobs are compared; rows decided already pass through.
+fn split(event: Event) -> Ahead<Event> {
+    match event {
+        Event::Job(job) => match changes::parse_body(&job.body) {
+            Some(body) => Ahead::Compare {
+                user: body.user,
+                expected: body.items,
+                item: Event::Job(job),
+            },
+            None => Ahead::Pass(Event::Job(job)),
+        },
+        other => Ahead::Pass(other),
+    }
+}
+
+/// What a comparison makes of a job.
+fn settle(event: Event, compared: Option<Compared>) -> Event {
+    let (mut job, compared) = match (event, compared) {
+        (Event::Job(job), Some(compared)) => (job, compared),
+        (event, _) => return event,
+    };
+    match compared.outcome {
+        Comparison::Same => {
+            return Event::Local(LocalRow::UnchangedInChat {
+                pos: job.pos,
+                user_id: job.user_id,
+                body_hash: job.body_hash,
+            })
+        }
+        Comparison::Differs(differences) => {
+            job.body = changes::partial_body(&job.user_id, &compared.expected, &differences);
+            job.tags = u32::try_from(differences.len()).unwrap_or(u32::MAX);
+            job.check = Check::Updated;
+        }
+        Comparison::NotAnAccount => job.check = Check::NotAnAccount,
+        Comparison::NotCompared(why) => {
+            tracing::debug!(
+                "line {}: user {} not compared ({why}): sent whole",
+                job.pos.line,
+                job.user_id
+            );
+            job.check = Check::NotCompared;
+        }
+    }
+    Event::Job(job)
+}
