@@ -239,7 +239,8 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         .name("csv-reader".into())
         .spawn({
             let options = job.input.clone();
-            move || reader::read_rows(input, &options, mapper, event_tx, reader_plan)
+            let runtime = tokio::runtime::Handle::current();
+            move || reader::read_rows(input, &options, mapper, event_tx, runtime, reader_plan)
         })?;
     let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
