@@ -83,6 +83,9 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     job.create_accounts = args.create_accounts.map(Into::into);
     job.state = args.state.clone();
     job.full = args.full;
+    job.batch_nick_image = args.batch_nick_image.then_some(send::BatchOptions {
+        rate: args.batch_rate,
+    });
     if args.dry_run {
         return dry_run_command(&args, &job, verbose);
     }
@@ -386,6 +389,7 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
         p_slow: args.fail_slow,
         slow: Duration::from_millis(args.slow_ms),
         max_streak_per_user: args.max_fault_streak,
+        account_list_ignores_existing: args.account_list_ignores_existing,
         ..sim::Faults::default()
     };
     config.custom_fields = args

@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         create_accounts: Some(crate::run::accounts::CreateAccounts::Batch),
         state: None,
         full: false,
+        batch_nick_image: None,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,

@@ -25,6 +25,8 @@ pub struct JobInput {
     pub state: Option<PathBuf>,
     /// With `state`: send every row anyway and refresh the state.
     pub full: bool,
+    /// `--batch-nick-image`: Nick and Image through multiaccount_import's AccountList.
+    pub batch_nick_image: Option<crate::run::send::BatchOptions>,
 }
 
 impl JobInput {
@@ -53,6 +55,7 @@ impl JobInput {
             create_accounts: None,
             state: None,
             full: false,
+            batch_nick_image: None,
             failures,
         })
     }

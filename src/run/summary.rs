@@ -59,6 +59,85 @@ pub struct Summary {
     pub accounts: Option<String>,
     /// Dry run: valid rows whose Location is over Chat's older 16-byte limit.
     pub long_locations: u64,
+    /// `--batch-nick-image`: what the batch path and its self-check did.
+    pub batch: Option<BatchReport>,
+}
+
+/// What `--batch-nick-image` did: the multiaccount_import calls, the self-check's sample and
+/// its outcome.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// multiaccount_import calls made (retries not counted).
+    pub calls: u64,
+    /// Users sent in those calls.
+    pub users: u64,
+    /// Users Chat listed in FailAccounts (their rows are in the failure CSV).
+    pub fail_accounts: u64,
+    /// portrait_get calls of the self-check, and the users they read back.
+    pub check_calls: u64,
+    pub sample_users: u64,
+    /// Users whose Nick and Image a passed check vouched for.
+    pub confirmed_users: u64,
+    /// Why the batch path was dropped, if it was.
+    pub fell_back: Option<String>,
+    /// Rows whose Nick and Image went through portrait_set after the batch path was dropped.
+    pub fallback_rows: u64,
+}
+
+impl BatchReport {
+    /// `confirmed`, `fell back` or `not checked` (the run ended before any check finished).
+    pub fn outcome(&self) -> &'static str {
+        if self.fell_back.is_some() {
+            "fell back"
+        } else if self.confirmed_users > 0 {
+            "confirmed"
+        } else {
+            "not checked"
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "multiaccount_import_calls": self.calls,
+            "users": self.users,
+            "fail_accounts": self.fail_accounts,
+            "check_portrait_get_calls": self.check_calls,
+            "sample_users": self.sample_users,
+            "confirmed_users": self.confirmed_users,
+            "outcome": self.outcome(),
+            "fell_back_because": self.fell_back,
+            "fallback_rows": self.fallback_rows,
+        })
+    }
+}
+
+impl fmt::Display for BatchReport {
+    /// The summary's two lines about the batch path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "batch            {} users in {} multiaccount_import calls ({} in FailAccounts)",
+            self.users, self.calls, self.fail_accounts
+        )?;
+        let sample = format!(
+            "read back {} users in {} portrait_get calls",
+            self.sample_users, self.check_calls
+        );
+        match &self.fell_back {
+            Some(why) => writeln!(
+                f,
+                "self-check       {sample}: Nick/Image did NOT land ({why}); batch path dropped, \
+                 {} rows got Nick/Image through portrait_set",
+                self.fallback_rows
+            ),
+            None if self.confirmed_users > 0 => writeln!(
+                f,
+                "self-check       {sample}: Nick/Image landed ({} users vouched for)",
+                self.confirmed_users
+            ),
+            None => writeln!(f, "self-check       {sample}: no check finished"),
+        }
+    }
 }
 
 impl Summary {
@@ -135,6 +214,7 @@ impl Summary {
             "failure_csv": summary.failure_csv,
             "journal": summary.journal,
             "stopped": summary.stopped,
+            "batch_nick_image": summary.batch.as_ref().map(BatchReport::to_json),
         })
     }
 }
@@ -214,6 +294,9 @@ impl Summary {
         }
         if let Some(accounts) = &self.accounts {
             writeln!(f, "accounts         {accounts}")?;
+        }
+        if let Some(batch) = &self.batch {
+            write!(f, "{batch}")?;
         }
         Ok(())
     }

@@ -85,29 +85,30 @@ struct Body {
 }
 
 #[derive(Deserialize)]
-struct Item {
+pub(crate) struct Item {
     #[serde(rename = "Tag")]
-    tag: String,
+    pub(crate) tag: String,
     #[serde(rename = "Value")]
-    value: serde_json::Value,
+    pub(crate) value: serde_json::Value,
 }
 
+/// portrait_get's answer beyond the envelope (also read by the batch path's self-check).
 #[derive(Deserialize)]
-struct GetAnswer {
+pub(crate) struct GetAnswer {
     #[serde(rename = "UserProfileItem", default)]
-    users: Vec<UserProfile>,
+    pub(crate) users: Vec<UserProfile>,
     #[serde(rename = "Fail_Account", default)]
-    failed: Vec<String>,
+    pub(crate) failed: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct UserProfile {
+pub(crate) struct UserProfile {
     #[serde(rename = "To_Account")]
-    user: String,
+    pub(crate) user: String,
     #[serde(rename = "ProfileItem", default)]
-    items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     #[serde(rename = "ResultCode", default)]
-    code: u32,
+    pub(crate) code: u32,
 }
 
 /// Everything a verify run needs: a handle on Chat paced at `--rate` portrait_get calls.

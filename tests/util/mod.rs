@@ -502,6 +502,7 @@ pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
         create_accounts: None,
         state: None,
         full: false,
+        batch_nick_image: None,
     }
 }
 

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use csv::ByteRecord;
 use tokio::sync::mpsc;
 
+use super::split::NickImageSplit;
 use super::{Event, Job, LocalRow};
 use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
 use crate::input::reader::{CsvInput, InputOptions, RowPos};
@@ -23,11 +24,13 @@ pub(super) fn read_rows(
     mut input: CsvInput,
     options: &InputOptions,
     mapper: RowMapper,
+    split: Option<NickImageSplit>,
     events: mpsc::Sender<Event>,
     mut plan: ReaderPlan,
 ) -> anyhow::Result<Duplicates> {
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
+    let mut rest_body = Vec::new();
     let mut index = 0;
     // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
     let mut sample_bodies = 0;
@@ -77,16 +80,13 @@ pub(super) fn read_rows(
                 violations: vec![crate::input::row::unterminated_quote(line)],
             })
         } else {
-            judge(&mapper, &plan, pos, &record, &mut body)
+            let split = split.as_ref().map(|split| (split, &mut rest_body));
+            judge(&mapper, &plan, pos, &record, &mut body, split)
         };
         if let Event::Job(job) = &event {
             if sample_bodies < SAMPLE_BODIES {
                 sample_bodies += 1;
-                tracing::info!(
-                    "line {}: request body {}",
-                    job.pos.line,
-                    String::from_utf8_lossy(&job.body)
-                );
+                log_sample(job);
             }
         }
         if events.blocking_send(event).is_err() {
@@ -97,6 +97,45 @@ pub(super) fn read_rows(
     Ok(recount.map(|recount| recount.finish()).unwrap_or_default())
 }
 
+/// `-v`: a row's request body (and its batch part).
+fn log_sample(job: &Job) {
+    if let Some(body) = &job.body {
+        tracing::info!(
+            "line {}: request body {}",
+            job.pos.line,
+            String::from_utf8_lossy(body)
+        );
+    }
+    if let Some(entry) = &job.nick_image {
+        tracing::info!(
+            "line {}: multiaccount_import entry {}",
+            job.pos.line,
+            serde_json::to_string(entry).unwrap_or_default()
+        );
+    }
+}
+
+/// The row's portrait_set body and batch part: with `--batch-nick-image`, Nick and Image
+/// split off (the hook a change-only step would feed with only the differing values).
+fn parts(
+    body: &[u8],
+    record: &ByteRecord,
+    user_id: &str,
+    split: Option<(&NickImageSplit, &mut Vec<u8>)>,
+) -> (Option<Bytes>, Option<crate::run::accounts::AccountEntry>) {
+    let Some((split, rest_body)) = split else {
+        return (Some(Bytes::copy_from_slice(body)), None);
+    };
+    let row = split.split(record, user_id, rest_body);
+    match row.nick_image {
+        Some(entry) => (
+            row.has_rest.then(|| Bytes::copy_from_slice(rest_body)),
+            Some(entry),
+        ),
+        None => (Some(Bytes::copy_from_slice(body)), None),
+    }
+}
+
 /// What happens to one well-formed record: sent, or decided here.
 fn judge(
     mapper: &RowMapper,
@@ -104,6 +143,7 @@ fn judge(
     pos: RowPos,
     record: &ByteRecord,
     body: &mut Vec<u8>,
+    split: Option<(&NickImageSplit, &mut Vec<u8>)>,
 ) -> Event {
     match mapper.map(record, body) {
         Verdict::Ready { user_id, .. } if plan.failed_accounts.contains_key(user_id) => {
@@ -125,13 +165,17 @@ fn judge(
                 sync.judge(user_id, pos.index, body_hash)
             });
             match verdict {
-                SyncVerdict::Send => Event::Job(Job {
-                    pos,
-                    body_hash,
-                    user_id: user_id.to_string(),
-                    body: Bytes::copy_from_slice(body),
-                    record: record.clone(),
-                }),
+                SyncVerdict::Send => {
+                    let (body, nick_image) = parts(body, record, user_id, split);
+                    Event::Job(Job {
+                        pos,
+                        body_hash,
+                        user_id: user_id.to_string(),
+                        body,
+                        nick_image,
+                        record: record.clone(),
+                    })
+                }
                 SyncVerdict::Unchanged => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
                 SyncVerdict::Superseded => {
                     Event::Local(LocalRow::NotNeeded(pos, Final::Superseded))

@@ -1,11 +1,13 @@
 //! The workers: each takes a row, sends it through the shared pacer with retries (importing the
-//! account first with `--create-accounts on-demand`), reports the outcome and releases the user.
-//! A job-wide error or too many unreachable rows in a row stop the run.
+//! account first with `--create-accounts on-demand`; with `--batch-nick-image`, its Nick and
+//! Image through the batch path first), reports the outcome and releases the user. A job-wide
+//! error or too many unreachable rows in a row stop the run.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::batch::{BatchPath, BatchVerdict};
 use super::{Job, Outcome, Report, SendSettings};
 use crate::chat::api::command::PORTRAIT_SET;
 use crate::chat::api::ChatApi;
@@ -18,6 +20,10 @@ pub(super) struct Shared {
     /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
     /// or a signal).
     pub(super) api: ChatApi,
+    /// `--batch-nick-image`: the batch path, and the slots that keep portrait_set within
+    /// `--concurrency` while the batch path's rows wait in extra workers.
+    pub(super) batch: Option<BatchPath>,
+    pub(super) set_slots: Option<tokio::sync::Semaphore>,
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,
@@ -44,7 +50,7 @@ pub(super) async fn worker(
     loop {
         let next = jobs.lock().await.recv().await;
         let Some(job) = next else { break };
-        let (outcome, requests) = send_with_retries(&shared, &job).await;
+        let (outcome, requests) = send_row(&shared, &job).await;
         let user = job.user_id.clone();
         if reports
             .send(Report::Finished {
@@ -61,10 +67,51 @@ pub(super) async fn worker(
     }
 }
 
-/// Sends one row until it succeeds, fails for good, or the job stops.
-async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
+/// Sends one row: its Nick and Image through the batch path if it has any, then the rest with
+/// portrait_set. The row is ok only when both parts are.
+async fn send_row(shared: &Shared, job: &Job) -> (Outcome, u32) {
+    let (Some(batch), Some(entry)) = (&shared.batch, &job.nick_image) else {
+        return match &job.body {
+            Some(body) => send_set(shared, job, body.clone()).await,
+            None => (Outcome::Ok, 0),
+        };
+    };
+    // Batch first: it creates the account portrait_set needs.
+    match batch.submit(entry.clone()).await {
+        BatchVerdict::Applied => match &job.body {
+            Some(body) => send_set(shared, job, body.clone()).await,
+            None => (Outcome::Ok, 0),
+        },
+        BatchVerdict::FallBack => {
+            batch.fell_back_row();
+            let body = super::split::with_nick_image(job.body.as_deref(), entry);
+            send_set(shared, job, body).await
+        }
+        BatchVerdict::Failed(failure) => {
+            let attempts = failure.attempts;
+            (Outcome::Failed(failure), attempts)
+        }
+        BatchVerdict::NotAttempted { sent } => (Outcome::NotAttempted, u32::from(sent)),
+        BatchVerdict::Fatal(why) => {
+            shared.stop_job(why);
+            (Outcome::NotAttempted, 1)
+        }
+    }
+}
+
+/// portrait_set of `body`, within `--concurrency` calls in flight.
+async fn send_set(shared: &Shared, job: &Job, body: bytes::Bytes) -> (Outcome, u32) {
+    let _slot = match &shared.set_slots {
+        Some(slots) => slots.acquire().await.ok(),
+        None => None,
+    };
+    send_with_retries(shared, job, body).await
+}
+
+/// Sends one portrait_set until it succeeds, fails for good, or the job stops.
+async fn send_with_retries(shared: &Shared, job: &Job, body: bytes::Bytes) -> (Outcome, u32) {
     let api = &shared.api;
-    let (mut answer, mut requests) = api.call(PORTRAIT_SET, job.body.clone()).await;
+    let (mut answer, mut requests) = api.call(PORTRAIT_SET, body.clone()).await;
     if shared.create_accounts == Some(CreateAccounts::OnDemand)
         && matches!(
             answer,
@@ -79,7 +126,7 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
         let calls = crate::run::accounts::AccountCalls { api };
         answer = match calls.import_one(&job.user_id).await {
             Answer::Ok(..) => {
-                let (again, more) = api.call(PORTRAIT_SET, job.body.clone()).await;
+                let (again, more) = api.call(PORTRAIT_SET, body).await;
                 requests += more;
                 again
             }
