@@ -5,6 +5,7 @@
 mod util;
 
 mod accounts;
+mod batch;
 mod cli;
 mod commands;
 mod corpus;

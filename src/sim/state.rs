@@ -72,6 +72,8 @@ pub(super) struct State {
     pub(super) codes: BTreeMap<String, u64>,
     pub(super) answers_by_command: BTreeMap<String, BTreeMap<String, u64>>,
     pub(super) applied: u64,
+    /// ProfileItem tags portrait_set received, by tag (see `SimStats::portrait_set_tags`).
+    pub(super) set_tags: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
 }
@@ -146,6 +148,7 @@ impl Sim {
                 codes: BTreeMap::new(),
                 answers_by_command: BTreeMap::new(),
                 applied: 0,
+                set_tags: BTreeMap::new(),
                 connections: 0,
             }),
             changed: tokio::sync::Notify::new(),

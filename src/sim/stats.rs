@@ -35,6 +35,9 @@ pub struct SimStats {
     pub max_in_flight: u64,
     /// Successful portrait_set updates applied.
     pub applied: u64,
+    /// ProfileItem tags in the portrait_set requests that could be decoded, by tag, whatever
+    /// the answer: which fields went through portrait_set at all.
+    pub portrait_set_tags: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -117,6 +120,7 @@ impl State {
             max_in_flight_per_user: self.max_in_flight_per_user,
             max_in_flight: self.max_in_flight,
             applied: self.applied,
+            portrait_set_tags: self.set_tags.clone(),
         }
     }
 

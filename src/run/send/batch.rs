@@ -30,8 +30,9 @@ pub struct BatchOptions {
     pub rate: u32,
 }
 
-/// A partly filled call waits this long for more users before it goes out.
+/// A partly filled call goes out once no user came for this long, or it is this old.
 const FILL_WAIT: Duration = Duration::from_millis(10);
+const FILL_MAX_WAIT: Duration = Duration::from_millis(100);
 /// The first users are all read back.
 const FIRST_SAMPLE: u64 = 100;
 /// After them, one user in this many (0.1 %).
@@ -94,6 +95,7 @@ impl BatchPath {
             report: report.clone(),
             filling: Vec::with_capacity(BATCH),
             filling_since: Instant::now(),
+            filling_last: Instant::now(),
             calls: JoinSet::new(),
             unchecked: Vec::new(),
             unchecked_since: Instant::now(),
@@ -174,6 +176,7 @@ struct Batcher {
     report: Arc<Mutex<BatchReport>>,
     filling: Vec<Submission>,
     filling_since: Instant,
+    filling_last: Instant,
     calls: JoinSet<CallDone>,
     /// Imported, waiting for the next check.
     unchecked: Vec<Submission>,
@@ -201,9 +204,11 @@ impl Batcher {
                 }
                 submission = submissions.recv(), if self.filling.len() < BATCH => {
                     let Some(submission) = submission else { break };
+                    let now = Instant::now();
                     if self.filling.is_empty() {
-                        self.filling_since = Instant::now();
+                        self.filling_since = now;
                     }
+                    self.filling_last = now;
                     self.filling.push(submission);
                 }
                 _ = tick.tick() => {}
@@ -232,12 +237,15 @@ impl Batcher {
         }
     }
 
-    /// Sends the filling call once it is full, or has waited long enough.
+    /// Sends the filling call once it is full, or the users stopped coming, or it waited
+    /// long enough.
     fn launch_call(&mut self) {
         if self.filling.is_empty() || self.calls.len() >= MAX_CALLS {
             return;
         }
-        if self.filling.len() < BATCH && self.filling_since.elapsed() < FILL_WAIT {
+        let waited = self.filling_last.elapsed() >= FILL_WAIT
+            || self.filling_since.elapsed() >= FILL_MAX_WAIT;
+        if self.filling.len() < BATCH && !waited {
             return;
         }
         let batch = std::mem::take(&mut self.filling);
@@ -320,16 +328,22 @@ impl Batcher {
         if self.fallen_back || !self.checks.is_empty() || self.unchecked.is_empty() {
             return;
         }
-        if self.unchecked.len() < CHECK_USERS && self.unchecked_since.elapsed() < CHECK_WAIT {
+        let mut report = lock(&self.report);
+        // The first check goes as soon as the first 100 users are imported.
+        let enough = match report.sample_users < FIRST_SAMPLE {
+            true => FIRST_SAMPLE as usize,
+            false => CHECK_USERS,
+        };
+        if self.unchecked.len() < enough && self.unchecked_since.elapsed() < CHECK_WAIT {
             return;
         }
         let covered = std::mem::take(&mut self.unchecked);
         let sample = {
-            let mut report = lock(&self.report);
             let sample = pick_sample(&covered, report.sample_users);
             report.sample_users += sample.len() as u64;
             sample
         };
+        drop(report);
         self.checking = covered;
         let api = self.check.clone();
         self.checks
