@@ -118,7 +118,11 @@ async fn nick_and_image_only_go_100_users_a_call_and_never_through_portrait_set(
     );
     assert_eq!(sim.stats().count_for("multiaccount_import", "60007"), 0);
     assert_eq!(sim.profiles(), expected, "Chat holds the CSV");
-    assert_eq!(sim.accounts().unwrap().len(), 20_000, "every account exists");
+    assert_eq!(
+        sim.accounts().unwrap().len(),
+        20_000,
+        "every account exists"
+    );
     assert!(
         run.line("self-check").contains("Nick/Image landed"),
         "{}",

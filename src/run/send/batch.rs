@@ -56,7 +56,9 @@ pub(super) enum BatchVerdict {
     FallBack,
     Failed(Failure),
     /// Not done because the job stopped; `sent`: a call went out, so Chat may hold part of it.
-    NotAttempted { sent: bool },
+    NotAttempted {
+        sent: bool,
+    },
     /// Every later call would fail the same way: the job must stop.
     Fatal(String),
 }
@@ -84,7 +86,12 @@ impl BatchPath {
         retry: RetryPolicy,
         stop: CancellationToken,
     ) -> BatchPath {
-        let import = Arc::new(ChatApi::new(client.clone(), options.rate, retry, stop.clone()));
+        let import = Arc::new(ChatApi::new(
+            client.clone(),
+            options.rate,
+            retry,
+            stop.clone(),
+        ));
         let check = Arc::new(ChatApi::new(client, CHECK_RATE, retry, stop));
         let report = Arc::new(Mutex::new(BatchReport::default()));
         let (submit, submissions) = mpsc::channel(BATCH * 4);
@@ -232,7 +239,9 @@ impl Batcher {
         }
         if self.checks.is_empty() {
             for waiting in self.unchecked.drain(..) {
-                let _ = waiting.reply.send(BatchVerdict::NotAttempted { sent: true });
+                let _ = waiting
+                    .reply
+                    .send(BatchVerdict::NotAttempted { sent: true });
             }
         }
     }
@@ -389,7 +398,9 @@ impl Batcher {
         drop(report);
         self.fallen_back = true;
         answer_all(covered, || BatchVerdict::FallBack);
-        answer_all(std::mem::take(&mut self.unchecked), || BatchVerdict::FallBack);
+        answer_all(std::mem::take(&mut self.unchecked), || {
+            BatchVerdict::FallBack
+        });
     }
 }
 
@@ -434,9 +445,8 @@ mod tests {
 
     #[test]
     fn the_first_hundred_users_are_all_read_back_then_one_in_a_thousand() {
-        let users = |sample: Vec<AccountEntry>| {
-            sample.into_iter().map(|e| e.user_id).collect::<Vec<_>>()
-        };
+        let users =
+            |sample: Vec<AccountEntry>| sample.into_iter().map(|e| e.user_id).collect::<Vec<_>>();
         // The first check reads back the first 100 of what it covers.
         let first = users(pick_sample(&covered(300), 0));
         assert_eq!(first.len(), 100);
@@ -449,7 +459,9 @@ mod tests {
         assert_eq!(pick_sample(&covered(1000), 100).len(), 1);
         assert_eq!(pick_sample(&covered(20), 100).len(), 1);
         assert_eq!(pick_sample(&covered(2500), 100).len(), 3);
-        let spread: HashSet<String> = users(pick_sample(&covered(2500), 100)).into_iter().collect();
+        let spread: HashSet<String> = users(pick_sample(&covered(2500), 100))
+            .into_iter()
+            .collect();
         assert_eq!(spread.len(), 3, "distinct users");
     }
 }

@@ -36,8 +36,8 @@ use crate::store::state::StateDb;
 mod batch;
 mod collector;
 mod dispatch;
-mod reader;
 mod readback;
+mod reader;
 mod split;
 mod worker;
 

@@ -16,7 +16,9 @@ use crate::run::verify::GetAnswer;
 #[derive(Debug)]
 pub(super) enum ReadBack {
     /// Every sampled user holds the Nick and Image sent.
-    Landed { calls: u64 },
+    Landed {
+        calls: u64,
+    },
     /// Some did not: how many, and one example in words.
     NotLanded {
         calls: u64,
@@ -24,9 +26,17 @@ pub(super) enum ReadBack {
         example: String,
     },
     /// portrait_get could not tell (it failed, or answered something unreadable).
-    Unknown { calls: u64, why: String },
-    Stopped { calls: u64 },
-    Fatal { calls: u64, why: String },
+    Unknown {
+        calls: u64,
+        why: String,
+    },
+    Stopped {
+        calls: u64,
+    },
+    Fatal {
+        calls: u64,
+        why: String,
+    },
 }
 
 /// Reads `sample` back, up to 100 users a call, and compares.
@@ -84,10 +94,7 @@ fn difference(answer: &GetAnswer, entry: &AccountEntry) -> Option<String> {
         return Some(format!("{user} is missing from portrait_get's answer"));
     };
     if profile.code != 0 || answer.failed.contains(user) {
-        return Some(format!(
-            "portrait_get answered {} for {user}",
-            profile.code
-        ));
+        return Some(format!("portrait_get answered {} for {user}", profile.code));
     }
     let held: HashMap<&str, &serde_json::Value> = profile
         .items
@@ -101,9 +108,7 @@ fn difference(answer: &GetAnswer, entry: &AccountEntry) -> Option<String> {
     for (name, tag, value) in sent {
         let Some(value) = value else { continue };
         // Chat leaves unset values out, so an empty string reads back as absent.
-        let actual = held
-            .get(tag.as_str())
-            .map_or(Some(""), |v| v.as_str());
+        let actual = held.get(tag.as_str()).map_or(Some(""), |v| v.as_str());
         if actual != Some(value.as_str()) {
             let actual = actual.map_or("(not a string)".to_string(), |a| format!("{:?}", clip(a)));
             return Some(format!(
