@@ -83,9 +83,11 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     job.create_accounts = args.create_accounts.map(Into::into);
     job.state = args.state.clone();
     job.full = args.full;
-    job.batch_nick_image = args.batch_nick_image.then_some(send::BatchOptions {
-        rate: args.batch_rate,
-    });
+    job.batch_nick_image = args
+        .batch_nick_image
+        .then_some(crate::run::job::BatchOptions {
+            rate: args.batch_rate,
+        });
     if args.dry_run {
         return dry_run_command(&args, &job, verbose);
     }

@@ -26,7 +26,14 @@ pub struct JobInput {
     /// With `state`: send every row anyway and refresh the state.
     pub full: bool,
     /// `--batch-nick-image`: Nick and Image through multiaccount_import's AccountList.
-    pub batch_nick_image: Option<crate::run::send::BatchOptions>,
+    pub batch_nick_image: Option<BatchOptions>,
+}
+
+/// `--batch-nick-image`'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// multiaccount_import calls a second at most (Chat allows 100).
+    pub rate: u32,
 }
 
 impl JobInput {

@@ -21,14 +21,8 @@ use crate::chat::client::ChatClient;
 use crate::chat::retry::{Answer, RetryPolicy};
 use crate::outcome::{Failure, FailureCode, Stage};
 use crate::run::accounts::{fail_accounts, multiaccount_import_body, AccountEntry, BATCH};
+use crate::run::job::BatchOptions;
 use crate::run::summary::BatchReport;
-
-/// The batch path's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOptions {
-    /// multiaccount_import calls a second at most (Chat allows 100).
-    pub rate: u32,
-}
 
 /// A partly filled call goes out once no user came for this long, or it is this old.
 const FILL_WAIT: Duration = Duration::from_millis(10);

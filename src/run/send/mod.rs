@@ -41,7 +41,6 @@ mod reader;
 mod split;
 mod worker;
 
-pub use batch::BatchOptions;
 use batch::BatchPath;
 use collector::Collector;
 use worker::Shared;
