@@ -337,3 +337,17 @@ async fn a_killed_batch_run_resumes_and_sends_every_row_left() {
     assert!(lines.values().all(|state| state == "ok"));
     assert_eq!(requests_to(&sim, "portrait_set"), 0);
 }
+
+#[test]
+fn help_says_the_flag_creates_accounts_and_checks_itself() {
+    let run = crate::util::run_in(std::path::Path::new("."), ["import", "--help"]);
+    run.assert_code(0);
+    let help = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("--batch-nick-image"), "{help}");
+    assert!(help.contains("also creates the accounts"), "{help}");
+    assert!(
+        help.contains("reads a sample back with portrait_get"),
+        "{help}"
+    );
+    assert!(help.contains("--batch-rate"), "{help}");
+}

@@ -77,7 +77,7 @@ impl Collector {
                 _ = flush_tick.tick() => {
                     self.sync()?;
                     let now = Instant::now();
-                    rate_window.push_back((now, self.shared.api.requests()));
+                    rate_window.push_back((now, self.shared.requests()));
                     while rate_window.len() > 6 {
                         rate_window.pop_front();
                     }

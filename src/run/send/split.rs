@@ -110,3 +110,71 @@ pub(super) fn with_nick_image(rest_body: Option<&[u8]>, entry: &AccountEntry) ->
     let body = serde_json::json!({ "From_Account": entry.user_id, "ProfileItem": items });
     bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::header::{clean_name, resolve, Mapping};
+
+    fn columns(header: &[&str]) -> Columns {
+        let names = header.iter().map(|s| clean_name(s)).collect();
+        resolve(names, &Mapping::default(), None).unwrap()
+    }
+
+    fn json(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn nick_and_image_are_split_off_the_portrait_set_body() {
+        let split = NickImageSplit::new(
+            &columns(&["UserID", "Nick", "Level", "Image"]),
+            RowRules::default(),
+        );
+        let mut rest = Vec::new();
+        let record = ByteRecord::from(vec!["u1", "Ann", "7", "http://x/a.png"]);
+        let row = split.split(&record, "u1", &mut rest);
+        assert!(row.has_rest);
+        assert_eq!(
+            json(&rest),
+            serde_json::json!({"From_Account": "u1",
+                "ProfileItem": [{"Tag": "Tag_Profile_IM_Level", "Value": 7}]})
+        );
+        let entry = row.nick_image.unwrap();
+        assert_eq!(entry.nick.as_deref(), Some("Ann"));
+        assert_eq!(entry.face_url.as_deref(), Some("http://x/a.png"));
+        // Only Nick: nothing left for portrait_set.
+        let record = ByteRecord::from(vec!["u2", "Bo", "", ""]);
+        let row = split.split(&record, "u2", &mut rest);
+        assert!(!row.has_rest);
+        let entry = row.nick_image.unwrap();
+        assert_eq!((entry.nick.as_deref(), entry.face_url), (Some("Bo"), None));
+        // No Nick or Image: no batch part.
+        let record = ByteRecord::from(vec!["u3", "", "9", ""]);
+        assert!(split.split(&record, "u3", &mut rest).nick_image.is_none());
+    }
+
+    #[test]
+    fn the_fallback_body_carries_the_rest_and_nick_and_image() {
+        let entry = AccountEntry {
+            user_id: "u1".into(),
+            nick: Some("Ann \"A\"".into()),
+            face_url: None,
+        };
+        let rest =
+            br#"{"From_Account":"u1","ProfileItem":[{"Tag":"Tag_Profile_IM_Level","Value":7}]}"#;
+        assert_eq!(
+            json(&with_nick_image(Some(rest), &entry)),
+            serde_json::json!({"From_Account": "u1", "ProfileItem": [
+                {"Tag": "Tag_Profile_IM_Level", "Value": 7},
+                {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann \"A\""},
+            ]})
+        );
+        assert_eq!(
+            json(&with_nick_image(None, &entry)),
+            serde_json::json!({"From_Account": "u1", "ProfileItem": [
+                {"Tag": "Tag_Profile_IM_Nick", "Value": "Ann \"A\""},
+            ]})
+        );
+    }
+}

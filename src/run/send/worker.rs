@@ -30,6 +30,11 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Requests made so far, the batch path's included.
+    pub(super) fn requests(&self) -> u64 {
+        self.api.requests() + self.batch.as_ref().map_or(0, BatchPath::requests)
+    }
+
     pub(super) fn stop_job(&self, why: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
