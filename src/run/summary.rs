@@ -124,12 +124,24 @@ impl fmt::Display for BatchReport {
             self.sample_users, self.check_calls
         );
         match &self.fell_back {
-            Some(why) => writeln!(
-                f,
-                "self-check       {sample}: Nick/Image did NOT land ({why}); batch path dropped, \
-                 {} rows got Nick/Image through portrait_set",
-                self.fallback_rows
-            ),
+            Some(why) => {
+                writeln!(
+                    f,
+                    "self-check       {sample}: Nick/Image did NOT land ({why}); batch path \
+                     dropped, {} rows got Nick/Image through portrait_set",
+                    self.fallback_rows
+                )?;
+                if self.confirmed_users > 0 {
+                    // A sample vouched for them before the failing one: they were not re-sent.
+                    writeln!(
+                        f,
+                        "                 {} users vouched for by earlier checks were not sent \
+                         again: run verify to be sure",
+                        self.confirmed_users
+                    )?;
+                }
+                Ok(())
+            }
             None if self.confirmed_users > 0 => writeln!(
                 f,
                 "self-check       {sample}: Nick/Image landed ({} users vouched for)",
