@@ -200,7 +200,7 @@ impl Summary {
     /// The counters, codes, timings and the exit code the run ends with, as JSON.
     pub fn to_json(&self, exit_code: u8) -> serde_json::Value {
         let summary = self;
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "command": "import",
             "exit_code": exit_code,
             "dry_run": summary.dry_run,
@@ -226,8 +226,11 @@ impl Summary {
             "failure_csv": summary.failure_csv,
             "journal": summary.journal,
             "stopped": summary.stopped,
-            "batch_nick_image": summary.batch.as_ref().map(BatchReport::to_json),
-        })
+        });
+        if let Some(batch) = &summary.batch {
+            json["batch_nick_image"] = batch.to_json();
+        }
+        json
     }
 }
 
