@@ -355,3 +355,38 @@ fn help_says_the_flag_creates_accounts_and_checks_itself() {
     );
     assert!(help.contains("--batch-rate"), "{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_portrait_set_part_fails_is_failed_with_chat_s_reason() {
+    let ws = Workspace::new();
+    // Custom_Color is not configured in the simulated console: portrait_set answers 40009.
+    let header = ["UserID", "Nick", "Image", "Custom_Color"];
+    let rows: Vec<Vec<String>> = (0..300)
+        .map(|i| {
+            let color = if i % 10 == 0 { "red" } else { "" };
+            vec![user(i), nick_of(i), image_of(i), color.to_string()]
+        })
+        .collect();
+    write_csv(&ws.path("users.csv"), &header, &rows);
+    let sim = SimHandle::start(sim_config()).await.unwrap();
+
+    let run = exec(batch_import(&ws, &sim, "users.csv", &[])).await;
+    run.assert_code(3);
+    assert_eq!(run.count("ok"), 270);
+    assert_eq!(run.count("failed"), 30);
+    let (_, failures) = read_failures(&ws.path("users.failures.csv"));
+    assert_eq!(failures.len(), 30);
+    for failure in &failures {
+        assert_eq!(failure.code, "40009", "{failure:?}");
+        assert_eq!(failure.stage, "send");
+        assert_eq!(failure.data[3], "red");
+    }
+    // The other rows are in Chat whole; a failed row's Nick went through the batch path
+    // (the batch part is idempotent, and the failure CSV sends both parts again).
+    let profiles = sim.profiles();
+    for i in (0..300).filter(|i| i % 10 != 0) {
+        assert_eq!(profiles[&user(i)][NICK], Value::from(nick_of(i)));
+        assert_eq!(profiles[&user(i)][IMAGE], Value::from(image_of(i)));
+    }
+    assert_eq!(sim.stats().count_for("portrait_set", "40009"), 30);
+}
