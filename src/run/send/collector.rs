@@ -271,13 +271,8 @@ impl Collector {
     fn hold_transport_failure(&mut self, job: Job, failure: Failure) {
         self.held_transport.push((job, failure));
         let streak = self.held_transport.len();
-        let api = &self.shared.api;
-        if streak >= UNREACHABLE_AFTER && !api.stop().is_cancelled() {
-            let host = crate::chat::connection::host_of(&api.client().connection().base_url);
-            self.shared.stop_job(format!(
-                "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
-                api.policy().max_attempts
-            ));
+        if streak >= UNREACHABLE_AFTER && !self.shared.api.stop().is_cancelled() {
+            self.shared.stop_job(self.shared.unreachable(streak));
         }
     }
 

@@ -183,6 +183,7 @@ pub async fn run(
         settings: settings.clone(),
         fatal: Mutex::new(None),
         create_accounts: job.create_accounts,
+        transport_streak: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut report = pipeline(job, *plan, &shared).await?;
     report.summary.elapsed = started.elapsed();

@@ -3,12 +3,13 @@
 //! Image through the batch path first), reports the outcome and releases the user. A job-wide
 //! error or too many unreachable rows in a row stop the run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
 use super::batch::{BatchPath, BatchVerdict};
-use super::{Job, Outcome, Report, SendSettings};
+use super::{Job, Outcome, Report, SendSettings, UNREACHABLE_AFTER};
 use crate::chat::api::command::PORTRAIT_SET;
 use crate::chat::api::ChatApi;
 use crate::chat::retry::Answer;
@@ -27,12 +28,39 @@ pub(super) struct Shared {
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,
+    /// Rows in a row, in the order the workers finished them, that got no answer.
+    pub(super) transport_streak: AtomicUsize,
 }
 
 impl Shared {
     /// Requests made so far, the batch path's included.
     pub(super) fn requests(&self) -> u64 {
         self.api.requests() + self.batch.as_ref().map_or(0, BatchPath::requests)
+    }
+
+    /// Chat is unreachable once `UNREACHABLE_AFTER` rows in a row got no answer. Judged as
+    /// each row finishes, before its worker takes the next one, so no row goes out after the
+    /// one that completes the streak (the collector holds the rows and judges the same way).
+    fn note_transport(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Failed(failure) if failure.code == FailureCode::Transport => {
+                let streak = self.transport_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                if streak >= UNREACHABLE_AFTER && !self.api.stop().is_cancelled() {
+                    self.stop_job(self.unreachable(streak));
+                }
+            }
+            Outcome::NotAttempted => {}
+            _ => self.transport_streak.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// Why the job stops when `streak` rows in a row got no answer.
+    pub(super) fn unreachable(&self, streak: usize) -> String {
+        let host = crate::chat::connection::host_of(&self.api.client().connection().base_url);
+        format!(
+            "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
+            self.api.policy().max_attempts
+        )
     }
 
     pub(super) fn stop_job(&self, why: String) {
@@ -56,6 +84,7 @@ pub(super) async fn worker(
         let next = jobs.lock().await.recv().await;
         let Some(job) = next else { break };
         let (outcome, requests) = send_row(&shared, &job).await;
+        shared.note_transport(&outcome);
         let user = job.user_id.clone();
         if reports
             .send(Report::Finished {
