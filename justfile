@@ -86,3 +86,8 @@ bench-sync:
 bench-changes:
     cargo build --release --quiet --bin profile-import --example gen_profiles --example changes_bench
     target/release/examples/changes_bench 1000000 1
+
+# 1 M Nick+Image rows through --batch-nick-image at the default rates: wall time, requests by command, peak RSS, beside portrait_set's rows ÷ 200/s
+bench-batch:
+    cargo build --release --quiet --bin profile-import --example batch_bench
+    target/release/examples/batch_bench 1000000

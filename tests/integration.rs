@@ -5,6 +5,7 @@
 mod util;
 
 mod accounts;
+mod batch;
 mod changes;
 mod cli;
 mod commands;

@@ -87,6 +87,11 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     if args.dry_run && args.changes_only {
         return changes_plan_command(&args, &job, quiet);
     }
+    job.batch_nick_image = args
+        .batch_nick_image
+        .then_some(crate::run::job::BatchOptions {
+            rate: args.batch_rate,
+        });
     if args.dry_run {
         return dry_run_command(&args, &job, verbose);
     }
@@ -434,6 +439,7 @@ async fn serve_simulator(args: cli::SimArgs) -> anyhow::Result<ExitStatus> {
         p_slow: args.fail_slow,
         slow: Duration::from_millis(args.slow_ms),
         max_streak_per_user: args.max_fault_streak,
+        account_list_ignores_existing: args.account_list_ignores_existing,
         ..sim::Faults::default()
     };
     config.custom_fields = args

@@ -58,6 +58,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         state: None,
         full: false,
         changes_only: false,
+        batch_nick_image: None,
     };
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,

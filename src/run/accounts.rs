@@ -159,6 +159,27 @@ struct MultiImportAnswer {
     fail_accounts: Vec<String>,
 }
 
+/// multiaccount_import's body: the AccountList form (`with_profile`, Nick and FaceUrl
+/// included) or the plain Accounts form.
+pub fn multiaccount_import_body(batch: &[AccountEntry], with_profile: bool) -> Bytes {
+    let body = if with_profile {
+        serde_json::json!({ "AccountList": batch })
+    } else {
+        serde_json::json!({
+            "Accounts": batch.iter().map(|e| e.user_id.as_str()).collect::<Vec<_>>()
+        })
+    };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The `FailAccounts` of a multiaccount_import answer; None when the answer cannot be read
+/// (then nothing is known to be imported).
+pub fn fail_accounts(raw: &[u8]) -> Option<Vec<String>> {
+    serde_json::from_slice::<MultiImportAnswer>(raw)
+        .ok()
+        .map(|answer| answer.fail_accounts)
+}
+
 /// The account calls, made through a job's (or a pass's own) `ChatApi`.
 pub struct AccountCalls<'a> {
     pub api: &'a ChatApi,
@@ -172,18 +193,11 @@ impl AccountCalls<'_> {
         batch: &[AccountEntry],
         with_profile: bool,
     ) -> Result<Vec<(String, AccountFailure)>, String> {
-        let body = if with_profile {
-            serde_json::json!({ "AccountList": batch })
-        } else {
-            serde_json::json!({
-                "Accounts": batch.iter().map(|e| e.user_id.as_str()).collect::<Vec<_>>()
-            })
-        };
-        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let body = multiaccount_import_body(batch, with_profile);
         let (answer, _) = self.api.call(MULTIACCOUNT_IMPORT, body).await;
         match answer {
             Answer::Ok(_, raw) => {
-                let Ok(answer) = serde_json::from_slice::<MultiImportAnswer>(&raw) else {
+                let Some(fail) = fail_accounts(&raw) else {
                     // Without a readable FailAccounts nothing is known to be imported.
                     return Ok(batch
                         .iter()
@@ -198,7 +212,6 @@ impl AccountCalls<'_> {
                         })
                         .collect());
                 };
-                let fail = answer.fail_accounts;
                 Ok(fail
                     .into_iter()
                     .map(|user| {

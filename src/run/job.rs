@@ -27,6 +27,15 @@ pub struct JobInput {
     pub full: bool,
     /// `--changes-only`: read what Chat holds first and send only the tags that differ.
     pub changes_only: bool,
+    /// `--batch-nick-image`: Nick and Image through multiaccount_import's AccountList.
+    pub batch_nick_image: Option<BatchOptions>,
+}
+
+/// `--batch-nick-image`'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// multiaccount_import calls a second at most (Chat allows 100).
+    pub rate: u32,
 }
 
 impl JobInput {
@@ -56,6 +65,7 @@ impl JobInput {
             state: None,
             full: false,
             changes_only: false,
+            batch_nick_image: None,
             failures,
         })
     }

@@ -61,6 +61,8 @@ pub struct Summary {
     pub long_locations: u64,
     /// `--changes-only`: what the comparison with Chat found.
     pub changes: Option<ChangesCounts>,
+    /// `--batch-nick-image`: what the batch path and its self-check did.
+    pub batch: Option<BatchReport>,
 }
 
 /// The counters of `--changes-only` (this run's; a resumed run counts only its own rows).
@@ -137,6 +139,95 @@ impl ChangesCounts {
             "read_throttled": self.read_throttled,
             "account_checks": self.account_checks,
         })
+    }
+}
+
+/// What `--batch-nick-image` did: the multiaccount_import calls, the self-check's sample and
+/// its outcome.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// multiaccount_import calls made (retries not counted).
+    pub calls: u64,
+    /// Users sent in those calls.
+    pub users: u64,
+    /// Users Chat listed in FailAccounts (their rows are in the failure CSV).
+    pub fail_accounts: u64,
+    /// portrait_get calls of the self-check, and the users they read back.
+    pub check_calls: u64,
+    pub sample_users: u64,
+    /// Users whose Nick and Image a passed check vouched for.
+    pub confirmed_users: u64,
+    /// Why the batch path was dropped, if it was.
+    pub fell_back: Option<String>,
+    /// Rows whose Nick and Image went through portrait_set after the batch path was dropped.
+    pub fallback_rows: u64,
+}
+
+impl BatchReport {
+    /// `confirmed`, `fell back` or `not checked` (the run ended before any check finished).
+    pub fn outcome(&self) -> &'static str {
+        if self.fell_back.is_some() {
+            "fell back"
+        } else if self.confirmed_users > 0 {
+            "confirmed"
+        } else {
+            "not checked"
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "multiaccount_import_calls": self.calls,
+            "users": self.users,
+            "fail_accounts": self.fail_accounts,
+            "check_portrait_get_calls": self.check_calls,
+            "sample_users": self.sample_users,
+            "confirmed_users": self.confirmed_users,
+            "outcome": self.outcome(),
+            "fell_back_because": self.fell_back,
+            "fallback_rows": self.fallback_rows,
+        })
+    }
+}
+
+impl fmt::Display for BatchReport {
+    /// The summary's two lines about the batch path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "batch            {} users in {} multiaccount_import calls ({} in FailAccounts)",
+            self.users, self.calls, self.fail_accounts
+        )?;
+        let sample = format!(
+            "read back {} users in {} portrait_get calls",
+            self.sample_users, self.check_calls
+        );
+        match &self.fell_back {
+            Some(why) => {
+                writeln!(
+                    f,
+                    "self-check       {sample}: Nick/Image did NOT land ({why}); batch path \
+                     dropped, {} rows got Nick/Image through portrait_set",
+                    self.fallback_rows
+                )?;
+                if self.confirmed_users > 0 {
+                    // A sample vouched for them before the failing one: they were not re-sent.
+                    writeln!(
+                        f,
+                        "                 {} users vouched for by earlier checks were not sent \
+                         again: run verify to be sure",
+                        self.confirmed_users
+                    )?;
+                }
+                Ok(())
+            }
+            None if self.confirmed_users > 0 => writeln!(
+                f,
+                "self-check       {sample}: Nick/Image landed ({} users vouched for)",
+                self.confirmed_users
+            ),
+            None => writeln!(f, "self-check       {sample}: no check finished"),
+        }
     }
 }
 
@@ -218,6 +309,9 @@ impl Summary {
         if let (Some(changes), Some(json)) = (summary.changes, json.as_object_mut()) {
             json.insert("changes_only".into(), changes.to_json());
         }
+        if let Some(batch) = &summary.batch {
+            json["batch_nick_image"] = batch.to_json();
+        }
         json
     }
 }
@@ -297,6 +391,9 @@ impl Summary {
         }
         if let Some(accounts) = &self.accounts {
             writeln!(f, "accounts         {accounts}")?;
+        }
+        if let Some(batch) = &self.batch {
+            write!(f, "{batch}")?;
         }
         Ok(())
     }

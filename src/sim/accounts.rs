@@ -88,6 +88,7 @@ impl Sim {
 
         let mut failed: Vec<&str> = Vec::new();
         let mut state = self.state();
+        let ignore_existing = state.faults.account_list_ignores_existing;
         for import in &imports {
             let fails = !valid_user_id(import.user)
                 || import.problem().is_some()
@@ -96,6 +97,8 @@ impl Sim {
                 if !failed.contains(&import.user) {
                     failed.push(import.user);
                 }
+            } else if ignore_existing && state.knows(import.user) {
+                // The switch: an existing account keeps its profile; the answer is still OK.
             } else {
                 import.apply(&mut state);
             }

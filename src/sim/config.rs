@@ -90,6 +90,10 @@ pub struct Faults {
     /// Every request for one of these users (portrait_set's From_Account, the first UserID of
     /// the other commands) gets this answer, within `max_streak_per_user` like every fault.
     pub inject_for: HashMap<String, Injected>,
+    /// multiaccount_import with `AccountList` imports new accounts with their Nick and FaceUrl
+    /// but leaves an existing account's profile as it was (the call still answers OK): the
+    /// behaviour the newer doc page rules out, for testing the importer's self-check.
+    pub account_list_ignores_existing: bool,
 }
 
 /// An answer the simulator can be told to give in place of doing the work: any Chat code, any

@@ -61,7 +61,10 @@
 //!   `Nick` / `FaceUrl` must be JSON strings when present (`null` is a protocol error, 70402);
 //!   they are written as `Tag_Profile_IM_Nick` / `Tag_Profile_IM_Image`, empty strings included,
 //!   and each may be at most 500 bytes (40601). Re-importing an account is OK and overwrites the
-//!   Nick / FaceUrl it carries; others are kept.
+//!   Nick / FaceUrl it carries; others are kept. That holds for existing accounts in the
+//!   `AccountList` form too, as the newer page says ("it will be updated with the new
+//!   parameters provided"), unless `Faults::account_list_ignores_existing` is on: then an
+//!   account that already existed keeps its profile and the call still answers OK.
 //! - Batch sizes: an empty or over-100 `Accounts` / `AccountList` / `CheckItem` gets 70206
 //!   ("invalid batch quantity"); sending both `Accounts` and `AccountList` gets 70402. A
 //!   portrait_get with over 100 `To_Account` gets 40001; a missing, `null` or empty one 40002;

@@ -34,6 +34,12 @@ impl Sim {
                 _ => return decode_fail("every ProfileItem needs a string Tag and a Value"),
             }
         }
+        {
+            let mut state = self.state();
+            for (tag, _) in &updates {
+                *state.set_tags.entry(tag.to_string()).or_default() += 1;
+            }
+        }
         if !self.state().knows(user) {
             return Answer::fail(40003, format!("account {} does not exist", clip(user)));
         }

@@ -78,6 +78,8 @@ pub(super) struct State {
     pub(super) users_read: u64,
     /// Tags written by applied portrait_set calls: tag → writes.
     pub(super) written_by_tag: BTreeMap<String, u64>,
+    /// ProfileItem tags portrait_set received, by tag (see `SimStats::portrait_set_tags`).
+    pub(super) set_tags: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
 }
@@ -157,6 +159,7 @@ impl Sim {
                 applied: 0,
                 users_read: 0,
                 written_by_tag: BTreeMap::new(),
+                set_tags: BTreeMap::new(),
                 connections: 0,
             }),
             changed: tokio::sync::Notify::new(),

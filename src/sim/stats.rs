@@ -39,6 +39,9 @@ pub struct SimStats {
     pub users_read: u64,
     /// Tags written by the portrait_set updates applied: tag → writes (what the bodies held).
     pub written_by_tag: BTreeMap<String, u64>,
+    /// ProfileItem tags in the portrait_set requests that could be decoded, by tag, whatever
+    /// the answer: which fields went through portrait_set at all.
+    pub portrait_set_tags: BTreeMap<String, u64>,
 }
 
 impl SimStats {
@@ -126,6 +129,7 @@ impl State {
             applied: self.applied,
             users_read: self.users_read,
             written_by_tag: self.written_by_tag.clone(),
+            portrait_set_tags: self.set_tags.clone(),
         }
     }
 

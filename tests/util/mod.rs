@@ -503,6 +503,7 @@ pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
         state: None,
         full: false,
         changes_only: false,
+        batch_nick_image: None,
     }
 }
 

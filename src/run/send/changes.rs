@@ -12,6 +12,9 @@ use super::worker::Shared;
 use super::{Check, Event, LocalRow, SendSettings};
 use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
+use crate::chat::portrait::ProfileItem;
+use crate::input::profile::{StandardField, Tag};
+use crate::run::accounts::AccountEntry;
 use crate::run::changes::ahead::{read_ahead, Ahead};
 use crate::run::changes::{self, Compared, Comparison, Reads};
 use crate::run::summary::Summary;
@@ -95,19 +98,47 @@ async fn compare_ahead(events: mpsc::Receiver<Event>, compared: mpsc::Sender<Eve
     read_ahead(events, compared, reads, split, settle).await;
 }
 
-/// Jobs are compared; rows decided already pass through.
+/// Jobs are compared; rows decided already pass through. With `--batch-nick-image` a job's
+/// Nick and Image are compared too, after its body's items.
 fn split(event: Event) -> Ahead<Event> {
-    match event {
-        Event::Job(job) => match changes::parse_body(&job.body) {
-            Some(body) => Ahead::Compare {
-                user: body.user,
-                expected: body.items,
-                item: Event::Job(job),
-            },
-            None => Ahead::Pass(Event::Job(job)),
+    let Event::Job(job) = event else {
+        return Ahead::Pass(event);
+    };
+    let mut expected = match &job.body {
+        Some(body) => match changes::parse_body(body) {
+            Some(body) => body.items,
+            None => return Ahead::Pass(Event::Job(job)),
         },
-        other => Ahead::Pass(other),
+        None => Vec::new(),
+    };
+    if let Some(entry) = &job.nick_image {
+        expected.extend(nick_image_items(entry));
     }
+    if expected.is_empty() {
+        return Ahead::Pass(Event::Job(job));
+    }
+    Ahead::Compare {
+        user: job.user_id.clone(),
+        expected,
+        item: Event::Job(job),
+    }
+}
+
+/// A batch entry's Nick and Image as the profile items portrait_get reads back.
+fn nick_image_items(entry: &AccountEntry) -> Vec<ProfileItem> {
+    let item = |field: StandardField, value: &Option<String>| {
+        value.as_ref().map(|value| ProfileItem {
+            tag: Tag::Standard(field).name(),
+            value: serde_json::Value::String(value.clone()),
+        })
+    };
+    [
+        item(StandardField::Nick, &entry.nick),
+        item(StandardField::Image, &entry.face_url),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// What a comparison makes of a job.
@@ -125,9 +156,38 @@ fn settle(event: Event, compared: Option<Compared>) -> Event {
             })
         }
         Comparison::Differs(differences) => {
-            job.body = changes::partial_body(&job.user_id, &compared.expected, &differences);
             job.tags = u32::try_from(differences.len()).unwrap_or(u32::MAX);
             job.check = Check::Updated;
+            // Items past the body's are the batch path's Nick and Image: only those that
+            // differ go through it, and a user whose only differences they are makes no
+            // portrait_set call.
+            let body_items = compared.expected.len()
+                - job
+                    .nick_image
+                    .as_ref()
+                    .map_or(0, |e| nick_image_items(e).len());
+            let (in_body, batched): (Vec<_>, Vec<_>) =
+                differences.into_iter().partition(|d| d.index < body_items);
+            job.body = (!in_body.is_empty())
+                .then(|| changes::partial_body(&job.user_id, &compared.expected, &in_body));
+            job.nick_image = job.nick_image.take().and_then(|entry| {
+                let differs = |tag: String| {
+                    batched
+                        .iter()
+                        .any(|d| compared.expected.get(d.index).is_some_and(|i| i.tag == tag))
+                };
+                let nick = entry
+                    .nick
+                    .filter(|_| differs(Tag::Standard(StandardField::Nick).name()));
+                let face_url = entry
+                    .face_url
+                    .filter(|_| differs(Tag::Standard(StandardField::Image).name()));
+                (nick.is_some() || face_url.is_some()).then_some(AccountEntry {
+                    user_id: entry.user_id,
+                    nick,
+                    face_url,
+                })
+            });
         }
         Comparison::NotAnAccount => job.check = Check::NotAnAccount,
         Comparison::NotCompared(why) => {

@@ -77,7 +77,7 @@ impl Collector {
                 _ = flush_tick.tick() => {
                     self.sync()?;
                     let now = Instant::now();
-                    rate_window.push_back((now, self.shared.api.requests()));
+                    rate_window.push_back((now, self.shared.requests()));
                     while rate_window.len() > 6 {
                         rate_window.pop_front();
                     }
@@ -290,13 +290,8 @@ impl Collector {
     fn hold_transport_failure(&mut self, job: Job, failure: Failure) {
         self.held_transport.push((job, failure));
         let streak = self.held_transport.len();
-        let api = &self.shared.api;
-        if streak >= UNREACHABLE_AFTER && !api.stop().is_cancelled() {
-            let host = crate::chat::connection::host_of(&api.client().connection().base_url);
-            self.shared.stop_job(format!(
-                "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
-                api.policy().max_attempts
-            ));
+        if streak >= UNREACHABLE_AFTER && !self.shared.api.stop().is_cancelled() {
+            self.shared.stop_job(self.shared.unreachable(streak));
         }
     }
 

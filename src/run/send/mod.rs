@@ -35,12 +35,16 @@ use crate::run::summary::Summary;
 use crate::store::journal::Final;
 use crate::store::state::StateDb;
 
+mod batch;
 mod changes;
 mod collector;
 mod dispatch;
+mod readback;
 mod reader;
+mod split;
 mod worker;
 
+use batch::BatchPath;
 use collector::Collector;
 use worker::Shared;
 
@@ -91,10 +95,15 @@ const UNREACHABLE_AFTER: usize = 50;
 /// A valid row on its way to Chat.
 struct Job {
     pos: RowPos,
-    /// `--state`: the hash of `body`, written to the state once Chat accepts it.
+    /// `--state`: the hash of the row's whole portrait_set body (Nick and Image included),
+    /// written to the state once Chat accepts it.
     body_hash: u64,
     user_id: String,
-    body: Bytes,
+    /// The portrait_set body; None when the row has nothing for portrait_set (with
+    /// `--batch-nick-image`, a row with only Nick and/or Image).
+    body: Option<Bytes>,
+    /// `--batch-nick-image`: the Nick and Image that go through the batch path.
+    nick_image: Option<crate::run::accounts::AccountEntry>,
     record: ByteRecord,
     /// The tags `body` sets.
     tags: u32,
@@ -186,6 +195,14 @@ pub async fn run(
         }
     };
     let internal_stop = stop.child_token();
+    let batch = job.batch_nick_image.map(|options| {
+        BatchPath::start(
+            client.clone(),
+            options,
+            settings.retry,
+            internal_stop.clone(),
+        )
+    });
     let mut api = ChatApi::new(client.clone(), settings.rate, settings.retry, internal_stop);
     let reads = job
         .changes_only
@@ -193,9 +210,15 @@ pub async fn run(
     let shared = Arc::new(Shared {
         api,
         reads,
+        // The batch path's rows wait in workers of their own; portrait_set keeps its limit.
+        set_slots: batch
+            .as_ref()
+            .map(|_| tokio::sync::Semaphore::new(settings.concurrency)),
+        batch,
         settings: settings.clone(),
         fatal: Mutex::new(None),
         create_accounts: job.create_accounts,
+        transport_streak: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut report = pipeline(job, *plan, &shared).await?;
     report.summary.elapsed = started.elapsed();
@@ -235,16 +258,33 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
     let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
 
+    let split = job
+        .batch_nick_image
+        .map(|_| split::NickImageSplit::new(mapper.columns(), job.rules));
     let reader = std::thread::Builder::new()
         .name("csv-reader".into())
         .spawn({
             let options = job.input.clone();
             let runtime = tokio::runtime::Handle::current();
-            move || reader::read_rows(input, &options, mapper, event_tx, runtime, reader_plan)
+            move || {
+                reader::read_rows(
+                    input,
+                    &options,
+                    mapper,
+                    split,
+                    event_tx,
+                    runtime,
+                    reader_plan,
+                )
+            }
         })?;
     let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
-    let workers: Vec<_> = (0..settings.concurrency)
+    let batch_workers = match shared.batch {
+        Some(_) => BatchPath::rows_in_flight(),
+        None => 0,
+    };
+    let workers: Vec<_> = (0..settings.concurrency + batch_workers)
         .map(|_| {
             tokio::spawn(worker::worker(
                 shared.clone(),
@@ -300,6 +340,11 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     summary.rows = total;
     summary.requests = shared.api.requests();
     summary.throttled = shared.api.throttled();
+    if let Some(batch) = &shared.batch {
+        summary.batch = Some(batch.finish().await);
+        summary.requests += batch.requests();
+        summary.throttled += batch.throttled();
+    }
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
     changes::count_reads(&mut summary, shared);

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use csv::ByteRecord;
 use tokio::sync::mpsc;
 
+use super::split::NickImageSplit;
 use super::{Check, Event, Job, LocalRow};
 use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
 use crate::input::reader::{CsvInput, InputOptions, RowPos};
@@ -27,6 +28,7 @@ pub(super) fn read_rows(
     mut input: CsvInput,
     options: &InputOptions,
     mapper: RowMapper,
+    split: Option<NickImageSplit>,
     events: mpsc::Sender<Event>,
     runtime: tokio::runtime::Handle,
     mut plan: ReaderPlan,
@@ -34,6 +36,7 @@ pub(super) fn read_rows(
     let mut slots: Option<mpsc::PermitIterator<'_, Event>> = None;
     let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
+    let mut rest_body = Vec::new();
     let mut index = 0;
     // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
     let mut sample_bodies = 0;
@@ -83,16 +86,13 @@ pub(super) fn read_rows(
                 violations: vec![crate::input::row::unterminated_quote(line)],
             })
         } else {
-            judge(&mapper, &plan, pos, &record, &mut body)
+            let split = split.as_ref().map(|split| (split, &mut rest_body));
+            judge(&mapper, &plan, pos, &record, &mut body, split)
         };
         if let Event::Job(job) = &event {
             if sample_bodies < SAMPLE_BODIES {
                 sample_bodies += 1;
-                tracing::info!(
-                    "line {}: request body {}",
-                    job.pos.line,
-                    String::from_utf8_lossy(&job.body)
-                );
+                log_sample(job);
             }
         }
         let slot = match slots.as_mut().and_then(Iterator::next) {
@@ -114,6 +114,45 @@ pub(super) fn read_rows(
     Ok(recount.map(|recount| recount.finish()).unwrap_or_default())
 }
 
+/// `-v`: a row's request body (and its batch part).
+fn log_sample(job: &Job) {
+    if let Some(body) = &job.body {
+        tracing::info!(
+            "line {}: request body {}",
+            job.pos.line,
+            String::from_utf8_lossy(body)
+        );
+    }
+    if let Some(entry) = &job.nick_image {
+        tracing::info!(
+            "line {}: multiaccount_import entry {}",
+            job.pos.line,
+            serde_json::to_string(entry).unwrap_or_default()
+        );
+    }
+}
+
+/// The row's portrait_set body and batch part: with `--batch-nick-image`, Nick and Image
+/// split off (the hook a change-only step would feed with only the differing values).
+fn parts(
+    body: &[u8],
+    record: &ByteRecord,
+    user_id: &str,
+    split: Option<(&NickImageSplit, &mut Vec<u8>)>,
+) -> (Option<Bytes>, Option<crate::run::accounts::AccountEntry>) {
+    let Some((split, rest_body)) = split else {
+        return (Some(Bytes::copy_from_slice(body)), None);
+    };
+    let row = split.split(record, user_id, rest_body);
+    match row.nick_image {
+        Some(entry) => (
+            row.has_rest.then(|| Bytes::copy_from_slice(rest_body)),
+            Some(entry),
+        ),
+        None => (Some(Bytes::copy_from_slice(body)), None),
+    }
+}
+
 /// What happens to one well-formed record: sent, or decided here.
 fn judge(
     mapper: &RowMapper,
@@ -121,6 +160,7 @@ fn judge(
     pos: RowPos,
     record: &ByteRecord,
     body: &mut Vec<u8>,
+    split: Option<(&NickImageSplit, &mut Vec<u8>)>,
 ) -> Event {
     match mapper.map(record, body) {
         Verdict::Ready { user_id, .. } if plan.failed_accounts.contains_key(user_id) => {
@@ -142,15 +182,19 @@ fn judge(
                 sync.judge(user_id, pos.index, body_hash)
             });
             match verdict {
-                SyncVerdict::Send => Event::Job(Job {
-                    pos,
-                    body_hash,
-                    user_id: user_id.to_string(),
-                    body: Bytes::copy_from_slice(body),
-                    record: record.clone(),
-                    tags: u32::try_from(items).unwrap_or(u32::MAX),
-                    check: Check::NotAsked,
-                }),
+                SyncVerdict::Send => {
+                    let (body, nick_image) = parts(body, record, user_id, split);
+                    Event::Job(Job {
+                        pos,
+                        body_hash,
+                        user_id: user_id.to_string(),
+                        body,
+                        nick_image,
+                        record: record.clone(),
+                        tags: u32::try_from(items).unwrap_or(u32::MAX),
+                        check: Check::NotAsked,
+                    })
+                }
                 SyncVerdict::Unchanged => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
                 SyncVerdict::Superseded => {
                     Event::Local(LocalRow::NotNeeded(pos, Final::Superseded))

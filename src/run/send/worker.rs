@@ -1,12 +1,15 @@
 //! The workers: each takes a row, sends it through the shared pacer with retries (importing the
-//! account first with `--create-accounts on-demand`), reports the outcome and releases the user.
-//! A job-wide error or too many unreachable rows in a row stop the run.
+//! account first with `--create-accounts on-demand`; with `--batch-nick-image`, its Nick and
+//! Image through the batch path first), reports the outcome and releases the user. A job-wide
+//! error or too many unreachable rows in a row stop the run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{Job, Outcome, Report, SendSettings};
+use super::batch::{BatchPath, BatchVerdict};
+use super::{Job, Outcome, Report, SendSettings, UNREACHABLE_AFTER};
 use crate::chat::api::command::PORTRAIT_SET;
 use crate::chat::api::ChatApi;
 use crate::chat::retry::Answer;
@@ -20,12 +23,48 @@ pub(super) struct Shared {
     pub(super) api: ChatApi,
     /// `--changes-only`: the reads' own handles (same client and stop, pacers of their own).
     pub(super) reads: Option<super::changes::ReadApis>,
+    /// `--batch-nick-image`: the batch path, and the slots that keep portrait_set within
+    /// `--concurrency` while the batch path's rows wait in extra workers.
+    pub(super) batch: Option<BatchPath>,
+    pub(super) set_slots: Option<tokio::sync::Semaphore>,
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,
+    /// Rows in a row, in the order the workers finished them, that got no answer.
+    pub(super) transport_streak: AtomicUsize,
 }
 
 impl Shared {
+    /// Requests made so far, the batch path's included.
+    pub(super) fn requests(&self) -> u64 {
+        self.api.requests() + self.batch.as_ref().map_or(0, BatchPath::requests)
+    }
+
+    /// Chat is unreachable once `UNREACHABLE_AFTER` rows in a row got no answer. Judged as
+    /// each row finishes, before its worker takes the next one, so no row goes out after the
+    /// one that completes the streak (the collector holds the rows and judges the same way).
+    fn note_transport(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Failed(failure) if failure.code == FailureCode::Transport => {
+                let streak = self.transport_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                if streak >= UNREACHABLE_AFTER && !self.api.stop().is_cancelled() {
+                    self.stop_job(self.unreachable(streak));
+                }
+            }
+            Outcome::NotAttempted => {}
+            _ => self.transport_streak.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// Why the job stops when `streak` rows in a row got no answer.
+    pub(super) fn unreachable(&self, streak: usize) -> String {
+        let host = crate::chat::connection::host_of(&self.api.client().connection().base_url);
+        format!(
+            "Chat at {host} is unreachable: {streak} rows in a row got no answer after {} attempts each",
+            self.api.policy().max_attempts
+        )
+    }
+
     pub(super) fn stop_job(&self, why: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
@@ -46,7 +85,8 @@ pub(super) async fn worker(
     loop {
         let next = jobs.lock().await.recv().await;
         let Some(job) = next else { break };
-        let (outcome, requests) = send_with_retries(&shared, &job).await;
+        let (outcome, requests) = send_row(&shared, &job).await;
+        shared.note_transport(&outcome);
         let user = job.user_id.clone();
         if reports
             .send(Report::Finished {
@@ -63,10 +103,51 @@ pub(super) async fn worker(
     }
 }
 
-/// Sends one row until it succeeds, fails for good, or the job stops.
-async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
+/// Sends one row: its Nick and Image through the batch path if it has any, then the rest with
+/// portrait_set. The row is ok only when both parts are.
+async fn send_row(shared: &Shared, job: &Job) -> (Outcome, u32) {
+    let (Some(batch), Some(entry)) = (&shared.batch, &job.nick_image) else {
+        return match &job.body {
+            Some(body) => send_set(shared, job, body.clone()).await,
+            None => (Outcome::Ok, 0),
+        };
+    };
+    // Batch first: it creates the account portrait_set needs.
+    match batch.submit(entry.clone()).await {
+        BatchVerdict::Applied => match &job.body {
+            Some(body) => send_set(shared, job, body.clone()).await,
+            None => (Outcome::Ok, 0),
+        },
+        BatchVerdict::FallBack => {
+            batch.fell_back_row();
+            let body = super::split::with_nick_image(job.body.as_deref(), entry);
+            send_set(shared, job, body).await
+        }
+        BatchVerdict::Failed(failure) => {
+            let attempts = failure.attempts;
+            (Outcome::Failed(failure), attempts)
+        }
+        BatchVerdict::NotAttempted { sent } => (Outcome::NotAttempted, u32::from(sent)),
+        BatchVerdict::Fatal(why) => {
+            shared.stop_job(why);
+            (Outcome::NotAttempted, 1)
+        }
+    }
+}
+
+/// portrait_set of `body`, within `--concurrency` calls in flight.
+async fn send_set(shared: &Shared, job: &Job, body: bytes::Bytes) -> (Outcome, u32) {
+    let _slot = match &shared.set_slots {
+        Some(slots) => slots.acquire().await.ok(),
+        None => None,
+    };
+    send_with_retries(shared, job, body).await
+}
+
+/// Sends one portrait_set until it succeeds, fails for good, or the job stops.
+async fn send_with_retries(shared: &Shared, job: &Job, body: bytes::Bytes) -> (Outcome, u32) {
     let api = &shared.api;
-    let (mut answer, mut requests) = api.call(PORTRAIT_SET, job.body.clone()).await;
+    let (mut answer, mut requests) = api.call(PORTRAIT_SET, body.clone()).await;
     if shared.create_accounts == Some(CreateAccounts::OnDemand)
         && matches!(
             answer,
@@ -81,7 +162,7 @@ async fn send_with_retries(shared: &Shared, job: &Job) -> (Outcome, u32) {
         let calls = crate::run::accounts::AccountCalls { api };
         answer = match calls.import_one(&job.user_id).await {
             Answer::Ok(..) => {
-                let (again, more) = api.call(PORTRAIT_SET, job.body.clone()).await;
+                let (again, more) = api.call(PORTRAIT_SET, body).await;
                 requests += more;
                 again
             }

@@ -141,6 +141,38 @@ async fn multiaccount_import_both_forms_and_fail_accounts() {
 }
 
 #[tokio::test]
+async fn account_list_can_be_told_to_ignore_existing_accounts() {
+    let mut cfg = config();
+    cfg.accounts = known(&["alice"]);
+    cfg.faults.account_list_ignores_existing = true;
+    let sim = SimHandle::start(cfg).await.unwrap();
+    let client = reqwest::Client::new();
+    let multi = url(&sim, MULTI);
+    let list = json!({"AccountList": [
+        {"UserID": "alice", "Nick": "Alice", "FaceUrl": "http://x/a.png"},
+        {"UserID": "bob", "Nick": "Bob", "FaceUrl": "http://x/b.png"},
+    ]});
+    let answer = call(&client, &multi, &list).await;
+    assert_eq!(answer["ErrorCode"], 0);
+    assert_eq!(answer["FailAccounts"], json!([]));
+    let profiles = sim.profiles();
+    assert!(
+        !profiles.contains_key("alice"),
+        "an existing account keeps its profile: {profiles:?}"
+    );
+    assert_eq!(profiles["bob"]["Tag_Profile_IM_Nick"], "Bob");
+    assert_eq!(profiles["bob"]["Tag_Profile_IM_Image"], "http://x/b.png");
+    // bob exists now, so a second import leaves his profile too.
+    let again = json!({"AccountList": [{"UserID": "bob", "Nick": "Robert"}]});
+    assert_eq!(code(&client, &multi, &again).await, 0);
+    assert_eq!(sim.profiles()["bob"]["Tag_Profile_IM_Nick"], "Bob");
+    // Switched off at run time, existing accounts are updated as the page says.
+    sim.set_faults(Faults::default());
+    assert_eq!(code(&client, &multi, &again).await, 0);
+    assert_eq!(sim.profiles()["bob"]["Tag_Profile_IM_Nick"], "Robert");
+}
+
+#[tokio::test]
 async fn multiaccount_import_error_codes_and_the_100_limit() {
     let mut cfg = config();
     cfg.accounts = known(&[]);
