@@ -399,7 +399,12 @@ async fn with_changes_only_only_the_differing_users_are_batched() {
     let mut rows = Vec::new();
     let mut expected = Profiles::new();
     for i in 0..300 {
-        rows.push(vec![user(i), nick_of(i), image_of(i), level_of(i).to_string()]);
+        rows.push(vec![
+            user(i),
+            nick_of(i),
+            image_of(i),
+            level_of(i).to_string(),
+        ]);
         let profile: BTreeMap<String, Value> = [
             (NICK.to_string(), Value::from(nick_of(i))),
             (IMAGE.to_string(), Value::from(image_of(i))),

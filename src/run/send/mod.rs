@@ -24,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
 use crate::chat::retry::RetryPolicy;
-use crate::input::reader::RowPos;
-use crate::input::row::Violation;
+use crate::input::dupes::Duplicates;
+use crate::input::reader::{CsvInput, RowPos};
+use crate::input::row::{RowMapper, Violation};
 use crate::outcome::Failure;
 use crate::run::job::JobInput;
-use crate::run::plan::{self, Plan, Prepared};
+use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
 use crate::run::progress::Progress;
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
@@ -237,6 +238,38 @@ pub async fn run(
     Ok(report)
 }
 
+/// Starts the thread that reads the rows from the plan's position and hands them on.
+fn spawn_reader(
+    job: &JobInput,
+    input: CsvInput,
+    mapper: RowMapper,
+    events: mpsc::Sender<Event>,
+    plan: ReaderPlan,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<Duplicates>>> {
+    let split = job
+        .batch_nick_image
+        .map(|_| split::NickImageSplit::new(mapper.columns(), job.rules));
+    let options = job.input.clone();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("csv-reader".into())
+        .spawn(move || reader::read_rows(input, &options, mapper, split, events, runtime, plan))
+}
+
+/// The requests, throttled answers and pace of every path into the summary.
+async fn count_requests(summary: &mut Summary, shared: &Shared) {
+    summary.requests = shared.api.requests();
+    summary.throttled = shared.api.throttled();
+    if let Some(batch) = &shared.batch {
+        summary.batch = Some(batch.finish().await);
+        summary.requests += batch.requests();
+        summary.throttled += batch.throttled();
+    }
+    let pacer = shared.api.pacer();
+    summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
+    changes::count_reads(summary, shared);
+}
+
 /// Starts the reader thread, the dispatcher and the workers, collects every row's outcome, and
 /// closes the journal as complete when every row is final.
 async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::Result<SendReport> {
@@ -258,26 +291,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
     let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
 
-    let split = job
-        .batch_nick_image
-        .map(|_| split::NickImageSplit::new(mapper.columns(), job.rules));
-    let reader = std::thread::Builder::new()
-        .name("csv-reader".into())
-        .spawn({
-            let options = job.input.clone();
-            let runtime = tokio::runtime::Handle::current();
-            move || {
-                reader::read_rows(
-                    input,
-                    &options,
-                    mapper,
-                    split,
-                    event_tx,
-                    runtime,
-                    reader_plan,
-                )
-            }
-        })?;
+    let reader = spawn_reader(job, input, mapper, event_tx, reader_plan)?;
     let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
     let batch_workers = match shared.batch {
@@ -338,16 +352,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     }
     summary.duplicates = duplicates;
     summary.rows = total;
-    summary.requests = shared.api.requests();
-    summary.throttled = shared.api.throttled();
-    if let Some(batch) = &shared.batch {
-        summary.batch = Some(batch.finish().await);
-        summary.requests += batch.requests();
-        summary.throttled += batch.throttled();
-    }
-    let pacer = shared.api.pacer();
-    summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
-    changes::count_reads(&mut summary, shared);
+    count_requests(&mut summary, shared).await;
     Ok(SendReport {
         summary,
         state,
