@@ -4,12 +4,12 @@
 //! throttling down to the rate Chat accepts and back up.
 //!
 //! - **Spacing** (governor). A pace of `p` is `p` requests per `PACE_WINDOW` (1.010 s): a GCRA
-//!   emission interval of 1.010 s / `p` with `CATCH_UP` (2 ms) of tolerance, so a wake-up that
+//!   emission interval of 1.010 s / `p` with `CATCH_UP` (4 ms) of tolerance, so a wake-up that
 //!   came late is made up rather than lost. Any `n` requests then span at least
-//!   (n-1)·1.010 s/p − 2 ms, so a server's one-second window holds at most `p` of them even when
-//!   arrival times wander up to `JITTER_ROOM` (8 ms) against send times. The mean is 99 % of
+//!   (n-1)·1.010 s/p − 4 ms, so a server's one-second window holds at most `p` of them even when
+//!   arrival times wander up to `JITTER_ROOM` (6 ms) against send times. The mean is 99 % of
 //!   `p`. Governor's tolerance comes in whole cells, so a request costs `CELLS` cells: the
-//!   tolerance is then 2 ms at any rate, not 0 or a whole interval.
+//!   tolerance is then 4 ms at any rate, not 0 or a whole interval.
 //! - **Start.** Above Chat's default limit (`START_RATE`, 200/s) the pace starts there and
 //!   doubles every `RAMP_STEP` (25 ms) up to `--rate`: 0.1 s to reach 3,000/s, and a `--rate`
 //!   far above the real limit meets its first throttles at a modest pace, not with every worker
@@ -68,9 +68,9 @@ type PaceLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddlewa
 const WINDOW: Duration = Duration::from_secs(1);
 /// How far a server's arrival times may wander against our send times (loopback on a busy
 /// machine measured a few ms; see `just bench-rates`) with every window still within the pace.
-pub const JITTER_ROOM: Duration = Duration::from_millis(8);
+pub const JITTER_ROOM: Duration = Duration::from_millis(6);
 /// How late a wake-up may come and still be made up (tokio's timer has 1 ms steps).
-const CATCH_UP: Duration = Duration::from_millis(2);
+const CATCH_UP: Duration = Duration::from_millis(4);
 /// A pace of `p` is `p` requests per this: the window, the jitter room and the catch-up.
 pub const PACE_WINDOW: Duration = Duration::from_millis(1010);
 /// Cells per request, so governor's whole-cell tolerance can be `CATCH_UP` at any rate.
@@ -80,7 +80,7 @@ pub const START_RATE: f64 = 200.0;
 /// The ramp doubles the pace this often.
 const RAMP_STEP: Duration = Duration::from_millis(25);
 /// After a cut, requests wait until our last `GUARD` holds fewer than the new pace.
-const GUARD: Duration = Duration::from_millis(1008);
+const GUARD: Duration = Duration::from_millis(1006);
 /// How long sends are remembered, for the count behind a late throttled answer.
 const MEMORY: Duration = Duration::from_secs(3);
 /// A cut lands this far below the count of accepted requests.

@@ -102,7 +102,7 @@ impl Run {
             rate,
             limit: rate,
             rows: rate as usize * 20,
-            jitter: Duration::from_millis(8),
+            jitter: JITTER_ROOM,
             latency: (20, 80),
             limit_changes: Vec::new(),
             refuse_once_after: None,
