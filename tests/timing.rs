@@ -119,36 +119,47 @@ async fn rate_50_never_exceeds_50_requests_in_any_second() {
     assert!(stats.mean_rate >= 40.0, "{stats}");
 }
 
-/// Imports `rows` rows with the binary at `--rate rate` against a simulator that admits
-/// `limit` a second; returns the run, the simulator's counts and the summary JSON.
-async fn import_against_limit(
-    rate: u32,
-    limit: u32,
-    rows: usize,
-) -> (Run, profile_import::sim::SimStats, serde_json::Value) {
-    let ws = Workspace::new();
-    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
-    config.limit_per_sec = limit;
-    config.latency_min = Duration::from_millis(5);
-    config.latency_max = Duration::from_millis(20);
-    let sim = SimHandle::start(config).await.unwrap();
-    write_csv(
-        &ws.path("users.csv"),
-        &["UserID", "Nick"],
-        &simple_rows(rows),
-    );
-    let mut command = tool_command();
-    command
-        .current_dir(ws.dir())
-        .args(["import", "users.csv", "--no-progress", "--rate"])
-        .arg(rate.to_string())
-        .args(["--summary-json", "run.json"])
-        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
-        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
-    let run = run_binary(command).await;
-    let stats = sim.stats();
-    let json = serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
-    (run, stats, json)
+/// One run of the binary at `--rate` against a simulator with a limit.
+struct LimitRun {
+    ws: Workspace,
+    sim: SimHandle,
+    run: Run,
+    wall: Duration,
+}
+
+impl LimitRun {
+    /// Imports `rows` rows with the binary at `--rate rate` against a simulator that admits
+    /// `limit` a second (5-20 ms latency).
+    async fn go(rate: u32, limit: u32, rows: usize) -> LimitRun {
+        let ws = Workspace::new();
+        let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+        config.limit_per_sec = limit;
+        config.latency_min = Duration::from_millis(5);
+        config.latency_max = Duration::from_millis(20);
+        let sim = SimHandle::start(config).await.unwrap();
+        write_csv(
+            &ws.path("users.csv"),
+            &["UserID", "Nick"],
+            &simple_rows(rows),
+        );
+        let mut command = tool_command();
+        command
+            .current_dir(ws.dir())
+            .args(["import", "users.csv", "--no-progress", "--rate"])
+            .arg(rate.to_string())
+            .args(["--summary-json", "run.json"])
+            .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+            .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+        let started = Instant::now();
+        let run = run_binary(command).await;
+        let wall = started.elapsed();
+        LimitRun { ws, sim, run, wall }
+    }
+
+    /// The summary JSON the run wrote.
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.ws.path("run.json")).unwrap()).unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +167,8 @@ async fn at_the_servers_limit_no_request_is_throttled() {
     let _serial = SERIAL.lock().await;
     for rate in [50u32, 200, 600] {
         let rows = rate as usize * 5;
-        let (run, stats, json) = import_against_limit(rate, rate, rows).await;
+        let done = LimitRun::go(rate, rate, rows).await;
+        let (run, stats, json) = (&done.run, done.sim.stats(), done.json());
         run.assert_code(0);
         assert_eq!(stats.count_for("portrait_set", "0"), rows as u64, "{stats}");
         // The room for jitter in the pace keeps every window at the server within the limit.
@@ -177,7 +189,8 @@ async fn at_the_servers_limit_no_request_is_throttled() {
 async fn far_above_the_servers_limit_few_requests_are_throttled_and_every_row_lands() {
     let _serial = SERIAL.lock().await;
     const ROWS: usize = 2_000;
-    let (run, stats, json) = import_against_limit(5_000, 200, ROWS).await;
+    let done = LimitRun::go(5_000, 200, ROWS).await;
+    let (run, stats, json) = (&done.run, done.sim.stats(), done.json());
     run.assert_code(0);
     let throttled = stats.count_for("portrait_set", "60007");
     assert_eq!(stats.count_for("portrait_set", "0"), ROWS as u64, "{stats}");
@@ -301,29 +314,7 @@ async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
     const CEILING: u32 = 200;
     const ROWS: usize = 1500;
     let _serial = SERIAL.lock().await;
-    let ws = Workspace::new();
-    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
-    config.limit_per_sec = LIMIT;
-    config.latency_min = Duration::from_millis(5);
-    config.latency_max = Duration::from_millis(20);
-    let sim = SimHandle::start(config).await.unwrap();
-    write_csv(
-        &ws.path("users.csv"),
-        &["UserID", "Nick"],
-        &simple_rows(ROWS),
-    );
-
-    let mut command = tool_command();
-    command
-        .current_dir(ws.dir())
-        .args(["import", "users.csv", "--no-progress", "--rate"])
-        .arg(CEILING.to_string())
-        .args(["--summary-json", "run.json"])
-        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
-        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
-    let started = Instant::now();
-    let run = run_binary(command).await;
-    let wall = started.elapsed();
+    let LimitRun { ws, sim, run, wall } = LimitRun::go(CEILING, LIMIT, ROWS).await;
     let stats = sim.stats();
     let throttled = stats.count_for("portrait_set", "60007");
     let accepted = stats.count_for("portrait_set", "0");
