@@ -193,15 +193,9 @@ fn changes_plan_command(
     let report = runtime()?.block_on(planner.run(job, &plan_csv))?;
     warn_if_no_rows(report.rows, &args.input.csv);
     console::err(&report.to_string());
-    let status = if report.passed() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::RowsFailed
-    };
-    if let Some(path) = &args.summary_json {
-        summary::write_json_value(path, &report.to_json(status.code()))?;
-    }
-    Ok(status)
+    finish_report(report.passed(), args.summary_json.as_deref(), |code| {
+        report.to_json(code)
+    })
 }
 
 /// `check-accounts`.
@@ -210,15 +204,9 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
     let job = settings::job_input(&input, None)?;
     let report = check_accounts(&job, &args.connection, args.output.clone())?;
     warn_if_no_rows(report.checked, &input.csv);
-    let status = if report.missing > 0 {
-        ExitStatus::RowsFailed
-    } else {
-        ExitStatus::Success
-    };
-    if let Some(path) = &args.summary_json {
-        summary::write_json_value(path, &report.to_json(status.code()))?;
-    }
-    Ok(status)
+    finish_report(report.missing == 0, args.summary_json.as_deref(), |code| {
+        report.to_json(code)
+    })
 }
 
 /// `verify`: reads the profiles back and compares them with the CSV.
@@ -242,13 +230,25 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
     ))?;
     warn_if_no_rows(report.users, &args.input.csv);
     console::err(&report.to_string());
-    let status = if report.passed() {
+    finish_report(report.passed(), args.summary_json.as_deref(), |code| {
+        summary::verify_json(&report, code)
+    })
+}
+
+/// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
+/// summary JSON written to `--summary-json` if asked.
+fn finish_report(
+    passed: bool,
+    summary_json: Option<&std::path::Path>,
+    json: impl FnOnce(u8) -> serde_json::Value,
+) -> anyhow::Result<ExitStatus> {
+    let status = if passed {
         ExitStatus::Success
     } else {
         ExitStatus::RowsFailed
     };
-    if let Some(path) = &args.summary_json {
-        summary::write_json_value(path, &summary::verify_json(&report, status.code()))?;
+    if let Some(path) = summary_json {
+        summary::write_json_value(path, &json(status.code()))?;
     }
     Ok(status)
 }
