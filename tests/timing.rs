@@ -163,7 +163,7 @@ impl LimitRun {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_servers_limit_no_request_is_throttled() {
+async fn at_the_servers_limit_a_throttled_answer_is_rare_and_every_row_lands() {
     let _serial = SERIAL.lock().await;
     for rate in [50u32, 200, 600] {
         let rows = rate as usize * 5;
@@ -171,17 +171,22 @@ async fn at_the_servers_limit_no_request_is_throttled() {
         let (run, stats, json) = (&done.run, done.sim.stats(), done.json());
         run.assert_code(0);
         assert_eq!(stats.count_for("portrait_set", "0"), rows as u64, "{stats}");
-        // The room for jitter in the pace keeps every window at the server within the limit.
-        assert_eq!(
-            stats.count_for("portrait_set", "60007"),
-            0,
-            "rate {rate}: {stats}"
+        // The pace leaves 6 ms of room for arrival jitter, so the server's windows stay within
+        // the limit: the paused-clock model (`chat::limiter::tests`) asserts exactly 0 throttled
+        // answers with that jitter. On a real, shared machine a stall past 6 ms now and then
+        // lets one window overflow by a request or two (one CI run saw 602 at 600/s); each
+        // costs a throttled answer and a 2 % cut. More than that would mean the pace itself
+        // is wrong (the naive `per_second(rate)` loop gets a third of its requests refused).
+        let throttled = stats.count_for("portrait_set", "60007");
+        assert!(
+            throttled <= 2,
+            "rate {rate}: {throttled} throttled\n{stats}"
         );
         assert!(
-            stats.max_in_any_window <= u64::from(rate),
+            stats.max_in_any_window <= u64::from(rate) + 2,
             "rate {rate}: {stats}"
         );
-        assert_eq!(json["throttled"], 0, "{json}");
+        assert_eq!(json["throttled"], throttled, "{json}");
     }
 }
 
