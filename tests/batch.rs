@@ -453,3 +453,35 @@ async fn with_changes_only_only_the_differing_users_are_batched() {
     assert_eq!(json["changes_only"]["updated"], 6, "{json}");
     assert_eq!(json["changes_only"]["tags_sent"], 7, "{json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_wide_60011_on_the_batch_path_slows_portrait_set_too() {
+    use profile_import::sim::{Faults, Injected};
+    let ws = Workspace::new();
+    // Row 0 has only a Nick (the batch path alone); the others only a Level (portrait_set
+    // alone), so portrait_set itself is never throttled.
+    let mut rows = vec![vec![user(0), nick_of(0), String::new()]];
+    rows.extend((1..200).map(|i| vec![user(i), String::new(), (i % 100).to_string()]));
+    write_csv(&ws.path("users.csv"), &["UserID", "Nick", "Level"], &rows);
+    let mut config = sim_config();
+    config.faults = Faults {
+        inject_for: [(user(0), Injected::Code(60011))].into(),
+        max_streak_per_user: 1,
+        ..Faults::default()
+    };
+    let sim = SimHandle::start(config).await.unwrap();
+
+    let run = exec(batch_import(&ws, &sim, "users.csv", &[])).await;
+    run.assert_code(0);
+
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count_for("multiaccount_import", "60011"),
+        1,
+        "{stats}"
+    );
+    assert_eq!(stats.count_for("portrait_set", "60011"), 0, "{stats}");
+    let json = summary_json(&ws);
+    let lowest = json["pace_lowest_per_second"].as_f64().expect("a pace");
+    assert!(lowest < 200.0, "portrait_set's pace was not slowed: {json}");
+}

@@ -73,20 +73,24 @@ pub(super) struct BatchPath {
 }
 
 impl BatchPath {
-    /// Starts the batch path: its own pacers on the job's client, stopped with the job.
+    /// Starts the batch path: its own pacers on the job's client, stopped with the job. An
+    /// app-wide 60011 on any of them or on `sends` (portrait_set's) slows the others too.
     pub(super) fn start(
         client: Arc<ChatClient>,
         options: BatchOptions,
         retry: RetryPolicy,
-        stop: CancellationToken,
+        sends: &mut ChatApi,
     ) -> BatchPath {
-        let import = Arc::new(ChatApi::new(
-            client.clone(),
-            options.rate,
-            retry,
-            stop.clone(),
-        ));
-        let check = Arc::new(ChatApi::new(client, CHECK_RATE, retry, stop));
+        let stop = sends.stop().clone();
+        let mut import = ChatApi::new(client.clone(), options.rate, retry, stop.clone());
+        let mut check = ChatApi::new(client, CHECK_RATE, retry, stop);
+        import.add_sibling(sends.shared_pacer());
+        import.add_sibling(check.shared_pacer());
+        check.add_sibling(sends.shared_pacer());
+        check.add_sibling(import.shared_pacer());
+        sends.add_sibling(import.shared_pacer());
+        sends.add_sibling(check.shared_pacer());
+        let (import, check) = (Arc::new(import), Arc::new(check));
         let report = Arc::new(Mutex::new(BatchReport::default()));
         let (submit, submissions) = mpsc::channel(BATCH * 4);
         let done = CancellationToken::new();

@@ -196,15 +196,10 @@ pub async fn run(
         }
     };
     let internal_stop = stop.child_token();
-    let batch = job.batch_nick_image.map(|options| {
-        BatchPath::start(
-            client.clone(),
-            options,
-            settings.retry,
-            internal_stop.clone(),
-        )
-    });
     let mut api = ChatApi::new(client.clone(), settings.rate, settings.retry, internal_stop);
+    let batch = job
+        .batch_nick_image
+        .map(|options| BatchPath::start(client.clone(), options, settings.retry, &mut api));
     let reads = job
         .changes_only
         .then(|| changes::read_apis(&client, &mut api, &settings));
