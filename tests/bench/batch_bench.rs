@@ -6,9 +6,13 @@
 //!
 //! `cargo run --release --example batch_bench -- [ROWS]`
 
+#[path = "timed.rs"]
+mod timed;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use timed::{Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
@@ -63,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let input = csv.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("/usr/bin/time")
-            .args(["-f", "TIME %U %S %e %M"])
+            .args(["-f", TIME_FORMAT])
             .arg(&exe)
             .arg("import")
             .arg(&input)
@@ -82,15 +86,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("{stderr}");
         return Err(format!("import exited with {:?}", output.status.code()).into());
     }
-    let time_line = stderr
-        .lines()
-        .find(|l| l.starts_with("TIME "))
-        .ok_or("no /usr/bin/time line")?;
-    let t: Vec<f64> = time_line[5..]
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    let (cpu, wall, rss_mb) = (t[0] + t[1], t[2], t[3] / 1024.0);
+    let timed = Timed::from_stderr(&stderr)?;
+    let (cpu, wall, rss_mb) = (timed.cpu, timed.wall, timed.rss_kb / 1024.0);
 
     println!("bench-batch: {rows} Nick+Image rows, simulator at Chat's limits, 20-80 ms latency");
     for line in stderr.lines().filter(|l| {

@@ -14,6 +14,9 @@
 //!
 //! `cargo run --release --example rates_bench [-- a|b|c] [RATE…]` (rates choose part a's rows)
 
+#[path = "timed.rs"]
+mod timed;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::num::NonZeroU32;
@@ -21,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use timed::{Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::{self, SecretKey};
 use profile_import::run::send::SendSettings;
@@ -304,7 +308,7 @@ impl Bench {
         let mut command = Command::new("/usr/bin/time");
         command
             .current_dir(&run)
-            .args(["-f", "TIME %U %S %e %M"])
+            .args(["-f", TIME_FORMAT])
             .arg(&self.exe)
             .args(["-q", "import"])
             .arg(&csv)
@@ -358,14 +362,7 @@ impl Bench {
             eprintln!("{stderr}");
             return Err(format!("import exited with {:?}", output.status.code()).into());
         }
-        let time_line = stderr
-            .lines()
-            .find(|l| l.starts_with("TIME "))
-            .ok_or("no /usr/bin/time line")?;
-        let t: Vec<f64> = time_line[5..]
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
+        let timed = Timed::from_stderr(&stderr)?;
         let pace_line = stderr
             .lines()
             .find(|l| l.starts_with("pace"))
@@ -378,8 +375,8 @@ impl Bench {
             .unwrap_or_default();
         Ok(ToolRun {
             stats,
-            cpu: t[0] + t[1],
-            wall: t[2],
+            cpu: timed.cpu,
+            wall: timed.wall,
             samples,
             pace_line,
         })

@@ -5,11 +5,15 @@
 //!
 //! `cargo run --release --example send_bench -- ROWS MIN_MS-MAX_MS`
 
+#[path = "timed.rs"]
+mod timed;
+
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timed::{Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::{self, SecretKey};
 use profile_import::sim::{SimConfig, SimHandle, SimStats};
@@ -63,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let csv_path = csv.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("/usr/bin/time")
-            .args(["-f", "TIME %U %S %e %M"])
+            .args(["-f", TIME_FORMAT])
             .arg(&exe)
             .args(["-q", "import"])
             .arg(&csv_path)
@@ -79,15 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await??;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let time_line = stderr
-        .lines()
-        .find(|l| l.starts_with("TIME "))
-        .ok_or("no /usr/bin/time line")?;
-    let t: Vec<f64> = time_line[5..]
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    let (cpu, wall, rss_kb) = (t[0] + t[1], t[2], t[3]);
+    let timed = Timed::from_stderr(&stderr)?;
+    let (cpu, wall, rss_kb) = (timed.cpu, timed.wall, timed.rss_kb);
     let tool = sim.stats();
     sim.shutdown();
     if !output.status.success() {
