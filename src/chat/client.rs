@@ -107,8 +107,7 @@ impl ChatClient {
             .connect_timeout(tuning.connect_timeout)
             .pool_idle_timeout(tuning.pool_idle_timeout)
             .tcp_nodelay(true)
-            // Chat never redirects; following one would carry the UserSig to another URL (and
-            // the redirect layer re-parsed every request's URL).
+            // Chat never redirects; following one would carry the UserSig to another URL.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("profile-import/", env!("CARGO_PKG_VERSION")))
             .https_only(connection.base_url.scheme() == "https");
@@ -217,7 +216,10 @@ impl ChatClient {
         let response = self
             .http
             .post(self.url(command))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            )
             .body(body)
             .send()
             .await

@@ -327,7 +327,9 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         held_transport: Vec::new(),
         warnings: RowWarnings::default(),
     };
-    let (mut summary, journal, state) = collector.run(report_rx, prior).await?;
+    // A task of its own, not part of this future: a report then wakes the collector alone,
+    // where waking the future `block_on` drives would also signal the runtime's I/O driver.
+    let (mut summary, journal, state) = tokio::spawn(collector.run(report_rx, prior)).await??;
     dispatcher.await?;
     if let Some(stage) = compare_stage {
         stage.await?;
