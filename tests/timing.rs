@@ -199,8 +199,8 @@ async fn far_above_the_servers_limit_few_requests_are_throttled_and_every_row_la
     run.assert_code(0);
     let throttled = stats.count_for("portrait_set", "60007");
     assert_eq!(stats.count_for("portrait_set", "0"), ROWS as u64, "{stats}");
-    // The start ramp and the cut to what the server accepted keep the waste to about one
-    // round of requests at the start, ~100-150 however long the run (the old ×0.85 cuts threw
+    // The cut to what the server accepted keeps the waste to about one round trip of requests
+    // at the start, ~100-150 however long the run (the old ×0.85 cuts threw
     // 43 % of requests at a 200/s server from --rate 100000). Over 2,000 rows that is under
     // 10 %; `just bench-rates` shows under 5 % over 6,000.
     assert!(

@@ -9,7 +9,7 @@
 //!   limit that falls from 200/s to 100/s at 8 s and comes back at 18 s.
 //!
 //! Row counts keep the whole run to about six minutes: each run of (a) lasts about 10 s (15 s at
-//! 1,000/s and 25 s at 3,000/s, so the 0.05 s start-up ramp weighs little), each naive run 3 s.
+//! 1,000/s and 25 s at 3,000/s), each naive run 3 s.
 //! The importer runs as a child process, so its CPU time is its own.
 //!
 //! `cargo run --release --example rates_bench [-- a|b|c] [RATE…]` (rates choose part a's rows)

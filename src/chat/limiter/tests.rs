@@ -283,22 +283,36 @@ async fn a_limit_that_falls_and_comes_back_is_followed_down_and_up() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn above_the_default_limit_the_pace_ramps_up_from_it_in_a_tenth_of_a_second() {
-    let pacer = Pacer::new(3_000);
+async fn far_above_the_default_limit_the_pace_ramps_up_from_it() {
+    let pacer = Pacer::new(100_000);
     let start = Instant::now();
-    let mut first_100ms = 0;
-    while start.elapsed() < Duration::from_millis(200) {
+    let mut first_125ms = 0;
+    while start.elapsed() < Duration::from_millis(250) {
         pacer.acquire().await;
-        if start.elapsed() < Duration::from_millis(100) {
-            first_100ms += 1;
+        if start.elapsed() < Duration::from_millis(125) {
+            first_125ms += 1;
         }
     }
-    assert_eq!(pacer.current_rate(), 3_000.0);
-    // 200, 400, 800 and 1,600/s for 25 ms each: about 75 requests, not 300.
+    assert_eq!(pacer.current_rate(), 100_000.0);
+    // 200, 400, 800, 1,600 and 3,200/s for 25 ms each: about 155 requests, not 12,500.
     assert!(
-        (60..=90).contains(&first_100ms),
-        "{first_100ms} in the first 100 ms"
+        (130..=180).contains(&first_125ms),
+        "{first_125ms} in the first 125 ms"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_to_where_a_ramp_would_end_before_a_default_window_fills_the_pace_starts_full() {
+    let pacer = Pacer::new(3_000);
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_millis(100) {
+        pacer.acquire().await;
+        sent += 1;
+    }
+    assert_eq!(pacer.current_rate(), 3_000.0);
+    // 3,000 per 1.010 s: about 297 in the first 100 ms.
+    assert!((285..=300).contains(&sent), "{sent} in the first 100 ms");
 }
 
 /// The spacing alone, with a saturated sender whose wake-ups come up to 2 ms late and whose
