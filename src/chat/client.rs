@@ -109,6 +109,9 @@ impl ChatClient {
             .tcp_nodelay(true)
             // Chat never redirects; following one would carry the UserSig to another URL.
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are `chat::retry`'s, through the pacer. reqwest's own (for HTTP/2 refused
+            // streams) would also copy every request's headers in case it retries.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .user_agent(concat!("profile-import/", env!("CARGO_PKG_VERSION")))
             .https_only(connection.base_url.scheme() == "https");
         if connection.base_url.scheme() == "http" {
