@@ -28,13 +28,10 @@
 //!   pace rises by a step that starts at 0.5 % and doubles each time, up to `--rate`: a cut
 //!   that was only jitter is undone in a few seconds, a limit that came back up is found within
 //!   about ten.
-//! - **Naps.** A sending runtime's thread naps until the next turn of any pacer instead of
-//!   waking for each answer (`nap_until_next_turn`): at 200/s that halves the wake-ups.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -295,7 +292,6 @@ impl Pacer {
                 (state.held_until, state.spacing.clone())
             };
             if let Some(until) = held_until.filter(|until| *until > now) {
-                next_turn_in(until - now);
                 tokio::time::sleep_until(until).await;
                 continue;
             }
@@ -312,10 +308,7 @@ impl Pacer {
                     });
                     return ticket;
                 }
-                Err(wait) => {
-                    next_turn_in(wait);
-                    tokio::time::sleep(wait).await
-                }
+                Err(wait) => tokio::time::sleep(wait).await,
             }
         }
     }
@@ -395,76 +388,6 @@ impl Pacer {
         state.spacing = Arc::new(Spacing::new(rate, self.clock));
         state.changed_at_ticket = state.next_ticket();
         state.last_change = now;
-    }
-}
-
-/// The next pacer turn, for the runtime thread's naps: the real time at which the earliest
-/// known turn of any pacer is due, in nanoseconds since `epoch` (0: none known).
-struct TurnBoard {
-    next: AtomicU64,
-    epoch: std::time::Instant,
-}
-
-/// The longest nap: below this pace (40/s) answers are read as they come.
-const MAX_NAP: Duration = Duration::from_millis(25);
-/// A nap ends this far past the turn: tokio's timer rounds a deadline up to its next
-/// millisecond, and waking before it would cost a second wake-up.
-const NAP_PAST_TURN: Duration = Duration::from_micros(1200);
-
-impl TurnBoard {
-    fn new() -> TurnBoard {
-        TurnBoard {
-            next: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    /// A pacer's next turn comes `wait` from now (real time).
-    fn turn_in(&self, wait: Duration) {
-        let now = self.now();
-        let turn = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
-        let _ = self
-            .next
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |known| {
-                // A known turn that has passed is stale; an earlier one still to come stands.
-                (known <= now || turn < known).then_some(turn)
-            });
-    }
-
-    /// How long to nap: until just past the next turn, if it is near. Takes the turn off the
-    /// board (the pacer that waits for it puts up its next one).
-    fn nap(&self) -> Option<Duration> {
-        let turn = self.next.swap(0, Ordering::Relaxed);
-        let now = self.now();
-        let nap = Duration::from_nanos(turn.checked_sub(now).filter(|wait| *wait > 0)?);
-        (nap <= MAX_NAP).then_some(nap + NAP_PAST_TURN)
-    }
-}
-
-fn turn_board() -> &'static TurnBoard {
-    static BOARD: OnceLock<TurnBoard> = OnceLock::new();
-    BOARD.get_or_init(TurnBoard::new)
-}
-
-/// Records that a pacer's next turn comes `wait` from now.
-fn next_turn_in(wait: Duration) {
-    turn_board().turn_in(wait);
-}
-
-/// For a sending runtime's `on_thread_park`: when the thread would go idle, sleeps until just
-/// past the next pacer turn if it is near, so that answers arriving meanwhile are read in the
-/// same wake-up as the turn instead of each waking the thread. A wake-up costs tens of µs of
-/// CPU on a virtual machine, and at 200/s there would otherwise be two per request; an answer
-/// waits at most one turn longer to be read.
-pub fn nap_until_next_turn() {
-    if let Some(nap) = turn_board().nap() {
-        std::thread::sleep(nap);
     }
 }
 

@@ -380,36 +380,3 @@ fn governor_per_second_alone_would_burst_past_the_ceiling() {
     }
     assert!(admitted > 390, "{admitted}");
 }
-
-/// The runtime's nap before going idle lasts until just past the nearest turn any pacer waits
-/// for, and never when none is near: answers are then read at the turn, in one wake-up.
-#[test]
-fn a_nap_lasts_until_just_past_the_nearest_turn_and_only_when_one_is_near() {
-    let board = TurnBoard::new();
-    assert_eq!(board.nap(), None, "no turn known");
-
-    board.turn_in(Duration::from_millis(5));
-    board.turn_in(Duration::from_millis(3));
-    board.turn_in(Duration::from_millis(4));
-    let nap = board.nap().expect("a turn 3 ms away");
-    assert!(
-        nap > Duration::from_millis(2) + NAP_PAST_TURN
-            && nap <= Duration::from_millis(3) + NAP_PAST_TURN,
-        "{nap:?}: until just past the nearest turn"
-    );
-    assert_eq!(board.nap(), None, "a turn is napped for once");
-
-    board.turn_in(MAX_NAP + Duration::from_millis(1));
-    assert_eq!(
-        board.nap(),
-        None,
-        "a far turn: answers are read as they come"
-    );
-
-    // A turn that has passed is stale: a later one replaces it.
-    board.turn_in(Duration::ZERO);
-    std::thread::sleep(Duration::from_millis(1));
-    board.turn_in(Duration::from_millis(10));
-    let nap = board.nap().expect("the later turn");
-    assert!(nap > Duration::from_millis(8), "{nap:?}");
-}
