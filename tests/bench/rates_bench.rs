@@ -14,19 +14,19 @@
 //!
 //! `cargo run --release --example rates_bench [-- a|b|c] [RATE…]` (rates choose part a's rows)
 
+#[path = "naive.rs"]
+mod naive;
 #[path = "timed.rs"]
 mod timed;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use timed::{Timed, TIME_FORMAT};
 
-use profile_import::chat::usersig::{self, SecretKey};
+use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::SendSettings;
 use profile_import::sim::{SimConfig, SimHandle, SimStats};
 use tokio::time::Instant;
@@ -418,42 +418,19 @@ fn write_csv(path: &Path, rows: usize) -> Result<(), Error> {
 async fn naive(rows: usize, rate: u32, limit: u32, latency: (u64, u64)) -> Result<SimStats, Error> {
     let sim = SimHandle::start(sim_config(limit, latency)).await?;
     let url = sim.url();
-    let limiter = Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
-        NonZeroU32::new(rate).ok_or("rate")?,
-    )));
-    let client = reqwest::Client::new();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let sig = usersig::generate(&SecretKey::new(KEY), SDKAPPID, ADMIN, now, 3600);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..SendSettings::default_concurrency(rate).min(rows) {
-        let (limiter, client, next, sig) =
-            (limiter.clone(), client.clone(), next.clone(), sig.clone());
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= rows {
-                    break;
-                }
-                limiter.until_ready().await;
-                let body = format!(
-                    r#"{{"From_Account":"bench_{i:06}","ProfileItem":[{{"Tag":"Tag_Profile_IM_Nick","Value":"Nick {i}"}}]}}"#
-                );
-                let _ = client
-                    .post(format!(
-                        "{url}/v4/profile/portrait_set?sdkappid={SDKAPPID}&identifier={ADMIN}&usersig={sig}&random={i}&contenttype=json"
-                    ))
-                    .body(body)
-                    .send()
-                    .await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await?;
-    }
-    drop(client);
+    let account = naive::Account {
+        sdkappid: SDKAPPID,
+        admin: ADMIN,
+        key: KEY,
+    };
+    naive::send(
+        &url,
+        &account,
+        rows,
+        rate,
+        SendSettings::default_concurrency(rate),
+    )
+    .await?;
     let stats = sim.stats();
     sim.shutdown();
     // Thousands of connections close behind it: let them go before the next run's simulator

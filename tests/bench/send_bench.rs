@@ -5,18 +5,18 @@
 //!
 //! `cargo run --release --example send_bench -- ROWS MIN_MS-MAX_MS`
 
+#[path = "naive.rs"]
+mod naive;
 #[path = "timed.rs"]
 mod timed;
 
 use std::io::Write;
-use std::num::NonZeroU32;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use timed::{Timed, TIME_FORMAT};
 
-use profile_import::chat::usersig::{self, SecretKey};
-use profile_import::sim::{SimConfig, SimHandle, SimStats};
+use profile_import::chat::usersig::SecretKey;
+use profile_import::sim::{SimConfig, SimHandle};
 
 const SDKAPPID: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -95,7 +95,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The naive baseline, against a fresh simulator.
     let sim = SimHandle::start(sim_config()).await?;
     let naive_started = Instant::now();
-    naive_send(&sim.url(), rows).await?;
+    let account = naive::Account {
+        sdkappid: SDKAPPID,
+        admin: ADMIN,
+        key: KEY,
+    };
+    naive::send(&sim.url(), &account, rows, 200, 250).await?;
     let naive_wall = naive_started.elapsed().as_secs_f64();
     let naive = sim.stats();
     sim.shutdown();
@@ -138,43 +143,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "-".into(),
     );
     Ok(())
-}
-
-async fn naive_send(url: &str, rows: usize) -> Result<SimStats, Box<dyn std::error::Error>> {
-    let limiter = Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
-        NonZeroU32::new(200).ok_or("rate")?,
-    )));
-    let client = reqwest::Client::new();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let sig = usersig::generate(&SecretKey::new(KEY), SDKAPPID, ADMIN, now, 3600);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..250 {
-        let (limiter, client, next, sig) =
-            (limiter.clone(), client.clone(), next.clone(), sig.clone());
-        let url = url.to_string();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= rows {
-                    break;
-                }
-                limiter.until_ready().await;
-                let body = format!(
-                    r#"{{"From_Account":"bench_{i:06}","ProfileItem":[{{"Tag":"Tag_Profile_IM_Nick","Value":"Nick {i}"}}]}}"#
-                );
-                let _ = client
-                    .post(format!(
-                        "{url}/v4/profile/portrait_set?sdkappid={SDKAPPID}&identifier={ADMIN}&usersig={sig}&random={i}&contenttype=json"
-                    ))
-                    .body(body)
-                    .send()
-                    .await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await?;
-    }
-    Ok(SimStats::default())
 }
