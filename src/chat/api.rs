@@ -59,6 +59,19 @@ impl ChatApi {
         self.siblings.push(sibling);
     }
 
+    /// Makes every handle in `apis` a sibling of every other: their commands share the app's
+    /// limit, so an app-wide 60011 on any of them slows them all.
+    pub fn link_siblings(apis: &mut [&mut ChatApi]) {
+        let pacers: Vec<Arc<Pacer>> = apis.iter().map(|api| api.shared_pacer()).collect();
+        for (index, api) in apis.iter_mut().enumerate() {
+            for (other, pacer) in pacers.iter().enumerate() {
+                if other != index {
+                    api.add_sibling(Arc::clone(pacer));
+                }
+            }
+        }
+    }
+
     /// This handle's pacer, to be named as another handle's sibling.
     pub fn shared_pacer(&self) -> Arc<Pacer> {
         Arc::clone(&self.pacer)

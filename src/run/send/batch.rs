@@ -84,12 +84,7 @@ impl BatchPath {
         let stop = sends.stop().clone();
         let mut import = ChatApi::new(client.clone(), options.rate, retry, stop.clone());
         let mut check = ChatApi::new(client, CHECK_RATE, retry, stop);
-        import.add_sibling(sends.shared_pacer());
-        import.add_sibling(check.shared_pacer());
-        check.add_sibling(sends.shared_pacer());
-        check.add_sibling(import.shared_pacer());
-        sends.add_sibling(import.shared_pacer());
-        sends.add_sibling(check.shared_pacer());
+        ChatApi::link_siblings(&mut [sends, &mut import, &mut check]);
         let (import, check) = (Arc::new(import), Arc::new(check));
         let report = Arc::new(Mutex::new(BatchReport::default()));
         let (submit, submissions) = mpsc::channel(BATCH * 4);

@@ -40,17 +40,7 @@ pub(super) fn read_apis(
     let checks_rate = crate::run::accounts::BATCH_CALLS_PER_SECOND;
     let stop = sends.stop().clone();
     let mut checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop);
-    let pacers = [
-        sends.shared_pacer(),
-        reads.shared_pacer(),
-        checks.shared_pacer(),
-    ];
-    sends.add_sibling(pacers[1].clone());
-    sends.add_sibling(pacers[2].clone());
-    reads.add_sibling(pacers[0].clone());
-    reads.add_sibling(pacers[2].clone());
-    checks.add_sibling(pacers[0].clone());
-    checks.add_sibling(pacers[1].clone());
+    ChatApi::link_siblings(&mut [sends, &mut reads, &mut checks]);
     ReadApis {
         reads: Arc::new(reads),
         account_checks: Arc::new(checks),
