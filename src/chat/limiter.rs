@@ -10,12 +10,13 @@
 //!   arrival times wander up to `JITTER_ROOM` (6 ms) against send times. The mean is 99 % of
 //!   `p`. Governor's tolerance comes in whole cells, so a request costs `CELLS` cells: the
 //!   tolerance is then 4 ms at any rate, not 0 or a whole interval.
-//! - **Start.** A `--rate` above `RAMP_ABOVE` (6,400/s) starts at Chat's default limit
+//! - **Start.** A `--rate` above `RAMP_ABOVE` (3,000/s) starts at Chat's default limit
 //!   (`START_RATE`, 200/s) and doubles every `RAMP_STEP` (25 ms): a `--rate` far above the real
-//!   limit then meets its first throttles at a modest pace, not with every worker in flight. A
-//!   lower `--rate` starts at full pace: the ramp would reach it before 200 requests had gone,
-//!   that is before Chat's default window could fill, so it would change nothing but the time
-//!   lost at the start (0.3 % of a 25 s run at 3,000/s).
+//!   limit then meets its first throttles at a modest pace, not with every worker in flight
+//!   (without the ramp, `--rate 5000` against a 200/s server at 5–20 ms had 11.5 % of its
+//!   requests throttled in a debug build). Up to 3,000/s the ramp would end within 0.1 s, after
+//!   about 75 requests and before a 200/s window could fill, so it would cost only time (0.3 %
+//!   of a 25 s run at 3,000/s): such a `--rate` starts at full pace.
 //! - **Throttled.** A throttled answer to a request sent at `s` says the server's window before
 //!   `s` was full: the limit is at most our requests in the second before `s` that were not
 //!   refused (unanswered ones counted). The pace is cut to just below that count — from far
@@ -79,9 +80,8 @@ pub const PACE_WINDOW: Duration = Duration::from_millis(1010);
 const CELLS: u64 = 1000;
 /// Chat's default limit per command: a `--rate` above `RAMP_ABOVE` starts here and ramps up.
 pub const START_RATE: f64 = 200.0;
-/// The ramp's pace by the time `START_RATE` requests have gone (5 + 10 + 20 + 40 + 80 in its
-/// first 125 ms, then 6,400/s): a ramp to a lower `--rate` ends before a 200/s window fills.
-const RAMP_ABOVE: f64 = 6400.0;
+/// A `--rate` up to this starts at full pace: a ramp to it would end before a 200/s window filled.
+const RAMP_ABOVE: f64 = 3000.0;
 /// The ramp doubles the pace this often.
 const RAMP_STEP: Duration = Duration::from_millis(25);
 /// After a cut, requests wait until our last `GUARD` holds fewer than the new pace.
