@@ -451,3 +451,121 @@ async fn sigkill_then_resume_repeatedly_loses_nothing_and_resends_at_most_the_co
     );
     assert!(resent <= 16 * kills as i64);
 }
+
+// ── wake-ups and naps ──────────────────────────────────────────────────────────────────────
+
+/// Runs the binary's import of `rows` simple rows at `--rate rate` against `sim`, in `ws`.
+fn nap_import_command(
+    ws: &Workspace,
+    sim: &SimHandle,
+    rows: usize,
+    rate: u32,
+) -> std::process::Command {
+    write_csv(
+        &ws.path("users.csv"),
+        &["UserID", "Nick"],
+        &simple_rows(rows),
+    );
+    let mut command = tool_command();
+    command
+        .current_dir(ws.dir())
+        .args(["-q", "import", "users.csv", "--no-progress", "--rate"])
+        .arg(rate.to_string())
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+    command
+}
+
+/// A simulator that never throttles, answering in `min_ms`–`max_ms`.
+async fn unlimited_sim(min_ms: u64, max_ms: u64) -> SimHandle {
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.latency_min = Duration::from_millis(min_ms);
+    config.latency_max = Duration::from_millis(max_ms);
+    config.limit_per_sec = 0;
+    SimHandle::start(config).await.unwrap()
+}
+
+/// The sending thread's voluntary context switches so far (Linux: it is the main thread).
+#[cfg(target_os = "linux")]
+fn voluntary_switches(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// At 200/s the sending thread naps until the next turn and reads the answers that came
+/// meanwhile in the same wake-up: about one sleep per request, not one for the turn and another
+/// for each answer. Each wake-up costs CPU (tens of µs on a virtual machine), which is what
+/// `just bench-send` measures.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_200_per_second_the_sending_thread_wakes_about_once_per_request() {
+    let _serial = SERIAL.lock().await;
+    const ROWS: u64 = 1_000;
+    let ws = Workspace::new();
+    let sim = unlimited_sim(20, 80).await;
+    let mut command = nap_import_command(&ws, &sim, ROWS as usize, 200);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("start the import");
+    let pid = child.id();
+    // The last reading before the process ends: the count only grows.
+    let (switches, status) = tokio::task::spawn_blocking(move || {
+        let mut last = 0;
+        loop {
+            if let Some(n) = voluntary_switches(pid) {
+                last = last.max(n);
+            }
+            if let Some(status) = child.try_wait().expect("poll the import") {
+                return (last, status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("the watcher thread");
+    assert!(status.success(), "{status:?}");
+    let stats = sim.stats();
+    assert_eq!(stats.count_for("portrait_set", "0"), ROWS, "{stats}");
+    // Without the nap it is about 2 a request (one timer, one answer); with it about 1.
+    assert!(
+        switches * 2 <= ROWS * 3,
+        "{switches} voluntary context switches for {ROWS} requests"
+    );
+    assert!(
+        switches >= ROWS / 2,
+        "{switches}: the reading missed the run"
+    );
+}
+
+/// A request on a new connection is written as soon as the connection is up: the thread does
+/// not nap while one is being opened. Napping through it wrote such a request a whole turn
+/// late, right beside the next one (at 50/s, pairs 0.4 ms apart at the server, and a window
+/// of 51). At 200–600 ms latency, 50/s needs a new connection for each of the first ~20
+/// requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_new_connections_keep_their_spacing() {
+    let _serial = SERIAL.lock().await;
+    const ROWS: usize = 120;
+    let ws = Workspace::new();
+    let sim = unlimited_sim(200, 600).await;
+    let run = run_binary(nap_import_command(&ws, &sim, ROWS, 50)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let stats = sim.stats();
+    assert_eq!(stats.count_for("portrait_set", "0"), ROWS as u64, "{stats}");
+    // The pace spaces requests 20.2 ms apart, less at most 4 ms made up after a late wake-up.
+    let [_, _, (5, within_5_ms), _] = stats.close_arrivals else {
+        panic!("{:?}", stats.close_arrivals)
+    };
+    assert!(
+        within_5_ms <= 1,
+        "{within_5_ms} of {ROWS} requests arrived within 5 ms of the one before ({:?}); {stats}",
+        stats.close_arrivals
+    );
+    assert!(stats.max_in_any_window <= 50, "{stats}");
+}

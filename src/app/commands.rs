@@ -336,7 +336,9 @@ fn warn_long_locations(summary: &summary::Summary) {
 
 /// The runtime for network commands. One thread: the job is paced far below what one core can
 /// drive, and at 200 requests a second waking threads for each other costs more CPU than the
-/// requests themselves. (The CSV reader has its own thread.)
+/// requests themselves. (The CSV reader has its own thread.) Before going idle the thread naps
+/// until the next pacer turn when one is near and no connection is being opened, so the answers
+/// that came meanwhile are read in that one wake-up (`chat::nap`; with no pacer it never naps).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Each request in flight holds a connection: a high --rate at a high latency needs more
     // than the usual soft limit of 1,024 open files. Raise it to the hard limit; if that
@@ -346,6 +348,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     }
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::chat::nap::nap_until_next_turn)
         .build()?)
 }
 

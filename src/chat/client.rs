@@ -112,6 +112,8 @@ impl ChatClient {
             // Retries are `chat::retry`'s, through the pacer. reqwest's own (for HTTP/2 refused
             // streams) would also copy every request's headers in case it retries.
             .retry(reqwest::retry::never().max_retries_per_request(0))
+            // The sending thread must not nap while a connection is being opened.
+            .connector_layer(crate::chat::nap::CountConnecting::new())
             .user_agent(concat!("profile-import/", env!("CARGO_PKG_VERSION")))
             .https_only(connection.base_url.scheme() == "https");
         if connection.base_url.scheme() == "http" {

@@ -29,6 +29,8 @@
 //!   pace rises by a step that starts at 0.5 % and doubles each time, up to `--rate`: a cut
 //!   that was only jitter is undone in a few seconds, a limit that came back up is found within
 //!   about ten.
+//! - **Turns.** Each wait for a turn is posted to `chat::nap`, so the sending thread can nap
+//!   until it instead of waking for each answer.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -41,6 +43,8 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
+
+use crate::chat::nap;
 
 /// Governor's clock on tokio's time, so the limiter and the waits in `Pacer::acquire` share
 /// one clock (and a test can drive both with tokio's paused time).
@@ -292,6 +296,7 @@ impl Pacer {
                 (state.held_until, state.spacing.clone())
             };
             if let Some(until) = held_until.filter(|until| *until > now) {
+                nap::next_turn_in(until - now);
                 tokio::time::sleep_until(until).await;
                 continue;
             }
@@ -308,7 +313,10 @@ impl Pacer {
                     });
                     return ticket;
                 }
-                Err(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    nap::next_turn_in(wait);
+                    tokio::time::sleep(wait).await
+                }
             }
         }
     }

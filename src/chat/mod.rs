@@ -6,6 +6,7 @@ pub mod client;
 pub mod codes;
 pub mod connection;
 pub mod limiter;
+pub mod nap;
 pub mod portrait;
 pub mod retry;
 pub mod usersig;

@@ -42,7 +42,13 @@ pub struct SimStats {
     /// ProfileItem tags in the portrait_set requests that could be decoded, by tag, whatever
     /// the answer: which fields went through portrait_set at all.
     pub portrait_set_tags: BTreeMap<String, u64>,
+    /// portrait_set arrivals that came within 1, 2, 5 and 10 ms of the one before, as
+    /// `(ms, count)`: a paced client's requests arrive one interval apart, not in pairs.
+    pub close_arrivals: [(u64, u64); CLOSE_GAPS_MS.len()],
 }
+
+/// The gaps `SimStats::close_arrivals` counts arrivals within.
+pub const CLOSE_GAPS_MS: [u64; 4] = [1, 2, 5, 10];
 
 impl SimStats {
     /// How many answers carried this key (`"0"`, `"60007"`, `"http_502"`, `"reset"`, …).
@@ -130,6 +136,13 @@ impl State {
             users_read: self.users_read,
             written_by_tag: self.written_by_tag.clone(),
             portrait_set_tags: self.set_tags.clone(),
+            close_arrivals: {
+                let close = self
+                    .windows
+                    .get(&Command::PortraitSet)
+                    .map_or([0; CLOSE_GAPS_MS.len()], |window| window.close);
+                std::array::from_fn(|i| (CLOSE_GAPS_MS[i], close[i]))
+            },
         }
     }
 
@@ -157,6 +170,8 @@ pub(super) struct WindowCounter {
     last: Option<Instant>,
     pub(super) count: u64,
     pub(super) max: u64,
+    /// Arrivals within each of `CLOSE_GAPS_MS` of the one before.
+    close: [u64; CLOSE_GAPS_MS.len()],
 }
 
 impl WindowCounter {
@@ -170,6 +185,12 @@ impl WindowCounter {
         }
         self.recent.push_back(at);
         self.max = self.max.max(self.recent.len() as u64);
+        if let Some(last) = self.last {
+            let gap = at.saturating_duration_since(last);
+            for (close, ms) in self.close.iter_mut().zip(CLOSE_GAPS_MS) {
+                *close += u64::from(gap < Duration::from_millis(ms));
+            }
+        }
         self.first.get_or_insert(at);
         self.last = Some(at);
         self.count += 1;
@@ -215,5 +236,17 @@ mod tests {
         let mut single = WindowCounter::default();
         single.record(t0);
         assert_eq!(single.mean_rate(), 0.0);
+    }
+
+    #[test]
+    fn window_counter_counts_arrivals_close_to_the_one_before() {
+        let t0 = Instant::now();
+        let mut window = WindowCounter::default();
+        // Gaps: 20, 0.5, 1.5, 4, 9, 20 ms.
+        for us in [0, 20_000, 20_500, 22_000, 26_000, 35_000, 55_000] {
+            window.record(t0 + Duration::from_micros(us));
+        }
+        // Within 1, 2, 5 and 10 ms of the one before.
+        assert_eq!(window.close, [1, 2, 3, 4]);
     }
 }
