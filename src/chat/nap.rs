@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 /// The longest nap: below this pace (40/s) answers are read as they come.
 pub const MAX_NAP: Duration = Duration::from_millis(25);
+/// The shortest nap: above this pace (500/s) turns come so often that waking for them alone
+/// already reads the answers in few wake-ups, and napping past a turn's timer would only make
+/// the pace less even (measured at 1,000/s: 1,013 in a window and 13 throttled answers).
+pub const MIN_NAP: Duration = Duration::from_millis(2);
 /// A nap ends this far past the turn: tokio's timer rounds a deadline up to its next
 /// millisecond, and waking before it would cost a second wake-up.
 pub const NAP_PAST_TURN: Duration = Duration::from_micros(1200);
@@ -61,8 +65,8 @@ impl TurnBoard {
             });
     }
 
-    /// How long to nap: until just past the next turn, if it is near and no connection is
-    /// being opened. Takes the turn off the board (the pacer that waits for it puts up its
+    /// How long to nap: until just past the next turn, if it is near but not imminent and no
+    /// connection is being opened. Takes the turn off the board (the pacer that waits for it puts up its
     /// next one).
     pub(crate) fn nap(&self) -> Option<Duration> {
         if self.connecting.load(Ordering::Acquire) > 0 {
@@ -71,7 +75,9 @@ impl TurnBoard {
         let turn = self.next.swap(0, Ordering::Relaxed);
         let now = self.now();
         let nap = Duration::from_nanos(turn.checked_sub(now).filter(|wait| *wait > 0)?);
-        (nap <= MAX_NAP).then_some(nap + NAP_PAST_TURN)
+        (MIN_NAP..=MAX_NAP)
+            .contains(&nap)
+            .then_some(nap + NAP_PAST_TURN)
     }
 
     /// Counts a connection being opened until the guard drops.
@@ -202,6 +208,13 @@ mod tests {
             board.nap(),
             None,
             "a far turn: answers are read as they come"
+        );
+
+        board.turn_in(MIN_NAP - Duration::from_micros(100));
+        assert_eq!(
+            board.nap(),
+            None,
+            "an imminent turn: its timer wakes the thread anyway"
         );
 
         // A turn that has passed is stale: a later one replaces it.

@@ -14,11 +14,9 @@ mod timed;
 
 use std::io::Write;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use timed::{Timed, TIME_FORMAT};
-
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timed::{Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::{self, SecretKey};
 use profile_import::sim::{SimConfig, SimHandle};
