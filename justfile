@@ -64,7 +64,8 @@ bench-dry-run:
     done
     echo "targets: dry run >= 1/3 of parse-only rows/s; peak RSS <= 64 MB at 1 M rows and flat at 5 M"
 
-# 6,000 rows to the simulator at the default rate, 20-80 ms and 200-600 ms latency, next to a naive loop
+# 6,000 rows to the simulator at the default rate, 20-80 ms and 200-600 ms latency, next to a bare
+# reqwest loop (the CPU floor: the same requests and nothing else) and a naive per_second loop
 bench-send:
     cargo build --release --quiet --bin profile-import --example send_bench
     target/release/examples/send_bench 6000 20-80

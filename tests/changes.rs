@@ -595,9 +595,9 @@ async fn an_app_wide_60011_slows_the_sibling_pacer_and_a_60007_does_not() {
             .unwrap(),
         );
         let stop = CancellationToken::new();
-        let mut reads = ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop.clone());
+        let reads = ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop.clone());
         let sends = ChatApi::new(client, 200, RetryPolicy::default(), stop);
-        reads.add_sibling(sends.shared_pacer());
+        ChatApi::link_siblings(&[&reads, &sends]);
         let body = r#"{"To_Account":["reader"],"TagList":["Tag_Profile_IM_Nick"]}"#;
         let (answer, requests) = reads.call(PORTRAIT_GET, body.into()).await;
         assert!(matches!(answer, Answer::Ok(..)), "{code}: {answer:?}");

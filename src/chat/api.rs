@@ -1,10 +1,11 @@
 //! One owned handle on Chat for a job or a pass: the client, a pacer of its own, the retry
 //! policy and the stop signal, with counters of requests and throttled answers. Every call the
-//! tool makes to Chat goes through one. Handles that share an app (the reads and the sends of
-//! `--changes-only`) name each other's pacers as siblings: an app-wide 60011 slows them all.
+//! tool makes to Chat goes through one. The handles of one job (portrait_set's, and those of the
+//! reads of `--changes-only` and the batch path) name each other's pacers as siblings: an
+//! app-wide 60011 on any of them slows them all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +27,9 @@ pub mod command {
 pub struct ChatApi {
     client: Arc<ChatClient>,
     pacer: Arc<Pacer>,
-    /// Other handles' pacers on the same app: slowed too when Chat answers 60011.
-    siblings: Vec<Arc<Pacer>>,
+    /// Other handles' pacers on the same app: slowed too when Chat answers 60011. Set once,
+    /// when the job's handles are linked (calls before that have none).
+    siblings: OnceLock<Vec<Arc<Pacer>>>,
     policy: RetryPolicy,
     stop: CancellationToken,
     requests: AtomicU64,
@@ -45,7 +47,7 @@ impl ChatApi {
         ChatApi {
             client,
             pacer: Arc::new(Pacer::new(rate)),
-            siblings: Vec::new(),
+            siblings: OnceLock::new(),
             policy,
             stop,
             requests: AtomicU64::new(0),
@@ -53,22 +55,19 @@ impl ChatApi {
         }
     }
 
-    /// Also slows `sibling` (another handle's pacer, see [`ChatApi::shared_pacer`]) whenever
-    /// Chat answers this handle's calls with 60011, the app-wide limit.
-    pub fn add_sibling(&mut self, sibling: Arc<Pacer>) {
-        self.siblings.push(sibling);
-    }
-
     /// Makes every handle in `apis` a sibling of every other: their commands share the app's
-    /// limit, so an app-wide 60011 on any of them slows them all.
-    pub fn link_siblings(apis: &mut [&mut ChatApi]) {
-        let pacers: Vec<Arc<Pacer>> = apis.iter().map(|api| api.shared_pacer()).collect();
-        for (index, api) in apis.iter_mut().enumerate() {
-            for (other, pacer) in pacers.iter().enumerate() {
-                if other != index {
-                    api.add_sibling(Arc::clone(pacer));
-                }
-            }
+    /// limit, so an app-wide 60011 on any of them slows them all. A handle joins one group;
+    /// linking it again leaves its first group as it was.
+    pub fn link_siblings(apis: &[&ChatApi]) {
+        for (index, api) in apis.iter().enumerate() {
+            let others = apis
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != index)
+                .map(|(_, other)| other.shared_pacer())
+                .collect();
+            let first_group = api.siblings.set(others).is_ok();
+            debug_assert!(first_group, "a ChatApi handle linked into two groups");
         }
     }
 
@@ -83,7 +82,7 @@ impl ChatApi {
         Caller {
             client: &self.client,
             pacer: &self.pacer,
-            siblings: &self.siblings,
+            siblings: self.siblings.get().map_or(&[], Vec::as_slice),
             policy: self.policy,
             stop: &self.stop,
             requests: &self.requests,
@@ -118,5 +117,54 @@ impl ChatApi {
     /// Throttled answers so far (60007 and friends, HTTP 429).
     pub fn throttled(&self) -> u64 {
         self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::client::ClientTuning;
+    use crate::chat::connection::{parse_endpoint, Connection, Credentials};
+    use crate::chat::usersig::SecretKey;
+
+    fn handle(client: &Arc<ChatClient>, stop: &CancellationToken) -> ChatApi {
+        ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop.clone())
+    }
+
+    /// Every handle of a group names every other's pacer, and only those: a 60011 on any of
+    /// them slows all the others.
+    #[test]
+    fn linked_handles_are_each_others_siblings() {
+        let connection = Connection {
+            sdkappid: 1_400_000_000,
+            admin: "administrator".into(),
+            base_url: parse_endpoint("http://127.0.0.1:9").expect("a loopback endpoint"),
+            credentials: Credentials::Key(SecretKey::new("k")),
+            usersig_ttl: 3600,
+        };
+        let client =
+            Arc::new(ChatClient::new(connection, ClientTuning::default()).expect("client"));
+        let stop = CancellationToken::new();
+        let (sends, reads, checks) = (
+            handle(&client, &stop),
+            handle(&client, &stop),
+            handle(&client, &stop),
+        );
+        let unlinked = handle(&client, &stop);
+        ChatApi::link_siblings(&[&sends, &reads, &checks]);
+        let siblings_of = |api: &ChatApi| api.siblings.get().cloned().unwrap_or_default();
+        for (api, others) in [
+            (&sends, [&reads, &checks]),
+            (&reads, [&sends, &checks]),
+            (&checks, [&sends, &reads]),
+        ] {
+            let siblings = siblings_of(api);
+            assert_eq!(siblings.len(), 2);
+            for other in others {
+                assert!(siblings.iter().any(|p| Arc::ptr_eq(p, &other.pacer)));
+            }
+            assert!(!siblings.iter().any(|p| Arc::ptr_eq(p, &api.pacer)));
+        }
+        assert!(siblings_of(&unlinked).is_empty());
     }
 }

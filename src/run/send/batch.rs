@@ -73,18 +73,16 @@ pub(super) struct BatchPath {
 }
 
 impl BatchPath {
-    /// Starts the batch path: its own pacers on the job's client, stopped with the job. An
-    /// app-wide 60011 on any of them or on `sends` (portrait_set's) slows the others too.
+    /// Starts the batch path: its own pacers on the job's client, stopped with the job (the
+    /// caller links them with the job's other handles, see `apis`).
     pub(super) fn start(
         client: Arc<ChatClient>,
         options: BatchOptions,
         retry: RetryPolicy,
-        sends: &mut ChatApi,
+        stop: CancellationToken,
     ) -> BatchPath {
-        let stop = sends.stop().clone();
-        let mut import = ChatApi::new(client.clone(), options.rate, retry, stop.clone());
-        let mut check = ChatApi::new(client, CHECK_RATE, retry, stop);
-        ChatApi::link_siblings(&mut [sends, &mut import, &mut check]);
+        let import = ChatApi::new(client.clone(), options.rate, retry, stop.clone());
+        let check = ChatApi::new(client, CHECK_RATE, retry, stop);
         let (import, check) = (Arc::new(import), Arc::new(check));
         let report = Arc::new(Mutex::new(BatchReport::default()));
         let (submit, submissions) = mpsc::channel(BATCH * 4);
@@ -112,6 +110,12 @@ impl BatchPath {
             done,
             task: Mutex::new(Some(task)),
         }
+    }
+
+    /// Both handles (multiaccount_import's and the check's portrait_get), to be linked with
+    /// the job's others.
+    pub(super) fn apis(&self) -> [&ChatApi; 2] {
+        [&self.import, &self.check]
     }
 
     /// Rows the batch path can hold at once: full calls in flight, the users waiting for a

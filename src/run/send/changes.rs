@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::worker::Shared;
 use super::{Check, Event, LocalRow, SendSettings};
@@ -27,23 +28,31 @@ pub(super) struct ReadApis {
     pub(super) account_checks: Arc<ChatApi>,
 }
 
-/// The read handles of a job whose sends go through `sends`: the same client and stop, pacers
-/// of their own. The spec does not say whether Chat's limits are per API or per app, so an
-/// app-wide 60011 on any of them slows them all.
+/// The read handles of a job: the job's client, stopped with it, pacers of their own (the
+/// caller links them with the job's other handles).
 pub(super) fn read_apis(
     client: &Arc<ChatClient>,
-    sends: &mut ChatApi,
+    stop: &CancellationToken,
     settings: &SendSettings,
 ) -> ReadApis {
-    let stop = sends.stop().clone();
-    let mut reads = ChatApi::new(client.clone(), settings.read_rate, settings.retry, stop);
+    let reads = ChatApi::new(
+        client.clone(),
+        settings.read_rate,
+        settings.retry,
+        stop.clone(),
+    );
     let checks_rate = crate::run::accounts::BATCH_CALLS_PER_SECOND;
-    let stop = sends.stop().clone();
-    let mut checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop);
-    ChatApi::link_siblings(&mut [sends, &mut reads, &mut checks]);
+    let checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop.clone());
     ReadApis {
         reads: Arc::new(reads),
         account_checks: Arc::new(checks),
+    }
+}
+
+impl ReadApis {
+    /// Both handles, to be linked with the job's others.
+    pub(super) fn apis(&self) -> [&ChatApi; 2] {
+        [&self.reads, &self.account_checks]
     }
 }
 

@@ -196,13 +196,29 @@ pub async fn run(
         }
     };
     let internal_stop = stop.child_token();
-    let mut api = ChatApi::new(client.clone(), settings.rate, settings.retry, internal_stop);
-    let batch = job
-        .batch_nick_image
-        .map(|options| BatchPath::start(client.clone(), options, settings.retry, &mut api));
+    let api = ChatApi::new(
+        client.clone(),
+        settings.rate,
+        settings.retry,
+        internal_stop.clone(),
+    );
+    let batch = job.batch_nick_image.map(|options| {
+        BatchPath::start(
+            client.clone(),
+            options,
+            settings.retry,
+            internal_stop.clone(),
+        )
+    });
     let reads = job
         .changes_only
-        .then(|| changes::read_apis(&client, &mut api, &settings));
+        .then(|| changes::read_apis(&client, &internal_stop, &settings));
+    // Every handle of the job calls the same app, and the spec does not say whether Chat's
+    // limits are per API or per app: an app-wide 60011 on any of them slows them all.
+    let mut handles = vec![&api];
+    handles.extend(batch.iter().flat_map(BatchPath::apis));
+    handles.extend(reads.iter().flat_map(changes::ReadApis::apis));
+    ChatApi::link_siblings(&handles);
     let shared = Arc::new(Shared {
         api,
         reads,
