@@ -119,6 +119,29 @@ async fn rate_50_never_exceeds_50_requests_in_any_second() {
     assert!(stats.mean_rate >= 40.0, "{stats}");
 }
 
+/// The binary's import of `rows` simple rows (written to `users.csv` in `ws`) at `--rate rate`
+/// against `sim`.
+fn import_at_rate(
+    ws: &Workspace,
+    sim: &SimHandle,
+    rows: usize,
+    rate: u32,
+) -> std::process::Command {
+    write_csv(
+        &ws.path("users.csv"),
+        &["UserID", "Nick"],
+        &simple_rows(rows),
+    );
+    let mut command = tool_command();
+    command
+        .current_dir(ws.dir())
+        .args(["import", "users.csv", "--no-progress", "--rate"])
+        .arg(rate.to_string())
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+    command
+}
+
 /// One run of the binary at `--rate` against a simulator with a limit.
 struct LimitRun {
     ws: Workspace,
@@ -137,19 +160,8 @@ impl LimitRun {
         config.latency_min = Duration::from_millis(5);
         config.latency_max = Duration::from_millis(20);
         let sim = SimHandle::start(config).await.unwrap();
-        write_csv(
-            &ws.path("users.csv"),
-            &["UserID", "Nick"],
-            &simple_rows(rows),
-        );
-        let mut command = tool_command();
-        command
-            .current_dir(ws.dir())
-            .args(["import", "users.csv", "--no-progress", "--rate"])
-            .arg(rate.to_string())
-            .args(["--summary-json", "run.json"])
-            .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
-            .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+        let mut command = import_at_rate(&ws, &sim, rows, rate);
+        command.args(["--summary-json", "run.json"]);
         let started = Instant::now();
         let run = run_binary(command).await;
         let wall = started.elapsed();
@@ -454,28 +466,6 @@ async fn sigkill_then_resume_repeatedly_loses_nothing_and_resends_at_most_the_co
 
 // ── wake-ups and naps ──────────────────────────────────────────────────────────────────────
 
-/// Runs the binary's import of `rows` simple rows at `--rate rate` against `sim`, in `ws`.
-fn nap_import_command(
-    ws: &Workspace,
-    sim: &SimHandle,
-    rows: usize,
-    rate: u32,
-) -> std::process::Command {
-    write_csv(
-        &ws.path("users.csv"),
-        &["UserID", "Nick"],
-        &simple_rows(rows),
-    );
-    let mut command = tool_command();
-    command
-        .current_dir(ws.dir())
-        .args(["-q", "import", "users.csv", "--no-progress", "--rate"])
-        .arg(rate.to_string())
-        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
-        .env("PROFILE_IMPORT_SECRET_KEY", KEY);
-    command
-}
-
 /// A simulator that never throttles, answering in `min_ms`–`max_ms`.
 async fn unlimited_sim(min_ms: u64, max_ms: u64) -> SimHandle {
     let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
@@ -508,8 +498,9 @@ async fn at_200_per_second_the_sending_thread_wakes_about_once_per_request() {
     const ROWS: u64 = 1_000;
     let ws = Workspace::new();
     let sim = unlimited_sim(20, 80).await;
-    let mut command = nap_import_command(&ws, &sim, ROWS as usize, 200);
+    let mut command = import_at_rate(&ws, &sim, ROWS as usize, 200);
     command
+        .arg("-q")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = command.spawn().expect("start the import");
@@ -554,7 +545,7 @@ async fn requests_on_new_connections_keep_their_spacing() {
     const ROWS: usize = 120;
     let ws = Workspace::new();
     let sim = unlimited_sim(200, 600).await;
-    let run = run_binary(nap_import_command(&ws, &sim, ROWS, 50)).await;
+    let run = run_binary(import_at_rate(&ws, &sim, ROWS, 50)).await;
     assert_eq!(run.code, 0, "{run:?}");
     let stats = sim.stats();
     assert_eq!(stats.count_for("portrait_set", "0"), ROWS as u64, "{stats}");

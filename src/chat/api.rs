@@ -56,8 +56,9 @@ impl ChatApi {
     }
 
     /// Makes every handle in `apis` a sibling of every other: their commands share the app's
-    /// limit, so an app-wide 60011 on any of them slows them all. A handle joins one group;
-    /// linking it again leaves its first group as it was.
+    /// limit, so an app-wide 60011 on any of them slows them all. A handle joins one group:
+    /// linking it into a second is a bug (a debug build panics; a release build keeps the
+    /// first).
     pub fn link_siblings(apis: &[&ChatApi]) {
         for (index, api) in apis.iter().enumerate() {
             let others = apis

@@ -16,6 +16,24 @@ pub struct Account<'a> {
     pub key: &'a str,
 }
 
+impl Account<'_> {
+    /// portrait_set's URL at `url` with a fresh UserSig, less `random` and `contenttype`.
+    pub fn portrait_set_url(&self, url: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let sig = usersig::generate(
+            &SecretKey::new(self.key),
+            self.sdkappid,
+            self.admin,
+            now,
+            3600,
+        );
+        Ok(format!(
+            "{url}/v4/profile/portrait_set?sdkappid={}&identifier={}&usersig={sig}",
+            self.sdkappid, self.admin
+        ))
+    }
+}
+
 /// Sends `rows` portrait_set requests (`bench_000000` … with a Nick) to `url`.
 pub async fn send(
     url: &str,
@@ -28,18 +46,7 @@ pub async fn send(
         NonZeroU32::new(rate).ok_or("rate")?,
     )));
     let client = reqwest::Client::new();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let sig = usersig::generate(
-        &SecretKey::new(account.key),
-        account.sdkappid,
-        account.admin,
-        now,
-        3600,
-    );
-    let base = format!(
-        "{url}/v4/profile/portrait_set?sdkappid={}&identifier={}&usersig={sig}",
-        account.sdkappid, account.admin
-    );
+    let base = account.portrait_set_url(url)?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for _ in 0..tasks.min(rows) {

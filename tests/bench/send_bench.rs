@@ -15,10 +15,10 @@ mod timed;
 use std::io::Write;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use timed::{Timed, TIME_FORMAT};
 
-use profile_import::chat::usersig::{self, SecretKey};
+use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
 const SDKAPPID: u64 = 1_400_000_000;
@@ -219,19 +219,7 @@ pub async fn bare(
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never().max_retries_per_request(0))
         .build()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let sig = usersig::generate(
-        &SecretKey::new(account.key),
-        account.sdkappid,
-        account.admin,
-        now,
-        3600,
-    );
-    let base: Arc<str> = format!(
-        "{url}/v4/profile/portrait_set?sdkappid={}&identifier={}&usersig={sig}",
-        account.sdkappid, account.admin
-    )
-    .into();
+    let base: Arc<str> = account.portrait_set_url(url)?.into();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut requests = tokio::task::JoinSet::new();
