@@ -485,3 +485,56 @@ async fn an_app_wide_60011_on_the_batch_path_slows_portrait_set_too() {
     let lowest = json["pace_lowest_per_second"].as_f64().expect("a pace");
     assert!(lowest < 200.0, "portrait_set's pace was not slowed: {json}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too() {
+    use profile_import::sim::{Faults, Injected};
+    let ws = Workspace::new();
+    // Chat already holds every row but ten renamed users, which alone go through the batch
+    // path. user_00000 is only ever read: the 60011 comes from the first read, and from no
+    // multiaccount_import.
+    let mut config = sim_config();
+    config.faults = Faults {
+        inject_for: [(user(0), Injected::Code(60011))].into(),
+        max_streak_per_user: 1,
+        ..Faults::default()
+    };
+    let sim = SimHandle::start(config).await.unwrap();
+    let mut rows = Vec::new();
+    for i in 0..200 {
+        rows.push(vec![user(i), nick_of(i), image_of(i)]);
+        let held_nick = if (100..110).contains(&i) {
+            "renamed in the console".to_string()
+        } else {
+            nick_of(i)
+        };
+        sim.write_profile(
+            &user(i),
+            [
+                (NICK, Value::from(held_nick)),
+                (IMAGE, Value::from(image_of(i))),
+            ],
+        );
+    }
+    write_csv(&ws.path("users.csv"), &["UserID", "Nick", "Image"], &rows);
+
+    let run = exec(batch_import(&ws, &sim, "users.csv", &["--changes-only"])).await;
+    run.assert_code(0);
+
+    let stats = sim.stats();
+    assert_eq!(stats.count_for("portrait_get", "60011"), 1, "{stats}");
+    assert_eq!(
+        stats.count_for("multiaccount_import", "60011"),
+        0,
+        "{stats}"
+    );
+    let json = summary_json(&ws);
+    assert_eq!(json["batch_nick_image"]["users"], 10, "{json}");
+    let lowest = json["batch_nick_image"]["pace_lowest_per_second"]
+        .as_u64()
+        .expect("the batch path's lowest pace");
+    assert!(
+        lowest < 100,
+        "multiaccount_import's pace was not slowed by the read's 60011: {json}"
+    );
+}

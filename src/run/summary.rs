@@ -161,6 +161,9 @@ pub struct BatchReport {
     pub fell_back: Option<String>,
     /// Rows whose Nick and Image went through portrait_set after the batch path was dropped.
     pub fallback_rows: u64,
+    /// The lowest pace multiaccount_import's calls were slowed to (whole calls a second):
+    /// `--batch-rate` unless Chat throttled them or, app-wide, a sibling command.
+    pub pace_lowest: u32,
 }
 
 impl BatchReport {
@@ -186,6 +189,7 @@ impl BatchReport {
             "outcome": self.outcome(),
             "fell_back_because": self.fell_back,
             "fallback_rows": self.fallback_rows,
+            "pace_lowest_per_second": self.pace_lowest,
         })
     }
 }

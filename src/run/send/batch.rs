@@ -157,7 +157,9 @@ impl BatchPath {
         if let Some(task) = task {
             let _ = task.await;
         }
-        lock(&self.report).clone()
+        let mut report = lock(&self.report).clone();
+        report.pace_lowest = self.import.pacer().lowest_rate().floor() as u32;
+        report
     }
 }
 
