@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 /// The longest nap: below this pace (40/s) answers are read as they come.
 pub const MAX_NAP: Duration = Duration::from_millis(25);
 /// The shortest nap: above this pace (500/s) turns come so often that waking for them alone
-/// already reads the answers in few wake-ups, and napping past a turn's timer would only make
-/// the pace less even (measured at 1,000/s: 1,013 in a window and 13 throttled answers).
+/// already reads the answers in few wake-ups, and napping past a turn's timer only makes the
+/// pace less even (with naps at every pace, 3,000/s at 200–600 ms reached 90.9 % of the rate
+/// in `just bench-rates`, against 97.4–98.1 % without).
 pub const MIN_NAP: Duration = Duration::from_millis(2);
 /// A nap ends this far past the turn: tokio's timer rounds a deadline up to its next
 /// millisecond, and waking before it would cost a second wake-up.
