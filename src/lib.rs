@@ -8,7 +8,8 @@
 //!    │  ╲
 //!   store  input      failure CSV, journal, lock, state │ CSV reader, header, rules, rows
 //!    │  ╱
-//!   chat    connection, UserSig, client, codes, pacer, retry, portrait_get on the wire
+//!   chat    connection, UserSig, client, codes, pacer and the nap before idling, retry,
+//!           portrait_get on the wire
 //!    │
 //!   outcome, fsutil   leaf helpers
 //!

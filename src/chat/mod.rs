@@ -1,5 +1,6 @@
 //! The wire to Chat: connection settings, UserSigs, the HTTP client, error codes and their
-//! classes, the pacer and one call retried. Nothing here knows about CSV files or runs.
+//! classes, the pacer (and when the sending thread may nap) and one call retried. Nothing
+//! here knows about CSV files or runs.
 
 pub mod api;
 pub mod client;
