@@ -36,6 +36,19 @@ fn user(i: usize) -> String {
     format!("user_{i:05}")
 }
 
+/// The simulator's config, answering the first request for `user_id` (of each command) with
+/// the app-wide 60011.
+fn one_60011_for(user_id: &str) -> SimConfig {
+    use profile_import::sim::{Faults, Injected};
+    let mut config = sim_config();
+    config.faults = Faults {
+        inject_for: [(user_id.to_string(), Injected::Code(60011))].into(),
+        max_streak_per_user: 1,
+        ..Faults::default()
+    };
+    config
+}
+
 fn nick_of(i: usize) -> String {
     format!("Nick {i} ✓")
 }
@@ -456,20 +469,13 @@ async fn with_changes_only_only_the_differing_users_are_batched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_wide_60011_on_the_batch_path_slows_portrait_set_too() {
-    use profile_import::sim::{Faults, Injected};
     let ws = Workspace::new();
     // Row 0 has only a Nick (the batch path alone); the others only a Level (portrait_set
     // alone), so portrait_set itself is never throttled.
     let mut rows = vec![vec![user(0), nick_of(0), String::new()]];
     rows.extend((1..200).map(|i| vec![user(i), String::new(), (i % 100).to_string()]));
     write_csv(&ws.path("users.csv"), &["UserID", "Nick", "Level"], &rows);
-    let mut config = sim_config();
-    config.faults = Faults {
-        inject_for: [(user(0), Injected::Code(60011))].into(),
-        max_streak_per_user: 1,
-        ..Faults::default()
-    };
-    let sim = SimHandle::start(config).await.unwrap();
+    let sim = SimHandle::start(one_60011_for(&user(0))).await.unwrap();
 
     let run = exec(batch_import(&ws, &sim, "users.csv", &[])).await;
     run.assert_code(0);
@@ -488,18 +494,11 @@ async fn an_app_wide_60011_on_the_batch_path_slows_portrait_set_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too() {
-    use profile_import::sim::{Faults, Injected};
     let ws = Workspace::new();
     // Chat already holds every row but ten renamed users, which alone go through the batch
     // path. user_00000 is only ever read: the 60011 comes from the first read, and from no
     // multiaccount_import.
-    let mut config = sim_config();
-    config.faults = Faults {
-        inject_for: [(user(0), Injected::Code(60011))].into(),
-        max_streak_per_user: 1,
-        ..Faults::default()
-    };
-    let sim = SimHandle::start(config).await.unwrap();
+    let sim = SimHandle::start(one_60011_for(&user(0))).await.unwrap();
     let mut rows = Vec::new();
     for i in 0..200 {
         rows.push(vec![user(i), nick_of(i), image_of(i)]);
