@@ -492,17 +492,13 @@ async fn an_app_wide_60011_on_the_batch_path_slows_portrait_set_too() {
     assert!(lowest < 200.0, "portrait_set's pace was not slowed: {json}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too() {
-    let ws = Workspace::new();
-    // Chat already holds every row but ten renamed users, which alone go through the batch
-    // path. user_00000 is only ever read: the 60011 comes from the first read, and from no
-    // multiaccount_import.
-    let sim = SimHandle::start(one_60011_for(&user(0))).await.unwrap();
+/// Writes 200 rows of `UserID,Nick,Image` to `users.csv` in `ws`, and has `sim` hold them all
+/// already but for the users in `renamed`, whose Nick was changed in the console.
+fn hold_all_but_renamed(ws: &Workspace, sim: &SimHandle, renamed: std::ops::Range<usize>) {
     let mut rows = Vec::new();
     for i in 0..200 {
         rows.push(vec![user(i), nick_of(i), image_of(i)]);
-        let held_nick = if (100..110).contains(&i) {
+        let held_nick = if renamed.contains(&i) {
             "renamed in the console".to_string()
         } else {
             nick_of(i)
@@ -516,6 +512,16 @@ async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too(
         );
     }
     write_csv(&ws.path("users.csv"), &["UserID", "Nick", "Image"], &rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too() {
+    let ws = Workspace::new();
+    // Chat already holds every row but ten renamed users, which alone go through the batch
+    // path. user_00000 is only ever read: the 60011 comes from the first read, and from no
+    // multiaccount_import.
+    let sim = SimHandle::start(one_60011_for(&user(0))).await.unwrap();
+    hold_all_but_renamed(&ws, &sim, 100..110);
 
     let run = exec(batch_import(&ws, &sim, "users.csv", &["--changes-only"])).await;
     run.assert_code(0);
@@ -535,5 +541,37 @@ async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too(
     assert!(
         lowest < 100,
         "multiaccount_import's pace was not slowed by the read's 60011: {json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_changes_only_an_app_wide_60011_on_the_batch_path_slows_the_reads_too() {
+    let ws = Workspace::new();
+    // Ten renamed users go through the batch path in one call led by user_00150, which no
+    // read leads (reads of 100 users start at user_00000 and user_00100): the 60011s come
+    // from the batch path alone (its multiaccount_import, and its self-check's read-back).
+    let sim = SimHandle::start(one_60011_for(&user(150))).await.unwrap();
+    hold_all_but_renamed(&ws, &sim, 150..160);
+
+    let run = exec(batch_import(&ws, &sim, "users.csv", &["--changes-only"])).await;
+    run.assert_code(0);
+
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count_for("multiaccount_import", "60011"),
+        1,
+        "{stats}"
+    );
+    // At most the self-check's: the reads themselves are never refused.
+    assert!(stats.count_for("portrait_get", "60011") <= 1, "{stats}");
+    let json = summary_json(&ws);
+    assert_eq!(json["batch_nick_image"]["users"], 10, "{json}");
+    assert_eq!(json["changes_only"]["read_throttled"], 0, "{json}");
+    let lowest = json["changes_only"]["read_pace_lowest_per_second"]
+        .as_u64()
+        .expect("the reads' lowest pace");
+    assert!(
+        lowest < 200,
+        "the reads' pace was not slowed by the batch path's 60011: {json}"
     );
 }

@@ -86,6 +86,9 @@ pub struct ChangesCounts {
     pub read_throttled: u64,
     /// account_check requests, made when a read was refused whole with 40003.
     pub account_checks: u64,
+    /// The lowest pace the reads were slowed to (whole calls a second): `--read-rate` unless
+    /// Chat throttled them or, app-wide, a sibling command.
+    pub read_pace_lowest: u32,
 }
 
 impl ChangesCounts {
@@ -138,6 +141,7 @@ impl ChangesCounts {
             "read_calls": self.read_calls,
             "read_throttled": self.read_throttled,
             "account_checks": self.account_checks,
+            "read_pace_lowest_per_second": self.read_pace_lowest,
         })
     }
 }

@@ -70,12 +70,13 @@ pub(super) fn spawn_stage(
     Some(tokio::spawn(compare_ahead(rows, compared_tx, reads)))
 }
 
-/// The reads' requests and throttled answers, into the summary.
+/// The reads' requests, throttled answers and lowest pace, into the summary.
 pub(super) fn count_reads(summary: &mut Summary, shared: &Shared) {
     if let (Some(changes), Some(apis)) = (&mut summary.changes, &shared.reads) {
         changes.read_calls = apis.reads.requests();
         changes.read_throttled = apis.reads.throttled();
         changes.account_checks = apis.account_checks.requests();
+        changes.read_pace_lowest = apis.reads.pacer().lowest_rate().floor() as u32;
     }
 }
 
