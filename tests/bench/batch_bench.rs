@@ -12,7 +12,7 @@ mod timed;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use timed::{Timed, TIME_FORMAT};
+use timed::{Steal, Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = SimHandle::start(config).await?;
     let url = sim.url();
     let input = csv.clone();
+    let steal = Steal::start();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("/usr/bin/time")
             .args(["-f", TIME_FORMAT])
@@ -77,6 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .output()
     })
     .await??;
+    let steal = steal.share();
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stats = sim.stats();
     let held = sim.profiles().len();
@@ -109,6 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wall time, --batch-nick-image", wall
     );
     println!("{:<40} {:>12.1} s", "import CPU (user + system)", cpu);
+    println!("{:<40} {:>14}", "machine's steal time (other VMs)", steal);
     println!(
         "{:<40} {:>12.1} MB  (goal <= {GOAL_RSS_MB:.0} MB)",
         "import peak RSS", rss_mb

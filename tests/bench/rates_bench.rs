@@ -24,7 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use timed::{Timed, TIME_FORMAT};
+use timed::{Steal, Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::SendSettings;
@@ -59,6 +59,8 @@ struct ToolRun {
     wall: f64,
     samples: Vec<Sample>,
     pace_line: String,
+    /// The machine's steal time during the run (see `timed::Steal`).
+    steal: String,
 }
 
 impl ToolRun {
@@ -131,11 +133,11 @@ impl Bench {
     async fn at_the_limit(&self) -> Result<(), Error> {
         println!("a. at the limit: --rate = simulator limit; mean and 1 s windows counted by the simulator");
         println!(
-            "{:>5} {:>8} {:>6} | {:<54} | naive per_second(rate)",
+            "{:>5} {:>8} {:>6} | {:<62} | naive per_second(rate)",
             "rate", "latency", "rows", "profile-import"
         );
         println!(
-            "{:>5} {:>8} {:>6} | {:>17} {:>6} {:>5} {:>13} {:>8} | {:>17} {:>6} {:>5}",
+            "{:>5} {:>8} {:>6} | {:>17} {:>6} {:>5} {:>13} {:>8} {:>7} | {:>17} {:>6} {:>5}",
             "",
             "ms",
             "",
@@ -144,6 +146,7 @@ impl Bench {
             "60007",
             "rows OK",
             "CPU",
+            "steal",
             "mean (% of rate)",
             "max/1s",
             "60007"
@@ -161,7 +164,7 @@ impl Bench {
                 let pct =
                     |mean: f64| format!("{mean:.1}/s ({:.1} %)", 100.0 * mean / f64::from(rate));
                 println!(
-                    "{:>5} {:>8} {:>6} | {:>17} {:>6} {:>5} {:>13} {:>8} | {:>17} {:>6} {:>5}",
+                    "{:>5} {:>8} {:>6} | {:>17} {:>6} {:>5} {:>13} {:>8} {:>7} | {:>17} {:>6} {:>5}",
                     rate,
                     format!("{}-{}", latency.0, latency.1),
                     rows,
@@ -170,6 +173,7 @@ impl Bench {
                     tool.throttled(),
                     format!("{}/{rows}", tool.stats.count("0")),
                     format!("{:.1} %", 100.0 * tool.cpu / tool.wall),
+                    tool.steal,
                     pct(naive.mean_rate),
                     naive.max_in_any_window,
                     naive.count("60007"),
@@ -177,6 +181,7 @@ impl Bench {
             }
         }
         println!("targets: mean >= 98.5 % of the rate, max/1s <= the rate, 0 throttled (60007)");
+        println!("steal: the machine's CPU time taken by other VMs during the run (wake-ups it delays are lost)");
         Ok(())
     }
 
@@ -234,11 +239,13 @@ impl Bench {
         let (with, without) = (accepted_mean(&once.stats), accepted_mean(&plain.stats));
         println!(
             "one throttle at 5 s, {ROWS} rows: accepted {with:.1}/s against {without:.1}/s in a run \
-             without it: costs {:.2} % (60007: {} and {}; {})",
+             without it: costs {:.2} % (60007: {} and {}; {}; steal {} and {})",
             100.0 * (1.0 - with / without),
             once.throttled(),
             plain.throttled(),
             once.pace_line,
+            once.steal,
+            plain.steal,
         );
 
         let (down, up) = (8.0, 18.0);
@@ -317,6 +324,7 @@ impl Bench {
             .args(["--rate", &rate.to_string()])
             .args(["--failures", "failures.csv", "--journal", "journal"])
             .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+        let steal = Steal::start();
         let mut child = tokio::task::spawn_blocking(move || command.output());
 
         let mut first = None;
@@ -356,6 +364,7 @@ impl Bench {
             }
         };
         let stats = sim.stats();
+        let steal = steal.share();
         sim.shutdown();
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
@@ -379,6 +388,7 @@ impl Bench {
             wall: timed.wall,
             samples,
             pace_line,
+            steal,
         })
     }
 }

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timed::{Timed, TIME_FORMAT};
+use timed::{Steal, Timed, TIME_FORMAT};
 
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
@@ -126,7 +126,9 @@ async fn bench(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     ]
     .map(String::from)
     .to_vec();
+    let steal = Steal::start();
     let (_, timed) = timed_child(exe, import_args).await?;
+    let tool_steal = steal.share();
     let (wall, rss_kb) = (timed.wall, timed.rss_kb);
     let tool = sim.stats();
     sim.shutdown();
@@ -134,7 +136,9 @@ async fn bench(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     // The bare loop, against a fresh simulator.
     let sim = SimHandle::start(sim_config()).await?;
     let bare_args = vec!["bare".to_string(), sim.url(), rows.to_string()];
+    let steal = Steal::start();
     let (bare_output, bare_timed) = timed_child(std::env::current_exe()?, bare_args).await?;
+    let bare_steal = steal.share();
     let bare_ok = String::from_utf8_lossy(&bare_output.stdout)
         .trim()
         .to_string();
@@ -144,8 +148,10 @@ async fn bench(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
     // The naive baseline, against a fresh simulator.
     let sim = SimHandle::start(sim_config()).await?;
     let naive_started = Instant::now();
+    let steal = Steal::start();
     naive::send(&sim.url(), &ACCOUNT, rows, 200, 250).await?;
     let naive_wall = naive_started.elapsed().as_secs_f64();
+    let naive_steal = steal.share();
     let naive = sim.stats();
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
@@ -194,6 +200,12 @@ async fn bench(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
         cpu_share(&timed),
         cpu_share(&bare_timed),
         "-".into(),
+    );
+    row(
+        "machine's steal time (other VMs)",
+        tool_steal,
+        bare_steal,
+        naive_steal,
     );
     row(
         "peak RSS",

@@ -35,3 +35,45 @@ impl Timed {
         }
     }
 }
+
+/// The share of this machine's CPU time that its hypervisor gave to other guests ("steal"),
+/// from `/proc/stat`. On a shared VM a run with a few % of steal loses wake-ups the importer
+/// cannot make up, so the benches print it beside their figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Steal {
+    /// Steal and total CPU ticks when the meter started; `None` without `/proc/stat`.
+    start: Option<(u64, u64)>,
+}
+
+impl Steal {
+    pub fn start() -> Steal {
+        Steal {
+            start: steal_and_total(),
+        }
+    }
+
+    /// Steal since the start as a share of all CPU time, like `3.1 %` (`-` where unknown).
+    pub fn share(self) -> String {
+        match (self.start, steal_and_total()) {
+            (Some((steal0, total0)), Some((steal, total))) if total > total0 => format!(
+                "{:.1} %",
+                100.0 * steal.saturating_sub(steal0) as f64 / (total - total0) as f64
+            ),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// The machine's steal ticks and all its CPU ticks: user, nice, system, idle, iowait, irq,
+/// softirq and steal (guest time is already inside user).
+fn steal_and_total() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    (ticks.len() == 8).then(|| (ticks[7], ticks.iter().sum()))
+}
