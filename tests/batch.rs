@@ -542,6 +542,14 @@ async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too(
         lowest < 100,
         "multiaccount_import's pace was not slowed by the read's 60011: {json}"
     );
+    // The text summary says so under the batch line, as it does for portrait_set's pace.
+    let slowed = format!("paced down to {lowest}/s of 100/s at the lowest");
+    let batch_line = run.stderr.find("batch  ").expect("a batch line");
+    assert!(
+        run.stderr[batch_line..].contains(&slowed),
+        "no `{slowed}` under the batch line:\n{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,5 +581,12 @@ async fn with_changes_only_an_app_wide_60011_on_the_batch_path_slows_the_reads_t
     assert!(
         lowest < 200,
         "the reads' pace was not slowed by the batch path's 60011: {json}"
+    );
+    let slowed = format!("paced down to {lowest}/s of 200/s at the lowest");
+    let reads_line = run.stderr.find("read calls").expect("a read calls line");
+    assert!(
+        run.stderr[reads_line..].contains(&slowed),
+        "no `{slowed}` under the read calls line:\n{}",
+        run.stderr
     );
 }

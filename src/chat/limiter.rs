@@ -276,6 +276,11 @@ impl Pacer {
         self.state().rate
     }
 
+    /// The pace it never exceeds (`--rate` and its kin).
+    pub fn ceiling(&self) -> f64 {
+        self.ceiling
+    }
+
     /// The lowest pace a throttle cut to.
     pub fn lowest_rate(&self) -> f64 {
         self.state().lowest

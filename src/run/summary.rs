@@ -89,6 +89,8 @@ pub struct ChangesCounts {
     /// The lowest pace the reads were slowed to (whole calls a second): `--read-rate` unless
     /// Chat throttled them or, app-wide, a sibling command.
     pub read_pace_lowest: u32,
+    /// `--read-rate`, for the text summary to say whether the reads were slowed.
+    pub read_pace_ceiling: u32,
 }
 
 impl ChangesCounts {
@@ -120,6 +122,13 @@ impl ChangesCounts {
             "read calls       {:>10}   (portrait_get, {} throttled)",
             self.read_calls, self.read_throttled
         )?;
+        if self.read_pace_lowest < self.read_pace_ceiling {
+            writeln!(
+                f,
+                "{}",
+                slowed(self.read_pace_lowest, self.read_pace_ceiling)
+            )?;
+        }
         if self.account_checks > 0 {
             writeln!(
                 f,
@@ -146,6 +155,14 @@ impl ChangesCounts {
     }
 }
 
+/// The line under a command's counts when Chat's throttling (its own, or app-wide through a
+/// sibling command) slowed its pace below its ceiling at some point.
+fn slowed(lowest: u32, ceiling: u32) -> String {
+    format!(
+        "                 paced down to {lowest}/s of {ceiling}/s at the lowest (Chat throttled)"
+    )
+}
+
 /// What `--batch-nick-image` did: the multiaccount_import calls, the self-check's sample and
 /// its outcome.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -168,6 +185,8 @@ pub struct BatchReport {
     /// The lowest pace multiaccount_import's calls were slowed to (whole calls a second):
     /// `--batch-rate` unless Chat throttled them or, app-wide, a sibling command.
     pub pace_lowest: u32,
+    /// `--batch-rate`, for the text summary to say whether the batch path was slowed.
+    pub pace_ceiling: u32,
 }
 
 impl BatchReport {
@@ -206,6 +225,9 @@ impl fmt::Display for BatchReport {
             "batch            {} users in {} multiaccount_import calls ({} in FailAccounts)",
             self.users, self.calls, self.fail_accounts
         )?;
+        if self.pace_lowest < self.pace_ceiling {
+            writeln!(f, "{}", slowed(self.pace_lowest, self.pace_ceiling))?;
+        }
         let sample = format!(
             "read back {} users in {} portrait_get calls",
             self.sample_users, self.check_calls

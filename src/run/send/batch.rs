@@ -158,7 +158,9 @@ impl BatchPath {
             let _ = task.await;
         }
         let mut report = lock(&self.report).clone();
-        report.pace_lowest = self.import.pacer().lowest_rate().floor() as u32;
+        let pacer = self.import.pacer();
+        report.pace_lowest = pacer.lowest_rate().floor() as u32;
+        report.pace_ceiling = pacer.ceiling().floor() as u32;
         report
     }
 }

@@ -76,7 +76,9 @@ pub(super) fn count_reads(summary: &mut Summary, shared: &Shared) {
         changes.read_calls = apis.reads.requests();
         changes.read_throttled = apis.reads.throttled();
         changes.account_checks = apis.account_checks.requests();
-        changes.read_pace_lowest = apis.reads.pacer().lowest_rate().floor() as u32;
+        let pacer = apis.reads.pacer();
+        changes.read_pace_lowest = pacer.lowest_rate().floor() as u32;
+        changes.read_pace_ceiling = pacer.ceiling().floor() as u32;
     }
 }
 
