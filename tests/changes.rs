@@ -377,6 +377,21 @@ async fn a_killed_changes_only_run_resumes_and_sends_each_change_once() {
     );
     let journal = journal_lines(&ws.path("users.journal"));
     assert_eq!(journal.len(), 600, "every line journalled once");
+    // The resumed summary counts the killed run's comparisons too, not only its own: every
+    // user was compared once and is either updated (one Nick) or, sent before the kill but
+    // not journalled, found unchanged.
+    let json = summary(&ws);
+    let changes = &json["changes_only"];
+    assert_eq!(changes["users_compared"], 600, "{json}");
+    let (updated, in_chat) = (
+        changes["updated"].as_u64().expect("updated"),
+        changes["unchanged_in_chat"]
+            .as_u64()
+            .expect("unchanged_in_chat"),
+    );
+    assert_eq!(updated + in_chat, 600, "{json}");
+    assert_eq!(changes["tags_sent"], updated, "one Nick per update: {json}");
+    assert_eq!(json["ok"], updated, "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

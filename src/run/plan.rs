@@ -24,10 +24,10 @@ use crate::input::row::RowMapper;
 use crate::input::survey::{Survey, SurveyFindings};
 use crate::run::accounts::{self, AccountCalls, AccountFailure, CreateAccounts, ImportPass};
 use crate::run::job::JobInput;
-use crate::run::summary::Summary;
+use crate::run::summary::{ChangesCounts, Summary};
 use crate::run::sync::{SyncFilter, SyncRule};
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{self, Final, Journal, Resume};
+use crate::store::journal::{self, Compared, Final, Journal, Resume};
 use crate::store::lock::RunLocks;
 use crate::store::state::StateDb;
 
@@ -144,7 +144,7 @@ pub async fn prepare(
         });
     }
     if job.changes_only {
-        prior.changes = Some(Default::default());
+        prior.changes = Some(prior_changes(resume.as_ref()));
     }
     if let Some(pass) = accounts {
         prior.accounts = Some(format!(
@@ -290,6 +290,24 @@ fn prior_summary(rows: u64, resume: Option<&Resume>) -> Summary {
         }
     }
     prior
+}
+
+/// `--changes-only`'s counts a run starts from: on `--resume`, what the earlier runs' final rows
+/// were found to be (the reads and account checks are this run's own).
+fn prior_changes(resume: Option<&Resume>) -> ChangesCounts {
+    let Some(resume) = resume else {
+        return ChangesCounts::default();
+    };
+    let found = |compared| resume.compared.get(&compared).copied().unwrap_or(0);
+    ChangesCounts {
+        users_compared: found(Compared::InChat) + found(Compared::Updated),
+        unchanged_in_chat: found(Compared::InChat),
+        updated: found(Compared::Updated),
+        not_an_account: found(Compared::NotAnAccount),
+        not_compared: found(Compared::NotCompared),
+        tags_sent: resume.compared_tags,
+        ..ChangesCounts::default()
+    }
 }
 
 /// The batch form of `--create-accounts`: every user of the file is imported with

@@ -5,12 +5,15 @@
 //! Format (text, one entry per line, synced about once a second):
 //! ```text
 //! profile-import journal v1 size=<input bytes> xxh3=<input content hash>
-//! r <index> <line> <byte> <ok|failed|invalid|skipped|unchanged|superseded> <code>
+//! r <index> <line> <byte> <ok|failed|invalid|skipped|unchanged|superseded> <code> [<compared> <tags>]
 //! c <index> <line> <byte>
 //! done
 //! ```
 //! `r` is a final row: its record index, the line it starts on, and the byte where the CSV
-//! reader began reading it. `c` says every record up to and including `index` is final, and
+//! reader began reading it; with `--changes-only`, also what the comparison with Chat found
+//! (`in-chat|updated|not-an-account|not-compared`) and the tags Chat accepted for it, so a
+//! resumed run's summary counts the earlier runs' comparisons (readers of the five-field form
+//! ignore the two extra fields). `c` says every record up to and including `index` is final, and
 //! where that record begins, so a resume can seek past them instead of re-reading. `done` closes
 //! a run in which every row became final: the journal stays as the run's record, and a new
 //! run over different input simply starts fresh. A torn last line (a crash mid-write) is
@@ -62,6 +65,40 @@ impl Final {
             "skipped" => Final::Skipped,
             "unchanged" => Final::Unchanged,
             "superseded" => Final::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// What `--changes-only` found for a row, journalled after its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Compared {
+    /// Chat held exactly this row: not sent.
+    InChat,
+    /// Chat held other values for some tags: only those were sent.
+    Updated,
+    /// Chat did not know the user: sent whole.
+    NotAnAccount,
+    /// The read failed for good: sent whole.
+    NotCompared,
+}
+
+impl Compared {
+    fn word(self) -> &'static str {
+        match self {
+            Compared::InChat => "in-chat",
+            Compared::Updated => "updated",
+            Compared::NotAnAccount => "not-an-account",
+            Compared::NotCompared => "not-compared",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Compared> {
+        Some(match word {
+            "in-chat" => Compared::InChat,
+            "updated" => Compared::Updated,
+            "not-an-account" => Compared::NotAnAccount,
+            "not-compared" => Compared::NotCompared,
             _ => return None,
         })
     }
@@ -135,6 +172,10 @@ pub struct Resume {
     /// Final rows of earlier runs by state, and failed/invalid rows by code.
     pub counts: BTreeMap<Final, u64>,
     pub codes: BTreeMap<(Final, String), u64>,
+    /// `--changes-only`: earlier runs' final rows by what the comparison found, and the tags
+    /// Chat accepted for them.
+    pub compared: BTreeMap<Compared, u64>,
+    pub compared_tags: u64,
     /// The earlier run finished every row.
     pub complete: bool,
 }
@@ -300,6 +341,10 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
                     let code = fields.get(5).unwrap_or(&"").to_string();
                     *resume.codes.entry((state, code)).or_default() += 1;
                 }
+                if let Some(compared) = fields.get(6).and_then(|w| Compared::parse(w)) {
+                    *resume.compared.entry(compared).or_default() += 1;
+                    resume.compared_tags += number(7).unwrap_or(0);
+                }
                 if resume.checkpoint.is_none_or(|c| index > c.index) {
                     resume.finals_after.insert(
                         index,
@@ -439,8 +484,19 @@ impl Journal {
 
     /// Notes a final row (written out at the next `sync`).
     pub fn record(&mut self, pos: RowPos, state: Final, code: &str) {
+        self.record_compared(pos, state, code, None);
+    }
+
+    /// Notes a final row with what `--changes-only` found for it and the tags Chat accepted.
+    pub fn record_compared(
+        &mut self,
+        pos: RowPos,
+        state: Final,
+        code: &str,
+        compared: Option<(Compared, u32)>,
+    ) {
         use std::fmt::Write as _;
-        let _ = writeln!(
+        let _ = write!(
             self.pending,
             "r {} {} {} {} {}",
             pos.index,
@@ -449,6 +505,10 @@ impl Journal {
             state.word(),
             if code.is_empty() { "-" } else { code }
         );
+        if let Some((compared, tags)) = compared {
+            let _ = write!(self.pending, " {} {tags}", compared.word());
+        }
+        self.pending.push('\n');
         self.low_water.mark(pos);
     }
 
@@ -568,6 +628,35 @@ mod tests {
         assert_eq!(resume.checkpoint, Some(pos(5)));
         assert!(resume.finals_after.is_empty());
         assert_eq!(resume.counts.values().sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn what_changes_only_found_is_read_back_and_older_readers_see_the_usual_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let identity = Identity {
+            size: 10,
+            hash: "ab".into(),
+        };
+        let mut journal = Journal::create(&path, &identity).unwrap();
+        journal.record_compared(pos(0), Final::Unchanged, "", Some((Compared::InChat, 0)));
+        journal.record_compared(pos(1), Final::Ok, "", Some((Compared::Updated, 2)));
+        journal.record_compared(pos(2), Final::Ok, "", Some((Compared::NotAnAccount, 3)));
+        journal.record_compared(pos(3), Final::Failed, "40003", Some((Compared::Updated, 0)));
+        journal.record(pos(4), Final::Ok, "");
+        journal.sync().unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("r 1 3 30 ok - updated 2\n"), "{text}");
+        let resume = read(&path, &identity, false).unwrap().unwrap();
+        assert_eq!(resume.compared[&Compared::InChat], 1);
+        assert_eq!(resume.compared[&Compared::Updated], 2);
+        assert_eq!(resume.compared[&Compared::NotAnAccount], 1);
+        assert!(!resume.compared.contains_key(&Compared::NotCompared));
+        assert_eq!(resume.compared_tags, 5);
+        // The code of a failed row is where it always was.
+        assert_eq!(resume.codes[&(Final::Failed, "40003".to_string())], 1);
+        assert_eq!(resume.counts[&Final::Ok], 3);
     }
 
     #[test]

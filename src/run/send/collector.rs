@@ -16,7 +16,7 @@ use crate::run::progress::{Progress, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{Final, Journal};
+use crate::store::journal::{Compared, Final, Journal};
 use crate::store::state::StateDb;
 
 /// The single owner of the counters, the progress display, the failure CSV and the journal.
@@ -156,7 +156,12 @@ impl Collector {
                     changes.users_compared += 1;
                     changes.unchanged_in_chat += 1;
                 }
-                self.journal.record(pos, Final::Unchanged, "");
+                self.journal.record_compared(
+                    pos,
+                    Final::Unchanged,
+                    "",
+                    Some((Compared::InChat, 0)),
+                );
                 // What Chat holds is what this row says: the hash a send of it would leave.
                 if let Some(state) = &mut self.state {
                     state.accepted(&user_id, body_hash);
@@ -241,7 +246,9 @@ impl Collector {
                     job.user_id
                 );
                 summary.ok += 1;
-                self.journal.record(job.pos, Final::Ok, "");
+                let compared = job.check.journalled().map(|c| (c, job.tags));
+                self.journal
+                    .record_compared(job.pos, Final::Ok, "", compared);
                 if let Some(state) = &mut self.state {
                     state.accepted(&job.user_id, job.body_hash);
                 }
@@ -274,7 +281,9 @@ impl Collector {
         self.warnings.failed(job.pos.line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
-        self.journal.record(job.pos, Final::Failed, &code);
+        let compared = job.check.journalled().map(|c| (c, 0));
+        self.journal
+            .record_compared(job.pos, Final::Failed, &code, compared);
         if failure.attempts > 0 {
             // Sent but not confirmed (or refused): what Chat holds for this user is no longer
             // known, so the next sync must send it.

@@ -33,7 +33,7 @@ use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
 use crate::run::progress::Progress;
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
-use crate::store::journal::Final;
+use crate::store::journal::{Compared, Final};
 use crate::store::state::StateDb;
 
 mod batch;
@@ -123,6 +123,18 @@ enum Check {
     NotAnAccount,
     /// The read failed for good: sent whole.
     NotCompared,
+}
+
+impl Check {
+    /// What the journal keeps of it (nothing without `--changes-only`).
+    fn journalled(self) -> Option<Compared> {
+        match self {
+            Check::NotAsked => None,
+            Check::Updated => Some(Compared::Updated),
+            Check::NotAnAccount => Some(Compared::NotAnAccount),
+            Check::NotCompared => Some(Compared::NotCompared),
+        }
+    }
 }
 
 /// What the reader thread produces, in file order.
