@@ -543,13 +543,7 @@ async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too(
         "multiaccount_import's pace was not slowed by the read's 60011: {json}"
     );
     // The text summary says so under the batch line, as it does for portrait_set's pace.
-    let slowed = format!("paced down to {lowest}/s of 100/s at the lowest");
-    let batch_line = run.stderr.find("batch  ").expect("a batch line");
-    assert!(
-        run.stderr[batch_line..].contains(&slowed),
-        "no `{slowed}` under the batch line:\n{}",
-        run.stderr
-    );
+    assert_slowed_under(&run.stderr, "batch  ", lowest, 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,11 +576,17 @@ async fn with_changes_only_an_app_wide_60011_on_the_batch_path_slows_the_reads_t
         lowest < 200,
         "the reads' pace was not slowed by the batch path's 60011: {json}"
     );
-    let slowed = format!("paced down to {lowest}/s of 200/s at the lowest");
-    let reads_line = run.stderr.find("read calls").expect("a read calls line");
+    assert_slowed_under(&run.stderr, "read calls", lowest, 200);
+}
+
+/// The text summary has the line saying a pace was slowed after the line starting `line`.
+fn assert_slowed_under(summary: &str, line: &str, lowest: u64, ceiling: u64) {
+    let slowed = format!("paced down to {lowest}/s of {ceiling}/s at the lowest");
+    let at = summary
+        .find(line)
+        .unwrap_or_else(|| panic!("no `{line}` line:\n{summary}"));
     assert!(
-        run.stderr[reads_line..].contains(&slowed),
-        "no `{slowed}` under the read calls line:\n{}",
-        run.stderr
+        summary[at..].contains(&slowed),
+        "no `{slowed}` under the `{line}` line:\n{summary}"
     );
 }

@@ -594,15 +594,21 @@ mod tests {
         assert_eq!(lw.checkpoint(), Some(pos(2)));
     }
 
-    #[test]
-    fn journal_round_trip_with_checkpoint_and_torn_tail() {
+    /// A new journal in a fresh directory (kept alive by the first value), for a 10-byte input.
+    fn fresh_journal() -> (tempfile::TempDir, PathBuf, Identity, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let identity = Identity {
             size: 10,
             hash: "ab".into(),
         };
-        let mut journal = Journal::create(&path, &identity).unwrap();
+        let journal = Journal::create(&path, &identity).unwrap();
+        (dir, path, identity, journal)
+    }
+
+    #[test]
+    fn journal_round_trip_with_checkpoint_and_torn_tail() {
+        let (_dir, path, identity, mut journal) = fresh_journal();
         journal.record(pos(0), Final::Ok, "");
         journal.record(pos(2), Final::Failed, "40003");
         journal.record(pos(1), Final::Invalid, "40601");
@@ -631,14 +637,8 @@ mod tests {
     }
 
     #[test]
-    fn what_changes_only_found_is_read_back_and_older_readers_see_the_usual_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let identity = Identity {
-            size: 10,
-            hash: "ab".into(),
-        };
-        let mut journal = Journal::create(&path, &identity).unwrap();
+    fn what_changes_only_found_is_read_back_beside_the_usual_fields() {
+        let (_dir, path, identity, mut journal) = fresh_journal();
         journal.record_compared(pos(0), Final::Unchanged, "", Some((Compared::InChat, 0)));
         journal.record_compared(pos(1), Final::Ok, "", Some((Compared::Updated, 2)));
         journal.record_compared(pos(2), Final::Ok, "", Some((Compared::NotAnAccount, 3)));
