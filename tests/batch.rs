@@ -579,14 +579,13 @@ async fn with_changes_only_an_app_wide_60011_on_the_batch_path_slows_the_reads_t
     assert_slowed_under(&run.stderr, "read calls", lowest, 200);
 }
 
-/// The text summary has the line saying a pace was slowed after the line starting `line`.
+/// The text summary has the line saying a pace was slowed right under the line starting `line`.
 fn assert_slowed_under(summary: &str, line: &str, lowest: u64, ceiling: u64) {
     let slowed = format!("paced down to {lowest}/s of {ceiling}/s at the lowest");
-    let at = summary
-        .find(line)
-        .unwrap_or_else(|| panic!("no `{line}` line:\n{summary}"));
+    let mut lines = summary.lines().skip_while(|l| !l.starts_with(line));
+    assert!(lines.next().is_some(), "no `{line}` line:\n{summary}");
     assert!(
-        summary[at..].contains(&slowed),
-        "no `{slowed}` under the `{line}` line:\n{summary}"
+        lines.next().is_some_and(|next| next.contains(&slowed)),
+        "no `{slowed}` right under the `{line}` line:\n{summary}"
     );
 }

@@ -366,6 +366,11 @@ async fn a_killed_changes_only_run_resumes_and_sends_each_change_once() {
     settled(&sim).await;
     let sent_before = sim.stats().applied;
     assert!(sent_before > 0 && sent_before < 600, "{sent_before}");
+    let journalled_before = std::fs::read_to_string(ws.path("users.journal")).unwrap();
+    assert!(
+        journalled_before.contains(" ok - updated 1\n"),
+        "the killed run journalled no update for the resume to count:\n{journalled_before}"
+    );
 
     let run = import(&ws, &sim, &csv, &["--changes-only", "--resume"]).await;
     run.assert_code(0);

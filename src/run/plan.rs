@@ -27,7 +27,7 @@ use crate::run::job::JobInput;
 use crate::run::summary::{ChangesCounts, Summary};
 use crate::run::sync::{SyncFilter, SyncRule};
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{self, Compared, Final, Journal, Resume};
+use crate::store::journal::{self, Final, Found, Journal, Resume};
 use crate::store::lock::RunLocks;
 use crate::store::state::StateDb;
 
@@ -298,14 +298,14 @@ fn prior_changes(resume: Option<&Resume>) -> ChangesCounts {
     let Some(resume) = resume else {
         return ChangesCounts::default();
     };
-    let found = |compared| resume.compared.get(&compared).copied().unwrap_or(0);
+    let rows = |found| resume.found.get(&found).copied().unwrap_or(0);
     ChangesCounts {
-        users_compared: found(Compared::InChat) + found(Compared::Updated),
-        unchanged_in_chat: found(Compared::InChat),
-        updated: found(Compared::Updated),
-        not_an_account: found(Compared::NotAnAccount),
-        not_compared: found(Compared::NotCompared),
-        tags_sent: resume.compared_tags,
+        users_compared: rows(Found::InChat) + rows(Found::Updated),
+        unchanged_in_chat: rows(Found::InChat),
+        updated: rows(Found::Updated),
+        not_an_account: rows(Found::NotAnAccount),
+        not_compared: rows(Found::NotCompared),
+        tags_sent: resume.found_tags,
         ..ChangesCounts::default()
     }
 }

@@ -65,7 +65,8 @@ pub struct Summary {
     pub batch: Option<BatchReport>,
 }
 
-/// The counters of `--changes-only` (this run's; a resumed run counts only its own rows).
+/// The counters of `--changes-only`. A resumed run starts the row counts from the journal's; the
+/// read calls, their throttled answers, the account checks and the read pace are its own.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ChangesCounts {
     /// Users whose values were read and compared (unchanged in Chat, or updated).
@@ -159,7 +160,8 @@ impl ChangesCounts {
 /// sibling command) slowed its pace below its ceiling at some point.
 fn slowed(lowest: u32, ceiling: u32) -> String {
     format!(
-        "                 paced down to {lowest}/s of {ceiling}/s at the lowest (Chat throttled)"
+        "                 paced down to {lowest}/s of {ceiling}/s at the lowest (Chat throttled \
+         it, or the app through another command)"
     )
 }
 

@@ -5,15 +5,15 @@
 //! Format (text, one entry per line, synced about once a second):
 //! ```text
 //! profile-import journal v1 size=<input bytes> xxh3=<input content hash>
-//! r <index> <line> <byte> <ok|failed|invalid|skipped|unchanged|superseded> <code> [<compared> <tags>]
+//! r <index> <line> <byte> <ok|failed|invalid|skipped|unchanged|superseded> <code> [<found> <tags>]
 //! c <index> <line> <byte>
 //! done
 //! ```
 //! `r` is a final row: its record index, the line it starts on, and the byte where the CSV
 //! reader began reading it; with `--changes-only`, also what the comparison with Chat found
 //! (`in-chat|updated|not-an-account|not-compared`) and the tags Chat accepted for it, so a
-//! resumed run's summary counts the earlier runs' comparisons (readers of the five-field form
-//! ignore the two extra fields). `c` says every record up to and including `index` is final, and
+//! resumed run's summary counts the earlier runs' comparisons. Versions before these two
+//! fields read only up to `<code>`, so each version reads the other's journals. `c` says every record up to and including `index` is final, and
 //! where that record begins, so a resume can seek past them instead of re-reading. `done` closes
 //! a run in which every row became final: the journal stays as the run's record, and a new
 //! run over different input simply starts fresh. A torn last line (a crash mid-write) is
@@ -72,7 +72,7 @@ impl Final {
 
 /// What `--changes-only` found for a row, journalled after its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Compared {
+pub enum Found {
     /// Chat held exactly this row: not sent.
     InChat,
     /// Chat held other values for some tags: only those were sent.
@@ -83,25 +83,33 @@ pub enum Compared {
     NotCompared,
 }
 
-impl Compared {
+impl Found {
     fn word(self) -> &'static str {
         match self {
-            Compared::InChat => "in-chat",
-            Compared::Updated => "updated",
-            Compared::NotAnAccount => "not-an-account",
-            Compared::NotCompared => "not-compared",
+            Found::InChat => "in-chat",
+            Found::Updated => "updated",
+            Found::NotAnAccount => "not-an-account",
+            Found::NotCompared => "not-compared",
         }
     }
 
-    fn parse(word: &str) -> Option<Compared> {
+    fn parse(word: &str) -> Option<Found> {
         Some(match word {
-            "in-chat" => Compared::InChat,
-            "updated" => Compared::Updated,
-            "not-an-account" => Compared::NotAnAccount,
-            "not-compared" => Compared::NotCompared,
+            "in-chat" => Found::InChat,
+            "updated" => Found::Updated,
+            "not-an-account" => Found::NotAnAccount,
+            "not-compared" => Found::NotCompared,
             _ => return None,
         })
     }
+}
+
+/// A `--changes-only` row's comparison, as journalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    pub found: Found,
+    /// The tags Chat accepted for the row (0 when it was not sent, or failed).
+    pub tags_accepted: u32,
 }
 
 /// The input's identity: size and a content hash.
@@ -174,8 +182,8 @@ pub struct Resume {
     pub codes: BTreeMap<(Final, String), u64>,
     /// `--changes-only`: earlier runs' final rows by what the comparison found, and the tags
     /// Chat accepted for them.
-    pub compared: BTreeMap<Compared, u64>,
-    pub compared_tags: u64,
+    pub found: BTreeMap<Found, u64>,
+    pub found_tags: u64,
     /// The earlier run finished every row.
     pub complete: bool,
 }
@@ -341,9 +349,9 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
                     let code = fields.get(5).unwrap_or(&"").to_string();
                     *resume.codes.entry((state, code)).or_default() += 1;
                 }
-                if let Some(compared) = fields.get(6).and_then(|w| Compared::parse(w)) {
-                    *resume.compared.entry(compared).or_default() += 1;
-                    resume.compared_tags += number(7).unwrap_or(0);
+                if let Some(found) = fields.get(6).and_then(|w| Found::parse(w)) {
+                    *resume.found.entry(found).or_default() += 1;
+                    resume.found_tags += number(7).unwrap_or(0);
                 }
                 if resume.checkpoint.is_none_or(|c| index > c.index) {
                     resume.finals_after.insert(
@@ -487,13 +495,13 @@ impl Journal {
         self.record_compared(pos, state, code, None);
     }
 
-    /// Notes a final row with what `--changes-only` found for it and the tags Chat accepted.
+    /// Notes a final row with its `--changes-only` comparison, if it had one.
     pub fn record_compared(
         &mut self,
         pos: RowPos,
         state: Final,
         code: &str,
-        compared: Option<(Compared, u32)>,
+        comparison: Option<Comparison>,
     ) {
         use std::fmt::Write as _;
         let _ = write!(
@@ -505,8 +513,12 @@ impl Journal {
             state.word(),
             if code.is_empty() { "-" } else { code }
         );
-        if let Some((compared, tags)) = compared {
-            let _ = write!(self.pending, " {} {tags}", compared.word());
+        if let Some(Comparison {
+            found,
+            tags_accepted,
+        }) = comparison
+        {
+            let _ = write!(self.pending, " {} {tags_accepted}", found.word());
         }
         self.pending.push('\n');
         self.low_water.mark(pos);
@@ -639,24 +651,37 @@ mod tests {
     #[test]
     fn what_changes_only_found_is_read_back_beside_the_usual_fields() {
         let (_dir, path, identity, mut journal) = fresh_journal();
-        journal.record_compared(pos(0), Final::Unchanged, "", Some((Compared::InChat, 0)));
-        journal.record_compared(pos(1), Final::Ok, "", Some((Compared::Updated, 2)));
-        journal.record_compared(pos(2), Final::Ok, "", Some((Compared::NotAnAccount, 3)));
-        journal.record_compared(pos(3), Final::Failed, "40003", Some((Compared::Updated, 0)));
+        let found = |found, tags_accepted| {
+            Some(Comparison {
+                found,
+                tags_accepted,
+            })
+        };
+        journal.record_compared(pos(0), Final::Unchanged, "", found(Found::InChat, 0));
+        journal.record_compared(pos(1), Final::Ok, "", found(Found::Updated, 2));
+        journal.record_compared(pos(2), Final::Ok, "", found(Found::NotAnAccount, 3));
+        journal.record_compared(pos(3), Final::Failed, "40003", found(Found::Updated, 0));
         journal.record(pos(4), Final::Ok, "");
         journal.sync().unwrap();
+        // A line as versions before the comparison fields wrote it, and one with junk there.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"r 5 7 70 ok -\nr 6 8 80 ok - sideways 9\n")
+            .unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("r 1 3 30 ok - updated 2\n"), "{text}");
         let resume = read(&path, &identity, false).unwrap().unwrap();
-        assert_eq!(resume.compared[&Compared::InChat], 1);
-        assert_eq!(resume.compared[&Compared::Updated], 2);
-        assert_eq!(resume.compared[&Compared::NotAnAccount], 1);
-        assert!(!resume.compared.contains_key(&Compared::NotCompared));
-        assert_eq!(resume.compared_tags, 5);
-        // The code of a failed row is where it always was.
+        assert_eq!(resume.found[&Found::InChat], 1);
+        assert_eq!(resume.found[&Found::Updated], 2);
+        assert_eq!(resume.found[&Found::NotAnAccount], 1);
+        assert!(!resume.found.contains_key(&Found::NotCompared));
+        assert_eq!(
+            resume.found_tags, 5,
+            "nothing from the old or the junk line"
+        );
+        // The code of a failed row is where it always was, and every row still counts.
         assert_eq!(resume.codes[&(Final::Failed, "40003".to_string())], 1);
-        assert_eq!(resume.counts[&Final::Ok], 3);
+        assert_eq!(resume.counts[&Final::Ok], 5);
     }
 
     #[test]

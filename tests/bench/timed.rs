@@ -1,5 +1,5 @@
-//! What `/usr/bin/time` measured of the importer in a bench: one place for the format the bench
-//! programs pass it and the line they read back.
+//! What a bench measured of the importer: `/usr/bin/time`'s figures (one place for the format
+//! the bench programs pass it and the line they read back), and the machine's steal time.
 
 /// `/usr/bin/time -f` format: user and system CPU seconds, wall seconds, peak RSS in KB.
 pub const TIME_FORMAT: &str = "TIME %U %S %e %M";

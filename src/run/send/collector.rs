@@ -16,7 +16,7 @@ use crate::run::progress::{Progress, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{Compared, Final, Journal};
+use crate::store::journal::{Comparison, Final, Found, Journal};
 use crate::store::state::StateDb;
 
 /// The single owner of the counters, the progress display, the failure CSV and the journal.
@@ -156,12 +156,12 @@ impl Collector {
                     changes.users_compared += 1;
                     changes.unchanged_in_chat += 1;
                 }
-                self.journal.record_compared(
-                    pos,
-                    Final::Unchanged,
-                    "",
-                    Some((Compared::InChat, 0)),
-                );
+                let comparison = Comparison {
+                    found: Found::InChat,
+                    tags_accepted: 0,
+                };
+                self.journal
+                    .record_compared(pos, Final::Unchanged, "", Some(comparison));
                 // What Chat holds is what this row says: the hash a send of it would leave.
                 if let Some(state) = &mut self.state {
                     state.accepted(&user_id, body_hash);
@@ -246,9 +246,9 @@ impl Collector {
                     job.user_id
                 );
                 summary.ok += 1;
-                let compared = job.check.journalled().map(|c| (c, job.tags));
+                let comparison = comparison(&job, job.tags);
                 self.journal
-                    .record_compared(job.pos, Final::Ok, "", compared);
+                    .record_compared(job.pos, Final::Ok, "", comparison);
                 if let Some(state) = &mut self.state {
                     state.accepted(&job.user_id, job.body_hash);
                 }
@@ -281,9 +281,9 @@ impl Collector {
         self.warnings.failed(job.pos.line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
-        let compared = job.check.journalled().map(|c| (c, 0));
+        let comparison = comparison(&job, 0);
         self.journal
-            .record_compared(job.pos, Final::Failed, &code, compared);
+            .record_compared(job.pos, Final::Failed, &code, comparison);
         if failure.attempts > 0 {
             // Sent but not confirmed (or refused): what Chat holds for this user is no longer
             // known, so the next sync must send it.
@@ -330,6 +330,14 @@ impl Collector {
 
 /// `--changes-only`'s counters for a row sent: what the comparison found, and the tags Chat
 /// accepted.
+/// What the journal keeps of a sent row's `--changes-only` comparison.
+fn comparison(job: &Job, tags_accepted: u32) -> Option<Comparison> {
+    job.check.journalled().map(|found| Comparison {
+        found,
+        tags_accepted,
+    })
+}
+
 fn count_check(summary: &mut Summary, job: &Job, accepted: bool) {
     let Some(changes) = &mut summary.changes else {
         return;

@@ -33,7 +33,7 @@ use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
 use crate::run::progress::Progress;
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
-use crate::store::journal::{Compared, Final};
+use crate::store::journal::{Final, Found};
 use crate::store::state::StateDb;
 
 mod batch;
@@ -127,12 +127,12 @@ enum Check {
 
 impl Check {
     /// What the journal keeps of it (nothing without `--changes-only`).
-    fn journalled(self) -> Option<Compared> {
+    fn journalled(self) -> Option<Found> {
         match self {
             Check::NotAsked => None,
-            Check::Updated => Some(Compared::Updated),
-            Check::NotAnAccount => Some(Compared::NotAnAccount),
-            Check::NotCompared => Some(Compared::NotCompared),
+            Check::Updated => Some(Found::Updated),
+            Check::NotAnAccount => Some(Found::NotAnAccount),
+            Check::NotCompared => Some(Found::NotCompared),
         }
     }
 }
