@@ -1348,10 +1348,10 @@ fn failure_csv_round_trips_through_a_second_run() {
     assert_eq!(first.count("valid"), 3);
     assert_eq!(first.count("invalid"), 6);
     assert_eq!(first.count("skipped"), 1);
-    // Default naming: `<stem>.failures.csv` beside the input.
-    let first_path = ws.path("mixed.failures.csv");
+    // Default naming: `<stem>.dry-run-failures.csv` beside the input.
+    let first_path = ws.path("mixed.dry-run-failures.csv");
     assert!(
-        first.stderr.contains("mixed.failures.csv"),
+        first.stderr.contains("mixed.dry-run-failures.csv"),
         "{}",
         first.stderr
     );
@@ -1372,13 +1372,13 @@ fn failure_csv_round_trips_through_a_second_run() {
 
     // Feed the failure CSV back in: the appended columns are ignored, the same rows fail the
     // same way, and the default name does not overwrite the file being read.
-    let second = ws.run(["import", "mixed.failures.csv", "--dry-run"]);
+    let second = ws.run(["import", "mixed.dry-run-failures.csv", "--dry-run"]);
     second.assert_code(3);
     assert_eq!(second.count("rows read"), 6);
     assert_eq!(second.count("valid"), 0);
     assert_eq!(second.count("invalid"), 6);
     assert_eq!(second.count("skipped"), 0);
-    let second_path = ws.path("mixed.failures.failures.csv");
+    let second_path = ws.path("mixed.dry-run-failures.dry-run-failures.csv");
     let second_records = read_csv_bytes(&second_path);
     assert_eq!(
         read_csv_bytes(&first_path),
@@ -1401,7 +1401,7 @@ fn failure_csv_round_trips_through_a_second_run() {
     // And a third pass with an explicit --failures path gives the same again.
     let third = ws.run([
         "import",
-        "mixed.failures.failures.csv",
+        "mixed.dry-run-failures.dry-run-failures.csv",
         "--dry-run",
         "--failures",
         "third.csv",
@@ -1418,7 +1418,7 @@ fn failure_csv_round_trip_keeps_ragged_rows_unchanged() {
         "UserID,Nick,Level\nu1,A,1\nu2,B\nu3,C,3,extra\nu4,D,x\n",
     );
     ws.run(["import", "ragged.csv", "--dry-run"]).assert_code(3);
-    let (header, first) = read_failures(&ws.path("ragged.failures.csv"));
+    let (header, first) = read_failures(&ws.path("ragged.dry-run-failures.csv"));
     assert_eq!(header, strings(&["UserID", "Nick", "Level"]));
     let first_data: Vec<_> = first
         .iter()
@@ -1436,9 +1436,9 @@ fn failure_csv_round_trip_keeps_ragged_rows_unchanged() {
         ]
     );
 
-    ws.run(["import", "ragged.failures.csv", "--dry-run"])
+    ws.run(["import", "ragged.dry-run-failures.csv", "--dry-run"])
         .assert_code(3);
-    let (header, second) = read_failures(&ws.path("ragged.failures.failures.csv"));
+    let (header, second) = read_failures(&ws.path("ragged.dry-run-failures.dry-run-failures.csv"));
     assert_eq!(header, strings(&["UserID", "Nick", "Level"]));
     let second_data: Vec<_> = second
         .iter()
@@ -1459,7 +1459,7 @@ fn failure_csv_is_private_to_its_owner() {
     ws.write("in.csv", "UserID,Level\nu1,x\n");
     ws.run(["import", "in.csv", "--dry-run"]).assert_code(3);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&ws.path("in.failures.csv")), 0o600);
+    assert_eq!(mode(&ws.path("in.dry-run-failures.csv")), 0o600);
 
     // An existing, world-readable file at the path is made private too.
     let stale = ws.write("old.csv", "stale");
@@ -1474,11 +1474,16 @@ fn failure_csv_is_private_to_its_owner() {
 fn a_clean_run_leaves_no_failure_csv() {
     let ws = Workspace::new();
     ws.write("clean.csv", "UserID,Nick\nu1,A\nu2,\n");
-    // A stale failure CSV from an earlier run is removed, so it is never mistaken for this one.
+    // A stale failure CSV from an earlier dry run is removed, so it is never mistaken for this
+    // one's.
     ws.write(
-        "clean.failures.csv",
+        "clean.dry-run-failures.csv",
         "UserID,Nick,_error_code\nu1,A,40001\n",
     );
+    // The failure CSV an import left is the list of rows still to retry: a dry run of the same
+    // file leaves it alone.
+    let import_failures = "UserID,Nick,_error_code\nu2,,40003\n";
+    ws.write("clean.failures.csv", import_failures);
     let run = ws.run(["import", "clean.csv", "--dry-run"]);
     run.assert_code(0);
     assert!(
@@ -1486,7 +1491,14 @@ fn a_clean_run_leaves_no_failure_csv() {
         "{}",
         run.stderr
     );
-    assert_eq!(files_in(ws.dir()), vec!["clean.csv".to_string()]);
+    assert_eq!(
+        files_in(ws.dir()),
+        vec!["clean.csv".to_string(), "clean.failures.csv".to_string()]
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path("clean.failures.csv")).unwrap(),
+        import_failures
+    );
 }
 
 #[test]

@@ -283,14 +283,15 @@ fn a_gzip_file_is_read_like_the_plain_one() {
         assert_eq!(one.count(label), two.count(label), "{label}");
     }
     assert_eq!(
-        std::fs::read(ws.path("users.failures.csv")).unwrap(),
+        std::fs::read(ws.path("users.dry-run-failures.csv")).unwrap(),
         std::fs::read(ws.path("gz.failures.csv")).unwrap()
     );
-    // Outputs are named after what the archive holds: users.csv.gz → users.failures.csv.
-    std::fs::remove_file(ws.path("users.failures.csv")).unwrap();
+    // Outputs are named after what the archive holds: users.csv.gz →
+    // users.dry-run-failures.csv.
+    std::fs::remove_file(ws.path("users.dry-run-failures.csv")).unwrap();
     ws.run(["import", "users.csv.gz", "--dry-run"])
         .assert_code(3);
-    assert!(ws.path("users.failures.csv").exists());
+    assert!(ws.path("users.dry-run-failures.csv").exists());
 }
 
 #[test]
@@ -324,7 +325,7 @@ fn standard_input_works_for_a_dry_run() {
     assert_eq!(run.count("rows read"), 19);
     assert_eq!(run.count("invalid"), 15);
     // The failure CSV goes to the working folder, since standard input has no folder.
-    let (_, rows) = read_failures(&ws.path("stdin.failures.csv"));
+    let (_, rows) = read_failures(&ws.path("stdin.dry-run-failures.csv"));
     assert_eq!(rows.len(), 15);
     // A gzip stream too.
     let run = run_with_stdin(

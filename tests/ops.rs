@@ -207,7 +207,7 @@ fn assert_no_usersig(text: &str) {
 // ── 1. the lock covers every output ────────────────────────────────────────────────────────
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dry_run_or_second_import_beside_a_running_import_stops_with_exit_4_and_no_failure_row_is_lost(
+async fn a_second_import_or_a_dry_run_onto_its_failure_csv_beside_a_running_import_stops_with_exit_4_and_no_failure_row_is_lost(
 ) {
     let ws = Workspace::new();
     let csv = users_csv(&ws, "race.csv", 2000, |_| false);
@@ -221,7 +221,18 @@ async fn a_dry_run_or_second_import_beside_a_running_import_stops_with_exit_4_an
     until_requests(&sim, 150, first.child()).await;
     let holder = format!("pid {}", first.child().id());
 
-    let dry = run(command(ws.dir(), &["import", "race.csv", "--dry-run"])).await;
+    // A dry run told to write the import's failure CSV is refused by its lock.
+    let dry = run(command(
+        ws.dir(),
+        &[
+            "import",
+            "race.csv",
+            "--dry-run",
+            "--failures",
+            "race.failures.csv",
+        ],
+    ))
+    .await;
     dry.assert_code(4);
     assert!(dry.stderr.contains(&holder), "{}", dry.stderr);
     assert!(dry.stderr.contains("race.failures.csv"), "{}", dry.stderr);
@@ -240,20 +251,10 @@ async fn a_dry_run_or_second_import_beside_a_running_import_stops_with_exit_4_an
         "the refused run wrote nothing"
     );
 
-    // A dry run that writes its failures elsewhere runs beside the import.
-    let beside = run(command(
-        ws.dir(),
-        &[
-            "import",
-            "race.csv",
-            "--dry-run",
-            "--failures",
-            "elsewhere.csv",
-        ],
-    ))
-    .await;
+    // A plain dry run has a failure CSV of its own, so it runs beside the import.
+    let beside = run(command(ws.dir(), &["import", "race.csv", "--dry-run"])).await;
     beside.assert_code(0);
-    assert!(!ws.path("elsewhere.csv").exists());
+    assert!(!ws.path("race.dry-run-failures.csv").exists());
 
     assert!(
         first.child().try_wait().unwrap().is_none(),
@@ -382,7 +383,7 @@ fn a_dry_run_whose_stdout_and_stderr_are_closed_finishes_its_failure_csv_and_exi
     drop(child.stderr.take());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(141));
-    assert_eq!(failure_lines(&ws.path("e.failures.csv")).len(), 15);
+    assert_eq!(failure_lines(&ws.path("e.dry-run-failures.csv")).len(), 15);
 }
 
 // ── 3. rows failed by a job-wide stop are sent again ──────────────────────────────────────
@@ -482,7 +483,7 @@ async fn verify_reports_invalid_rows_as_not_checked_in_a_failure_csv_and_exits_3
     ))
     .await;
     dry.assert_code(3);
-    std::fs::remove_file(ws.path("e.failures.csv")).unwrap();
+    let import_failures = std::fs::read(ws.path("e.failures.csv")).unwrap();
 
     let mut verify = command(
         ws.dir(),
@@ -500,9 +501,14 @@ async fn verify_reports_invalid_rows_as_not_checked_in_a_failure_csv_and_exits_3
     verified.assert_code(3);
     assert_eq!(verified.count("differences"), 0, "{}", verified.stderr);
     assert_eq!(verified.count("not checked"), 15, "{}", verified.stderr);
-    let written = failure_lines(&ws.path("e.failures.csv"));
+    let written = failure_lines(&ws.path("e.verify-failures.csv"));
     assert_eq!(written, failure_lines(&ws.path("dry.csv")));
     assert_eq!(written.len(), 15);
+    // verify has a failure CSV of its own: the import's is left as it was.
+    assert_eq!(
+        std::fs::read(ws.path("e.failures.csv")).unwrap(),
+        import_failures
+    );
 }
 
 // ── 5. the cron recipe and a regenerated export ────────────────────────────────────────────

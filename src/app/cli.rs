@@ -52,7 +52,7 @@ Config file (sdkappid, admin, region, endpoint, key_file), used when --config is
 
 const IMPORT_EXAMPLES: &str = "\
 Examples:
-  # Validate a file without sending anything; invalid rows go to users.failures.csv
+  # Validate a file without sending anything; invalid rows go to users.dry-run-failures.csv
   profile-import import users.csv --dry-run
 
   # Show the exact JSON the first 3 rows would send
@@ -242,7 +242,8 @@ pub struct InputArgs {
     /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state).
     pub csv: PathBuf,
 
-    /// Where to write failed and invalid rows [default: <CSV stem>.failures.csv beside the input].
+    /// Where to write failed and invalid rows [default: beside the input, <CSV stem>.failures.csv;
+    /// a dry run's <CSV stem>.dry-run-failures.csv, verify's <CSV stem>.verify-failures.csv].
     #[arg(long, value_name = "PATH")]
     pub failures: Option<PathBuf>,
 
@@ -327,8 +328,9 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Validate every row and build its request, but send nothing. The failure CSV is created
-    /// only if a row is invalid; give it another --failures path to run beside an import.
+    /// Validate every row and build its request, but send nothing. Its failure CSV
+    /// (<CSV stem>.dry-run-failures.csv, so an import's is never touched) is created only if a
+    /// row is invalid.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -568,7 +570,8 @@ pub struct VerifyArgs {
 const VERIFY_HELP: &str = "\
 Writes a diff CSV (UserID,Tag,Expected,Actual) and exits 0 only when every row was checked
 and every value matches; 3 when some differ, accounts are missing, or rows are invalid (not
-checked; written to the failure CSV as the import writes them); 1 on a fatal error.
+checked; written to <CSV stem>.verify-failures.csv as the import writes them); 1 on a fatal
+error.
 
 Examples:
   profile-import verify users.csv --sdkappid 1400000000 --region singapore

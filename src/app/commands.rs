@@ -23,6 +23,7 @@ use crate::run::send::{self, SendSettings};
 use crate::run::summary;
 use crate::run::{accounts, changes, dry_run, verify};
 use crate::sim;
+use crate::store::failures::FailuresOf;
 use crate::store::{lock, state};
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
@@ -73,7 +74,12 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
 fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
-    let mut job = settings::job_input(&args.input, stdin.as_ref())?;
+    let failures_of = if args.dry_run {
+        FailuresOf::DryRun
+    } else {
+        FailuresOf::Import
+    };
+    let mut job = settings::job_input(&args.input, stdin.as_ref(), failures_of)?;
     if let Some(journal) = &args.journal {
         job.journal = journal.clone();
     }
@@ -201,7 +207,7 @@ fn changes_plan_command(
 /// `check-accounts`.
 fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
     let input: cli::InputArgs = args.input.into();
-    let job = settings::job_input(&input, None)?;
+    let job = settings::job_input(&input, None, FailuresOf::Import)?;
     let report = check_accounts(&job, &args.connection, args.output.clone())?;
     warn_if_no_rows(report.checked, &input.csv);
     finish_report(report.missing == 0, args.summary_json.as_deref(), |code| {
@@ -211,7 +217,7 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
 
 /// `verify`: reads the profiles back and compares them with the CSV.
 fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
-    let job = settings::job_input(&args.input, None)?;
+    let job = settings::job_input(&args.input, None, FailuresOf::Verify)?;
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
     let diff = args

@@ -17,6 +17,7 @@ use crate::input::reader::InputOptions;
 use crate::input::row::{LocationRule, RowRules};
 use crate::input::stdin::StdinSpool;
 use crate::run::job::JobInput;
+use crate::store::failures::{self, FailuresOf};
 
 pub const ENV_SDKAPPID: &str = "PROFILE_IMPORT_SDKAPPID";
 pub const ENV_ADMIN: &str = "PROFILE_IMPORT_ADMIN";
@@ -176,25 +177,33 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
 /// The job's input settings from `--failures`, `--mapping`, `--user-column`, `--delimiter`,
 /// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
 ///
-/// `stdin`: the spooled standard input when the CSV is `-`; its failure CSV goes to the
-/// working folder (`stdin.failures.csv`) unless `--failures` says otherwise. Without a spool,
+/// `run`: whose failure CSV it is, for its default name beside the input (`--failures` says
+/// otherwise). `stdin`: the spooled standard input when the CSV is `-`; its failure CSV goes to
+/// the working folder (`stdin.failures.csv`, `stdin.dry-run-failures.csv`). Without a spool,
 /// `-` is refused: only the callers that can read standard input spool it.
-pub fn job_input(args: &InputArgs, stdin: Option<&StdinSpool>) -> anyhow::Result<JobInput> {
-    let (path, failures) = match stdin {
-        Some(spool) => (
-            spool.path().to_path_buf(),
-            Some(
-                args.failures
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("stdin.failures.csv")),
-            ),
-        ),
+pub fn job_input(
+    args: &InputArgs,
+    stdin: Option<&StdinSpool>,
+    run: FailuresOf,
+) -> anyhow::Result<JobInput> {
+    let path = match stdin {
+        Some(spool) => spool.path().to_path_buf(),
         None if crate::input::stdin::is_stdin(&args.csv) => bail!(
             "`-` (standard input) can be read by `import --dry-run` and by `import --state PATH` \
              only; give this command a file"
         ),
-        None => (args.csv.clone(), args.failures.clone()),
+        None => args.csv.clone(),
     };
+    let named_after = if stdin.is_some() {
+        Path::new("stdin")
+    } else {
+        path.as_path()
+    };
+    let failures = args
+        .failures
+        .clone()
+        .unwrap_or_else(|| failures::default_path(named_after, run));
+    let failures = Some(failures);
     JobInput::new(
         InputOptions {
             path,

@@ -6,6 +6,7 @@ use anyhow::bail;
 
 use crate::input::reader::InputOptions;
 use crate::input::row::RowRules;
+use crate::store::failures::FailuresOf;
 
 /// What to read and where failures go.
 #[derive(Debug, Clone)]
@@ -47,8 +48,9 @@ impl JobInput {
         rules: RowRules,
         failures: Option<PathBuf>,
     ) -> anyhow::Result<JobInput> {
-        let failures =
-            failures.unwrap_or_else(|| crate::store::failures::default_path(&input.path));
+        let failures = failures.unwrap_or_else(|| {
+            crate::store::failures::default_path(&input.path, FailuresOf::Import)
+        });
         if crate::fsutil::same_file(&failures, &input.path) {
             bail!(
                 "the failure CSV {} would overwrite the input; pass --failures with another path",

@@ -19,9 +19,30 @@ use crate::outcome::Failure;
 /// Whole records are written out once this many bytes are pending.
 const WRITE_CHUNK: usize = 64 * 1024;
 
-/// The default failure-CSV path: `users.csv` → `users.failures.csv`, beside the input.
-pub fn default_path(input: &Path) -> PathBuf {
-    crate::fsutil::beside(input, ".failures.csv")
+/// The kind of run a failure CSV belongs to. Each has its own default name, so a dry run or a
+/// verify of a file never replaces (or, when clean, removes) the failure CSV its import left:
+/// that file is the list of rows still to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailuresOf {
+    Import,
+    DryRun,
+    Verify,
+}
+
+impl FailuresOf {
+    fn suffix(self) -> &'static str {
+        match self {
+            FailuresOf::Import => ".failures.csv",
+            FailuresOf::DryRun => ".dry-run-failures.csv",
+            FailuresOf::Verify => ".verify-failures.csv",
+        }
+    }
+}
+
+/// The default failure-CSV path beside the input: `users.csv` → `users.failures.csv` for an
+/// import, `users.dry-run-failures.csv` for a dry run, `users.verify-failures.csv` for verify.
+pub fn default_path(input: &Path, run: FailuresOf) -> PathBuf {
+    crate::fsutil::beside(input, run.suffix())
 }
 
 /// Writes failed rows.
@@ -348,18 +369,31 @@ mod tests {
 
     #[test]
     fn default_path_sits_beside_the_input() {
+        let import = |input: &str| default_path(Path::new(input), FailuresOf::Import);
         assert_eq!(
-            default_path(Path::new("/data/users.csv")),
+            import("/data/users.csv"),
             PathBuf::from("/data/users.failures.csv")
         );
         // Re-importing a failure CSV must never overwrite the file being read.
         assert_eq!(
-            default_path(Path::new("/data/users.failures.csv")),
+            import("/data/users.failures.csv"),
             PathBuf::from("/data/users.failures.failures.csv")
         );
+        assert_eq!(import("users.tsv"), PathBuf::from("users.failures.csv"));
+    }
+
+    #[test]
+    fn a_dry_run_and_verify_have_failure_csvs_of_their_own() {
+        let input = Path::new("/data/users.csv");
+        let paths = [FailuresOf::Import, FailuresOf::DryRun, FailuresOf::Verify]
+            .map(|run| default_path(input, run));
         assert_eq!(
-            default_path(Path::new("users.tsv")),
-            PathBuf::from("users.failures.csv")
+            paths,
+            [
+                PathBuf::from("/data/users.failures.csv"),
+                PathBuf::from("/data/users.dry-run-failures.csv"),
+                PathBuf::from("/data/users.verify-failures.csv"),
+            ]
         );
     }
 }
