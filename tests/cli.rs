@@ -252,13 +252,25 @@ async fn verbose_flags_show_settings_and_bodies_then_every_row() {
 }
 
 #[test]
-fn show_requests_belongs_to_the_dry_run() {
+fn show_requests_and_plan_belong_to_the_dry_run() {
     let ws = Workspace::new();
     ws.write("u.csv", "UserID,Nick\nu1,A\n");
-    // In a real import it used to be accepted and silently ignored.
-    let run = ws.run(["import", "u.csv", "--sdkappid", "1", "--show-requests", "2"]);
-    run.assert_code(2);
-    assert!(run.stderr.contains("--dry-run"), "{}", run.stderr);
+    // In a real import they used to be accepted: --show-requests silently ignored, and --plan
+    // ran a real --changes-only import where the user asked for its plan.
+    for asked in [
+        &["--show-requests", "2"][..],
+        &["--changes-only", "--plan", "p.csv"],
+    ] {
+        let mut args = vec!["import", "u.csv", "--sdkappid", "1"];
+        args.extend_from_slice(asked);
+        let run = ws.run(args);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("--dry-run"),
+            "{asked:?}: {}",
+            run.stderr
+        );
+    }
 }
 
 // ── 17. completions, man page, colour ──────────────────────────────────────────────────────

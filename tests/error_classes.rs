@@ -87,7 +87,7 @@ impl Scenario {
                 base_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(20),
             },
-            allow_bar: false,
+            show_progress: false,
             quiet: true,
             progress_interval: Duration::from_secs(3600),
             max_errors: None,

@@ -628,6 +628,14 @@ async fn progress_run(extra: &[&str]) -> Run {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_progress_turns_the_progress_lines_off_too() {
+    // stderr is a pipe here, as under cron: lines, not a bar, are what it would get.
+    let done = progress_run(&["--no-progress"]).await;
+    assert_eq!(done.count("ok"), 792, "{}", done.stderr);
+    assert!(!done.stderr.contains(" progress: "), "{}", done.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lines_carry_the_summary_counts_a_timestamp_and_an_eta() {
     let done = progress_run(&[]).await;
     assert_eq!(done.count("invalid"), 8);

@@ -235,7 +235,7 @@ async fn run_with_faults(
             base_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
         },
-        allow_bar: false,
+        show_progress: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,

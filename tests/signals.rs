@@ -187,7 +187,7 @@ async fn a_stop_cancels_backoff_sleeps_and_leaves_those_rows_pending() {
             base_backoff: Duration::from_secs(3600),
             max_backoff: Duration::from_secs(3600),
         },
-        allow_bar: false,
+        show_progress: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,

@@ -96,7 +96,7 @@ async fn every_standard_field_reaches_chat_under_its_spec_tag_and_spelling() {
             base_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
         },
-        allow_bar: false,
+        show_progress: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,

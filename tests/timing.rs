@@ -49,7 +49,7 @@ fn settings(rate: u32, concurrency: usize) -> SendSettings {
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
         },
-        allow_bar: false,
+        show_progress: false,
         quiet: true,
         progress_interval: Duration::from_secs(3600),
         max_errors: None,

@@ -398,7 +398,7 @@ pub struct ImportArgs {
 
     /// With --dry-run --changes-only: where the plan CSV goes (UserID,Tag,Expected,Actual, as
     /// verify's diff) [default: <CSV stem>.plan.csv beside the input].
-    #[arg(long, value_name = "PATH", requires = "changes_only")]
+    #[arg(long, value_name = "PATH", requires_all = ["dry_run", "changes_only"])]
     pub plan: Option<PathBuf>,
     /// Send Nick and Image (as FaceUrl) through multiaccount_import's AccountList, 100 users
     /// a call at --batch-rate calls/s, instead of one portrait_set per user; a row's other
@@ -497,7 +497,7 @@ pub struct SendArgs {
           value_parser = positive_seconds, allow_negative_numbers = true)]
     pub timeout: f64,
 
-    /// Never show a progress bar, even on a terminal.
+    /// No progress output: neither the bar (on a terminal) nor the periodic lines (elsewhere).
     #[arg(long)]
     pub no_progress: bool,
 

@@ -424,7 +424,7 @@ pub fn send_settings(args: &SendArgs, quiet: bool) -> SendSettings {
             .concurrency
             .unwrap_or_else(|| SendSettings::default_concurrency(args.rate)),
         retry: RetryPolicy::with_attempts(args.max_attempts),
-        allow_bar: !args.no_progress,
+        show_progress: !args.no_progress,
         quiet,
         progress_interval: Duration::from_secs(args.progress_interval),
         max_errors: None,

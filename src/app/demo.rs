@@ -80,7 +80,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
         },
-        allow_bar: true,
+        show_progress: true,
         quiet,
         progress_interval: Duration::from_secs(2),
         max_errors: None,

@@ -75,10 +75,16 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A bar if stderr is a terminal and `allow_bar`; periodic lines otherwise; nothing if
-    /// `quiet`.
-    pub fn new(total: Option<u64>, allow_bar: bool, quiet: bool, interval: Duration) -> Progress {
-        let bar = (allow_bar && !quiet && std::io::stderr().is_terminal()).then(|| {
+    /// With `show_progress` (no `--no-progress`) and not `quiet`: a bar if stderr is a terminal,
+    /// periodic lines otherwise. Nothing else.
+    pub fn new(
+        total: Option<u64>,
+        show_progress: bool,
+        quiet: bool,
+        interval: Duration,
+    ) -> Progress {
+        let enabled = show_progress && !quiet;
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} rows  {msg}")
@@ -94,7 +100,7 @@ impl Progress {
             total,
             interval,
             last_line: Instant::now(),
-            enabled: !quiet,
+            enabled,
             done_window: VecDeque::new(),
         }
     }

@@ -59,7 +59,7 @@ pub struct SendSettings {
     /// How each row's call is retried.
     pub retry: RetryPolicy,
     /// Show a bar if stderr is a terminal.
-    pub allow_bar: bool,
+    pub show_progress: bool,
     pub quiet: bool,
     pub progress_interval: Duration,
     /// Stop the job once this many rows failed or were invalid.
@@ -345,7 +345,7 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         state,
         progress: Progress::new(
             Some(total),
-            settings.allow_bar,
+            settings.show_progress,
             settings.quiet,
             settings.progress_interval,
         ),
