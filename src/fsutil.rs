@@ -3,6 +3,34 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+/// Checks before a run that `path`, given with `option` (e.g. `--summary-json`), can be
+/// written when the run ends: not a folder, and its folder exists and takes new files. A
+/// mistyped path then stops the run at once instead of after it did its work. The file itself
+/// is not created.
+pub fn check_can_create(path: &Path, option: &str) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{option} {} is a folder; give the path of a file",
+            path.display()
+        );
+    }
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = path.with_file_name(format!(".{name}.probe-{}", std::process::id()));
+    match create_private(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(err) => Err(anyhow::anyhow!(
+            "{option} {}: cannot create a file there: {err}",
+            path.display()
+        )),
+    }
+}
+
 /// A path beside the input named after its stem: `users.csv` + `.journal` → `users.journal`.
 /// A gzip input is named as what it holds: `users.csv.gz` → `users.journal`.
 pub fn beside(input: &Path, suffix: &str) -> PathBuf {

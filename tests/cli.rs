@@ -100,6 +100,53 @@ fn a_dry_run_writes_its_summary_json_to_a_file_or_stdout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_path_that_cannot_be_written_stops_the_run_before_it_reads_or_sends() {
+    let sim = simulator().await;
+    let ws = Workspace::new();
+    std::fs::copy(sample("users.csv"), ws.path("users.csv")).unwrap();
+    std::fs::create_dir(ws.path("a-folder")).unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["import", "users.csv", "--summary-json", "no/such/x.json"],
+            "--summary-json no/such/x.json",
+        ),
+        (
+            &["import", "users.csv", "--summary-json", "a-folder"],
+            "--summary-json a-folder is a folder",
+        ),
+        (
+            &[
+                "import",
+                "users.csv",
+                "--dry-run",
+                "--summary-json",
+                "no/x.json",
+            ],
+            "--summary-json no/x.json",
+        ),
+        (
+            &["verify", "users.csv", "--diff", "a-folder"],
+            "--diff a-folder is a folder",
+        ),
+        (
+            &["check-accounts", "users.csv", "--output", "no/m.csv"],
+            "--output no/m.csv",
+        ),
+    ];
+    for (args, message) in cases {
+        let run = exec(tool(&ws, &sim, args)).await;
+        run.assert_code(1);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(sim.stats().requests, 0, "nothing was sent or read");
+    assert_eq!(
+        std::fs::read_dir(ws.dir()).unwrap().count(),
+        2,
+        "no file was left behind (users.csv and a-folder only)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_and_check_accounts_write_summary_json() {
     let sim = simulator().await;
     let ws = Workspace::new();

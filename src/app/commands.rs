@@ -72,6 +72,10 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 /// `import`: a dry run, or a real import until it ends or a signal stops it.
 fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
+    check_outputs(&[
+        (args.summary_json.as_deref(), "--summary-json"),
+        (args.plan.as_deref(), "--plan"),
+    ])?;
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
     let failures_of = if args.dry_run {
@@ -206,6 +210,10 @@ fn changes_plan_command(
 
 /// `check-accounts`.
 fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
+    check_outputs(&[
+        (args.summary_json.as_deref(), "--summary-json"),
+        (args.output.as_deref(), "--output"),
+    ])?;
     let input: cli::InputArgs = args.input.into();
     let job = settings::job_input(&input, None, FailuresOf::Import)?;
     let report = check_accounts(&job, &args.connection, args.output.clone())?;
@@ -217,6 +225,10 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
 
 /// `verify`: reads the profiles back and compares them with the CSV.
 fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
+    check_outputs(&[
+        (args.summary_json.as_deref(), "--summary-json"),
+        (args.diff.as_deref(), "--diff"),
+    ])?;
     let job = settings::job_input(&args.input, None, FailuresOf::Verify)?;
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
@@ -243,6 +255,17 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
 
 /// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
 /// summary JSON written to `--summary-json` if asked.
+/// Stops before any work when an output file named on the command line cannot be created
+/// (`-`, standard output, always can).
+fn check_outputs(outputs: &[(Option<&std::path::Path>, &str)]) -> anyhow::Result<()> {
+    for (path, option) in outputs {
+        if let Some(path) = path.filter(|path| !crate::input::stdin::is_stdin(path)) {
+            crate::fsutil::check_can_create(path, option)?;
+        }
+    }
+    Ok(())
+}
+
 fn finish_report(
     passed: bool,
     summary_json: Option<&std::path::Path>,

@@ -384,6 +384,11 @@ pub fn verify_json(report: &crate::run::verify::VerifyReport, exit_code: u8) -> 
 
 /// Writes a JSON summary to `path` atomically (a temporary file renamed into place), mode 0600;
 /// or to stdout when `path` is `-`.
+/// The file a summary is written to before it is renamed into place.
+fn json_tmp_path(path: &std::path::Path) -> std::path::PathBuf {
+    path.with_extension("json.tmp")
+}
+
 pub fn write_json_value(path: &std::path::Path, json: &serde_json::Value) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
@@ -393,14 +398,16 @@ pub fn write_json_value(path: &std::path::Path, json: &serde_json::Value) -> any
         crate::run::console::out(text.as_bytes());
         return Ok(());
     }
-    let tmp = path.with_extension("json.tmp");
+    let tmp = json_tmp_path(path);
     let mut file = crate::fsutil::create_private(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     serde_json::to_writer_pretty(&mut file, json)?;
     file.write_all(b"\n")?;
     file.sync_data()?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot write the summary {}", path.display()))?;
+    if let Err(err) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err).with_context(|| format!("cannot write the summary {}", path.display()));
+    }
     Ok(())
 }
 
