@@ -75,7 +75,8 @@ Examples:
 
   # Cron: resume after a crash or kill, never overlap, leave a JSON summary; with --state a
   # regenerated export starts fresh instead of being refused
-  profile-import import users.csv --config chat.toml --resume --state state.db --summary-json run.json
+  profile-import import users.csv --config chat.toml --resume --state state.db \\
+    --summary-json run.json
 
   # Nightly sync: send only the profiles that changed since the last accepted run
   profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
@@ -483,7 +484,8 @@ pub struct SendArgs {
           value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,
 
-    /// Requests in flight at once [default: enough for the rate at 1 s latency].
+    /// Requests in flight at once [default: 1.25 × --rate, at most 4,096: enough for the rate
+    /// at 1.25 s of latency].
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, allow_negative_numbers = true)]
     pub concurrency: Option<usize>,
 
