@@ -447,6 +447,45 @@ async fn state_with_create_accounts_imports_the_accounts_and_syncs_only_changes(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_cannot_be_used_leaves_the_last_run_s_failure_csv_and_journal_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("users.csv");
+    std::fs::write(&csv, "UserID,Tag_Profile_IM_Level\nu1,5\nu2,not-a-number\n").unwrap();
+    let sim = sim().await;
+    let first = import(&sim, &csv, &dir.path().join("s.db"), &[])
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(3), "u2 is invalid");
+    let (failures, journal) = (
+        dir.path().join("users.failures.csv"),
+        dir.path().join("users.journal"),
+    );
+    let before = (
+        std::fs::read(&failures).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+
+    // A file that is not a state database (a typo in a cron line, or a corrupt file).
+    let not_a_state = dir.path().join("notes.txt");
+    std::fs::write(&not_a_state, "not a state database\n").unwrap();
+    let refused = import(&sim, &csv, &not_a_state, &[]).output().unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        (
+            std::fs::read(&failures).unwrap(),
+            std::fs::read(&journal).unwrap()
+        ),
+        before,
+        "the refused run changed the failure CSV or the journal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_is_locked_while_a_run_uses_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.db");

@@ -88,8 +88,8 @@ pub async fn prepare(
     let identity = journal::Identity::of(&job.input.path)?;
     let mut readings = vec!["content hash"];
     let resume = journal::open_for_run(&job.journal, &identity, job.journal_policy())?;
-    let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
-    // `--state`: loaded (and locked) before anything is sent.
+    // `--state`: loaded (and locked) before anything is sent, and before the failure CSV and
+    // the journal are opened: a state that cannot be used leaves them as they were.
     let (state, state_index) = match &job.state {
         Some(path) => {
             let sdkappid = client.connection().sdkappid;
@@ -99,6 +99,7 @@ pub async fn prepare(
         }
         None => (None, None),
     };
+    let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
     // Both `--state` and `--changes-only` send only each user's last valid row.
     let survey = Survey::new(state.is_some() || job.changes_only);
     let (survey, accounts) = match survey_input(job, &mapper, client, retry, stop, survey).await? {
