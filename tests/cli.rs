@@ -299,6 +299,20 @@ async fn verbose_flags_show_settings_and_bodies_then_every_row() {
 }
 
 #[test]
+fn the_simulator_refuses_fault_shares_outside_0_to_1() {
+    let ws = Workspace::new();
+    for share in ["1.5", "nan", "inf", "x"] {
+        let run = ws.run(["sim", "--fail-reset", share, "--listen", "127.0.0.1:0"]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("--fail-reset"),
+            "{share}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn show_requests_and_plan_belong_to_the_dry_run() {
     let ws = Workspace::new();
     ws.write("u.csv", "UserID,Nick\nu1,A\n");

@@ -599,7 +599,8 @@ pub struct SimArgs {
     #[arg(long, default_value = "administrator")]
     pub admin: String,
 
-    /// Requests per second before the simulator answers 60007 (sliding one-second window).
+    /// Requests per second before the simulator answers 60007 (sliding one-second window;
+    /// 0: no limit).
     #[arg(long, default_value_t = 200)]
     pub limit: u32,
 
@@ -608,19 +609,19 @@ pub struct SimArgs {
     pub latency_ms: String,
 
     /// Fraction of requests answered with 40006 (0.0-1.0).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub fail_40006: f64,
 
     /// Fraction of requests answered with HTTP 502.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub fail_502: f64,
 
     /// Fraction of connections reset without a response.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub fail_reset: f64,
 
     /// Fraction of requests answered only after this many milliseconds (see --slow-ms).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub fail_slow: f64,
 
     /// Delay for --fail-slow responses, in milliseconds.
@@ -666,6 +667,15 @@ fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
 }
 
 /// A number of seconds above 0 that a `Duration` can hold.
+/// A share between 0 and 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        Ok(_) => Err("must be a fraction from 0.0 to 1.0".into()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 fn positive_seconds(text: &str) -> Result<f64, String> {
     let secs: f64 = text
         .trim()
