@@ -253,8 +253,6 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-/// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
-/// summary JSON written to `--summary-json` if asked.
 /// Stops before any work when an output file named on the command line cannot be created
 /// (`-`, standard output, always can).
 fn check_outputs(outputs: &[(Option<&std::path::Path>, &str)]) -> anyhow::Result<()> {
@@ -266,6 +264,8 @@ fn check_outputs(outputs: &[(Option<&std::path::Path>, &str)]) -> anyhow::Result
     Ok(())
 }
 
+/// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
+/// summary JSON written to `--summary-json` if asked.
 fn finish_report(
     passed: bool,
     summary_json: Option<&std::path::Path>,
