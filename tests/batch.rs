@@ -514,17 +514,29 @@ fn hold_all_but_renamed(ws: &Workspace, sim: &SimHandle, renamed: std::ops::Rang
     write_csv(&ws.path("users.csv"), &["UserID", "Nick", "Image"], &rows);
 }
 
+/// `--changes-only --batch-nick-image` over a simulator holding every user but `renamed`, whose
+/// first request led by user `throttled` is answered 60011; the run must end with exit 0.
+async fn changes_only_batch_run(
+    ws: &Workspace,
+    throttled: usize,
+    renamed: std::ops::Range<usize>,
+) -> (SimHandle, Run) {
+    let sim = SimHandle::start(one_60011_for(&user(throttled)))
+        .await
+        .unwrap();
+    hold_all_but_renamed(ws, &sim, renamed);
+    let run = exec(batch_import(ws, &sim, "users.csv", &["--changes-only"])).await;
+    run.assert_code(0);
+    (sim, run)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_changes_only_an_app_wide_60011_on_a_read_slows_the_batch_path_too() {
     let ws = Workspace::new();
     // Chat already holds every row but ten renamed users, which alone go through the batch
     // path. user_00000 is only ever read: the 60011 comes from the first read, and from no
     // multiaccount_import.
-    let sim = SimHandle::start(one_60011_for(&user(0))).await.unwrap();
-    hold_all_but_renamed(&ws, &sim, 100..110);
-
-    let run = exec(batch_import(&ws, &sim, "users.csv", &["--changes-only"])).await;
-    run.assert_code(0);
+    let (sim, run) = changes_only_batch_run(&ws, 0, 100..110).await;
 
     let stats = sim.stats();
     assert_eq!(stats.count_for("portrait_get", "60011"), 1, "{stats}");
@@ -552,11 +564,7 @@ async fn with_changes_only_an_app_wide_60011_on_the_batch_path_slows_the_reads_t
     // Ten renamed users go through the batch path in one call led by user_00150, which no
     // read leads (reads of 100 users start at user_00000 and user_00100): the 60011s come
     // from the batch path alone (its multiaccount_import, and its self-check's read-back).
-    let sim = SimHandle::start(one_60011_for(&user(150))).await.unwrap();
-    hold_all_but_renamed(&ws, &sim, 150..160);
-
-    let run = exec(batch_import(&ws, &sim, "users.csv", &["--changes-only"])).await;
-    run.assert_code(0);
+    let (sim, run) = changes_only_batch_run(&ws, 150, 150..160).await;
 
     let stats = sim.stats();
     assert_eq!(
