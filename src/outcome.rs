@@ -74,4 +74,14 @@ pub struct Failure {
     pub stage: Stage,
     /// Send attempts made (0 for validation failures).
     pub attempts: u32,
+    /// Header names of the row's cells that a later row of the same user sent: a re-import
+    /// of the row leaves them out (the failure CSV's `_superseded` column).
+    pub superseded: Vec<String>,
+}
+
+/// Why an account could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFailure {
+    pub code: FailureCode,
+    pub message: String,
 }

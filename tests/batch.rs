@@ -344,14 +344,32 @@ async fn a_killed_batch_run_resumes_and_sends_every_row_left() {
 
     let resumed = exec(batch_import(&ws, &sim, "users.csv", &["--resume"])).await;
     resumed.assert_code(0);
-    assert_eq!(resumed.count("ok"), rows.len() as u64, "{}", resumed.stderr);
+    // The three repeated users' first rows merge into their second.
+    assert_eq!(
+        resumed.count("ok"),
+        rows.len() as u64 - 3,
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(resumed.count("superseded"), 3, "{}", resumed.stderr);
     assert_eq!(resumed.count("not attempted"), 0);
     assert_eq!(sim.profiles(), expected);
     assert!(failure_lines(&ws.path("users.failures.csv")).is_empty());
     // Every line final, and journalled once across the two runs.
     let lines = journal_lines(&ws.path("users.journal"));
     assert_eq!(lines.len(), rows.len());
-    assert!(lines.values().all(|state| state == "ok"));
+    let superseded: Vec<u64> = lines
+        .iter()
+        .filter(|(_, state)| *state == "superseded")
+        .map(|(line, _)| *line)
+        .collect();
+    assert_eq!(superseded.len(), 3);
+    for line in superseded {
+        assert!([12, 5_002, 15_002].contains(&line), "line {line}");
+    }
+    assert!(lines
+        .values()
+        .all(|state| state == "ok" || state == "superseded"));
     assert_eq!(requests_to(&sim, "portrait_set"), 0);
 }
 

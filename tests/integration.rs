@@ -16,6 +16,7 @@ mod input_edges;
 mod layers;
 mod ops;
 mod reliability;
+mod repeated_users;
 mod resume;
 mod security;
 mod send;

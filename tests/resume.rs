@@ -395,6 +395,7 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
         "failure_csv",
         "journal",
         "stopped",
+        "accounts",
     ];
     want_keys.sort_unstable();
     let mut keys = keys;
@@ -406,7 +407,8 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
     assert_eq!(json["exit_code"], 3);
     assert_eq!(json["dry_run"], false);
     assert_eq!(json["rows"], 31);
-    assert_eq!(json["ok"], 25, "{json}");
+    // The repeated user's two rows merge: one is ok, the other superseded.
+    assert_eq!(json["ok"], 24, "{json}");
     assert_eq!(json["failed"], 3);
     assert_eq!(json["failed_by_code"], json!({ "40003": 3 }));
     assert_eq!(json["invalid"], 2);
@@ -417,7 +419,7 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
     );
     assert_eq!(json["skipped"], 1);
     assert_eq!(json["unchanged"], 0);
-    assert_eq!(json["superseded"], 0);
+    assert_eq!(json["superseded"], 1);
     assert_eq!(json["not_attempted"], 0);
     // The client's counts are Chat's: every request, every 40006 retried.
     assert_eq!(json["requests"], stats.requests, "{stats}");

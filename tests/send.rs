@@ -130,11 +130,19 @@ async fn all_ok_despite(faults: Faults) -> (SimHandle, SendReport) {
 
 #[track_caller]
 fn assert_all_ok(report: &SendReport, rows: u64, failures: &Path) {
+    assert_all_users_ok(report, rows, rows, failures);
+}
+
+/// Like `assert_all_ok` for a file of `rows` rows over `users` users: each user's rows merge
+/// into one request, so `users` rows are ok and the rest superseded.
+#[track_caller]
+fn assert_all_users_ok(report: &SendReport, rows: u64, users: u64, failures: &Path) {
     let s = &report.summary;
     assert!(report.fatal.is_none(), "fatal: {:?}\n{s}", report.fatal);
     assert!(!report.interrupted, "{s}");
     assert_eq!(s.rows, rows, "{s}");
-    assert_eq!(s.ok, rows, "{s}");
+    assert_eq!(s.ok, users, "{s}");
+    assert_eq!(s.superseded, rows - users, "{s}");
     assert_eq!(
         (s.failed, s.invalid, s.skipped, s.not_attempted),
         (0, 0, 0, 0),
@@ -332,8 +340,13 @@ async fn full_import_applies_exactly_the_csv_values_and_the_last_row_wins() {
     }
 
     let report = import(&sim, &csv, &failures, settings(200, 32, 5)).await;
-    assert_all_ok(&report, rows.len() as u64, &failures);
+    assert_all_users_ok(&report, rows.len() as u64, 181, &failures);
     assert_eq!(rows.len(), 202);
+    assert_eq!(
+        sim.stats().by_command.get("portrait_set"),
+        Some(&181),
+        "each user costs one portrait_set, its rows merged"
+    );
     assert_eq!(report.summary.duplicates.users, 16, "{}", report.summary);
 
     let profiles = sim.profiles();
@@ -364,8 +377,8 @@ async fn full_import_applies_exactly_the_csv_values_and_the_last_row_wins() {
         "热爱生活，热爱代码 🚀 \"#33\", ok"
     );
     let stats = sim.stats();
-    assert_eq!(stats.applied, 202, "{stats}");
-    assert_eq!(stats.count("0"), 202, "{stats}");
+    assert_eq!(stats.applied, 181, "{stats}");
+    assert_eq!(stats.count("0"), 181, "{stats}");
 }
 
 // ── 2. transient Chat errors ───────────────────────────────────────────────────────────────
@@ -598,7 +611,7 @@ async fn timeouts_fail_rows_as_outcome_unknown() {
 // ── 8. one request in flight per user ──────────────────────────────────────────────────────
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn never_two_requests_in_flight_for_one_user() {
+async fn each_user_is_sent_once_with_its_rows_merged() {
     let ws = Workspace::new();
     let mut config = sim_config();
     config.latency_min = Duration::from_millis(10);
@@ -619,8 +632,10 @@ async fn never_two_requests_in_flight_for_one_user() {
     let failures = ws.path("failures.csv");
 
     let report = import(&sim, &csv, &failures, settings(200, 64, 5)).await;
-    assert_all_ok(&report, 300, &failures);
+    // Each user's 30 rows merge into one request.
+    assert_all_users_ok(&report, 300, 10, &failures);
     let stats = sim.stats();
+    assert_eq!(stats.by_command.get("portrait_set"), Some(&10), "{stats}");
     assert_eq!(stats.max_in_flight_per_user, 1, "{stats}");
     // Otherwise the test would prove nothing: different users did overlap.
     assert!(stats.max_in_flight >= 2, "{stats}");

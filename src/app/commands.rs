@@ -12,16 +12,17 @@ use crate::app::cli::{self, Cli, Command, SendArgs, StateCommand};
 use crate::app::exit::ExitStatus;
 use crate::app::signals::status_of;
 use crate::app::{demo, settings, signals};
-use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig;
 use crate::input::stdin::StdinSpool;
+use crate::run::changes::ChatReads;
 use crate::run::console;
+use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
-use crate::run::summary;
 use crate::run::{accounts, changes, dry_run, verify};
+use crate::run::{sinks, summary};
 use crate::sim;
 use crate::store::failures::FailuresOf;
 use crate::store::{lock, state};
@@ -142,7 +143,12 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
         warn_if_no_rows(summary.rows, &args.input.csv);
     }
     if let (Some(path), Some(summary)) = (summary_json, &summary) {
-        summary::write_json(&path, summary, status.code())?;
+        let status = if console::closed() {
+            ExitStatus::OutputClosed
+        } else {
+            status
+        };
+        sinks::write_json_value(&path, &summary.to_json(status.code()))?;
     }
     Ok(status)
 }
@@ -161,20 +167,24 @@ fn dry_run_command(
         show_requests: show,
         parallel_min_bytes: args.parallel_min_bytes,
     };
-    let summary = dry_run::run(job, options)?;
+    let mut summary = dry_run::run(job, options)?;
     warn_long_locations(&summary);
     warn_if_no_rows(summary.rows, &args.input.csv);
     let mut status = status_of(&summary);
-    summary::print(&summary, status.code());
     if args.check_accounts {
-        let missing = check_accounts(job, &args.connection, None)?;
-        if missing.missing > 0 && status == ExitStatus::Success {
+        sinks::print(&summary, status.code());
+        let checked = check_accounts(job, &args.connection, None)?;
+        if !checked.passed() && status == ExitStatus::Success {
             status = ExitStatus::RowsFailed;
         }
+        console::err(&checked.to_string());
+        summary.accounts_checked = checked.accounts_checked;
+        if let Some(path) = &args.summary_json {
+            sinks::write_json_value(path, &summary.to_json(status.code()))?;
+        }
+        return Ok(status);
     }
-    if let Some(path) = &args.summary_json {
-        summary::write_json(path, &summary, status.code())?;
-    }
+    finish(&summary, status, args.summary_json.as_deref())?;
     Ok(status)
 }
 
@@ -191,21 +201,17 @@ fn changes_plan_command(
         .clone()
         .unwrap_or_else(|| changes::plan::default_path(&job.input.path));
     let settings = send_settings(&args.sending, quiet);
-    let stop = CancellationToken::new();
-    let checks_rate = accounts::BATCH_CALLS_PER_SECOND;
-    let checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop.clone());
-    let api = ChatApi::new(client, args.read_rate, settings.retry, stop);
+    let uses = [Use::Reads(args.read_rate), Use::AccountChecks];
+    let handles = Handles::new(&client, settings.retry, &CancellationToken::new(), &uses);
     let planner = changes::plan::Planner {
-        api: Arc::new(api),
-        account_check: Arc::new(checks),
-        in_flight: changes::reads_in_flight(args.read_rate),
+        chat: ChatReads::new(
+            handles.reads()?.clone(),
+            Some(handles.account_checks()?.clone()),
+        ),
     };
     let report = runtime()?.block_on(planner.run(job, &plan_csv))?;
     warn_if_no_rows(report.rows, &args.input.csv);
-    console::err(&report.to_string());
-    finish_report(report.passed(), args.summary_json.as_deref(), |code| {
-        report.to_json(code)
-    })
+    finish_report(&report, args.summary_json.as_deref())
 }
 
 /// `check-accounts`.
@@ -217,10 +223,9 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
     let input: cli::InputArgs = args.input.into();
     let job = settings::job_input(&input, None, FailuresOf::Import)?;
     let report = check_accounts(&job, &args.connection, args.output.clone())?;
-    warn_if_no_rows(report.checked, &input.csv);
-    finish_report(report.missing == 0, args.summary_json.as_deref(), |code| {
-        report.to_json(code)
-    })
+    let checked = report.accounts_checked.clone().unwrap_or_default();
+    warn_if_no_rows(checked.users, &input.csv);
+    finish_report(&report, args.summary_json.as_deref())
 }
 
 /// `verify`: reads the profiles back and compares them with the CSV.
@@ -236,9 +241,19 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
         .diff
         .clone()
         .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
-    let stop = CancellationToken::new();
-    let api = ChatApi::new(client, args.rate, RetryPolicy::default(), stop);
-    let verifier = verify::Verifier { api: &api };
+    let uses = [Use::Reads(args.rate), Use::AccountChecks];
+    let handles = Handles::new(
+        &client,
+        RetryPolicy::default(),
+        &CancellationToken::new(),
+        &uses,
+    );
+    let verifier = verify::Verifier {
+        chat: ChatReads::new(
+            handles.reads()?.clone(),
+            Some(handles.account_checks()?.clone()),
+        ),
+    };
     let report = runtime()?.block_on(verifier.run(
         &job.input,
         job.rules,
@@ -246,11 +261,8 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
         &diff,
         &job.failures,
     ))?;
-    warn_if_no_rows(report.users, &args.input.csv);
-    console::err(&report.to_string());
-    finish_report(report.passed(), args.summary_json.as_deref(), |code| {
-        summary::verify_json(&report, code)
-    })
+    warn_if_no_rows(report.rows, &args.input.csv);
+    finish_report(&report, args.summary_json.as_deref())
 }
 
 /// Stops before any work when an output file named on the command line cannot be created
@@ -265,21 +277,40 @@ fn check_outputs(outputs: &[(Option<&std::path::Path>, &str)]) -> anyhow::Result
 }
 
 /// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
-/// summary JSON written to `--summary-json` if asked.
+/// report shown and written to `--summary-json` if asked.
 fn finish_report(
-    passed: bool,
+    report: &summary::Summary,
     summary_json: Option<&std::path::Path>,
-    json: impl FnOnce(u8) -> serde_json::Value,
 ) -> anyhow::Result<ExitStatus> {
-    let status = if passed {
+    let status = if report.passed() {
         ExitStatus::Success
     } else {
         ExitStatus::RowsFailed
     };
-    if let Some(path) = summary_json {
-        summary::write_json_value(path, &json(status.code()))?;
-    }
+    finish(report, status, summary_json)?;
     Ok(status)
+}
+
+/// Shows the report through its sinks: the text summary, and the JSON file if asked. The exit
+/// status they record is the one the process ends with (a closed output makes it 141).
+fn finish(
+    report: &summary::Summary,
+    status: ExitStatus,
+    summary_json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let status = if console::closed() {
+        ExitStatus::OutputClosed
+    } else {
+        status
+    };
+    let mut sinks: Vec<Box<dyn sinks::Sink>> = vec![Box::new(sinks::TextSummary)];
+    if let Some(path) = summary_json {
+        sinks.push(Box::new(sinks::JsonSummary(path.to_path_buf())));
+    }
+    for sink in &mut sinks {
+        sink.finish(report, status.code())?;
+    }
+    Ok(())
 }
 
 /// `state export`: to a file, or to stdout without `--output` (or with `--output -`).
@@ -381,62 +412,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// What `check-accounts` found.
-struct AccountsReport {
-    checked: u64,
-    missing: u64,
-    /// The list of users not imported, when there are any.
-    missing_list: Option<std::path::PathBuf>,
-}
-
-impl AccountsReport {
-    fn to_json(&self, exit_code: u8) -> serde_json::Value {
-        serde_json::json!({
-            "command": "check-accounts",
-            "exit_code": exit_code,
-            "users_checked": self.checked,
-            "not_imported": self.missing,
-            "missing_list": self.missing_list,
-        })
-    }
-}
-
 /// Asks Chat which of the file's users are not imported; writes them to `output` (default
-/// beside the input) and says how many.
+/// beside the input) and reports how many.
 fn check_accounts(
     job: &JobInput,
     connection: &cli::ConnectionArgs,
     output: Option<std::path::PathBuf>,
-) -> anyhow::Result<AccountsReport> {
+) -> anyhow::Result<summary::Summary> {
     let connection = settings::connection(connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
     let output =
         output.unwrap_or_else(|| crate::fsutil::beside(&job.input.path, ".missing-accounts.csv"));
-    let rate = accounts::BATCH_CALLS_PER_SECOND;
-    let api = ChatApi::new(
-        client,
-        rate,
+    let handles = Handles::new(
+        &client,
         RetryPolicy::default(),
-        CancellationToken::new(),
+        &CancellationToken::new(),
+        &[Use::AccountChecks],
     );
-    let calls = accounts::AccountCalls { api: &api };
+    let calls = accounts::AccountCalls {
+        api: handles.account_checks()?,
+    };
     let (checked, missing) =
         runtime()?.block_on(accounts::check_all(&job.input, job.rules, &calls, &output))?;
-    let mut report = format!(
-        "── check-accounts ──\nusers checked    {checked:>10}\nnot imported     {missing:>10}\n"
-    );
-    if missing > 0 {
-        report.push_str(&format!("missing list     {}\n", output.display()));
-    } else {
+    if missing == 0 {
         let _ = std::fs::remove_file(&output);
-        report.push_str("missing list     none (every user is imported)\n");
     }
-    console::err(&report);
-    Ok(AccountsReport {
-        checked,
-        missing,
+    let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
+    report.accounts_checked = Some(summary::AccountsChecked {
+        users: checked,
+        not_imported: missing,
         missing_list: (missing > 0).then_some(output),
-    })
+    });
+    Ok(report)
 }
 
 /// Send settings from the command line (clap has already refused zero and negative values).

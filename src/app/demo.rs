@@ -11,16 +11,18 @@ use anyhow::Context;
 
 use crate::app::cli::DemoArgs;
 use crate::app::exit::ExitStatus;
-use crate::chat::api::ChatApi;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::connection::{Connection, Credentials};
 use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig::SecretKey;
 use crate::input::reader::InputOptions;
 use crate::input::row::RowRules;
+use crate::run::changes::ChatReads;
 use crate::run::console;
+use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
 use crate::run::send::{self, SendSettings};
+use crate::run::sinks;
 use crate::sim::{Faults, SimConfig, SimHandle};
 
 /// The sample shipped in the binary, used when samples/users.csv is not at hand.
@@ -96,8 +98,14 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         csv.display()
     ));
     let stop = tokio_util::sync::CancellationToken::new();
-    let api = ChatApi::new(client.clone(), 200, RetryPolicy::default(), stop);
-    let verifier = crate::run::verify::Verifier { api: &api };
+    let uses = [Use::Reads(200), Use::AccountChecks];
+    let handles = Handles::new(&client, RetryPolicy::default(), &stop, &uses);
+    let verifier = crate::run::verify::Verifier {
+        chat: ChatReads::new(
+            handles.reads()?.clone(),
+            Some(handles.account_checks()?.clone()),
+        ),
+    };
     let report = verifier
         .run(
             &job.input,
@@ -107,7 +115,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             &workdir.join("users.verify-failures.csv"),
         )
         .await?;
-    console::err(&report.to_string());
+    sinks::print(&report, 0);
     let again = import_changes_only(&job, &client, settings, &sim).await?;
 
     show_simulator(&sim);

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::exit::ExitStatus;
 use crate::run::console;
 use crate::run::send::SendReport;
-use crate::run::summary::{self, Summary};
+use crate::run::sinks;
+use crate::run::summary::Summary;
 use crate::store::state::RunTotals;
 
 /// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
@@ -56,7 +57,7 @@ where
     } else {
         status_of(&report.summary)
     };
-    summary::print(&report.summary, status.code());
+    sinks::print(&report.summary, status.code());
     if let Some(mut state) = report.state {
         let summary = &report.summary;
         let totals = RunTotals {

@@ -21,6 +21,15 @@ pub mod command {
     pub const MULTIACCOUNT_IMPORT: &str = "im_open_login_svc/multiaccount_import";
     pub const ACCOUNT_IMPORT: &str = "im_open_login_svc/account_import";
     pub const ACCOUNT_CHECK: &str = "im_open_login_svc/account_check";
+
+    /// Chat's documented limit for a command, in calls a second (spec §1.5): 100 for the
+    /// batch account commands, 200 for the others.
+    pub fn limit(command: &str) -> u32 {
+        match command {
+            MULTIACCOUNT_IMPORT | ACCOUNT_CHECK => 100,
+            _ => 200,
+        }
+    }
 }
 
 /// A paced, retried way to call Chat.

@@ -2,6 +2,7 @@
 //! classes, the pacer (and when the sending thread may nap) and one call retried. Nothing
 //! here knows about CSV files or runs.
 
+pub mod accounts;
 pub mod api;
 pub mod client;
 pub mod codes;

@@ -12,7 +12,7 @@ const BLOCK_WORDS: usize = 8; // 512 bits: one cache line, so each lookup costs 
 const BLOCKS: usize = (8 << 20) / (BLOCK_WORDS * 8);
 const PROBES: u32 = 6;
 /// Candidates kept exactly; beyond this the report says "at least".
-const MAX_CANDIDATES: usize = 500_000;
+pub const MAX_CANDIDATES: usize = 500_000;
 
 /// Finds UserIDs that occur more than once.
 pub struct DuplicateFinder {

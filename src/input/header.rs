@@ -13,15 +13,22 @@ use serde::Deserialize;
 
 use crate::input::profile::{self, StandardField, Tag, CUSTOM_TAG_PREFIX, MAX_CUSTOM_COLUMNS};
 
-/// The columns a failure CSV appends after the input's own. They are recognised and ignored on
-/// input, so a failure CSV can be fed straight back in.
-pub const FAILURE_COLUMNS: [&str; 5] = [
+/// The columns a failure CSV appends after the input's own. They are recognised on input, so a
+/// failure CSV can be fed straight back in: all are ignored but [`SUPERSEDED_COLUMN`], whose
+/// cells a re-import leaves out (a later row of the same user set them already).
+pub const FAILURE_COLUMNS: [&str; 6] = [
     "_error_code",
     "_error_message",
     "_stage",
     "_attempts",
+    SUPERSEDED_COLUMN,
     "_line",
 ];
+
+/// The failure column that names (as a JSON array of header names) the row's cells that a
+/// later row of the same user set: a re-import of the row must not send them again, or an
+/// older value would overwrite a newer one.
+pub const SUPERSEDED_COLUMN: &str = "_superseded";
 
 /// Header names accepted for the user column when none is named.
 pub const DEFAULT_USER_COLUMNS: [&str; 2] = ["UserID", "From_Account"];
@@ -60,6 +67,23 @@ impl Columns {
         self.roles
             .iter()
             .position(|role| *role == ColumnRole::Field(Tag::Standard(StandardField::Location)))
+    }
+
+    /// The column of an earlier failure CSV that names each row's superseded cells.
+    pub fn superseded_index(&self) -> Option<usize> {
+        self.names.iter().enumerate().position(|(i, name)| {
+            name == SUPERSEDED_COLUMN && self.roles[i] == ColumnRole::FailureInfo
+        })
+    }
+
+    /// The indexes of the columns named in a `_superseded` cell; names that are not columns
+    /// of this file are ignored.
+    pub fn named_in(&self, list: &[u8]) -> Vec<usize> {
+        let names: Vec<String> = serde_json::from_slice(list).unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|name| self.names.iter().position(|n| n == name))
+            .collect()
     }
 
     /// Indexes of the columns a failure CSV copies from the input: all but earlier failure info.

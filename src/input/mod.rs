@@ -3,9 +3,12 @@
 
 pub mod dupes;
 pub mod header;
+pub mod merge;
 pub mod parts;
 pub mod profile;
 pub mod reader;
 pub mod row;
+pub mod rows;
+pub mod source;
 pub mod stdin;
 pub mod survey;

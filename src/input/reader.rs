@@ -1,7 +1,8 @@
 //! The CSV reader: opening the input (plain or gzip), checking its encoding and header, and
 //! streaming records one at a time into a reused buffer, so memory stays flat at any file size.
+//! It is the CSV [`RecordSource`]; commands read it through `input::rows::Rows`.
 //!
-//! This is the only place that builds a `csv::Reader`.
+//! This is the only place that builds a `csv::Reader` of the input.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -14,17 +15,7 @@ use csv::ByteRecord;
 
 use crate::input::header::{self, Columns, Mapping};
 use crate::input::parts::CutGuard;
-
-/// Where a row sits in the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowPos {
-    /// 0-based record index (the header not counted).
-    pub index: u64,
-    /// 1-based physical line where the record starts.
-    pub line: u64,
-    /// Byte offset where the CSV reader began reading the record.
-    pub byte: u64,
-}
+use crate::input::source::{RecordSource, RowPos};
 
 /// How to read the input file.
 #[derive(Debug, Clone, Default)]
@@ -163,7 +154,7 @@ impl CsvInput {
     ///
     /// The cut may still fall inside a quoted field that spans lines; only reading the first
     /// half tells (see `parts::starts_at_cut`), and then the first half's reader carries on alone.
-    pub fn parallel_cut(&self, min_len: u64) -> anyhow::Result<Option<u64>> {
+    fn parallel_cut(&self, min_len: u64) -> anyhow::Result<Option<u64>> {
         let Source::File(file) = &self.reader.get_ref().inner else {
             return Ok(None);
         };
@@ -235,7 +226,7 @@ impl CsvInput {
     ///
     /// `guard` is shared with the first reader: once the split has failed this reader sees the
     /// end of its input, and until it holds, a record over `SPECULATIVE_RECORD_BYTES` fails it.
-    pub fn open_at(&self, cut: u64, guard: Arc<CutGuard>) -> anyhow::Result<CsvInput> {
+    fn open_at(&self, cut: u64, guard: Arc<CutGuard>) -> anyhow::Result<CsvInput> {
         let file = File::open(&self.path)
             .with_context(|| format!("cannot open {}", self.path.display()))?;
         let mut tracker = LineTracker::new(Source::File(file));
@@ -266,7 +257,7 @@ impl CsvInput {
     /// csv reads a quote that never closes to the end of the file without complaint, which
     /// would silently fold every later line into one field. So once the end is in sight, the
     /// tail is checked, and the record holding such a quote is flagged (`unterminated`).
-    pub fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+    fn read_record(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
         self.unterminated = false;
         if self.given_up() {
             return Ok(None);
@@ -293,12 +284,6 @@ impl CsvInput {
             }
         }
         Ok(Some(line))
-    }
-
-    /// True if the record last returned opens a quote that never closes before the end of
-    /// the file (so it swallowed every line after it).
-    pub fn unterminated(&self) -> bool {
-        self.unterminated
     }
 
     /// Scans the input from `start` (a record boundary) to the end, the way csv quotes work,
@@ -376,10 +361,33 @@ impl CsvInput {
     }
 }
 
-impl CsvInput {
+impl RecordSource for CsvInput {
+    fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    fn read(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+        self.read_record(record)
+    }
+
+    fn unterminated(&self) -> bool {
+        self.unterminated
+    }
+
+    fn second_half(
+        &self,
+        min_len: u64,
+        guard: Arc<CutGuard>,
+    ) -> anyhow::Result<Option<(u64, Box<dyn RecordSource>)>> {
+        let Some(cut) = self.parallel_cut(min_len)? else {
+            return Ok(None);
+        };
+        Ok(Some((cut, Box::new(self.open_at(cut, guard)?))))
+    }
+
     /// Continues after the record at `pos` (from the journal), without re-reading what lies
     /// before it: seeks to where that record begins, reads it once more, and discards it.
-    pub fn seek_past(&mut self, pos: RowPos) -> anyhow::Result<()> {
+    fn seek_past(&mut self, pos: RowPos) -> anyhow::Result<()> {
         let mut position = csv::Position::new();
         position
             .set_byte(pos.byte)
@@ -389,7 +397,7 @@ impl CsvInput {
             .seek(position)
             .context("cannot seek in the input to resume")?;
         let mut record = ByteRecord::new();
-        let Some(line) = self.read(&mut record)? else {
+        let Some(line) = self.read_record(&mut record)? else {
             bail!("the input ends before the journal's checkpoint; was it truncated?");
         };
         // Lines were counted from the seek point; shift them to the file's real numbering.
@@ -397,9 +405,11 @@ impl CsvInput {
         breaks.passed += pos.line.saturating_sub(line);
         Ok(())
     }
+}
 
+impl CsvInput {
     /// The byte where the CSV reader began reading `record` (for the journal).
-    pub fn start_byte(record: &ByteRecord) -> u64 {
+    fn start_byte(record: &ByteRecord) -> u64 {
         record.position().map_or(0, |p| p.byte())
     }
 }
@@ -812,8 +822,8 @@ mod tests {
         let mut input = CsvInput::from_bytes(data.to_vec(), &options).unwrap();
         let mut record = ByteRecord::new();
         let mut out = Vec::new();
-        while let Some(line) = input.read(&mut record).unwrap() {
-            out.push((line, input.unterminated()));
+        while let Some(line) = input.read_record(&mut record).unwrap() {
+            out.push((line, input.unterminated));
         }
         out
     }
@@ -843,7 +853,7 @@ mod tests {
         let guard = Arc::new(CutGuard::default());
         let mut second = first.open_at(cut, guard.clone()).unwrap();
         let mut record = ByteRecord::new();
-        assert_eq!(second.read(&mut record).unwrap(), None);
+        assert_eq!(second.read_record(&mut record).unwrap(), None);
         assert!(guard.failed());
         // The first reader then finds the cut failed and reads on.
         assert!(!guard.hold());
@@ -856,7 +866,7 @@ mod tests {
         assert!(guard.hold());
         let mut second = first.open_at(cut, guard.clone()).unwrap();
         let mut record = ByteRecord::new();
-        assert_eq!(second.read(&mut record).unwrap(), Some(1));
+        assert_eq!(second.read_record(&mut record).unwrap(), Some(1));
         assert!(
             record.as_slice().len() > 3 << 20,
             "{}",

@@ -88,6 +88,7 @@ pub fn failure_from(violations: &[Violation]) -> Failure {
         message,
         stage: Stage::Validate,
         attempts: 0,
+        superseded: Vec::new(),
     }
 }
 
@@ -107,6 +108,8 @@ pub struct RowMapper {
     /// once against this is cheaper than looking up each field's cell by index.
     slots: Vec<Option<FieldColumn>>,
     rules: RowRules,
+    /// An earlier failure CSV's `_superseded` column: the cells it names are left out.
+    superseded: Option<usize>,
 }
 
 impl RowMapper {
@@ -135,10 +138,43 @@ impl RowMapper {
             });
         }
         RowMapper {
+            superseded: columns.superseded_index(),
             columns,
             slots,
             rules,
         }
+    }
+
+    pub fn rules(&self) -> RowRules {
+        self.rules
+    }
+
+    /// The columns a row of an earlier failure CSV says a later row of its user set already:
+    /// they are left out of its body, unchecked.
+    pub fn superseded_in(&self, record: &ByteRecord) -> Vec<usize> {
+        match self.superseded.and_then(|index| record.get(index)) {
+            Some(cell) if !cell.trim_ascii().is_empty() => self.columns.named_in(cell),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The profile columns whose cells a valid record sends: every one but those left out as
+    /// empty (`--empty skip`) or as superseded. Applying a user's rows one by one leaves each
+    /// of these columns' tag as the last row that sends it says.
+    pub fn sent_columns(&self, record: &ByteRecord) -> Vec<usize> {
+        let superseded = self.superseded_in(record);
+        self.slots
+            .iter()
+            .flatten()
+            .map(|field| field.index)
+            .filter(|&index| !superseded.contains(&index))
+            .filter(|&index| {
+                self.rules.empty == EmptyPolicy::Clear
+                    || record
+                        .get(index)
+                        .is_some_and(|cell| !cell.trim_ascii().is_empty())
+            })
+            .collect()
     }
 
     pub fn columns(&self) -> &Columns {
@@ -205,6 +241,7 @@ impl RowMapper {
         write_json_str(body, user_id, clean);
         body.extend_from_slice(b",\"ProfileItem\":[");
         let mut items = 0;
+        let superseded = self.superseded_in(record);
         // A record's fields lie back to back in `as_slice()`, so each cell's place in `whole`
         // is the sum of the lengths before it.
         let mut start = 0;
@@ -214,6 +251,9 @@ impl RowMapper {
             let Some(field) = slot else {
                 continue;
             };
+            if superseded.contains(&field.index) {
+                continue;
+            }
             let checked = whole.and_then(|w| w.get(range));
             let cell = match checked {
                 Some(cell) => cell,

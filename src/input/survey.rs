@@ -1,24 +1,67 @@
 //! The survey: what one reading of the input tells a run before anything is sent — how many
-//! rows it has, which UserIDs may repeat, and (for `--state`) the last valid row of each user
-//! that may repeat.
+//! rows it has, which UserIDs repeat, and, for each user that may repeat, where its last valid
+//! row is and which row last sent each column. With that, the rows of a repeated user can be
+//! merged (`input::merge`) as the send reads them, in bounded memory.
 
 use std::collections::HashMap;
 
 use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
-use crate::input::reader::{CsvInput, InputOptions};
+use crate::input::reader::InputOptions;
 use crate::input::row::{RowMapper, Verdict};
+use crate::input::rows::{Row, Rows};
+
+/// What the survey knows of one user the duplicate filter saw more than once. Rows before the
+/// filter noticed the user (only its first row) are not counted, which is exact for every
+/// question asked of it: each is about the rows after a given one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaterRows {
+    /// The last row with something to set.
+    pub last_ready: Option<u64>,
+    /// The last valid row, with or without something to set (the user's account is handled
+    /// there).
+    pub last_valid: Option<u64>,
+    /// (column, the last row that sent it), for every column a valid row sent.
+    sent: Vec<(usize, u64)>,
+}
+
+impl LaterRows {
+    /// The columns that a valid row after `row` sends.
+    pub fn sent_after(&self, row: u64) -> impl Iterator<Item = usize> + '_ {
+        self.sent
+            .iter()
+            .filter(move |&&(_, last)| last > row)
+            .map(|&(column, _)| column)
+    }
+
+    fn note(&mut self, row: u64, verdict: &Verdict, sent: &[usize]) {
+        match verdict {
+            Verdict::Ready { .. } => {
+                self.last_ready = Some(row);
+                self.last_valid = Some(row);
+                for &column in sent {
+                    match self.sent.iter_mut().find(|(c, _)| *c == column) {
+                        Some(entry) => entry.1 = row,
+                        None => self.sent.push((column, row)),
+                    }
+                }
+            }
+            Verdict::Skipped { .. } => self.last_valid = Some(row),
+            Verdict::Invalid(_) => {}
+        }
+    }
+}
+
+/// Users that may have several rows → what their later rows hold.
+pub type RepeatedUsers = HashMap<Box<str>, LaterRows>;
 
 /// Facts gathered record by record, in file order.
+#[derive(Default)]
 pub struct Survey {
     rows: u64,
     finder: DuplicateFinder,
-    /// `--state`: user → record index of their last valid row, for every user the duplicate
-    /// filter reported as probably seen before. A repeated user's last row always comes after
-    /// the filter saw its first, so the index is exact; a user the filter wrongly suspected has
-    /// one row, which is its own last.
-    last_ready: Option<HashMap<String, u64>>,
+    repeated: RepeatedUsers,
     body: Vec<u8>,
 }
 
@@ -27,70 +70,75 @@ pub struct SurveyFindings {
     pub rows: u64,
     /// Feed it every row's UserID again (`into_recount`) for the exact duplicate report.
     pub finder: DuplicateFinder,
-    /// Users with several valid rows (and a few suspected wrongly) → their last valid row.
-    pub last_ready: Option<HashMap<String, u64>>,
+    /// Users with several rows (and a few suspected wrongly, whose one row is their own last).
+    pub repeated: RepeatedUsers,
 }
 
 impl Survey {
-    /// A survey; `last_rows` also finds each repeated user's last valid row.
-    pub fn new(last_rows: bool) -> Survey {
-        Survey {
-            rows: 0,
-            finder: DuplicateFinder::default(),
-            last_ready: last_rows.then(HashMap::new),
-            body: Vec::new(),
-        }
-    }
-
-    /// Notes the next record. `unterminated`: the reader reports it cut off by an unclosed
-    /// quote, so it is never valid.
-    pub fn observe(&mut self, record: &ByteRecord, mapper: &RowMapper, unterminated: bool) {
-        let index = self.rows;
+    /// Notes the next row.
+    pub fn observe(&mut self, row: &Row, mapper: &RowMapper) {
         self.rows += 1;
-        let Some(user_id) = mapper.user_id(record).filter(|id| !id.is_empty()) else {
+        let Some(user_id) = mapper.user_id(row.record).filter(|id| !id.is_empty()) else {
             return;
         };
         self.finder.observe(user_id);
-        let Some(last_ready) = &mut self.last_ready else {
-            return;
-        };
-        if unterminated || !self.finder.is_candidate(user_id) {
+        if !self.finder.is_candidate(user_id) {
             return;
         }
-        if let Verdict::Ready { user_id, .. } = mapper.map(record, &mut self.body) {
-            match last_ready.get_mut(user_id) {
-                Some(last) => *last = index,
-                None => {
-                    last_ready.insert(user_id.to_string(), index);
-                }
+        let verdict = judge(mapper, row, &mut self.body);
+        let sent = match verdict {
+            Verdict::Ready { .. } => mapper.sent_columns(row.record),
+            _ => Vec::new(),
+        };
+        match self.repeated.get_mut(user_id) {
+            Some(later) => later.note(row.pos.index, &verdict, &sent),
+            None => {
+                let mut later = LaterRows::default();
+                later.note(row.pos.index, &verdict, &sent);
+                self.repeated.insert(user_id.into(), later);
             }
         }
     }
 
     /// Reads the whole input for its facts.
     pub fn read_all(mut self, input: &InputOptions, mapper: &RowMapper) -> anyhow::Result<Survey> {
-        let mut csv = CsvInput::open(input)?;
-        let mut record = ByteRecord::new();
-        while csv.read(&mut record)?.is_some() {
-            self.observe(&record, mapper, csv.unterminated());
+        let mut rows = Rows::open(input)?;
+        while let Some(row) = rows.next_row()? {
+            self.observe(&row, mapper);
         }
         Ok(self)
     }
 
-    /// What the survey found. With last rows asked for, refuses a file whose repeated users
-    /// are too many to track in bounded memory.
+    /// What the survey found. Refuses a file whose repeated users are too many to track in
+    /// bounded memory.
     pub fn finish(self, input: &InputOptions) -> anyhow::Result<SurveyFindings> {
-        if self.last_ready.is_some() && self.finder.overflowed() {
+        if self.finder.overflowed() {
             anyhow::bail!(
-                "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
-                 remove the duplicates (or split the file) before a --state sync",
-                input.path.display()
+                "{}: too many repeated UserIDs (over {}) to merge each user's rows in bounded \
+                 memory; remove the duplicates (or split the file) first",
+                input.path.display(),
+                crate::input::dupes::MAX_CANDIDATES
             );
         }
         Ok(SurveyFindings {
             rows: self.rows,
             finder: self.finder,
-            last_ready: self.last_ready,
+            repeated: self.repeated,
         })
     }
+}
+
+/// A row's verdict: an unclosed quote makes it invalid whatever its cells say.
+pub fn judge<'r>(mapper: &RowMapper, row: &Row<'r>, body: &mut Vec<u8>) -> Verdict<'r> {
+    if row.unterminated {
+        body.clear();
+        Verdict::Invalid(vec![crate::input::row::unterminated_quote(row.pos.line)])
+    } else {
+        mapper.map(row.record, body)
+    }
+}
+
+/// The record's UserID for counting, when it has one.
+pub fn user_of<'r>(mapper: &RowMapper, record: &'r ByteRecord) -> Option<&'r str> {
+    mapper.user_id(record).filter(|id| !id.is_empty())
 }

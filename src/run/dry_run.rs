@@ -19,10 +19,13 @@ use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
 use crate::input::parts::{joined, CutGuard, CutSeen, CutWatch, PartEnd};
-use crate::input::reader::CsvInput;
 use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
+use crate::input::rows::Rows;
+use crate::input::survey::{judge, user_of, Survey};
+use crate::run::decide::{Decider, Decision, Known, UserRows};
+use crate::run::fate::RowFate;
 use crate::run::job::JobInput;
-use crate::run::summary::Summary;
+use crate::run::summary::{Kind, Summary};
 use crate::run::sync::{SyncRule, SyncVerdict};
 use crate::store::failures::FailureWriter;
 use crate::store::state::StateIndex;
@@ -41,7 +44,7 @@ pub struct DryRunOptions {
     pub parallel_min_bytes: u64,
 }
 
-/// Invalid rows (or shown bodies) per chunk handed to the collector, the bytes they may hold,
+/// Invalid rows per chunk handed to the collector, the bytes they may hold,
 /// and chunks waiting. The second half's chunks wait until the first half is done, so this
 /// bounds the memory they take (about 16 MiB at most).
 const CHUNK_ROWS: usize = 256;
@@ -54,9 +57,7 @@ struct Chunk {
     part_first_line: u64,
     /// Invalid rows: the record, its line (counted like `part_first_line`), what is wrong.
     invalid: Vec<(ByteRecord, u64, Rejected)>,
-    /// Bodies for `--show-requests`: the reader's first ones only.
-    bodies: Vec<Vec<u8>>,
-    /// The bytes of the records and bodies above.
+    /// The bytes of the records above.
     bytes: usize,
 }
 
@@ -81,8 +82,7 @@ struct PartCounts {
 /// What every reader needs to know.
 struct ReadPlan<'a> {
     mapper: &'a RowMapper,
-    show_requests: usize,
-    /// `--state`: ready rows are looked up, not shown.
+    /// `--state`: ready rows are looked up.
     state: Option<&'a StateCheck>,
     /// `--full`: every ready row counts as to send, so nothing is looked up.
     full: bool,
@@ -91,13 +91,10 @@ struct ReadPlan<'a> {
 /// Validates the whole file. Invalid rows go to the failure CSV.
 pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let input = CsvInput::open(&job.input)?;
-    let mapper = RowMapper::new(input.columns.clone(), job.rules);
+    let rows = Rows::open(&job.input)?;
+    let mapper = RowMapper::new(rows.columns().clone(), job.rules);
     let mut failures = FailureWriter::lazy(&job.failures, mapper.columns(), job.input.delimiter)?;
-    let mut summary = Summary {
-        dry_run: true,
-        ..Summary::default()
-    };
+    let mut summary = Summary::of(Kind::DryRun);
     // `--state`: count what a sync would send, without sending or writing the state. Rows
     // are judged as they stream by; users with several rows are judged again after the pass
     // (only their last row counts), so no extra pass is needed before the first row.
@@ -117,7 +114,6 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         .transpose()?;
     let plan = ReadPlan {
         mapper: &mapper,
-        show_requests: options.show_requests,
         state: state.as_ref(),
         full: job.full,
     };
@@ -125,12 +121,12 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         summary: &mut summary,
         failures: &mut failures,
         delimiter: job.input.delimiter,
-        show_requests: options.show_requests,
-        shown: 0,
     };
-    let cut = input.parallel_cut(options.parallel_min_bytes)?;
+    let guard = Arc::new(CutGuard::default());
+    let second = rows.second_half(options.parallel_min_bytes, guard.clone())?;
+    let cut = second.as_ref().map(|(cut, _)| *cut);
     let filter = DuplicateFilter::spawn()?;
-    let second_counted = read_in_parts(input, cut, &plan, &filter, &mut collector)?;
+    let second_counted = read_in_parts(rows, second, guard, &plan, &filter, &mut collector)?;
     let mut finder = filter.finish()?;
     if cut.is_some() && !second_counted || finder.is_discarded() {
         // The second reader's UserIDs were misread from a cut inside a record; they may have
@@ -144,8 +140,7 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         }
         None => 0,
     };
-    summary.valid -= unchanged;
-    summary.unchanged += unchanged;
+    summary.recount(RowFate::Valid, RowFate::Unchanged, unchanged);
     tracing::debug!(
         "pass 1 done after {:?}; duplicate check clear: {}",
         started.elapsed(),
@@ -156,40 +151,66 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         summary.duplicates = count_duplicates(job, &mapper, finder, sync, options, &mut summary)?;
         tracing::debug!("recount done after {:?}", started.elapsed());
     }
+    if options.show_requests > 0 {
+        show_requests(job, mapper, options.show_requests)?;
+    }
     summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
+/// `--show-requests N`: the first N bodies the import would send, exactly as it decides them
+/// (`run::decide`: a repeated user once, its rows merged, at its last row). This costs a
+/// survey of the file and a reading up to the N-th body.
+fn show_requests(job: &JobInput, mapper: RowMapper, count: usize) -> anyhow::Result<()> {
+    let survey = Survey::default()
+        .read_all(&job.input, &mapper)?
+        .finish(&job.input)?;
+    let mut decider = Decider::new(mapper, survey.repeated, Known::default());
+    let mut rows = Rows::open(&job.input)?;
+    let mut shown = 0;
+    while let Some(row) = rows.next_row()? {
+        if shown == count {
+            break;
+        }
+        if let Decision::Send(ready) = decider.decide(&row) {
+            crate::run::console::out_line(&ready.body);
+            shown += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the file, in two parts at once when there is a cut, and hands every part's results
 /// to the collector in file order. True if the second part's rows were counted (the cut held).
 fn read_in_parts(
-    input: CsvInput,
-    cut: Option<u64>,
+    rows: Rows,
+    second: Option<(u64, Rows)>,
+    guard: Arc<CutGuard>,
     plan: &ReadPlan,
     filter: &DuplicateFilter,
     collector: &mut Collector,
 ) -> anyhow::Result<bool> {
-    let guard = Arc::new(CutGuard::default());
-    let second = cut
-        .map(|cut| input.open_at(cut, guard.clone()))
-        .transpose()?;
+    let (cut, second) = match second {
+        Some((cut, rows)) => (Some(cut), Some(rows)),
+        None => (None, None),
+    };
     std::thread::scope(|scope| -> anyhow::Result<bool> {
         let (first, first_chunks) = spawn_reader(
             scope,
             "csv-first-half",
-            input,
+            rows,
             CutWatch::new(cut, &guard),
             0,
             plan,
             filter,
         )?;
         let second = second
-            .map(|input| {
+            .map(|rows| {
                 spawn_reader(
                     scope,
                     "csv-second-half",
-                    input,
+                    rows,
                     CutWatch::none(),
                     1,
                     plan,
@@ -229,8 +250,10 @@ fn read_in_parts(
     })
 }
 
-/// The exact duplicate report from the filter's candidates; with `--state`, the repeated
-/// users' earlier rows are judged again as the sync would.
+/// The exact duplicate report from the filter's candidates, and the repeated users' counts
+/// corrected: the pass counted each row alone, but a user's rows merge (`run::decide`), so all
+/// but a user's last row with something to set are superseded, and with `--state` the merged
+/// body is what the sync rule judges.
 fn count_duplicates(
     job: &JobInput,
     mapper: &RowMapper,
@@ -239,17 +262,18 @@ fn count_duplicates(
     options: DryRunOptions,
     summary: &mut Summary,
 ) -> anyhow::Result<crate::input::dupes::Duplicates> {
-    let (recount, candidate_rows) = recount(job, mapper, finder, sync.is_some(), options)?;
+    if finder.overflowed() {
+        anyhow::bail!(
+            "{}: too many repeated UserIDs (over {}) to merge each user's rows in bounded \
+             memory; remove the duplicates (or split the file) first",
+            job.input.path.display(),
+            crate::input::dupes::MAX_CANDIDATES
+        );
+    }
+    let (recount, candidates) = recount(job, mapper, finder, sync.is_some(), options)?;
     let duplicates = recount.finish();
-    if let Some((rule, index)) = sync {
-        if duplicates.lower_bound {
-            anyhow::bail!(
-                "{}: too many repeated UserIDs to find each one's last row in bounded memory; \
-                 remove the duplicates (or split the file) before a --state sync",
-                job.input.path.display()
-            );
-        }
-        judge_repeated_rows(rule, index, &candidate_rows, summary);
+    for candidate in candidates {
+        candidate.correct(mapper, sync, summary);
     }
     Ok(duplicates)
 }
@@ -258,12 +282,12 @@ fn count_duplicates(
 /// feeding cannot be trusted.
 fn duplicate_pass(job: &JobInput, mapper: &RowMapper) -> anyhow::Result<DuplicateFinder> {
     let mut finder = DuplicateFinder::default();
-    let mut input = CsvInput::open(&job.input)?;
-    let mut record = ByteRecord::new();
+    let mut rows = Rows::open(&job.input)?;
     let (mut ids, mut ends) = (String::new(), Vec::new());
     loop {
-        let more = input.read(&mut record)?.is_some();
-        if let Some(user_id) = mapper.user_id(&record).filter(|id| more && !id.is_empty()) {
+        let row = rows.next_row()?;
+        let more = row.is_some();
+        if let Some(user_id) = row.and_then(|row| user_of(mapper, row.record)) {
             ids.push_str(user_id);
             ends.push(ids.len());
         }
@@ -278,65 +302,58 @@ fn duplicate_pass(job: &JobInput, mapper: &RowMapper) -> anyhow::Result<Duplicat
     }
 }
 
-/// A valid row of a candidate user, as `--state` judges it: (candidate slot, user key, body
-/// hash), in file order.
-type CandidateRow = (usize, u64, u64);
-
 /// The exact count of the duplicate filter's candidates: a second pass over the UserIDs,
-/// in two parts at once like the first. With `--state` it also keeps the valid rows of the
-/// candidate users, so each repeated user's earlier rows can be judged without another pass.
+/// in two parts at once like the first. It also counts each candidate's rows with something to
+/// set and, with `--state`, merges them.
 fn recount(
     job: &JobInput,
     mapper: &RowMapper,
     finder: DuplicateFinder,
     keep_rows: bool,
     options: DryRunOptions,
-) -> anyhow::Result<(crate::input::dupes::Recount, Vec<CandidateRow>)> {
+) -> anyhow::Result<(crate::input::dupes::Recount, Vec<UserRows>)> {
     let mut recount = finder.into_recount();
-    let input = CsvInput::open(&job.input)?;
-    let cut = input.parallel_cut(options.parallel_min_bytes)?;
+    let rows = Rows::open(&job.input)?;
     let guard = Arc::new(CutGuard::default());
-    let second = cut
-        .map(|cut| input.open_at(cut, guard.clone()))
-        .transpose()?;
-    type PartTally = (PartEnd, Vec<u64>, Vec<CandidateRow>);
-    let count_part = |mut input: CsvInput, mut watch: CutWatch| {
+    let (cut, second) = match rows.second_half(options.parallel_min_bytes, guard.clone())? {
+        Some((cut, rows)) => (Some(cut), Some(rows)),
+        None => (None, None),
+    };
+    type PartTally = (PartEnd, Vec<u64>, Vec<UserRows>);
+    let count_part = |mut rows: Rows, mut watch: CutWatch| {
         let recount = &recount;
         move || -> anyhow::Result<PartTally> {
             let mut tally = recount.tally();
-            let mut rows = Vec::new();
-            let mut record = ByteRecord::new();
+            let mut candidates: Vec<UserRows> = Vec::new();
+            candidates.resize_with(tally.len(), UserRows::default);
             let mut body = Vec::new();
-            while let Some(line) = input.read(&mut record)? {
-                if let CutSeen::Holds(end) = watch.check(&record, line) {
-                    return Ok((end, tally, rows));
+            while let Some(row) = rows.next_row()? {
+                if let CutSeen::Holds(end) = watch.check(row.record, row.pos.line) {
+                    return Ok((end, tally, candidates));
                 }
-                let Some(user_id) = mapper.user_id(&record).filter(|id| !id.is_empty()) else {
+                let Some(user_id) = user_of(mapper, row.record) else {
                     continue;
                 };
                 let Some(slot) = recount.slot_of(user_id) else {
                     continue;
                 };
                 tally[slot] += 1;
-                if keep_rows && !input.unterminated() {
-                    if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-                        let key = crate::store::state::user_key(user_id);
-                        rows.push((slot, key, crate::store::state::body_hash(&body)));
-                    }
+                if let Verdict::Ready { .. } = judge(mapper, &row, &mut body) {
+                    candidates[slot].add(mapper, row.record, &body, keep_rows);
                 }
             }
-            Ok((PartEnd::FileEnd, tally, rows))
+            Ok((PartEnd::FileEnd, tally, candidates))
         }
     };
     let parts = std::thread::scope(|scope| -> anyhow::Result<Vec<PartTally>> {
         let first = std::thread::Builder::new()
             .name("recount-first-half".into())
-            .spawn_scoped(scope, count_part(input, CutWatch::new(cut, &guard)))?;
+            .spawn_scoped(scope, count_part(rows, CutWatch::new(cut, &guard)))?;
         let second = second
-            .map(|input| {
+            .map(|rows| {
                 std::thread::Builder::new()
                     .name("recount-second-half".into())
-                    .spawn_scoped(scope, count_part(input, CutWatch::none()))
+                    .spawn_scoped(scope, count_part(rows, CutWatch::none()))
             })
             .transpose()?;
         let first = joined(first)?;
@@ -353,47 +370,18 @@ fn recount(
         }
         Ok(parts)
     })?;
-    let mut rows = Vec::new();
-    for (_, tally, part_rows) in parts {
+    let mut merged: Vec<UserRows> = Vec::new();
+    for (_, tally, candidates) in parts {
         recount.add(&tally);
-        rows.extend(part_rows);
-    }
-    Ok((recount, rows))
-}
-
-/// `--state`: with several valid rows for a user only the last one counts. The pass judged
-/// every valid row as if it were its user's last; this judges the candidates' rows again with
-/// the same rule, now knowing which have a later valid row, and moves the counts.
-fn judge_repeated_rows(
-    rule: SyncRule,
-    index: &StateIndex,
-    rows: &[CandidateRow],
-    summary: &mut Summary,
-) {
-    let mut remaining: std::collections::HashMap<usize, u64> = Default::default();
-    for &(slot, ..) in rows {
-        *remaining.entry(slot).or_default() += 1;
-    }
-    for &(slot, key, hash) in rows {
-        let left = remaining.entry(slot).or_default();
-        *left -= 1;
-        let later_valid_row = *left > 0;
-        let counted = rule.judge(index, key, hash, false);
-        let verdict = rule.judge(index, key, hash, later_valid_row);
-        if counted != verdict {
-            *verdict_count(summary, counted) -= 1;
-            *verdict_count(summary, verdict) += 1;
+        if merged.is_empty() {
+            merged = candidates;
+        } else {
+            for (kept, later) in merged.iter_mut().zip(candidates) {
+                kept.then(later);
+            }
         }
     }
-}
-
-/// The dry run's counter for a sync verdict.
-fn verdict_count(summary: &mut Summary, verdict: SyncVerdict) -> &mut u64 {
-    match verdict {
-        SyncVerdict::Send => &mut summary.valid,
-        SyncVerdict::Unchanged => &mut summary.unchanged,
-        SyncVerdict::Superseded => &mut summary.superseded,
-    }
+    Ok((recount, merged))
 }
 
 type Reader<'scope> = (
@@ -405,7 +393,7 @@ type Reader<'scope> = (
 fn spawn_reader<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     name: &str,
-    input: CsvInput,
+    rows: Rows,
     watch: CutWatch,
     part: usize,
     plan: &'scope ReadPlan<'scope>,
@@ -419,38 +407,27 @@ fn spawn_reader<'scope, 'env>(
         .map(|state| state.feed(part));
     let thread = std::thread::Builder::new()
         .name(name.into())
-        .spawn_scoped(scope, move || {
-            read_part(input, watch, plan, feed, state, tx)
-        })?;
+        .spawn_scoped(scope, move || read_part(rows, watch, plan, feed, state, tx))?;
     Ok((thread, rx))
 }
 
-/// Takes the readers' results in file order: counts, failure CSV, printed rows and bodies.
+/// Takes the readers' results in file order: counts, failure CSV, printed rows.
 struct Collector<'a> {
     summary: &'a mut Summary,
     failures: &'a mut FailureWriter,
     delimiter: u8,
-    show_requests: usize,
-    shown: usize,
 }
 
 impl Collector<'_> {
     fn count(&mut self, counts: &PartCounts) {
-        self.summary.rows += counts.rows;
-        self.summary.valid += counts.valid;
-        self.summary.skipped += counts.skipped;
-        self.summary.long_locations += counts.long_locations;
+        self.summary.count_read(counts.rows);
+        self.summary.count_many(RowFate::Valid, counts.valid);
+        self.summary.count_many(RowFate::Skipped, counts.skipped);
+        self.summary.count_long_locations(counts.long_locations);
     }
 
     /// `line_offset` turns the chunk's line numbers into the file's.
     fn take(&mut self, chunk: Chunk, line_offset: u64) -> anyhow::Result<()> {
-        for body in chunk.bodies {
-            if self.shown == self.show_requests {
-                break;
-            }
-            self.shown += 1;
-            crate::run::console::out_line(&body);
-        }
         let summary = &mut *self.summary;
         for (record, line, rejected) in chunk.invalid {
             let line = line + line_offset;
@@ -458,11 +435,7 @@ impl Collector<'_> {
                 Rejected::Violations(violations) => violations,
                 Rejected::UnterminatedQuote => vec![crate::input::row::unterminated_quote(line)],
             };
-            summary.invalid += 1;
-            for violation in &violations {
-                let key = format!("{} {}", violation.code, violation.rule);
-                *summary.invalid_by_rule.entry(key).or_default() += 1;
-            }
+            summary.count(RowFate::Invalid(&violations));
             if summary.invalid <= PRINTED_INVALID_ROWS {
                 for violation in &violations {
                     tracing::warn!("line {line}: {}", violation.describe());
@@ -483,22 +456,21 @@ impl Collector<'_> {
 ///
 /// A read error ends the part early and is returned after the rows before it.
 fn read_part(
-    mut input: CsvInput,
+    mut rows: Rows,
     mut watch: CutWatch,
     plan: &ReadPlan,
     mut duplicates: DuplicateFeed,
     mut state: Option<StateFeed>,
     chunks: SyncSender<Chunk>,
 ) -> anyhow::Result<(PartEnd, PartCounts)> {
-    let mut record = ByteRecord::new();
     let mut body = Vec::with_capacity(1024);
     let mut counts = PartCounts::default();
     let mut part_first_line = None;
     let mut chunk = None::<Chunk>;
-    let mut shown = 0;
     let mut end = PartEnd::FileEnd;
-    while let Some(line) = input.read(&mut record)? {
-        match watch.check(&record, line) {
+    while let Some(row) = rows.next_row()? {
+        let (record, line) = (row.record, row.pos.line);
+        match watch.check(record, line) {
             CutSeen::No => {}
             CutSeen::Holds(cut) => {
                 end = cut;
@@ -508,38 +480,30 @@ fn read_part(
         }
         counts.rows += 1;
         let part_first_line = *part_first_line.get_or_insert(line);
-        let unterminated = input.unterminated();
+        let unterminated = row.unterminated;
         let verdict = if unterminated {
             Verdict::Invalid(Vec::new())
         } else {
-            plan.mapper.map(&record, &mut body)
+            plan.mapper.map(record, &mut body)
         };
         // Every row with a readable UserID counts toward duplicates, invalid ones too.
         match &verdict {
             Verdict::Ready { user_id, .. } | Verdict::Skipped { user_id } => {
                 duplicates.push(user_id)
             }
-            Verdict::Invalid(_) => {
-                duplicates.push(plan.mapper.user_id(&record).unwrap_or_default())
-            }
+            Verdict::Invalid(_) => duplicates.push(plan.mapper.user_id(record).unwrap_or_default()),
         }
         let new_chunk = || Chunk {
             part_first_line,
             invalid: Vec::new(),
-            bodies: Vec::new(),
             bytes: 0,
         };
         match verdict {
             Verdict::Ready { user_id, .. } => {
                 counts.valid += 1;
-                counts.long_locations += u64::from(plan.mapper.long_location(&record));
+                counts.long_locations += u64::from(plan.mapper.long_location(record));
                 if let Some(state) = &mut state {
                     state.push(user_id, &body);
-                } else if plan.state.is_none() && shown < plan.show_requests {
-                    shown += 1;
-                    let chunk = chunk.get_or_insert_with(new_chunk);
-                    chunk.bytes += body.len();
-                    chunk.bodies.push(body.clone());
                 }
             }
             Verdict::Skipped { .. } => counts.skipped += 1,
@@ -554,9 +518,10 @@ fn read_part(
                 chunk.invalid.push((record.clone(), line, rejected));
             }
         }
-        if chunk.as_ref().is_some_and(|c| {
-            c.invalid.len() + c.bodies.len() >= CHUNK_ROWS || c.bytes >= CHUNK_BYTES
-        }) {
+        if chunk
+            .as_ref()
+            .is_some_and(|c| c.invalid.len() >= CHUNK_ROWS || c.bytes >= CHUNK_BYTES)
+        {
             if let Some(full) = chunk.take() {
                 if chunks.send(full).is_err() {
                     // The collector no longer wants this part (the cut fell inside a record).

@@ -1,8 +1,6 @@
-//! The sync rule of `--state`, the one place that decides what a change-only sync does with a
-//! valid row. The dry run predicts the sync with it and the send applies it, so the two cannot
+//! The sync rule of `--state`: whether Chat already holds a user's body, as the state says. The
+//! dry run predicts the sync with it and the send applies it (`run::decide`), so the two cannot
 //! drift apart.
-
-use std::collections::HashMap;
 
 use crate::store::state::{user_key, StateIndex};
 
@@ -43,22 +41,16 @@ impl SyncRule {
     }
 }
 
-/// The send's side of `--state`: the rule, the state as the run began, and the last valid row
-/// of every user that may repeat (from the survey).
+/// The send's side of `--state`: the rule and the state as the run began.
 pub struct SyncFilter {
     pub rule: SyncRule,
     pub index: StateIndex,
-    /// Users with several valid rows → the record index of the last one.
-    pub last_valid_rows: HashMap<String, u64>,
 }
 
 impl SyncFilter {
-    /// The verdict for the valid row at record `row` of `user_id`.
-    pub fn judge(&self, user_id: &str, row: u64, hash: u64) -> SyncVerdict {
-        let later = self
-            .last_valid_rows
-            .get(user_id)
-            .is_some_and(|&last| last != row);
-        self.rule.judge(&self.index, user_key(user_id), hash, later)
+    /// True if Chat already holds `hash` for `user_id` (and `--full` is off). The row judged is
+    /// the user's last valid one, merged with the user's earlier rows.
+    pub fn unchanged(&self, user_id: &str, hash: u64) -> bool {
+        self.rule.judge(&self.index, user_key(user_id), hash, false) == SyncVerdict::Unchanged
     }
 }

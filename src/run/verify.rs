@@ -1,101 +1,37 @@
 //! `profile-import verify`: reads profiles back with portrait_get (100 users a call, paced at
-//! most 200 calls/s) and compares them with what the CSV says each user should hold, after the
-//! same mapping and normalisation as the import, the last row winning for each user.
+//! most `--rate` calls/s, several in flight) and compares them with what the CSV says each
+//! user should hold, after the same mapping, normalisation and merge of a repeated user's rows
+//! as the import (`run::decide`), through the read path `--changes-only` uses.
 //!
-//! Memory stays flat: users with a single row are checked as the file streams by; only users
-//! with several rows (found first, in constant memory) are held until the end.
+//! Memory stays flat: users are checked as the file streams by; only the rows of users with
+//! several rows (found first, in constant memory) are merged until their last row.
 //!
 //! Rows that fail validation cannot be compared: they are reported as not checked and written
 //! to a failure CSV, as the import writes them, and the run does not pass.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use csv::ByteRecord;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::chat::api::command::PORTRAIT_GET;
-use crate::chat::api::ChatApi;
-use crate::chat::portrait::{self, SetBody, UserRead, USERS_PER_READ};
-use crate::chat::retry::Answer;
-use crate::input::dupes::DuplicateFinder;
-use crate::input::reader::{CsvInput, InputOptions};
-use crate::input::row::{failure_from, unterminated_quote, RowMapper, RowRules, Verdict};
+use crate::input::reader::InputOptions;
+use crate::input::row::{failure_from, RowMapper, RowRules};
+use crate::input::rows::Rows;
+use crate::input::survey::Survey;
+use crate::outcome::Failure;
+use crate::run::changes::{check_rows, describe_actual, ChatReads, Checked, Comparison};
+use crate::run::decide::{Decider, Known};
+use crate::run::fate::{Found, RowFate};
 use crate::run::row_warnings::RowWarnings;
+use crate::run::summary::{Kind, Summary};
 use crate::store::failures::FailureWriter;
 
-/// Users per portrait_get call (spec §5.6).
-const USERS_PER_CALL: usize = USERS_PER_READ;
-
-/// What the CSV says one user should hold: tag → value.
-type Expected = BTreeMap<String, serde_json::Value>;
-
-/// Whether Chat's value for a tag (`None`: Chat left the tag out) is the one expected: the
-/// one comparison `verify` and `import --changes-only` both make.
-pub fn value_matches(expected: &serde_json::Value, held: Option<&serde_json::Value>) -> bool {
-    match held {
-        Some(actual) => actual == expected,
-        // Chat leaves unset values out; an empty string or 0 reads back as unset.
-        None => expected == "" || expected == 0,
-    }
+/// Everything a verify run needs: how it reads Chat (portrait_get paced at `--rate`, several
+/// calls in flight, as `--changes-only` reads).
+pub struct Verifier {
+    pub chat: ChatReads,
 }
 
-/// Chat's value as the diff CSV's `Actual` column shows it.
-pub fn describe_actual(held: Option<&serde_json::Value>) -> String {
-    held.map_or("(unset)".to_string(), |v| v.to_string())
-}
-
-/// The result of a verify run.
-#[derive(Debug, Default, Clone)]
-pub struct VerifyReport {
-    pub users: u64,
-    pub values: u64,
-    pub differences: u64,
-    pub missing_accounts: u64,
-    pub calls: u64,
-    pub diff_csv: Option<PathBuf>,
-    /// Rows rejected by validation: not checked.
-    pub invalid: u64,
-    pub failure_csv: Option<PathBuf>,
-}
-
-impl VerifyReport {
-    /// True when every row was checked and every value matches.
-    pub fn passed(&self) -> bool {
-        self.differences == 0 && self.invalid == 0
-    }
-}
-
-impl std::fmt::Display for VerifyReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "── verify ──")?;
-        writeln!(f, "users checked    {:>10}", self.users)?;
-        writeln!(f, "values compared  {:>10}", self.values)?;
-        writeln!(f, "differences      {:>10}", self.differences)?;
-        writeln!(f, "missing accounts {:>10}", self.missing_accounts)?;
-        writeln!(
-            f,
-            "not checked      {:>10}   (invalid rows, as the import rejects them)",
-            self.invalid
-        )?;
-        writeln!(f, "portrait_get     {:>10} calls", self.calls)?;
-        match &self.diff_csv {
-            Some(path) => writeln!(f, "diff CSV         {}", path.display())?,
-            None => writeln!(f, "diff CSV         none (everything checked matches)")?,
-        }
-        match &self.failure_csv {
-            Some(path) => writeln!(f, "failure CSV      {}", path.display()),
-            None => writeln!(f, "failure CSV      none (every row is valid)"),
-        }
-    }
-}
-
-/// Everything a verify run needs: a handle on Chat paced at `--rate` portrait_get calls.
-pub struct Verifier<'a> {
-    pub api: &'a ChatApi,
-}
-
-impl Verifier<'_> {
+impl Verifier {
     /// Compares Chat with the CSV. `sample`: check about this many users, chosen by a hash of
     /// the UserID (the same users every time). Invalid rows go to `failures_path`.
     pub async fn run(
@@ -105,138 +41,92 @@ impl Verifier<'_> {
         sample: Option<u64>,
         diff_path: &Path,
         failures_path: &Path,
-    ) -> anyhow::Result<VerifyReport> {
-        let mut csv = CsvInput::open(input)?;
-        let mapper = RowMapper::new(csv.columns.clone(), rules);
+    ) -> anyhow::Result<Summary> {
+        let rows = Rows::open(input)?;
+        let mapper = RowMapper::new(rows.columns().clone(), rules);
+        let findings = Survey::default().read_all(input, &mapper)?.finish(input)?;
         let mut failures = FailureWriter::lazy(failures_path, mapper.columns(), input.delimiter)?;
+        let mut diff = DiffWriter::new(diff_path)?;
         let mut warnings = RowWarnings::default();
-        let tags: Vec<String> = mapper.columns().fields().map(|(_, t)| t.name()).collect();
-        let mut record = ByteRecord::new();
-        let mut body = Vec::new();
-
-        // Pass 1: which users have several valid rows, and how many rows there are.
-        let mut finder = DuplicateFinder::default();
-        let mut rows = 0u64;
-        while csv.read(&mut record)?.is_some() {
-            rows += 1;
-            if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-                finder.observe(user_id);
-            }
-        }
-        let repeated: HashSet<String> = if finder.is_clear() {
-            HashSet::new()
-        } else {
-            let mut recount = finder.into_recount();
-            let mut again = CsvInput::open(input)?;
-            while again.read(&mut record)?.is_some() {
-                if let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) {
-                    recount.observe(user_id);
-                }
-            }
-            recount.repeated_users()
-        };
-        let keep = |user: &str| match sample {
-            Some(n) if rows > 0 && n < rows => {
-                (xxh3_64(user.as_bytes()) % 1_000_000) < n * 1_000_000 / rows
+        let mut report = Summary::of(Kind::Verify);
+        report.count_read(findings.rows);
+        let total = findings.rows;
+        let keep = move |user: &str| match sample {
+            Some(n) if total > 0 && n < total => {
+                (xxh3_64(user.as_bytes()) % 1_000_000) < n * 1_000_000 / total
             }
             _ => true,
         };
-
-        // Pass 2: compare, 100 users at a time.
-        let mut diff = DiffWriter::new(diff_path)?;
-        let mut report = VerifyReport::default();
-        let mut held: HashMap<String, Expected> = HashMap::new();
-        let mut batch: Vec<(String, Expected)> = Vec::with_capacity(USERS_PER_CALL);
-        let mut csv = CsvInput::open(input)?;
-        while let Some(line) = csv.read(&mut record)? {
-            let verdict = if csv.unterminated() {
-                Verdict::Invalid(vec![unterminated_quote(line)])
-            } else {
-                mapper.map(&record, &mut body)
-            };
-            match verdict {
-                Verdict::Ready { .. } => {}
-                Verdict::Invalid(violations) => {
-                    report.invalid += 1;
+        let reads = self.chat.reads(&mapper);
+        let decider = Decider::new(mapper, findings.repeated, Known::default());
+        check_rows(rows, decider, reads, keep, |row| {
+            match row {
+                Checked::Invalid {
+                    record,
+                    line,
+                    violations,
+                    superseded,
+                } => {
+                    report.count(RowFate::Invalid(&violations));
                     warnings.invalid(line, &violations);
-                    failures.write(&record, line, &failure_from(&violations), input.delimiter)?;
-                    continue;
+                    let failure = Failure {
+                        superseded,
+                        ..failure_from(&violations)
+                    };
+                    failures.write(&record, line, &failure, input.delimiter)?;
                 }
-                Verdict::Skipped { .. } => continue,
+                Checked::Skipped => report.count(RowFate::Skipped),
+                Checked::Unsampled => {}
+                Checked::Superseded => report.count(RowFate::Superseded),
+                Checked::Compared { user, compared } => {
+                    let expected = &compared.expected;
+                    let values = expected.len() as u64;
+                    match compared.outcome {
+                        Comparison::Same => {
+                            report.count_comparison(Found::Same { values }, 0);
+                        }
+                        Comparison::Differs(differences) => {
+                            let mut tags = Vec::new();
+                            for difference in differences {
+                                if let Some(item) = expected.get(difference.index) {
+                                    let actual = describe_actual(difference.actual.as_ref());
+                                    diff.write(&user, &item.tag, &item.value, &actual)?;
+                                    tags.push(item.tag.as_str());
+                                }
+                            }
+                            report.count_comparison(
+                                Found::Differs {
+                                    values,
+                                    tags: &tags,
+                                },
+                                0,
+                            );
+                        }
+                        Comparison::NotAnAccount => {
+                            report.count_comparison(Found::NotAnAccount, 0);
+                            for item in expected {
+                                diff.write(&user, &item.tag, &item.value, "(account missing)")?;
+                            }
+                        }
+                        Comparison::NotCompared(why) => {
+                            if report.compared.as_ref().is_none_or(|c| c.not_compared == 0) {
+                                tracing::warn!("user {user} could not be read: {why}");
+                            }
+                            report.count_comparison(Found::NotCompared, 0);
+                        }
+                    }
+                }
             }
-            let parsed: SetBody = serde_json::from_slice(&body)?;
-            if !keep(&parsed.user) {
-                continue;
-            }
-            let expected: Expected = parsed.items.into_iter().map(|i| (i.tag, i.value)).collect();
-            if repeated.contains(&parsed.user) {
-                // A later row overrides only the tags it sets.
-                held.entry(parsed.user).or_default().extend(expected);
-                continue;
-            }
-            batch.push((parsed.user, expected));
-            if batch.len() == USERS_PER_CALL {
-                self.compare(&tags, &mut batch, &mut diff, &mut report)
-                    .await?;
-            }
+            Ok(())
+        })
+        .await?;
+        if let Some(why) = self.chat.fatal() {
+            anyhow::bail!("{why}");
         }
-        for entry in held {
-            batch.push(entry);
-            if batch.len() == USERS_PER_CALL {
-                self.compare(&tags, &mut batch, &mut diff, &mut report)
-                    .await?;
-            }
-        }
-        if !batch.is_empty() {
-            self.compare(&tags, &mut batch, &mut diff, &mut report)
-                .await?;
-        }
+        self.chat.count_reads(&mut report);
         report.diff_csv = diff.finish()?;
         report.failure_csv = failures.finish()?;
         Ok(report)
-    }
-
-    async fn compare(
-        &self,
-        tags: &[String],
-        batch: &mut Vec<(String, Expected)>,
-        diff: &mut DiffWriter,
-        report: &mut VerifyReport,
-    ) -> anyhow::Result<()> {
-        let users: Vec<&str> = batch.iter().map(|(u, _)| u.as_str()).collect();
-        let request = portrait::get_request(&users, tags);
-        let (answer, _) = self.api.call(PORTRAIT_GET, request).await;
-        report.calls += 1;
-        let raw = match answer {
-            Answer::Ok(_, raw) => raw,
-            Answer::Failed { code, message } => {
-                anyhow::bail!("portrait_get failed: {code} {message}")
-            }
-            Answer::Fatal { why, .. } => anyhow::bail!("{why}"),
-            Answer::Stopped => anyhow::bail!("stopped"),
-        };
-        let reads = portrait::read_answer(&raw, &users)
-            .map_err(|e| anyhow::anyhow!("portrait_get answered something unexpected: {e}"))?;
-        for ((user, expected), read) in batch.drain(..).zip(reads) {
-            report.users += 1;
-            let UserRead::Held(held) = read else {
-                report.missing_accounts += 1;
-                report.differences += expected.len() as u64;
-                for (tag, value) in &expected {
-                    diff.write(&user, tag, value, "(account missing)")?;
-                }
-                continue;
-            };
-            for (tag, value) in &expected {
-                report.values += 1;
-                let actual = held.get(tag.as_str());
-                if !value_matches(value, actual) {
-                    report.differences += 1;
-                    diff.write(&user, tag, value, &describe_actual(actual))?;
-                }
-            }
-        }
-        Ok(())
     }
 }
 

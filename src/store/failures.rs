@@ -57,6 +57,8 @@ pub struct FailureWriter {
     pending: Vec<u8>,
     data_indexes: Vec<usize>,
     failure_column_indexes: Vec<usize>,
+    /// The input's own `_superseded` column (an earlier failure CSV), carried over.
+    superseded_index: Option<usize>,
     rows: u64,
     /// Rows written since the last sync.
     unsynced: bool,
@@ -107,6 +109,7 @@ impl FailureWriter {
             pending: Vec::new(),
             data_indexes,
             failure_column_indexes,
+            superseded_index: columns.superseded_index(),
             rows: 0,
             unsynced: false,
         };
@@ -213,6 +216,7 @@ impl FailureWriter {
                 pending: Vec::new(),
                 data_indexes,
                 failure_column_indexes,
+                superseded_index: columns.superseded_index(),
                 rows,
                 unsynced: false,
             },
@@ -261,12 +265,14 @@ impl FailureWriter {
         let code = failure.code.to_string();
         let attempts = failure.attempts.to_string();
         let stage = failure.stage.to_string();
+        let superseded = self.superseded(record, failure);
         let line = line.to_string();
         fields.extend([
             code.as_bytes(),
             failure.message.as_bytes(),
             stage.as_bytes(),
             attempts.as_bytes(),
+            superseded.as_bytes(),
             line.as_bytes(),
         ]);
         self.render(fields, delimiter)?;
@@ -276,6 +282,27 @@ impl FailureWriter {
             self.write_pending()?;
         }
         Ok(())
+    }
+
+    /// The row's `_superseded` cell: the cells a later row of its user set, found in this run
+    /// or named by the input's own `_superseded` cell (an earlier failure CSV fed back in), as
+    /// a JSON array of header names; empty when there are none.
+    fn superseded(&self, record: &ByteRecord, failure: &Failure) -> String {
+        let mut names = failure.superseded.clone();
+        let carried = self
+            .superseded_index
+            .and_then(|index| record.get(index))
+            .and_then(|cell| serde_json::from_slice::<Vec<String>>(cell).ok())
+            .unwrap_or_default();
+        for name in carried {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return String::new();
+        }
+        serde_json::to_string(&names).unwrap_or_default()
     }
 
     /// Hands whole pending records to the operating system (no disk sync): they survive the

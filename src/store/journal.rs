@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::input::reader::RowPos;
+use crate::input::source::RowPos;
 
 const MAGIC: &str = "profile-import journal v1";
 

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use csv::ByteRecord;
 use profile_import::chat::usersig::SecretKey;
-use profile_import::input::reader::{CsvInput, InputOptions};
+use profile_import::input::reader::InputOptions;
 use profile_import::input::row::{RowMapper, RowRules, Verdict};
+use profile_import::input::rows::Rows;
 use profile_import::sim::{SimConfig, SimHandle, SimStats};
 
 const SDKAPPID: u64 = 1_400_000_000;
@@ -56,12 +56,12 @@ fn seed(sim: &SimHandle, csv: &Path) -> Result<u64, Error> {
         mapping: None,
         ignore: Vec::new(),
     };
-    let mut input = CsvInput::open(&options)?;
-    let mapper = RowMapper::new(input.columns.clone(), RowRules::default());
-    let (mut record, mut body) = (ByteRecord::new(), Vec::new());
+    let mut rows = Rows::open(&options)?;
+    let mapper = RowMapper::new(rows.columns().clone(), RowRules::default());
+    let mut body = Vec::new();
     let mut users = 0;
-    while input.read(&mut record)?.is_some() {
-        if let Verdict::Ready { .. } = mapper.map(&record, &mut body) {
+    while let Some(row) = rows.next_row()? {
+        if let Verdict::Ready { .. } = mapper.map(row.record, &mut body) {
             let parsed: serde_json::Value = serde_json::from_slice(&body)?;
             let user = parsed["From_Account"].as_str().ok_or("no From_Account")?;
             let items = parsed["ProfileItem"].as_array().ok_or("no ProfileItem")?;

@@ -17,22 +17,27 @@ pub const KEY: &str = "reliability-key-5e1f";
 /// A user's profile as the simulator holds it: tag → value.
 pub type Profile = BTreeMap<String, serde_json::Value>;
 
-/// One generated input: rows, and what Chat should hold afterwards.
+/// One generated input: rows, and what Chat should hold afterwards. A user's valid rows merge
+/// (each tag takes the last row that sets it) and are sent once, at the user's last valid row;
+/// its earlier valid rows are superseded.
 pub struct Input {
     pub path: PathBuf,
-    /// Line → the user of a valid, known-user row (these must end ok).
+    /// Line → the user of a known user's last valid row (these must end ok).
     pub ok_lines: BTreeMap<u64, String>,
-    /// Line → the profile items a valid, known-user row sets.
+    /// Line → the profile that row sends: the user's valid rows merged.
     pub ok_values: BTreeMap<u64, Profile>,
+    /// Valid rows merged into a later row of their user.
+    pub superseded_lines: BTreeSet<u64>,
     /// Lines that must end in the failure CSV, with their code.
     pub failed_lines: BTreeMap<u64, String>,
-    /// user → tag → value after the last row wins.
+    /// user → tag → value after every valid row is applied in order.
     pub expected: BTreeMap<String, Profile>,
     pub known_users: HashSet<String>,
 }
 
 impl Input {
-    /// Lines a run sends (valid rows, known user or not); invalid rows never are.
+    /// Lines a run sends (each user's last valid row, known user or not); invalid rows never
+    /// are.
     pub fn sendable_lines(&self) -> BTreeSet<u64> {
         self.ok_lines
             .keys()
@@ -45,6 +50,11 @@ impl Input {
             )
             .collect()
     }
+
+    /// The model of the file as it is now on disk (after rows were appended, say).
+    pub fn reread(&self) -> Input {
+        model_of(&self.path, self.known_users.clone())
+    }
 }
 
 /// `rows` rows over `users` users (interleaved, so each user has several rows in order), with
@@ -53,16 +63,7 @@ pub fn make_input(dir: &Path, rows: usize, users: usize) -> Input {
     let path = dir.join("users.csv");
     let mut writer = csv::Writer::from_path(&path).unwrap();
     writer.write_record(["UserID", "Nick", "Level"]).unwrap();
-    let mut input = Input {
-        path: path.clone(),
-        ok_lines: BTreeMap::new(),
-        ok_values: BTreeMap::new(),
-        failed_lines: BTreeMap::new(),
-        expected: BTreeMap::new(),
-        known_users: (0..users).map(|u| format!("user_{u:04}")).collect(),
-    };
     for i in 0..rows {
-        let line = i as u64 + 2;
         let (user, level) = if i % 97 == 13 {
             (format!("ghost_{i}"), (i % 100).to_string())
         } else if i % 89 == 7 {
@@ -72,27 +73,50 @@ pub fn make_input(dir: &Path, rows: usize, users: usize) -> Input {
         };
         let nick = format!("Nick {i} 名字");
         writer.write_record([&user, &nick, &level]).unwrap();
-        if user.starts_with("ghost") {
-            input.failed_lines.insert(line, "40003".into());
-        } else if level == "not-a-number" {
-            input.failed_lines.insert(line, "40610".into());
-        } else {
-            input.ok_lines.insert(line, user.clone());
-            let mut profile = Profile::new();
-            profile.insert("Tag_Profile_IM_Nick".into(), nick.into());
-            profile.insert(
-                "Tag_Profile_IM_Level".into(),
-                serde_json::Value::from(i as u64 % 100),
-            );
-            input
-                .expected
-                .entry(user)
-                .or_default()
-                .extend(profile.clone());
-            input.ok_values.insert(line, profile);
-        }
     }
     writer.flush().unwrap();
+    model_of(&path, (0..users).map(|u| format!("user_{u:04}")).collect())
+}
+
+/// What importing the `UserID,Nick,Level` file at `path` must end with, worked out row by row
+/// without the tool: a Level that is not a number is invalid (40610); a `ghost_` user is not
+/// an account (40003, at its last row).
+fn model_of(path: &Path, known_users: HashSet<String>) -> Input {
+    let mut input = Input {
+        path: path.to_path_buf(),
+        ok_lines: BTreeMap::new(),
+        ok_values: BTreeMap::new(),
+        superseded_lines: BTreeSet::new(),
+        failed_lines: BTreeMap::new(),
+        expected: BTreeMap::new(),
+        known_users,
+    };
+    let mut last_valid: BTreeMap<String, u64> = BTreeMap::new();
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.unwrap();
+        let line = i as u64 + 2;
+        let (user, nick, level) = (&record[0], &record[1], &record[2]);
+        let Ok(level) = level.parse::<u64>() else {
+            input.failed_lines.insert(line, "40610".into());
+            continue;
+        };
+        if let Some(earlier) = last_valid.insert(user.to_string(), line) {
+            input.superseded_lines.insert(earlier);
+        }
+        let profile = input.expected.entry(user.to_string()).or_default();
+        profile.insert("Tag_Profile_IM_Nick".into(), nick.into());
+        profile.insert("Tag_Profile_IM_Level".into(), level.into());
+    }
+    for (user, line) in last_valid {
+        if input.known_users.contains(&user) {
+            input.ok_lines.insert(line, user.clone());
+            input.ok_values.insert(line, input.expected[&user].clone());
+        } else {
+            input.failed_lines.insert(line, "40003".into());
+            input.expected.remove(&user);
+        }
+    }
     input
 }
 
@@ -186,6 +210,7 @@ pub fn assert_final_state(input: &Input, sim: &SimHandle, journal: &Path, failur
         .ok_lines
         .keys()
         .chain(input.failed_lines.keys())
+        .chain(&input.superseded_lines)
         .copied()
         .collect();
     assert_eq!(
@@ -195,6 +220,9 @@ pub fn assert_final_state(input: &Input, sim: &SimHandle, journal: &Path, failur
     );
     for line in input.ok_lines.keys() {
         assert_eq!(journal[line], "ok", "line {line}");
+    }
+    for line in &input.superseded_lines {
+        assert_eq!(journal[line], "superseded", "line {line}");
     }
     for (line, code) in &input.failed_lines {
         assert!(
@@ -215,7 +243,7 @@ pub fn assert_final_state(input: &Input, sim: &SimHandle, journal: &Path, failur
     assert_eq!(
         sim.profiles(),
         input.expected,
-        "Chat holds each user's last row"
+        "Chat holds each user's rows merged"
     );
     assert_eq!(sim.stats().max_in_flight_per_user, 1);
 }

@@ -23,11 +23,12 @@ use profile_import::run::job::JobInput;
 use profile_import::sim::SimHandle;
 
 /// The failure CSV's appended columns, in order (mirrors `header::FAILURE_COLUMNS`).
-pub const FAILURE_COLUMNS: [&str; 5] = [
+pub const FAILURE_COLUMNS: [&str; 6] = [
     "_error_code",
     "_error_message",
     "_stage",
     "_attempts",
+    "_superseded",
     "_line",
 ];
 
@@ -432,6 +433,8 @@ pub struct FailureRow {
     pub message: String,
     pub stage: String,
     pub attempts: String,
+    /// `_superseded`: the cells a later row of the user set (a JSON array of header names).
+    pub superseded: String,
     pub line: u64,
 }
 
@@ -461,14 +464,15 @@ pub fn read_failures_with(path: &Path, delimiter: u8) -> (Vec<String>, Vec<Failu
                 "short failure record: {record:?}"
             );
             let info = record.split_off(record.len() - FAILURE_COLUMNS.len());
-            let [code, message, stage, attempts, line] =
-                <[String; 5]>::try_from(info).expect("five failure columns");
+            let [code, message, stage, attempts, superseded, line] =
+                <[String; 6]>::try_from(info).expect("six failure columns");
             FailureRow {
                 data: record,
                 code,
                 message,
                 stage,
                 attempts,
+                superseded,
                 line: line
                     .parse()
                     .unwrap_or_else(|_| panic!("_line is not a number: {line:?}")),

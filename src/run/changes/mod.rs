@@ -1,17 +1,22 @@
-//! `import --changes-only`: what Chat holds decides what is sent. Each row's values are compared
-//! with the user's current values (read with portrait_get, 100 users a call, ahead of the send)
-//! by `verify`'s comparison, and only the tags that differ are sent. This module owns the
-//! comparison of one user and the body of only the differing tags; `ahead` reads ahead of the
-//! send, and `plan` is the dry run of it (`--dry-run --changes-only`).
+//! Comparing rows with what Chat holds: one comparison for `import --changes-only` (which then
+//! sends only the tags that differ), its plan (`--dry-run --changes-only`, `plan`) and
+//! `verify`. The users' current values are read with portrait_get, 100 users a call, ahead of
+//! the rows (`ahead`). This module owns the comparison of one user, the body of only the
+//! differing tags, and [`check_rows`], the read path the plan and verify share.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use csv::ByteRecord;
+use tokio::sync::mpsc;
 
 use crate::chat::api::ChatApi;
 use crate::chat::portrait::{ProfileItem, SetBody, UserRead};
-use crate::input::row::RowMapper;
-use crate::run::verify::value_matches;
+use crate::input::row::{RowMapper, Violation};
+use crate::input::rows::{Row, Rows};
+use crate::run::decide::{Decider, Decision};
+use crate::run::summary::Summary;
+use ahead::{read_ahead, Ahead};
 
 pub mod ahead;
 pub mod plan;
@@ -36,6 +41,63 @@ pub struct Reads {
     /// account_check (its own pacer, 100 calls a second): finds the unknown users of a read
     /// refused whole with 40003. Without it, such a read's users are not compared.
     pub account_check: Option<Arc<ChatApi>>,
+}
+
+/// The handles a comparison run (verify, the plan) reads Chat through, and the job-wide error
+/// a read may meet (a wrong key, Chat unreachable), which stops the reads.
+#[derive(Clone)]
+pub struct ChatReads {
+    /// portrait_get.
+    pub api: Arc<ChatApi>,
+    /// account_check, for reads refused whole with 40003.
+    pub account_checks: Option<Arc<ChatApi>>,
+    fatal: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl ChatReads {
+    pub fn new(api: Arc<ChatApi>, account_checks: Option<Arc<ChatApi>>) -> ChatReads {
+        ChatReads {
+            api,
+            account_checks,
+            fatal: Arc::default(),
+        }
+    }
+
+    /// How the rows of a file (with `mapper`'s columns) are read.
+    pub fn reads(&self, mapper: &RowMapper) -> Reads {
+        let (fatal, stop) = (Arc::clone(&self.fatal), self.api.stop().clone());
+        Reads {
+            api: Arc::clone(&self.api),
+            tags: Arc::new(tags_of(mapper)),
+            in_flight: reads_in_flight(self.api.pacer().ceiling().round() as u32),
+            account_check: self.account_checks.clone(),
+            on_fatal: Arc::new(move |why| {
+                fatal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(why);
+                stop.cancel();
+            }),
+        }
+    }
+
+    /// The reads' calls, throttled answers and pace, into `report`.
+    pub fn count_reads(&self, report: &mut Summary) {
+        let compared = report.compared.get_or_insert_with(Default::default);
+        compared.read_calls = self.api.requests();
+        compared.read_throttled = self.api.throttled();
+        compared.account_checks = self
+            .account_checks
+            .as_ref()
+            .map_or(0, |checks| checks.requests());
+        compared.read_pace_lowest = self.api.pacer().lowest_rate().floor() as u32;
+        compared.read_pace_ceiling = self.api.pacer().ceiling().floor() as u32;
+    }
+
+    /// The job-wide error a read met, if any.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The tags a file sets, in column order: what each read asks for.
@@ -76,6 +138,138 @@ pub struct Compared {
     /// The row's items, as its body holds them.
     pub expected: Vec<ProfileItem>,
     pub outcome: Comparison,
+}
+
+/// Whether Chat's value for a tag (`None`: Chat left the tag out) is the one expected: the
+/// one comparison `verify` and `import --changes-only` both make.
+pub fn value_matches(expected: &serde_json::Value, held: Option<&serde_json::Value>) -> bool {
+    match held {
+        Some(actual) => actual == expected,
+        // Chat leaves unset values out; an empty string or 0 reads back as unset.
+        None => expected == "" || expected == 0,
+    }
+}
+
+/// Chat's value as the diff CSV's `Actual` column shows it.
+pub fn describe_actual(held: Option<&serde_json::Value>) -> String {
+    held.map_or("(unset)".to_string(), |v| v.to_string())
+}
+
+/// One row of a comparison run (verify, the plan), in file order.
+pub enum Checked {
+    Invalid {
+        record: ByteRecord,
+        line: u64,
+        violations: Vec<Violation>,
+        superseded: Vec<String>,
+    },
+    Skipped,
+    Superseded,
+    /// Left out of a sample (`verify --sample`).
+    Unsampled,
+    /// A user's last row (its rows merged), compared with what Chat holds.
+    Compared {
+        user: String,
+        compared: Compared,
+    },
+}
+
+/// The read path of verify and the plan: every row decided (`run::decide`, each user once,
+/// its rows merged), the users to compare read ahead with `reads`, and each row handed to
+/// `take` in file order. `keep`: whether a user is compared at all (a sample).
+pub async fn check_rows(
+    rows: Rows,
+    decider: Decider,
+    reads: Reads,
+    keep: impl Fn(&str) -> bool + Send + 'static,
+    mut take: impl FnMut(Checked) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (rows_tx, rows_rx) = mpsc::channel(1024);
+    let (out_tx, mut out_rx) = mpsc::channel(1024);
+    let reader = std::thread::Builder::new()
+        .name("csv-check-reader".into())
+        .spawn(move || decide_rows(rows, decider, keep, rows_tx))?;
+    let ahead = tokio::spawn(read_ahead(
+        rows_rx,
+        out_tx,
+        reads,
+        |row| row,
+        |row: Checked, compared| match (row, compared) {
+            (Checked::Compared { user, .. }, Some(compared)) => {
+                Checked::Compared { user, compared }
+            }
+            (row, _) => row,
+        },
+    ));
+    let mut taken = Ok(());
+    while let Some(row) = out_rx.recv().await {
+        taken = take(row);
+        if taken.is_err() {
+            break;
+        }
+    }
+    drop(out_rx);
+    ahead.await?;
+    let read = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?;
+    taken?;
+    read
+}
+
+/// The reader thread of [`check_rows`].
+fn decide_rows(
+    mut rows: Rows,
+    mut decider: Decider,
+    keep: impl Fn(&str) -> bool,
+    out: mpsc::Sender<Ahead<Checked>>,
+) -> anyhow::Result<()> {
+    while let Some(row) = rows.next_row()? {
+        let next = checked(&row, decider.decide(&row), &keep);
+        if out.blocking_send(next).is_err() {
+            // The consumer stopped (an error, or a stop): it reports why.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn checked(row: &Row, decision: Decision, keep: &impl Fn(&str) -> bool) -> Ahead<Checked> {
+    let ready = match decision {
+        Decision::Send(ready) | Decision::Unchanged(ready) | Decision::AccountFailed(ready, _) => {
+            ready
+        }
+        Decision::Invalid {
+            violations,
+            superseded,
+        } => {
+            return Ahead::Pass(Checked::Invalid {
+                record: row.record.clone(),
+                line: row.pos.line,
+                violations,
+                superseded,
+            })
+        }
+        Decision::Skipped | Decision::AlreadyFailed => return Ahead::Pass(Checked::Skipped),
+        Decision::Superseded => return Ahead::Pass(Checked::Superseded),
+    };
+    if !keep(&ready.user_id) {
+        return Ahead::Pass(Checked::Unsampled);
+    }
+    let Some(body) = parse_body(&ready.body) else {
+        return Ahead::Pass(Checked::Skipped);
+    };
+    Ahead::Compare {
+        item: Checked::Compared {
+            user: body.user.clone(),
+            compared: Compared {
+                expected: Vec::new(),
+                outcome: Comparison::Same,
+            },
+        },
+        user: body.user,
+        expected: body.items,
+    }
 }
 
 /// Compares a row's items with what a read said of its user.

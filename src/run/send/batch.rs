@@ -15,13 +15,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::readback::{read_back, ReadBack};
+use crate::chat::accounts::{fail_accounts, multiaccount_import_body, AccountEntry, BATCH};
 use crate::chat::api::command::MULTIACCOUNT_IMPORT;
 use crate::chat::api::ChatApi;
-use crate::chat::client::ChatClient;
-use crate::chat::retry::{Answer, RetryPolicy};
+use crate::chat::retry::Answer;
 use crate::outcome::{Failure, FailureCode, Stage};
-use crate::run::accounts::{fail_accounts, multiaccount_import_body, AccountEntry, BATCH};
-use crate::run::job::BatchOptions;
 use crate::run::summary::BatchReport;
 
 /// A partly filled call goes out once no user came for this long, or it is this old.
@@ -37,8 +35,6 @@ const CHECK_USERS: usize = 1000;
 const CHECK_WAIT: Duration = Duration::from_millis(200);
 /// multiaccount_import calls in flight at most.
 const MAX_CALLS: usize = 32;
-/// portrait_get calls a second for the self-check (it makes about one a check).
-const CHECK_RATE: u32 = 20;
 
 /// How the batch path answered for one row's Nick and Image.
 #[derive(Debug)]
@@ -73,17 +69,9 @@ pub(super) struct BatchPath {
 }
 
 impl BatchPath {
-    /// Starts the batch path: its own pacers on the job's client, stopped with the job (the
-    /// caller links them with the job's other handles, see `apis`).
-    pub(super) fn start(
-        client: Arc<ChatClient>,
-        options: BatchOptions,
-        retry: RetryPolicy,
-        stop: CancellationToken,
-    ) -> BatchPath {
-        let import = ChatApi::new(client.clone(), options.rate, retry, stop.clone());
-        let check = ChatApi::new(client, CHECK_RATE, retry, stop);
-        let (import, check) = (Arc::new(import), Arc::new(check));
+    /// Starts the batch path on the job's multiaccount_import and self-check handles
+    /// (`run::handles`).
+    pub(super) fn start(import: Arc<ChatApi>, check: Arc<ChatApi>) -> BatchPath {
         let report = Arc::new(Mutex::new(BatchReport::default()));
         let (submit, submissions) = mpsc::channel(BATCH * 4);
         let done = CancellationToken::new();
@@ -110,12 +98,6 @@ impl BatchPath {
             done,
             task: Mutex::new(Some(task)),
         }
-    }
-
-    /// Both handles (multiaccount_import's and the check's portrait_get), to be linked with
-    /// the job's others.
-    pub(super) fn apis(&self) -> [&ChatApi; 2] {
-        [&self.import, &self.check]
     }
 
     /// Rows the batch path can hold at once: full calls in flight, the users waiting for a
@@ -290,6 +272,7 @@ impl Batcher {
             message: message.to_string(),
             stage: Stage::Account,
             attempts: requests,
+            superseded: Vec::new(),
         };
         let raw = match answer {
             Answer::Ok(_, raw) => raw,

@@ -7,15 +7,13 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::worker::Shared;
-use super::{Check, Event, LocalRow, SendSettings};
+use super::{Check, Event, LocalRow};
+use crate::chat::accounts::AccountEntry;
 use crate::chat::api::ChatApi;
-use crate::chat::client::ChatClient;
 use crate::chat::portrait::ProfileItem;
 use crate::input::profile::{StandardField, Tag};
-use crate::run::accounts::AccountEntry;
 use crate::run::changes::ahead::{read_ahead, Ahead};
 use crate::run::changes::{self, Compared, Comparison, Reads};
 use crate::run::summary::Summary;
@@ -26,34 +24,6 @@ pub(super) struct ReadApis {
     pub(super) reads: Arc<ChatApi>,
     /// account_check, at its own limit, for reads refused whole with 40003.
     pub(super) account_checks: Arc<ChatApi>,
-}
-
-/// The read handles of a job: the job's client, stopped with it, pacers of their own (the
-/// caller links them with the job's other handles).
-pub(super) fn read_apis(
-    client: &Arc<ChatClient>,
-    stop: &CancellationToken,
-    settings: &SendSettings,
-) -> ReadApis {
-    let reads = ChatApi::new(
-        client.clone(),
-        settings.read_rate,
-        settings.retry,
-        stop.clone(),
-    );
-    let checks_rate = crate::run::accounts::BATCH_CALLS_PER_SECOND;
-    let checks = ChatApi::new(client.clone(), checks_rate, settings.retry, stop.clone());
-    ReadApis {
-        reads: Arc::new(reads),
-        account_checks: Arc::new(checks),
-    }
-}
-
-impl ReadApis {
-    /// Both handles, to be linked with the job's others.
-    pub(super) fn apis(&self) -> [&ChatApi; 2] {
-        [&self.reads, &self.account_checks]
-    }
 }
 
 /// `--changes-only`: starts the compare stage on the rows of `events`, which then receives
@@ -72,7 +42,7 @@ pub(super) fn spawn_stage(
 
 /// The reads' requests, throttled answers and lowest pace, into the summary.
 pub(super) fn count_reads(summary: &mut Summary, shared: &Shared) {
-    if let (Some(changes), Some(apis)) = (&mut summary.changes, &shared.reads) {
+    if let (Some(changes), Some(apis)) = (&mut summary.compared, &shared.reads) {
         changes.read_calls = apis.reads.requests();
         changes.read_throttled = apis.reads.throttled();
         changes.account_checks = apis.account_checks.requests();
@@ -155,11 +125,19 @@ fn settle(event: Event, compared: Option<Compared>) -> Event {
                 pos: job.pos,
                 user_id: job.user_id,
                 body_hash: job.body_hash,
+                values: u32::try_from(compared.expected.len()).unwrap_or(u32::MAX),
             })
         }
         Comparison::Differs(differences) => {
             job.tags = u32::try_from(differences.len()).unwrap_or(u32::MAX);
-            job.check = Check::Updated;
+            job.check = Check::Updated {
+                values: u32::try_from(compared.expected.len()).unwrap_or(u32::MAX),
+                tags: differences
+                    .iter()
+                    .filter_map(|d| compared.expected.get(d.index))
+                    .map(|item| item.tag.clone())
+                    .collect(),
+            };
             // Items past the body's are the batch path's Nick and Image: only those that
             // differ go through it, and a user whose only differences they are makes no
             // portrait_set call.

@@ -12,11 +12,12 @@ use super::worker::Shared;
 use super::{Check, Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
 use crate::input::row::failure_from;
 use crate::outcome::{Failure, FailureCode};
+use crate::run::fate::{Found, RowFate};
 use crate::run::progress::{Progress, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{Comparison, Final, Found, Journal};
+use crate::store::journal::{self, Comparison, Final, Journal};
 use crate::store::state::StateDb;
 
 /// The single owner of the counters, the progress display, the failure CSV and the journal.
@@ -136,28 +137,31 @@ impl Collector {
     fn record_local(&mut self, row: LocalRow, summary: &mut Summary) -> anyhow::Result<()> {
         match row {
             LocalRow::Skipped(pos) => {
-                summary.skipped += 1;
+                summary.count(RowFate::Skipped);
                 self.journal.record(pos, Final::Skipped, "");
             }
             LocalRow::NotNeeded(pos, why) => {
-                match why {
-                    Final::Superseded => summary.superseded += 1,
-                    _ => summary.unchanged += 1,
-                }
+                summary.count(match why {
+                    Final::Superseded => RowFate::Superseded,
+                    _ => RowFate::Unchanged,
+                });
                 self.journal.record(pos, why, "");
             }
             LocalRow::UnchangedInChat {
                 pos,
                 user_id,
                 body_hash,
+                values,
             } => {
-                summary.unchanged += 1;
-                if let Some(changes) = &mut summary.changes {
-                    changes.users_compared += 1;
-                    changes.unchanged_in_chat += 1;
-                }
+                summary.count(RowFate::Unchanged);
+                summary.count_comparison(
+                    Found::Same {
+                        values: u64::from(values),
+                    },
+                    0,
+                );
                 let comparison = Comparison {
-                    found: Found::InChat,
+                    found: journal::Found::InChat,
                     tags_accepted: 0,
                 };
                 self.journal
@@ -172,38 +176,32 @@ impl Collector {
                 record,
                 failure,
             } => {
-                summary.failed += 1;
                 let code = failure.code.to_string();
-                *summary
-                    .failed_by_code
-                    .entry(format!("{code} (account)"))
-                    .or_default() += 1;
+                summary.count(RowFate::Failed {
+                    code: &format!("{code} (account)"),
+                });
                 self.failures
                     .write(&record, pos.line, &failure, self.delimiter)?;
                 self.journal.record(pos, Final::Failed, &code);
             }
             LocalRow::AlreadyFailed(pos) => {
-                summary.failed += 1;
-                *summary
-                    .failed_by_code
-                    .entry("(earlier run)".into())
-                    .or_default() += 1;
+                summary.count(RowFate::Failed {
+                    code: "(earlier run)",
+                });
                 self.journal.record(pos, Final::Failed, "earlier");
             }
             LocalRow::Invalid {
                 pos,
                 record,
                 violations,
+                superseded,
             } => {
-                summary.invalid += 1;
-                for violation in &violations {
-                    *summary
-                        .invalid_by_rule
-                        .entry(format!("{} {}", violation.code, violation.rule))
-                        .or_default() += 1;
-                }
+                summary.count(RowFate::Invalid(&violations));
                 self.warnings.invalid(pos.line, &violations);
-                let failure = failure_from(&violations);
+                let failure = Failure {
+                    superseded,
+                    ..failure_from(&violations)
+                };
                 self.failures
                     .write(&record, pos.line, &failure, self.delimiter)?;
                 self.journal
@@ -221,7 +219,7 @@ impl Collector {
         requests: u32,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        summary.retries += u64::from(requests.saturating_sub(1));
+        summary.count_attempts(requests);
         if !matches!(outcome, Outcome::NotAttempted) {
             count_check(summary, &job, matches!(outcome, Outcome::Ok));
         }
@@ -245,7 +243,7 @@ impl Collector {
                     job.pos.line,
                     job.user_id
                 );
-                summary.ok += 1;
+                summary.count(RowFate::Ok);
                 let comparison = comparison(&job, job.tags);
                 self.journal
                     .record_compared(job.pos, Final::Ok, "", comparison);
@@ -254,7 +252,7 @@ impl Collector {
                 }
             }
             Outcome::NotAttempted => {
-                summary.not_attempted += 1;
+                summary.count(RowFate::NotAttempted);
                 if requests > 0 {
                     // Cut short mid-retry: an earlier attempt may have been applied.
                     if let Some(state) = &mut self.state {
@@ -275,9 +273,8 @@ impl Collector {
         failure: Failure,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        summary.failed += 1;
         let code = failure.code.to_string();
-        *summary.failed_by_code.entry(code.clone()).or_default() += 1;
+        summary.count(RowFate::Failed { code: &code });
         self.warnings.failed(job.pos.line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
@@ -319,7 +316,7 @@ impl Collector {
             return self.release_held_transport(summary);
         }
         for (job, _) in std::mem::take(&mut self.held_transport) {
-            summary.not_attempted += 1;
+            summary.count(RowFate::NotAttempted);
             if let Some(state) = &mut self.state {
                 state.forget(&job.user_id);
             }
@@ -339,19 +336,22 @@ fn comparison(job: &Job, tags_accepted: u32) -> Option<Comparison> {
 }
 
 fn count_check(summary: &mut Summary, job: &Job, accepted: bool) {
-    let Some(changes) = &mut summary.changes else {
-        return;
-    };
-    match job.check {
+    let tags_sent = if accepted { u64::from(job.tags) } else { 0 };
+    let found = match &job.check {
         Check::NotAsked => return,
-        Check::Updated => {
-            changes.users_compared += 1;
-            changes.updated += 1;
+        Check::Updated { values, tags } => {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let values = u64::from(*values);
+            return summary.count_comparison(
+                Found::Differs {
+                    values,
+                    tags: &tags,
+                },
+                tags_sent,
+            );
         }
-        Check::NotAnAccount => changes.not_an_account += 1,
-        Check::NotCompared => changes.not_compared += 1,
-    }
-    if accepted {
-        changes.tags_sent += u64::from(job.tags);
-    }
+        Check::NotAnAccount => Found::NotAnAccount,
+        Check::NotCompared => Found::NotCompared,
+    };
+    summary.count_comparison(found, tags_sent);
 }

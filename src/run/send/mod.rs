@@ -21,13 +21,16 @@ use csv::ByteRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
 use crate::chat::retry::RetryPolicy;
 use crate::input::dupes::Duplicates;
-use crate::input::reader::{CsvInput, RowPos};
-use crate::input::row::{RowMapper, Violation};
+use crate::input::row::Violation;
+use crate::input::rows::Rows;
+use crate::input::source::RowPos;
 use crate::outcome::Failure;
+use crate::run::accounts::CreateAccounts;
+use crate::run::decide::Decider;
+use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
 use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
 use crate::run::progress::Progress;
@@ -104,7 +107,7 @@ struct Job {
     /// `--batch-nick-image`, a row with only Nick and/or Image).
     body: Option<Bytes>,
     /// `--batch-nick-image`: the Nick and Image that go through the batch path.
-    nick_image: Option<crate::run::accounts::AccountEntry>,
+    nick_image: Option<crate::chat::accounts::AccountEntry>,
     record: ByteRecord,
     /// The tags `body` sets.
     tags: u32,
@@ -113,12 +116,12 @@ struct Job {
 }
 
 /// What `--changes-only` found for a row that is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Check {
     /// No comparison (a run without `--changes-only`).
     NotAsked,
-    /// Chat holds other values for some tags: only those are sent.
-    Updated,
+    /// Chat holds other values for `tags` of the `values` compared: only those are sent.
+    Updated { values: u32, tags: Vec<String> },
     /// Chat does not know the user: sent whole.
     NotAnAccount,
     /// The read failed for good: sent whole.
@@ -127,10 +130,10 @@ enum Check {
 
 impl Check {
     /// What the journal keeps of it (nothing without `--changes-only`).
-    fn journalled(self) -> Option<Found> {
+    fn journalled(&self) -> Option<Found> {
         match self {
             Check::NotAsked => None,
-            Check::Updated => Some(Found::Updated),
+            Check::Updated { .. } => Some(Found::Updated),
             Check::NotAnAccount => Some(Found::NotAnAccount),
             Check::NotCompared => Some(Found::NotCompared),
         }
@@ -155,11 +158,15 @@ enum LocalRow {
         pos: RowPos,
         user_id: String,
         body_hash: u64,
+        /// The values compared.
+        values: u32,
     },
     Invalid {
         pos: RowPos,
         record: ByteRecord,
         violations: Vec<Violation>,
+        /// Its cells that a later row of the user sends (see `run::decide`).
+        superseded: Vec<String>,
     },
     /// A row already in the failure CSV from an interrupted earlier run but not yet journalled.
     AlreadyFailed(RowPos),
@@ -196,7 +203,14 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<SendReport> {
     let started = Instant::now();
-    let plan = match plan::prepare(job, &client, settings.retry, &stop).await? {
+    let internal_stop = stop.child_token();
+    let handles = Handles::new(
+        &client,
+        settings.retry,
+        &internal_stop,
+        &job_uses(job, &settings),
+    );
+    let plan = match plan::prepare(job, &handles, &stop).await? {
         Prepared::Ready(plan) => plan,
         Prepared::Stopped(summary) => {
             return Ok(SendReport {
@@ -207,32 +221,18 @@ pub async fn run(
             })
         }
     };
-    let internal_stop = stop.child_token();
-    let api = ChatApi::new(
-        client.clone(),
-        settings.rate,
-        settings.retry,
-        internal_stop.clone(),
-    );
-    let batch = job.batch_nick_image.map(|options| {
-        BatchPath::start(
-            client.clone(),
-            options,
-            settings.retry,
-            internal_stop.clone(),
-        )
-    });
-    let reads = job
-        .changes_only
-        .then(|| changes::read_apis(&client, &internal_stop, &settings));
-    // Every handle of the job calls the same app, and the spec does not say whether Chat's
-    // limits are per API or per app: an app-wide 60011 on any of them slows them all.
-    let mut handles = vec![&api];
-    handles.extend(batch.iter().flat_map(BatchPath::apis));
-    handles.extend(reads.iter().flat_map(changes::ReadApis::apis));
-    ChatApi::link_siblings(&handles);
+    let batch = handles
+        .batch()
+        .map(|(import, check)| BatchPath::start(import, check));
+    let reads = match job.changes_only {
+        true => Some(changes::ReadApis {
+            reads: handles.reads()?.clone(),
+            account_checks: handles.account_checks()?.clone(),
+        }),
+        false => None,
+    };
     let shared = Arc::new(Shared {
-        api,
+        api: handles.sets()?.clone(),
         reads,
         // The batch path's rows wait in workers of their own; portrait_set keeps its limit.
         set_slots: batch
@@ -261,22 +261,41 @@ pub async fn run(
     Ok(report)
 }
 
+/// What an import calls Chat for. Every handle of the job calls the same app, and the spec does
+/// not say whether Chat's limits are per API or per app, so `Handles` links them all.
+fn job_uses(job: &JobInput, settings: &SendSettings) -> Vec<Use> {
+    let mut uses = vec![Use::Sets(settings.rate)];
+    if job.changes_only {
+        uses.extend([Use::Reads(settings.read_rate), Use::AccountChecks]);
+    }
+    if matches!(
+        job.create_accounts,
+        Some(CreateAccounts::Batch | CreateAccounts::AccountList)
+    ) {
+        uses.push(Use::AccountImports);
+    }
+    if let Some(batch) = job.batch_nick_image {
+        uses.push(Use::Batch(batch.rate));
+    }
+    uses
+}
+
 /// Starts the thread that reads the rows from the plan's position and hands them on.
 fn spawn_reader(
     job: &JobInput,
-    input: CsvInput,
-    mapper: RowMapper,
+    rows: Rows,
+    decider: Decider,
     events: mpsc::Sender<Event>,
     plan: ReaderPlan,
 ) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<Duplicates>>> {
     let split = job
         .batch_nick_image
-        .map(|_| split::NickImageSplit::new(mapper.columns(), job.rules));
+        .map(|_| split::NickImageSplit::new(decider.mapper().columns(), job.rules));
     let options = job.input.clone();
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("csv-reader".into())
-        .spawn(move || reader::read_rows(input, &options, mapper, split, events, runtime, plan))
+        .spawn(move || reader::read_rows(rows, &options, decider, split, events, runtime, plan))
 }
 
 /// The requests, throttled answers and pace of every path into the summary.
@@ -298,8 +317,8 @@ async fn count_requests(summary: &mut Summary, shared: &Shared) {
 async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::Result<SendReport> {
     let Plan {
         locks: _locks,
-        input,
-        mapper,
+        rows,
+        decider,
         total,
         prior,
         reader: reader_plan,
@@ -308,13 +327,13 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         state,
     } = plan;
     let settings = &shared.settings;
-    let tags = crate::run::changes::tags_of(&mapper);
+    let tags = crate::run::changes::tags_of(decider.mapper());
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(1024);
     let (work_tx, work_rx) = mpsc::channel::<Job>(settings.concurrency);
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
     let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
 
-    let reader = spawn_reader(job, input, mapper, event_tx, reader_plan)?;
+    let reader = spawn_reader(job, rows, decider, event_tx, reader_plan)?;
     let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
     let batch_workers = match shared.batch {

@@ -1,12 +1,12 @@
 //! The batch path's self-check: reads a sample of batched users back with portrait_get and
 //! says whether the Nick and Image sent through multiaccount_import landed.
 
+use crate::chat::accounts::{AccountEntry, BATCH};
 use crate::chat::api::command::PORTRAIT_GET;
 use crate::chat::api::ChatApi;
 use crate::chat::portrait::{get_request, read_answer, UserRead};
 use crate::chat::retry::Answer;
 use crate::input::profile::{StandardField, Tag};
-use crate::run::accounts::{AccountEntry, BATCH};
 
 /// What reading a sample back showed.
 #[derive(Debug)]

@@ -9,11 +9,12 @@ use tokio::sync::mpsc;
 use super::split::NickImageSplit;
 use super::{Check, Event, Job, LocalRow};
 use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
-use crate::input::reader::{CsvInput, InputOptions, RowPos};
-use crate::input::row::{RowMapper, Verdict};
-use crate::outcome::{Failure, Stage};
+use crate::input::reader::InputOptions;
+use crate::input::row::RowMapper;
+use crate::input::rows::{Row, Rows};
+use crate::input::survey::user_of;
+use crate::run::decide::{Decider, Decision};
 use crate::run::plan::ReaderPlan;
-use crate::run::sync::SyncVerdict;
 use crate::store::journal::Final;
 
 /// Request bodies logged at info level (`-v`).
@@ -25,19 +26,16 @@ const SLOTS_AT_ONCE: usize = 64;
 
 /// Reads every row and sends it on in file order; returns the duplicate report.
 pub(super) fn read_rows(
-    mut input: CsvInput,
+    mut rows: Rows,
     options: &InputOptions,
-    mapper: RowMapper,
+    mut decider: Decider,
     split: Option<NickImageSplit>,
     events: mpsc::Sender<Event>,
     runtime: tokio::runtime::Handle,
     mut plan: ReaderPlan,
 ) -> anyhow::Result<Duplicates> {
     let mut slots: Option<mpsc::PermitIterator<'_, Event>> = None;
-    let mut record = ByteRecord::new();
-    let mut body = Vec::with_capacity(1024);
     let mut rest_body = Vec::new();
-    let mut index = 0;
     // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
     let mut sample_bodies = 0;
     let mut recount = plan
@@ -45,50 +43,30 @@ pub(super) fn read_rows(
         .take()
         .filter(|finder| !finder.is_clear())
         .map(DuplicateFinder::into_recount);
-    let count_user = |recount: &mut Option<Recount>, record: &ByteRecord| {
-        if let Some(recount) = recount {
-            if let Some(user_id) = mapper.user_id(record).filter(|id| !id.is_empty()) {
-                recount.observe(user_id);
-            }
-        }
-    };
     if let Some(checkpoint) = plan.checkpoint {
-        // The duplicate report covers the whole file, as a first run's does: the rows before
-        // the checkpoint are read for their UserIDs only (skipped when nothing repeats).
+        // The duplicate report covers the whole file, as a first run's does, and a repeated
+        // user's rows before the checkpoint still merge into its last row: the rows before
+        // it are read again when some user may repeat (not otherwise).
         if recount.is_some() {
-            let mut before = CsvInput::open(options)?;
-            let mut read = 0;
-            while read <= checkpoint.index && before.read(&mut record)?.is_some() {
-                count_user(&mut recount, &record);
-                read += 1;
+            let mut before = Rows::open(options)?;
+            while let Some(row) = before.next_row()? {
+                if row.pos.index > checkpoint.index {
+                    break;
+                }
+                count_user(&mut recount, decider.mapper(), row.record);
+                decider.pass_over(&row);
             }
         }
-        input.seek_past(checkpoint)?;
-        index = checkpoint.index + 1;
+        rows.seek_past(checkpoint)?;
     }
-    while let Some(line) = input.read(&mut record)? {
-        let pos = RowPos {
-            index,
-            line,
-            byte: CsvInput::start_byte(&record),
-        };
-        index += 1;
-        count_user(&mut recount, &record);
-        if plan.journalled.contains(&pos.index) {
+    while let Some(row) = rows.next_row()? {
+        count_user(&mut recount, decider.mapper(), row.record);
+        if plan.journalled.contains(&row.pos.index) {
+            decider.pass_over(&row);
             continue;
         }
-        let event = if plan.failed_lines.contains(&line) {
-            Event::Local(LocalRow::AlreadyFailed(pos))
-        } else if input.unterminated() {
-            Event::Local(LocalRow::Invalid {
-                pos,
-                record: record.clone(),
-                violations: vec![crate::input::row::unterminated_quote(line)],
-            })
-        } else {
-            let split = split.as_ref().map(|split| (split, &mut rest_body));
-            judge(&mapper, &plan, pos, &record, &mut body, split)
-        };
+        let split = split.as_ref().map(|split| (split, &mut rest_body));
+        let event = event_of(decider.decide(&row), &row, split);
         if let Event::Job(job) = &event {
             if sample_bodies < SAMPLE_BODIES {
                 sample_bodies += 1;
@@ -112,6 +90,13 @@ pub(super) fn read_rows(
     drop(slots);
     drop(events);
     Ok(recount.map(|recount| recount.finish()).unwrap_or_default())
+}
+
+/// Counts the record's UserID for the exact duplicate report.
+fn count_user(recount: &mut Option<Recount>, mapper: &RowMapper, record: &ByteRecord) {
+    if let (Some(recount), Some(user_id)) = (recount, user_of(mapper, record)) {
+        recount.observe(user_id);
+    }
 }
 
 /// `-v`: a row's request body (and its batch part).
@@ -139,7 +124,7 @@ fn parts(
     record: &ByteRecord,
     user_id: &str,
     split: Option<(&NickImageSplit, &mut Vec<u8>)>,
-) -> (Option<Bytes>, Option<crate::run::accounts::AccountEntry>) {
+) -> (Option<Bytes>, Option<crate::chat::accounts::AccountEntry>) {
     let Some((split, rest_body)) = split else {
         return (Some(Bytes::copy_from_slice(body)), None);
     };
@@ -153,59 +138,44 @@ fn parts(
     }
 }
 
-/// What happens to one well-formed record: sent, or decided here.
-fn judge(
-    mapper: &RowMapper,
-    plan: &ReaderPlan,
-    pos: RowPos,
-    record: &ByteRecord,
-    body: &mut Vec<u8>,
+/// The reader's event for a row's decision.
+fn event_of(
+    decision: Decision,
+    row: &Row,
     split: Option<(&NickImageSplit, &mut Vec<u8>)>,
 ) -> Event {
-    match mapper.map(record, body) {
-        Verdict::Ready { user_id, .. } if plan.failed_accounts.contains_key(user_id) => {
-            let why = &plan.failed_accounts[user_id];
-            Event::Local(LocalRow::AccountFailed {
+    let pos = row.pos;
+    match decision {
+        Decision::Send(ready) => {
+            let (body, nick_image) = parts(&ready.body, &ready.record, &ready.user_id, split);
+            Event::Job(Job {
                 pos,
-                record: record.clone(),
-                failure: Failure {
-                    code: why.code,
-                    message: why.message.clone(),
-                    stage: Stage::Account,
-                    attempts: 0,
-                },
+                body_hash: ready.body_hash,
+                user_id: ready.user_id,
+                body,
+                nick_image,
+                record: ready.record,
+                tags: u32::try_from(ready.items).unwrap_or(u32::MAX),
+                check: Check::NotAsked,
             })
         }
-        Verdict::Ready { user_id, items } => {
-            let body_hash = crate::store::state::body_hash(body);
-            let verdict = plan.sync.as_ref().map_or(SyncVerdict::Send, |sync| {
-                sync.judge(user_id, pos.index, body_hash)
-            });
-            match verdict {
-                SyncVerdict::Send => {
-                    let (body, nick_image) = parts(body, record, user_id, split);
-                    Event::Job(Job {
-                        pos,
-                        body_hash,
-                        user_id: user_id.to_string(),
-                        body,
-                        nick_image,
-                        record: record.clone(),
-                        tags: u32::try_from(items).unwrap_or(u32::MAX),
-                        check: Check::NotAsked,
-                    })
-                }
-                SyncVerdict::Unchanged => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
-                SyncVerdict::Superseded => {
-                    Event::Local(LocalRow::NotNeeded(pos, Final::Superseded))
-                }
-            }
-        }
-        Verdict::Skipped { .. } => Event::Local(LocalRow::Skipped(pos)),
-        Verdict::Invalid(violations) => Event::Local(LocalRow::Invalid {
+        Decision::AccountFailed(ready, failure) => Event::Local(LocalRow::AccountFailed {
             pos,
-            record: record.clone(),
+            record: ready.record,
+            failure,
+        }),
+        Decision::Unchanged(_) => Event::Local(LocalRow::NotNeeded(pos, Final::Unchanged)),
+        Decision::Superseded => Event::Local(LocalRow::NotNeeded(pos, Final::Superseded)),
+        Decision::Skipped => Event::Local(LocalRow::Skipped(pos)),
+        Decision::AlreadyFailed => Event::Local(LocalRow::AlreadyFailed(pos)),
+        Decision::Invalid {
             violations,
+            superseded,
+        } => Event::Local(LocalRow::Invalid {
+            pos,
+            record: row.record.clone(),
+            violations,
+            superseded,
         }),
     }
 }

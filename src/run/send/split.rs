@@ -6,10 +6,10 @@
 
 use csv::ByteRecord;
 
+use crate::chat::accounts::AccountEntry;
 use crate::input::header::{ColumnRole, Columns};
 use crate::input::profile::{self, EmptyPolicy, StandardField, Tag, Value};
 use crate::input::row::{RowMapper, RowRules, Verdict};
-use crate::run::accounts::AccountEntry;
 
 /// Splits rows of one file.
 pub(super) struct NickImageSplit {

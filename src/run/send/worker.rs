@@ -20,7 +20,7 @@ use crate::run::accounts::CreateAccounts;
 pub(super) struct Shared {
     /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
     /// or a signal).
-    pub(super) api: ChatApi,
+    pub(super) api: Arc<ChatApi>,
     /// `--changes-only`: the reads' own handles (same client and stop, pacers of their own).
     pub(super) reads: Option<super::changes::ReadApis>,
     /// `--batch-nick-image`: the batch path, and the slots that keep portrait_set within
@@ -174,6 +174,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, body: bytes::Bytes) -> (O
                         message: format!("account_import failed: {message}"),
                         stage: Stage::Account,
                         attempts: requests,
+                        superseded: Vec::new(),
                     }),
                     requests,
                 );
@@ -187,6 +188,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, body: bytes::Bytes) -> (O
             message,
             stage: Stage::Send,
             attempts: requests,
+            superseded: Vec::new(),
         })
     };
     match answer {

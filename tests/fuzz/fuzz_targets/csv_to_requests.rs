@@ -14,7 +14,7 @@
 //!   tag and a value equal to the cell (text exactly, numbers and dates as parsed, enums as
 //!   the exact value an independent friendly-to-exact table here gives for the cell);
 //! - a `Skipped` or `Invalid` verdict leaves the body empty, and `Invalid` names a violation;
-//! - `CsvInput::unterminated` flags the last record, and only it, exactly when the input ends
+//! - `Row::unterminated` flags the last record, and only it, exactly when the input ends
 //!   inside a quoted field (computed independently here), and nothing is read after it.
 
 #![no_main]
@@ -22,7 +22,8 @@
 use csv::ByteRecord;
 use libfuzzer_sys::fuzz_target;
 use profile_import::input::header::{self, Mapping};
-use profile_import::input::reader::reader::{CsvInput, InputOptions};
+use profile_import::input::reader::{CsvInput, InputOptions};
+use profile_import::input::rows::Rows;
 use profile_import::input::profile::ValueKind;
 use profile_import::input::row::{RowMapper, Verdict};
 
@@ -34,42 +35,43 @@ fuzz_target!(|data: &[u8]| {
         mapping: None,
         ignore: Vec::new(),
     };
-    let Ok(mut input) = CsvInput::from_bytes(data.to_vec(), &options) else {
+    let Ok(input) = CsvInput::from_bytes(data.to_vec(), &options) else {
         return;
     };
+    let mut input = Rows::from_source(Box::new(input));
+    let columns = input.columns().clone();
 
-    let names = input.columns.names.clone();
+    let names = columns.names.clone();
     let again = header::resolve(names.clone(), &Mapping::default(), None)
         .expect("resolved header names resolve again");
-    assert_eq!(again.roles, input.columns.roles);
-    assert_eq!(again.user_index, input.columns.user_index);
+    assert_eq!(again.roles, columns.roles);
+    assert_eq!(again.user_index, columns.user_index);
     for name in &names {
         let _ = header::resolve(names.clone(), &Mapping::default(), Some(name));
         let _ = header::parse_tag(name);
     }
 
     let expected_lines = record_lines(data);
-    let fields: Vec<(usize, String, ValueKind)> = input
-        .columns
+    let fields: Vec<(usize, String, ValueKind)> = columns
         .fields()
         .map(|(i, tag)| (i, tag.name(), tag.kind()))
         .collect();
-    let mapper = RowMapper::new(input.columns.clone(), Default::default());
-    let mut record = ByteRecord::new();
+    let mapper = RowMapper::new(columns.clone(), Default::default());
     let mut body = Vec::new();
     let mut index = 0;
     let mut flagged = false;
     let mut last_flagged = false;
     let mut read_to_the_end = false;
     loop {
-        let line = match input.read(&mut record) {
-            Ok(Some(line)) => line,
+        let row = match input.next_row() {
+            Ok(Some(row)) => row,
             Ok(None) => {
                 read_to_the_end = true;
                 break;
             }
             Err(_) => break,
         };
+        let (line, record) = (row.pos.line, row.record);
         assert!(!flagged, "a record was read after the unterminated one");
         assert!(
             index < expected_lines.len(),
@@ -78,9 +80,9 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(line, expected_lines[index], "record {index}");
         index += 1;
-        flagged = input.unterminated();
+        flagged = row.unterminated;
         last_flagged = flagged;
-        match mapper.map(&record, &mut body) {
+        match mapper.map(record, &mut body) {
             Verdict::Ready { user_id, items } => {
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|err| {
                     panic!(

@@ -1,0 +1,324 @@
+//! One decision per row, for every command that reads rows (import, verify, the
+//! `--changes-only` plan, the account passes): invalid, skipped, superseded by a later row of
+//! its user, already failed in an interrupted run, account failed, unchanged since the last
+//! accepted run, or send — and what to send: for a user with several rows, the rows merged by
+//! `input::merge`, at the user's last row with something to set. Each user therefore costs at
+//! most one request per run, and every mode applies the same rule.
+//!
+//! The dry run reads a file in two halves at once and so cannot merge as it goes: it counts each
+//! row alone, gathers the repeated users' rows apart ([`UserRows`]) and then corrects their
+//! counts, by the same merge and the same sync rule. These are the two strategies of the rule;
+//! `tests` below check they agree.
+
+use std::collections::{HashMap, HashSet};
+
+use csv::ByteRecord;
+
+use crate::input::merge::MergedCells;
+use crate::input::row::{RowMapper, Verdict, Violation};
+use crate::input::rows::Row;
+use crate::input::survey::{judge, RepeatedUsers};
+use crate::outcome::{AccountFailure, Failure, Stage};
+use crate::run::fate::RowFate;
+use crate::run::summary::Summary;
+use crate::run::sync::{SyncFilter, SyncRule, SyncVerdict};
+use crate::store::state::StateIndex;
+
+/// What happens to one row.
+#[derive(Debug)]
+pub enum Decision {
+    /// Rejected by validation. `superseded`: the header names of its cells that a later valid
+    /// row of the user sends (the failure CSV says so, and a re-import leaves them out).
+    Invalid {
+        violations: Vec<Violation>,
+        superseded: Vec<String>,
+    },
+    /// Valid, with nothing to set.
+    Skipped,
+    /// Valid, and merged into the user's last row, which is sent instead.
+    Superseded,
+    /// `--state`: Chat holds this body already, as far as the last accepted run knows.
+    Unchanged(Ready),
+    /// Its line is in the failure CSV of the interrupted run being resumed.
+    AlreadyFailed,
+    /// The user's account could not be imported (`--create-accounts`).
+    AccountFailed(Ready, Failure),
+    Send(Ready),
+}
+
+/// A user's body to send: the row's own, or the user's rows merged.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub user_id: String,
+    /// The record the body was made from (the merged one for a repeated user): what the
+    /// failure CSV gets if the send fails.
+    pub record: ByteRecord,
+    pub body: Vec<u8>,
+    /// The tags the body sets.
+    pub items: usize,
+    /// For `--state`: the hash Chat holds once it accepts the body.
+    pub body_hash: u64,
+}
+
+/// What the decisions depend on beyond the rows themselves (an import's plan).
+#[derive(Default)]
+pub struct Known {
+    /// Lines already in the failure CSV being appended to (`--resume`).
+    pub failed_lines: HashSet<u64>,
+    /// Users whose account import failed (`--create-accounts`).
+    pub failed_accounts: HashMap<String, AccountFailure>,
+    /// `--state` or `--changes-only`.
+    pub sync: Option<SyncFilter>,
+}
+
+/// Decides rows in file order.
+pub struct Decider {
+    mapper: RowMapper,
+    repeated: RepeatedUsers,
+    known: Known,
+    /// Repeated users whose last row has not come yet: their rows so far, merged.
+    merging: HashMap<Box<str>, MergedCells>,
+    body: Vec<u8>,
+}
+
+impl Decider {
+    pub fn new(mapper: RowMapper, repeated: RepeatedUsers, known: Known) -> Decider {
+        Decider {
+            mapper,
+            repeated,
+            known,
+            merging: HashMap::new(),
+            body: Vec::with_capacity(1024),
+        }
+    }
+
+    pub fn mapper(&self) -> &RowMapper {
+        &self.mapper
+    }
+
+    /// The fate of the next row. Rows must come in file order, and every row of a repeated
+    /// user must pass here or through [`Decider::pass_over`].
+    pub fn decide(&mut self, row: &Row) -> Decision {
+        if self.known.failed_lines.contains(&row.pos.line) {
+            self.pass_over(row);
+            return Decision::AlreadyFailed;
+        }
+        let index = row.pos.index;
+        let (user_id, items) = match judge(&self.mapper, row, &mut self.body) {
+            Verdict::Ready { user_id, items } => (user_id, items),
+            Verdict::Skipped { .. } => return Decision::Skipped,
+            Verdict::Invalid(violations) => {
+                let superseded = self.superseded_after(row);
+                return Decision::Invalid {
+                    violations,
+                    superseded,
+                };
+            }
+        };
+        let (record, items) = match self
+            .repeated
+            .get(user_id)
+            .and_then(|later| later.last_ready)
+        {
+            Some(last) if index < last => {
+                self.merging
+                    .entry(user_id.into())
+                    .or_default()
+                    .add(&self.mapper, row.record);
+                return Decision::Superseded;
+            }
+            Some(last) if index == last => match self.merging.remove(user_id) {
+                Some(mut merged) => {
+                    merged.add(&self.mapper, row.record);
+                    let record = merged.record(&self.mapper, row.record);
+                    match self.mapper.map(&record, &mut self.body) {
+                        Verdict::Ready { items, .. } => (record, items),
+                        // Every merged cell was valid in its own row, so this cannot happen;
+                        // if it did, the row's own body is the safe one to send.
+                        _ => {
+                            judge(&self.mapper, row, &mut self.body);
+                            (row.record.clone(), items)
+                        }
+                    }
+                }
+                None => (row.record.clone(), items),
+            },
+            _ => (row.record.clone(), items),
+        };
+        let ready = Ready {
+            user_id: user_id.to_string(),
+            body_hash: crate::store::state::body_hash(&self.body),
+            body: self.body.clone(),
+            items,
+            record,
+        };
+        if let Some(why) = self.known.failed_accounts.get(user_id) {
+            let failure = Failure {
+                code: why.code,
+                message: why.message.clone(),
+                stage: Stage::Account,
+                attempts: 0,
+                superseded: Vec::new(),
+            };
+            return Decision::AccountFailed(ready, failure);
+        }
+        match &self.known.sync {
+            Some(sync) if sync.unchanged(&ready.user_id, ready.body_hash) => {
+                Decision::Unchanged(ready)
+            }
+            _ => Decision::Send(ready),
+        }
+    }
+
+    /// Notes a row that is not decided again (final in the journal of the run being resumed),
+    /// so a later row of its user still merges it.
+    pub fn pass_over(&mut self, row: &Row) {
+        let Some(user_id) = self.mapper.user_id(row.record) else {
+            return;
+        };
+        let later = match self
+            .repeated
+            .get(user_id)
+            .and_then(|later| later.last_ready)
+        {
+            Some(last) if row.pos.index < last => last,
+            _ => return,
+        };
+        if let Verdict::Ready { .. } = judge(&self.mapper, row, &mut self.body) {
+            debug_assert!(row.pos.index < later);
+            self.merging
+                .entry(user_id.into())
+                .or_default()
+                .add(&self.mapper, row.record);
+        }
+    }
+
+    /// For the account passes: the user's record at the row where its account is handled
+    /// (its last valid row: each user once), merged with its earlier rows; None for every
+    /// other row.
+    pub fn account_row(&mut self, row: &Row) -> Option<(String, ByteRecord)> {
+        let index = row.pos.index;
+        let ready = match judge(&self.mapper, row, &mut self.body) {
+            Verdict::Ready { .. } => true,
+            Verdict::Skipped { .. } => false,
+            Verdict::Invalid(_) => return None,
+        };
+        let user_id = self.mapper.user_id(row.record)?.to_string();
+        let last_valid = self
+            .repeated
+            .get(user_id.as_str())
+            .and_then(|l| l.last_valid);
+        match last_valid {
+            Some(last) if index < last => {
+                if ready {
+                    self.merging
+                        .entry(user_id.as_str().into())
+                        .or_default()
+                        .add(&self.mapper, row.record);
+                }
+                None
+            }
+            _ => {
+                let mut merged = self.merging.remove(user_id.as_str()).unwrap_or_default();
+                if ready {
+                    merged.add(&self.mapper, row.record);
+                }
+                let record = merged.record(&self.mapper, row.record);
+                Some((user_id, record))
+            }
+        }
+    }
+
+    /// The header names of an invalid row's cells that a later valid row of its user sends.
+    fn superseded_after(&self, row: &Row) -> Vec<String> {
+        let Some(later) = self
+            .mapper
+            .user_id(row.record)
+            .and_then(|user_id| self.repeated.get(user_id))
+        else {
+            return Vec::new();
+        };
+        let names = &self.mapper.columns().names;
+        later
+            .sent_after(row.pos.index)
+            .filter_map(|column| names.get(column).cloned())
+            .collect()
+    }
+}
+
+/// The dry run's strategy: a repeated user's rows with something to set, gathered apart (in
+/// parts of the file at once, joined in file order by [`UserRows::then`]), then judged at once
+/// by [`UserRows::correct`].
+#[derive(Default)]
+pub struct UserRows {
+    /// Its rows with something to set.
+    ready: u64,
+    /// With `--state`: each such row's own body hash, in file order (how the pass judged it),
+    /// the rows merged, and the last of them (for the columns that set no tag).
+    own_hashes: Vec<u64>,
+    merged: MergedCells,
+    last: Option<ByteRecord>,
+}
+
+impl UserRows {
+    /// Notes a row with something to set (`body`: its own body); `keep`: gather what `--state`
+    /// needs to judge the merged body.
+    pub fn add(&mut self, mapper: &RowMapper, record: &ByteRecord, body: &[u8], keep: bool) {
+        self.ready += 1;
+        if keep {
+            self.own_hashes.push(crate::store::state::body_hash(body));
+            self.merged.add(mapper, record);
+            self.last = Some(record.clone());
+        }
+    }
+
+    /// Adds what a later part of the file found.
+    pub fn then(&mut self, later: UserRows) {
+        self.ready += later.ready;
+        self.own_hashes.extend(later.own_hashes);
+        self.merged.then(later.merged);
+        if later.last.is_some() {
+            self.last = later.last;
+        }
+    }
+
+    /// Moves the user's rows from how the pass counted them (each alone, judged by its own
+    /// body) to how [`Decider`] decides them: all but the last superseded, and the last judged
+    /// by the merged body.
+    pub fn correct(
+        &self,
+        mapper: &RowMapper,
+        sync: Option<(SyncRule, &StateIndex)>,
+        summary: &mut Summary,
+    ) {
+        if self.ready < 2 {
+            return;
+        }
+        let Some((rule, index)) = sync else {
+            summary.recount(RowFate::Valid, RowFate::Superseded, self.ready - 1);
+            return;
+        };
+        let Some(last) = self.last.as_ref() else {
+            return;
+        };
+        let mut body = Vec::new();
+        let record = self.merged.record(mapper, last);
+        let Verdict::Ready { user_id, .. } = mapper.map(&record, &mut body) else {
+            return;
+        };
+        let key = crate::store::state::user_key(user_id);
+        let merged_hash = crate::store::state::body_hash(&body);
+        let fate = |verdict| match verdict {
+            SyncVerdict::Send => RowFate::Valid,
+            SyncVerdict::Unchanged => RowFate::Unchanged,
+            SyncVerdict::Superseded => RowFate::Superseded,
+        };
+        // Each row leaves the count the pass gave it; the first takes the merged body's
+        // verdict and the others become superseded.
+        let mut to = fate(rule.judge(index, key, merged_hash, false));
+        for &own in &self.own_hashes {
+            summary.recount(fate(rule.judge(index, key, own, false)), to, 1);
+            to = RowFate::Superseded;
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What shows a run's report: the sinks. While the run goes they get its counters about once a
+//! second (`progress`), and at the end the report and the exit code it earns (`finish`). The
+//! app gives each run its sinks (`app::commands`); a new output is one more implementation.
+
+use std::path::{Path, PathBuf};
+
+use crate::run::console;
+use crate::run::summary::Summary;
+
+/// Something that shows a run's report.
+pub trait Sink: Send {
+    fn progress(&mut self, _now: &Summary, _pace: f64) {}
+
+    fn finish(&mut self, _report: &Summary, _exit_code: u8) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The text summary on stderr (one JSON line under `--log-format json`).
+pub struct TextSummary;
+
+impl Sink for TextSummary {
+    fn finish(&mut self, report: &Summary, exit_code: u8) -> anyhow::Result<()> {
+        print(report, exit_code);
+        Ok(())
+    }
+}
+
+/// `--summary-json PATH` (or `-`).
+pub struct JsonSummary(pub PathBuf);
+
+impl Sink for JsonSummary {
+    fn finish(&mut self, report: &Summary, exit_code: u8) -> anyhow::Result<()> {
+        write_json_value(&self.0, &report.to_json(exit_code))
+    }
+}
+
+/// Prints the summary on stderr: the text table, or one JSON line under `--log-format json`.
+pub fn print(summary: &Summary, exit_code: u8) {
+    if console::json_lines() {
+        let mut json = summary.to_json(exit_code);
+        json["timestamp"] = crate::fsutil::utc_timestamp(std::time::SystemTime::now()).into();
+        json["level"] = "INFO".into();
+        json["type"] = "summary".into();
+        console::err_json(&json);
+    } else {
+        console::err(&summary.to_string());
+    }
+}
+
+/// The file a summary is written to before it is renamed into place.
+fn json_tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
+/// Writes a JSON summary to `path` atomically (a temporary file renamed into place), mode 0600;
+/// or to stdout when `path` is `-`.
+pub fn write_json_value(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    if crate::input::stdin::is_stdin(path) {
+        let mut text = serde_json::to_string_pretty(json)?;
+        text.push('\n');
+        crate::run::console::out(text.as_bytes());
+        return Ok(());
+    }
+    let tmp = json_tmp_path(path);
+    let mut file = crate::fsutil::create_private(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    serde_json::to_writer_pretty(&mut file, json)?;
+    file.write_all(b"\n")?;
+    file.sync_data()?;
+    if let Err(err) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err).with_context(|| format!("cannot write the summary {}", path.display()));
+    }
+    Ok(())
+}
