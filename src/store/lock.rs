@@ -1,10 +1,12 @@
 //! The run locks: beside every file a run writes (journal, failure CSV, state), a
-//! `<file>.lock` holding the owner's pid, so two runs never write the same file at once (cron
-//! starting a run while last night's is still going, a dry run beside an import). A lock left
-//! by a process that no longer exists is taken over.
+//! `<file>.lock` that the run holds an operating-system lock on (`flock` on Unix) for its whole
+//! length, so two runs never write the same file at once (cron starting a run while last
+//! night's is still going, a dry run beside an import). The lock dies with its process, so a
+//! run killed by the OOM killer or a reboot never blocks the next one, whatever pid the file
+//! names; the pid inside is only for the message.
 
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -16,54 +18,57 @@ use anyhow::Context;
      to finish, or give this run other paths (--failures, --journal, --state)"
 )]
 pub struct Locked {
+    /// The holder's pid as it wrote it (0 if it could not be read).
     pub pid: u32,
     /// The file both runs would write.
     pub output: String,
     pub lock: String,
 }
 
-/// Held for the whole run; removes the lock file when dropped.
+/// Held for the whole run; releases the lock and removes the lock file when dropped.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    /// The locked file: the operating system releases the lock when it is closed, or when the
+    /// process dies.
+    file: File,
 }
 
 impl RunLock {
     /// Takes the lock for `output` (the lock file is `<output>.lock`).
     pub fn acquire(output: &Path) -> anyhow::Result<RunLock> {
         let path = lock_path(output);
-        for _ in 0..3 {
+        for _ in 0..10 {
             let mut options = OpenOptions::new();
-            options.write(true).create_new(true);
+            options.read(true).write(true).create(true).truncate(false);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            match options.open(&path) {
-                Ok(mut file) => {
-                    writeln!(file, "{}", std::process::id())
-                        .and_then(|_| file.sync_data())
-                        .with_context(|| format!("cannot write lock file {}", path.display()))?;
-                    return Ok(RunLock { path });
+            let mut file = options
+                .open(&path)
+                .with_context(|| format!("cannot create lock file {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(locked(holder(&path), output, &path).into())
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                    match live_holder(&path) {
-                        Some(pid) => return Err(locked(pid, output, &path).into()),
-                        None => {
-                            tracing::warn!(
-                                "removing a stale lock {} left by a run that is no longer alive",
-                                path.display()
-                            );
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("cannot create lock file {}", path.display()))
+                Err(TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("cannot lock {}", path.display()))
                 }
             }
+            // The holder before us removes the file as it lets go; if it did so between our
+            // open and our lock, we hold a lock on a file no one else will open: try again.
+            if !same_file(&file, &path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot write lock file {}", path.display()))?;
+            return Ok(RunLock { path, file });
         }
         anyhow::bail!("cannot take the lock {}", path.display())
     }
@@ -75,14 +80,28 @@ impl RunLock {
         match RunLock::acquire(output) {
             Ok(lock) => Ok(Some(lock)),
             Err(err) if err.downcast_ref::<Locked>().is_some() => Err(err),
-            Err(err) => match live_holder(&lock_path(output)) {
-                Some(pid) => Err(locked(pid, output, &lock_path(output)).into()),
-                None => {
-                    tracing::debug!("running without a lock on {}: {err:#}", output.display());
-                    Ok(None)
-                }
-            },
+            Err(err) => {
+                tracing::debug!("running without a lock on {}: {err:#}", output.display());
+                Ok(None)
+            }
         }
+    }
+}
+
+/// True if `path` still names the file `file` has open.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 
@@ -128,37 +147,21 @@ fn locked(pid: u32, output: &Path, lock: &Path) -> Locked {
     }
 }
 
-/// The pid in a lock file, if that process is alive.
-fn live_holder(lock: &Path) -> Option<u32> {
+/// The pid the holder of a lock file wrote in it (0 when it cannot be read: the holder may be
+/// writing it right now).
+fn holder(lock: &Path) -> u32 {
     std::fs::read_to_string(lock)
         .ok()
         .and_then(|text| text.trim().parse::<u32>().ok())
-        .filter(|&pid| process_alive(pid))
+        .unwrap_or(0)
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
+        // Removed while still locked, so no later run can lock this file and then lose the
+        // race to a run that creates a new one; `acquire` checks which file it locked.
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// True if a process with this pid exists (Linux: /proc; elsewhere assume it does).
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let proc = Path::new("/proc");
-    if proc.is_dir() {
-        // A zombie still has a /proc entry but holds nothing; treat it as gone.
-        match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
-            Ok(stat) => !stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-            Err(_) => false,
-        }
-    } else {
-        true
+        let _ = self.file.unlock();
     }
 }
 
@@ -175,8 +178,13 @@ mod tests {
         let locked = err.downcast_ref::<Locked>().unwrap();
         assert_eq!(locked.pid, std::process::id());
         drop(first);
-        // A pid that cannot exist stands for a run that died.
-        std::fs::write(dir.path().join("users.journal.lock"), "4294967\n").unwrap();
+        // A lock file left behind, naming a pid that is alive (ours, reused after a reboot,
+        // say) but holding no lock: taken over at once.
+        std::fs::write(
+            dir.path().join("users.journal.lock"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
         let taken = RunLock::acquire(&journal).unwrap();
         drop(taken);
         assert!(!dir.path().join("users.journal.lock").exists());
