@@ -455,7 +455,8 @@ pub struct ConnectionArgs {
     pub region: Option<String>,
 
     /// A full base URL instead of a region, e.g. a proxy or the simulator
-    /// [env: PROFILE_IMPORT_ENDPOINT]. Plain http is allowed only for loopback.
+    /// [env: PROFILE_IMPORT_ENDPOINT]. Requests go under its path (https://proxy/chat/ posts to
+    /// /chat/v4/...). Plain http is allowed only for loopback.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 
