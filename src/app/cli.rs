@@ -93,9 +93,10 @@ Examples:
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
 
-  # Read a compressed export, or standard input (dry runs, and imports with --state)
+  # Read a compressed export, or standard input or a pipe (dry runs, imports with --state)
   profile-import import users.csv.gz --dry-run
   zcat users.csv.gz | profile-import import - --config chat.toml --state state.db
+  profile-import import <(zcat users.csv.gz) --dry-run    # outputs: stdin.*
 
   # A semicolon-separated export with its own column names
   profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
@@ -240,7 +241,9 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// The CSV file: a header row, a UserID column, one column per profile field. A gzip file
-    /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state).
+    /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state),
+    /// and so does a pipe given by name (/dev/stdin, <(zcat users.csv.gz)): their outputs are
+    /// named stdin.* in the working folder.
     pub csv: PathBuf,
 
     /// Where to write failed and invalid rows [default: beside the input, <CSV stem>.failures.csv;

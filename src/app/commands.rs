@@ -315,27 +315,33 @@ fn man_page(command: Option<String>) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `import -`: standard input is spooled to a temporary file for a dry run or a `--state`
-/// import. A plain import needs its journal to be safe to run again, and a journal belongs to
-/// a file, so it is refused, as is `--resume`.
+/// `import -` (or a pipe or device given by name, such as `/dev/stdin` or `<(zcat x.gz)`):
+/// the input is spooled to a temporary file for a dry run or a `--state` import. A plain
+/// import needs its journal to be safe to run again, and a journal belongs to a file, so it is
+/// refused, as is `--resume`.
 fn spool_stdin_for_import(args: &cli::ImportArgs) -> anyhow::Result<Option<StdinSpool>> {
-    if !crate::input::stdin::is_stdin(&args.input.csv) {
+    let csv = &args.input.csv;
+    let what = if crate::input::stdin::is_stdin(csv) {
+        "standard input (`-`)".to_string()
+    } else if crate::input::stdin::is_stream(csv) {
+        format!("{} (read once, as `-` is)", csv.display())
+    } else {
         return Ok(None);
-    }
+    };
     if args.resume {
         bail!(
-            "--resume needs an input file: standard input (`-`) cannot be read again, so no \
-             journal is kept for it; save the input to a file to import it with --resume"
+            "--resume needs an input file: {what} cannot be read again, so no journal is kept \
+             for it; save the input to a file to import it with --resume"
         );
     }
     if !args.dry_run && args.state.is_none() {
         bail!(
-            "standard input (`-`) is imported only with --state PATH (which remembers what Chat \
-             accepted, so a rerun sends only what is left) or checked with --dry-run; a plain \
-             import needs a file, whose journal makes a rerun safe"
+            "{what} is imported only with --state PATH (which remembers what Chat accepted, so \
+             a rerun sends only what is left) or checked with --dry-run; a plain import needs a \
+             file, whose journal makes a rerun safe"
         );
     }
-    Ok(Some(StdinSpool::read()?))
+    Ok(Some(StdinSpool::read(csv)?))
 }
 
 /// An export with a header and no rows is usually a broken export, not a quiet night.

@@ -178,9 +178,10 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
 /// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
 ///
 /// `run`: whose failure CSV it is, for its default name beside the input (`--failures` says
-/// otherwise). `stdin`: the spooled standard input when the CSV is `-`; its failure CSV goes to
-/// the working folder (`stdin.failures.csv`, `stdin.dry-run-failures.csv`). Without a spool,
-/// `-` is refused: only the callers that can read standard input spool it.
+/// otherwise). `stdin`: the spooled input when the CSV is `-` or a pipe or device given by name
+/// (`/dev/stdin`); its failure CSV goes to the working folder (`stdin.failures.csv`,
+/// `stdin.dry-run-failures.csv`). Without a spool such input is refused: only the callers that
+/// can read it spool it.
 pub fn job_input(
     args: &InputArgs,
     stdin: Option<&StdinSpool>,
@@ -191,6 +192,12 @@ pub fn job_input(
         None if crate::input::stdin::is_stdin(&args.csv) => bail!(
             "`-` (standard input) can be read by `import --dry-run` and by `import --state PATH` \
              only; give this command a file"
+        ),
+        None if crate::input::stdin::is_stream(&args.csv) => bail!(
+            "{} is read once from start to end, as `-` (standard input) is (a pipe, a device, or \
+             a name under /dev or /proc), so it can be read by `import --dry-run` and by \
+             `import --state PATH` only; give this command a file",
+            args.csv.display()
         ),
         None => args.csv.clone(),
     };
