@@ -439,6 +439,51 @@ fn a_pipe_given_by_name_is_read_as_standard_input_is() {
     assert!(!Path::new("/dev/stdin.dry-run-failures.csv").exists());
 }
 
+/// The plan of `--dry-run --changes-only` over `-` or a pipe goes to the working folder as
+/// `stdin.plan.csv` (it was written beside the temporary copy, and removed with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_standard_input_or_a_pipe_is_kept_in_the_working_folder() {
+    const KEY: &str = "plan-stdin-key";
+    let mut config = SimConfig::new(1_400_000_000, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let bytes = std::fs::read(sample("users.csv")).unwrap();
+    for input in ["-", "/dev/stdin"] {
+        let ws = Workspace::new();
+        let (dir, bytes, url) = (ws.dir().to_path_buf(), bytes.clone(), sim.url());
+        let run = tokio::task::spawn_blocking(move || {
+            run_with_stdin(
+                &dir,
+                &[
+                    "import",
+                    input,
+                    "--dry-run",
+                    "--changes-only",
+                    "--sdkappid",
+                    "1400000000",
+                    "--endpoint",
+                    &url,
+                ],
+                &[("PROFILE_IMPORT_SECRET_KEY", KEY)],
+                &bytes,
+            )
+        })
+        .await
+        .unwrap();
+        run.assert_code(0);
+        let plan = ws.path("stdin.plan.csv");
+        assert!(plan.exists(), "{input}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("plan CSV         stdin.plan.csv"),
+            "{}",
+            run.stderr
+        );
+        // 30 users, every one to be created or updated: their values are in the plan.
+        assert!(read_csv_bytes(&plan).len() > 30, "{input}");
+    }
+    sim.shutdown();
+}
+
 #[test]
 fn a_directory_as_input_is_called_a_directory() {
     let ws = Workspace::new();

@@ -95,7 +95,7 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     job.full = args.full;
     job.changes_only = args.changes_only;
     if args.dry_run && args.changes_only {
-        return changes_plan_command(&args, &job, quiet);
+        return changes_plan_command(&args, &job, quiet, stdin.is_some());
     }
     job.batch_nick_image = args
         .batch_nick_image
@@ -179,17 +179,25 @@ fn dry_run_command(
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
+/// `spooled`: the input is a spooled copy (of `-` or a pipe), whose plan goes to the working
+/// folder as `stdin.plan.csv`, not beside the copy, which is removed at the end.
 fn changes_plan_command(
     args: &cli::ImportArgs,
     job: &JobInput,
     quiet: bool,
+    spooled: bool,
 ) -> anyhow::Result<ExitStatus> {
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
+    let named_after = if spooled {
+        std::path::Path::new("stdin")
+    } else {
+        job.input.path.as_path()
+    };
     let plan_csv = args
         .plan
         .clone()
-        .unwrap_or_else(|| changes::plan::default_path(&job.input.path));
+        .unwrap_or_else(|| changes::plan::default_path(named_after));
     let settings = send_settings(&args.sending, quiet);
     let stop = CancellationToken::new();
     let checks_rate = accounts::BATCH_CALLS_PER_SECOND;
