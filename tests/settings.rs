@@ -1,6 +1,7 @@
 //! Connection settings: a flag wins over the environment, the environment over the config
 //! file; the UserSig printed by `usersig` shows which SDKAppID and admin won; an `--endpoint`
-//! path is where requests go (a proxy in front of Chat).
+//! path is where requests go (a proxy in front of Chat); missing settings name the config
+//! files looked in.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -223,6 +224,60 @@ async fn an_endpoint_with_a_path_sends_every_request_under_that_path() {
     // -v names the URL requests really go to.
     assert!(
         stderr.contains(&format!("sending to {endpoint} as administrator")),
+        "{stderr}"
+    );
+}
+
+// ── where the settings were looked for ─────────────────────────────────────────────────────
+
+/// `usersig` with no settings but those in `XDG_CONFIG_HOME=dir`; returns stderr.
+fn missing_settings_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = tool_command()
+        .current_dir(dir)
+        .arg("usersig")
+        .args(args)
+        .env("XDG_CONFIG_HOME", dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing settings:"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn missing_settings_name_the_config_files_looked_in_and_the_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let user_config = dir.path().join("profile-import").join("config.toml");
+    let system_config = std::path::Path::new("/etc/profile-import/config.toml");
+
+    let stderr = missing_settings_in(dir.path(), &[]);
+    if !system_config.exists() {
+        assert!(
+            stderr.contains(&format!(
+                "config file: none read; no default config file exists ({}, {})",
+                user_config.display(),
+                system_config.display()
+            )),
+            "{stderr}"
+        );
+    }
+
+    std::fs::create_dir(user_config.parent().unwrap()).unwrap();
+    std::fs::write(&user_config, "region = \"singapore\"\n").unwrap();
+    let stderr = missing_settings_in(dir.path(), &[]);
+    assert!(
+        stderr.contains(&format!(
+            "config file: read {} (the first default config file that exists)",
+            user_config.display()
+        )),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("chat.toml"), "admin = \"ops\"\n").unwrap();
+    let stderr = missing_settings_in(dir.path(), &["--config", "chat.toml"]);
+    assert!(
+        stderr.contains("config file: read chat.toml (--config)"),
         "{stderr}"
     );
 }

@@ -64,18 +64,55 @@ pub fn default_config_paths() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Which config file was read, for the message about missing settings.
+enum ConfigSource {
+    /// `--config PATH`.
+    Given(PathBuf),
+    /// The first default config file that exists.
+    Found(PathBuf),
+    /// None of these default config files exists.
+    NoneOf(Vec<PathBuf>),
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Given(path) => {
+                write!(f, "config file: read {} (--config)", path.display())
+            }
+            ConfigSource::Found(path) => write!(
+                f,
+                "config file: read {} (the first default config file that exists)",
+                path.display()
+            ),
+            ConfigSource::NoneOf(paths) => {
+                let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "config file: none read; no default config file exists ({}), and --config \
+                     was not given",
+                    paths.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// Reads `--config`, or else the first default config file that exists. A relative
 /// `key_file` in it is made relative to the file's folder, not to wherever cron started.
-fn config_file(args: &ConnectionArgs) -> anyhow::Result<ConfigFile> {
-    let path = match &args.config {
-        Some(path) => path.clone(),
-        None => match default_config_paths().into_iter().find(|p| p.is_file()) {
-            Some(path) => {
-                tracing::info!("connection settings from {}", path.display());
-                path
+fn config_file(args: &ConnectionArgs) -> anyhow::Result<(ConfigFile, ConfigSource)> {
+    let (path, source) = match &args.config {
+        Some(path) => (path.clone(), ConfigSource::Given(path.clone())),
+        None => {
+            let paths = default_config_paths();
+            match paths.iter().find(|p| p.is_file()) {
+                Some(path) => {
+                    tracing::info!("connection settings from {}", path.display());
+                    (path.clone(), ConfigSource::Found(path.clone()))
+                }
+                None => return Ok((ConfigFile::default(), ConfigSource::NoneOf(paths))),
             }
-            None => return Ok(ConfigFile::default()),
-        },
+        }
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -87,13 +124,13 @@ fn config_file(args: &ConnectionArgs) -> anyhow::Result<ConfigFile> {
             *key_file = folder.join(&*key_file);
         }
     }
-    Ok(file)
+    Ok((file, source))
 }
 
 /// Resolves the connection settings, or names every missing one with every way to set it.
 /// `need_endpoint` is false for commands that never connect (`usersig`).
 pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<Connection> {
-    let file = config_file(args)?;
+    let (file, source) = config_file(args)?;
     let mut missing = Vec::new();
 
     let sdkappid = match args.sdkappid {
@@ -170,7 +207,10 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
                 usersig_ttl: args.usersig_ttl,
             })
         }
-        _ => bail!("missing settings:\n  - {}", missing.join("\n  - ")),
+        _ => bail!(
+            "missing settings:\n  - {}\n{source}",
+            missing.join("\n  - ")
+        ),
     }
 }
 
