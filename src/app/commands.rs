@@ -309,17 +309,7 @@ fn state_export(
 
 /// `man [COMMAND]`: the manual page, in roff, on stdout.
 fn man_page(command: Option<String>) -> anyhow::Result<ExitStatus> {
-    let mut cli = Cli::command();
-    // Building names each subcommand `profile-import-<name>`, as its page is titled.
-    cli.build();
-    let page = match command {
-        Some(name) => cli
-            .find_subcommand(&name)
-            .cloned()
-            .with_context(|| format!("no command {name}"))?,
-        None => cli,
-    };
-    clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
+    crate::app::man::render(command.as_deref(), &mut std::io::stdout().lock())?;
     Ok(ExitStatus::Success)
 }
 
