@@ -107,8 +107,13 @@ pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     )
 }
 
+/// How many set-aside copies of one file [`set_aside`] keeps: a nightly run that keeps
+/// breaking would otherwise leave one more every night.
+pub const SET_ASIDE_KEPT: usize = 5;
+
 /// Moves `path` aside (renamed, not deleted) to `<name>.set-aside-<UTC time>`, and returns
-/// the new path.
+/// the new path. Only the newest [`SET_ASIDE_KEPT`] set-aside copies of `path` are kept: older
+/// ones are removed, with a warning naming them.
 pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
     let stamp = utc_timestamp(std::time::SystemTime::now()).replace(':', "");
     let name = path
@@ -122,12 +127,112 @@ pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
         aside = path.with_file_name(format!("{name}.set-aside-{stamp}-{n}"));
     }
     std::fs::rename(path, &aside)?;
+    remove_old_set_asides(path, &name);
     Ok(aside)
+}
+
+/// Removes all but the newest [`SET_ASIDE_KEPT`] of `<name>.set-aside-<UTC time>[-<n>]` beside
+/// `path`. Files whose names do not end in such a time are left alone: the tool did not make
+/// them.
+fn remove_old_set_asides(path: &Path, name: &str) {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let prefix = format!("{name}.set-aside-");
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let mut copies: Vec<((String, u32), PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let file_name = entry.file_name().into_string().ok()?;
+            let order = set_aside_order(file_name.strip_prefix(&prefix)?)?;
+            Some((order, entry.path()))
+        })
+        .collect();
+    if copies.len() <= SET_ASIDE_KEPT {
+        return;
+    }
+    copies.sort();
+    let old = copies.len() - SET_ASIDE_KEPT;
+    let mut removed = Vec::new();
+    for (_, copy) in copies.into_iter().take(old) {
+        match std::fs::remove_file(&copy) {
+            Ok(()) => removed.push(copy.display().to_string()),
+            Err(err) => tracing::warn!("cannot remove the old {}: {err}", copy.display()),
+        }
+    }
+    if !removed.is_empty() {
+        tracing::warn!(
+            "removed {} older set-aside cop{} of {name}, keeping the newest {SET_ASIDE_KEPT}: {}",
+            removed.len(),
+            if removed.len() == 1 { "y" } else { "ies" },
+            removed.join(", ")
+        );
+    }
+}
+
+/// The order of a set-aside copy from what follows `.set-aside-` in its name:
+/// `2024-05-01T023000Z`, or `2024-05-01T023000Z-2` for a second copy in the same second.
+fn set_aside_order(suffix: &str) -> Option<(String, u32)> {
+    let (stamp, n) = match suffix.split_once("Z-") {
+        Some((stamp, n)) => (stamp, n.parse().ok()?),
+        None => (suffix.strip_suffix('Z')?, 1),
+    };
+    let well_formed = stamp.len() == "2024-05-01T023000".len()
+        && stamp
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'T');
+    well_formed.then(|| (stamp.to_string(), n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_newest_set_aside_copies_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("users.journal");
+        let old = [
+            "2020-01-01T000000Z",
+            "2020-01-02T000000Z",
+            "2020-01-02T000000Z-2",
+            "2020-01-02T000000Z-10",
+            "2020-01-03T000000Z",
+            "2020-01-04T000000Z",
+            "2020-01-05T000000Z",
+        ];
+        for stamp in old {
+            std::fs::write(
+                dir.path().join(format!("users.journal.set-aside-{stamp}")),
+                "",
+            )
+            .unwrap();
+        }
+        // Not the tool's: left alone.
+        std::fs::write(dir.path().join("users.journal.set-aside-mine"), "").unwrap();
+        std::fs::write(&journal, "j").unwrap();
+        let aside = set_aside(&journal).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let newest = aside.file_name().unwrap().to_str().unwrap().to_string();
+        // Eight copies: the three oldest go; `-10` is the tenth copy of its second, after `-2`.
+        let mut expected = vec![
+            "users.journal.set-aside-2020-01-02T000000Z-10".to_string(),
+            "users.journal.set-aside-2020-01-03T000000Z".to_string(),
+            "users.journal.set-aside-2020-01-04T000000Z".to_string(),
+            "users.journal.set-aside-2020-01-05T000000Z".to_string(),
+            "users.journal.set-aside-mine".to_string(),
+            newest,
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+    }
 
     #[test]
     fn utc_timestamps_follow_the_calendar() {

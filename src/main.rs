@@ -30,7 +30,13 @@ fn main() -> ExitCode {
             {
                 ExitStatus::OutputClosed
             } else {
-                console::err_line(&format!("error: {err:#}"));
+                // An error may quote a cell (a header name): its control characters are
+                // escaped, the message's own line breaks kept.
+                let text = format!("error: {err:#}");
+                console::err_line(&profile_import::app::logging::escape_controls(
+                    &text,
+                    &['\n'],
+                ));
                 ExitStatus::Fatal
             }
         }

@@ -372,7 +372,7 @@ fn completions_for_each_shell_and_a_man_page() {
         &man.stdout[..600]
     );
     assert!(
-        man.stdout.contains("Exit codes:"),
+        man.stdout.contains(".SH \"EXIT STATUS\""),
         "the main page has the exit codes"
     );
     // The pages the main one lists under SUBCOMMANDS exist too.
@@ -389,6 +389,71 @@ fn completions_for_each_shell_and_a_man_page() {
         import.stdout
     );
     ws.run(["man", "nonsense"]).assert_code(2);
+}
+
+/// The page's own sections, where man readers look (clap_mangen put the examples, exit codes
+/// and config file under one EXTRA heading), with the lines of tables and commands kept.
+#[test]
+fn man_pages_have_exit_status_environment_files_and_examples_sections() {
+    let ws = Workspace::new();
+    let sections = |run: &Run| -> Vec<String> {
+        run.stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(".SH "))
+            .map(|title| title.trim_matches('"').to_string())
+            .collect()
+    };
+    for (page, expected) in [
+        (
+            vec!["man"],
+            &[
+                "NAME",
+                "SYNOPSIS",
+                "DESCRIPTION",
+                "OPTIONS",
+                "SUBCOMMANDS",
+                "EXIT STATUS",
+                "ENVIRONMENT",
+                "FILES",
+                "EXAMPLES",
+                "VERSION",
+            ][..],
+        ),
+        (
+            vec!["man", "import"],
+            &[
+                "NAME",
+                "SYNOPSIS",
+                "DESCRIPTION",
+                "OPTIONS",
+                "EXIT STATUS",
+                "ENVIRONMENT",
+                "FILES",
+                "EXAMPLES",
+                "SEE ALSO",
+            ][..],
+        ),
+    ] {
+        let run = ws.run(&page);
+        run.assert_code(0);
+        assert_eq!(sections(&run), expected, "{page:?}");
+        assert!(!run.stdout.contains("EXTRA"), "{page:?}");
+    }
+    let import = ws.run(["man", "import"]).stdout;
+    for text in [
+        ".SH \"EXIT STATUS\"\n.nf\n0    every row valid (dry run) or accepted by Chat\n",
+        "PROFILE_IMPORT_SECRET_KEY  the app",
+        "/etc/profile\\-import/config.toml\n",
+        ".SH EXAMPLES\n.nf\n# Validate a file without sending anything",
+        ".SH \"SEE ALSO\"\n.nf\nprofile\\-import(1)\n",
+    ] {
+        assert!(import.contains(text), "{text:?} not in:\n{import}");
+    }
+    let verify = ws.run(["man", "verify"]).stdout;
+    assert!(
+        verify.contains("3    some values differ, accounts are missing"),
+        "{verify}"
+    );
 }
 
 #[test]

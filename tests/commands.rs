@@ -1,5 +1,6 @@
-//! The README's first command, `demo`, and the `sim` command served on a port the system
-//! picks (`--listen 127.0.0.1:0`), rehearsed against with the real binary.
+//! The README's first command, `demo`, its first screen's migration, and the `sim` command
+//! served on a port the system picks (`--listen 127.0.0.1:0`), rehearsed against with the real
+//! binary.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,6 +14,35 @@ fn users_of(path: &std::path::Path) -> BTreeSet<String> {
         .skip(1)
         .map(|record| record[0].clone())
         .collect()
+}
+
+/// A new user sees a real migration on the README's first screen, right after the install:
+/// the key, the import with --create-accounts, then verify, each a command the tool takes.
+#[test]
+fn the_readme_first_screen_shows_a_migration_in_three_lines_after_the_install() {
+    use clap::Parser;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let screen: Vec<&str> = readme.lines().take(50).collect();
+    let install = screen
+        .iter()
+        .position(|line| line.starts_with("cargo install"))
+        .expect("the install is on the first screen");
+    let import = screen
+        .iter()
+        .position(|line| {
+            line.starts_with("profile-import import ") && line.contains("--create-accounts")
+        })
+        .unwrap_or_else(|| panic!("no migration on the first screen:\n{}", screen.join("\n")));
+    assert!(install < import, "the migration follows the install");
+    assert!(screen[import - 1].starts_with("export PROFILE_IMPORT_SECRET_KEY="));
+    assert!(screen[import + 1].starts_with("profile-import verify users.csv"));
+    for line in &screen[import..=import + 1] {
+        let words = line.split('#').next().unwrap().split_whitespace();
+        if let Err(err) = profile_import::app::cli::Cli::try_parse_from(words) {
+            panic!("{line}: {err}");
+        }
+    }
 }
 
 #[test]

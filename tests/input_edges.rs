@@ -373,21 +373,139 @@ fn standard_input_is_refused_with_a_reason_where_it_cannot_work() {
         run.assert_code(1);
         assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("Illegal seek"), "{}", run.stderr);
+        // The same reasons for a pipe given by name.
+        let named: Vec<&str> = args
+            .iter()
+            .map(|&arg| if arg == "-" { "/dev/stdin" } else { arg })
+            .collect();
+        let run = run_with_stdin(ws.dir(), &named, &env, &bytes);
+        run.assert_code(1);
+        assert!(run.stderr.contains(why), "{named:?}: {}", run.stderr);
+        assert!(run.stderr.contains("/dev/stdin"), "{}", run.stderr);
     }
-    // A pipe given by name gets a reason too, not "Illegal seek".
-    let run = run_with_stdin(
+}
+
+/// What can be read once from start to end works where `-` does: `/dev/stdin` fed by a pipe,
+/// a named pipe (as `<(zcat users.csv.gz)` is), even `/dev/stdin` redirected from a file. The
+/// outputs are named as `-`'s, in the working folder (never beside /dev/stdin, in /dev).
+#[test]
+fn a_pipe_given_by_name_is_read_as_standard_input_is() {
+    let ws = Workspace::new();
+    let bytes = std::fs::read(sample("users-with-errors.csv")).unwrap();
+    let failures = ws.path("stdin.dry-run-failures.csv");
+    let check = |run: &Run| {
+        run.assert_code(3);
+        assert_eq!(run.count("rows read"), 19, "{}", run.stderr);
+        assert_eq!(run.count("invalid"), 15);
+        let (_, rows) = read_failures(&failures);
+        assert_eq!(rows.len(), 15);
+        std::fs::remove_file(&failures).unwrap();
+    };
+    check(&run_with_stdin(
         ws.dir(),
         &["import", "/dev/stdin", "--dry-run"],
         &[],
         &bytes,
-    );
-    run.assert_code(1);
-    assert!(
-        run.stderr.contains("is not a regular file"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("pass `-`"), "{}", run.stderr);
+    ));
+
+    // A named pipe, with a writer that opens it once the tool does; gzip through it too.
+    let fifo = ws.path("export.pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for data in [bytes.clone(), gzip(&bytes)] {
+        let path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            // The old binary hung up without reading; that is its failure, not the writer's.
+            let _ = pipe.write_all(&data);
+        });
+        let fifo = fifo.to_str().unwrap();
+        check(&run_with_stdin(
+            ws.dir(),
+            &["import", fifo, "--dry-run"],
+            &[],
+            &[],
+        ));
+        writer.join().unwrap();
+    }
+
+    // /dev/stdin redirected from a file is that file, under /dev: outputs still go here.
+    let output = crate::util::tool_command()
+        .current_dir(ws.dir())
+        .args(["import", "/dev/stdin", "--dry-run"])
+        .stdin(std::fs::File::open(sample("users-with-errors.csv")).unwrap())
+        .output()
+        .unwrap();
+    let run = Run::from_output(output);
+    check(&run);
+    assert!(!Path::new("/dev/stdin.dry-run-failures.csv").exists());
+}
+
+/// The plan of `--dry-run --changes-only` over `-` or a pipe goes to the working folder as
+/// `stdin.plan.csv` (it was written beside the temporary copy, and removed with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_standard_input_or_a_pipe_is_kept_in_the_working_folder() {
+    const KEY: &str = "plan-stdin-key";
+    let mut config = SimConfig::new(1_400_000_000, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let bytes = std::fs::read(sample("users.csv")).unwrap();
+    for input in ["-", "/dev/stdin"] {
+        let ws = Workspace::new();
+        let (dir, bytes, url) = (ws.dir().to_path_buf(), bytes.clone(), sim.url());
+        let run = tokio::task::spawn_blocking(move || {
+            run_with_stdin(
+                &dir,
+                &[
+                    "import",
+                    input,
+                    "--dry-run",
+                    "--changes-only",
+                    "--sdkappid",
+                    "1400000000",
+                    "--endpoint",
+                    &url,
+                ],
+                &[("PROFILE_IMPORT_SECRET_KEY", KEY)],
+                &bytes,
+            )
+        })
+        .await
+        .unwrap();
+        run.assert_code(0);
+        let plan = ws.path("stdin.plan.csv");
+        assert!(plan.exists(), "{input}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("plan CSV         stdin.plan.csv"),
+            "{}",
+            run.stderr
+        );
+        // 30 users, every one to be created or updated: their values are in the plan.
+        assert!(read_csv_bytes(&plan).len() > 30, "{input}");
+    }
+    sim.shutdown();
+}
+
+#[test]
+fn a_directory_as_input_is_called_a_directory() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("exports")).unwrap();
+    let connect = ["--sdkappid", "1", "--endpoint", "http://127.0.0.1:9"];
+    for args in [
+        vec!["import", "exports", "--dry-run"],
+        [&["verify", "exports"][..], &connect].concat(),
+    ] {
+        let run =
+            crate::util::run_in_with_env(ws.dir(), &args, &[("PROFILE_IMPORT_SECRET_KEY", "k")]);
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .contains("exports is a directory: give the path of a CSV file"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("pipe"), "{}", run.stderr);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

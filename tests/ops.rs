@@ -586,6 +586,52 @@ async fn with_state_a_journal_for_a_changed_export_is_set_aside_and_the_run_star
         .ends_with("done\n"));
 }
 
+/// One set-aside journal per broken night would pile up: only the newest 5 are kept, and the
+/// run says which it removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_five_set_aside_journals_are_kept() {
+    let ws = Workspace::new();
+    let csv = users_csv(&ws, "users.csv", 20, |_| false);
+    let sim = simulator(None).await;
+    // Six earlier broken nights, and tonight's unfinished journal of another export.
+    let nights: Vec<String> = (1..=6)
+        .map(|day| format!("users.journal.set-aside-2020-01-0{day}T023000Z"))
+        .collect();
+    for night in &nights {
+        ws.write(night, "profile-import journal v1 size=1 xxh3=00\n");
+    }
+    ws.write(
+        "users.journal",
+        "profile-import journal v1 size=1 xxh3=00\n",
+    );
+    let run = run(import(
+        ws.dir(),
+        &csv,
+        &sim.url(),
+        &["--resume", "--state", "state.db", "--no-progress"],
+    ))
+    .await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("set aside"), "{}", run.stderr);
+    let mut aside: Vec<String> = std::fs::read_dir(ws.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("users.journal.set-aside-"))
+        .collect();
+    aside.sort();
+    assert_eq!(aside.len(), 5, "{aside:?}");
+    assert_eq!(aside[..4], nights[2..], "the two oldest are removed");
+    assert!(
+        !aside[4].starts_with("users.journal.set-aside-2020"),
+        "tonight's is kept"
+    );
+    let removed = run.line(" WARN removed 2 older set-aside copies of users.journal");
+    assert!(removed.contains("keeping the newest 5"), "{removed}");
+    for night in &nights[..2] {
+        assert!(removed.contains(night.as_str()), "{removed}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_without_resume_over_an_unfinished_journal_warns_that_it_starts_over() {
     let ws = Workspace::new();

@@ -1,5 +1,6 @@
 //! Secrets: a sentinel key and a sentinel UserSig must never appear in anything the tool
-//! prints or writes, at any verbosity; every file it writes is private (mode 0600).
+//! prints or writes, at any verbosity; every file it writes is private (mode 0600); a cell's
+//! control characters reach the logs escaped, never raw.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -173,4 +174,148 @@ async fn usersig_command_prints_one_usersig_that_chat_accepts_and_never_the_key(
         .unwrap();
     assert_eq!(answer["ErrorCode"], 0, "{answer}");
     assert_eq!(sim.profiles()["user_1"]["Tag_Profile_IM_Nick"], "n");
+}
+
+// ── control characters in cells ───────────────────────────────────────────────────────────
+
+/// A UserID cell that tries to start a log line of its own, and one with NUL, CR, DEL and a C1
+/// CSI; beside it, the same file with harmless bad UserIDs.
+fn write_forged_and_plain(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let forged = dir.join("forged.csv");
+    std::fs::write(
+        &forged,
+        "UserID,Nick\n\"u1\n WARN fake line\",A\n\"u2\0\r\u{7f}\u{9b}2J\",B\nok_1,C\n",
+    )
+    .unwrap();
+    let plain = dir.join("plain.csv");
+    std::fs::write(&plain, "UserID,Nick\nbad user 1,A\nbad user 2,B\nok_1,C\n").unwrap();
+    (forged, plain)
+}
+
+/// Every control character in `stderr` but the line ends.
+fn raw_controls(stderr: &[u8]) -> Vec<char> {
+    String::from_utf8_lossy(stderr)
+        .chars()
+        .filter(|&c| c.is_control() && c != '\n')
+        .collect()
+}
+
+fn dry_run_stderr(dir: &Path, input: &Path, log_format: &str) -> Vec<u8> {
+    let output = tool_command()
+        .current_dir(dir)
+        .arg("import")
+        .arg(input)
+        .args(["--dry-run", "--log-format", log_format])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stderr
+}
+
+#[test]
+fn a_cell_can_neither_forge_a_log_line_nor_send_control_characters_to_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (forged, plain) = write_forged_and_plain(dir.path());
+
+    let text = dry_run_stderr(dir.path(), &forged, "text");
+    let shown = String::from_utf8_lossy(&text);
+    assert_eq!(raw_controls(&text), [] as [char; 0], "{shown:?}");
+    let expected_lines = dry_run_stderr(dir.path(), &plain, "text")
+        .split(|&b| b == b'\n')
+        .count();
+    assert_eq!(shown.split('\n').count(), expected_lines, "{shown}");
+    let warnings: Vec<&str> = shown.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 2, "{shown}");
+    assert!(
+        warnings[0].starts_with(" WARN line 2: ") && warnings[0].contains(r"u1\n WARN fake line"),
+        "{shown}"
+    );
+    assert!(warnings[1].contains(r#""u2\0\r\u{7f}\u{9b}2J""#), "{shown}");
+
+    // JSON lines: one object a line, the cell exact once decoded, no raw DEL or C1 either.
+    let json = dry_run_stderr(dir.path(), &forged, "json");
+    assert_eq!(raw_controls(&json), [] as [char; 0]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each stderr line is JSON"))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter(|line| line["level"] == "WARN")
+        .map(|line| line["fields"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{lines:?}");
+    assert!(
+        messages[0].contains("\"u1\n WARN fake line\""),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("\"u2\0\r\u{7f}\u{9b}2J\""),
+        "{messages:?}"
+    );
+    assert_eq!(lines.len(), 3, "two warnings and the summary: {lines:?}");
+}
+
+/// The import logs rejected rows through another path (grouped row warnings): escaped too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_logs_a_forged_cell_escaped_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (forged, _) = write_forged_and_plain(dir.path());
+    let sim = SimHandle::start(SimConfig::new(APP, "administrator", SecretKey::new("k")))
+        .await
+        .unwrap();
+    let mut command = tool_command();
+    command
+        .current_dir(dir.path())
+        .args(["-vv", "import"])
+        .arg(&forged)
+        .args(["--sdkappid", &APP.to_string(), "--endpoint", &sim.url()])
+        .arg("--no-progress")
+        .env("PROFILE_IMPORT_SECRET_KEY", "k")
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{shown}");
+    assert_eq!(raw_controls(&output.stderr), [] as [char; 0], "{shown:?}");
+    assert!(
+        !shown.lines().any(|line| line.starts_with(" WARN fake")),
+        "{shown}"
+    );
+    assert!(shown.contains(r"u1\n WARN fake line"), "{shown}");
+}
+
+/// A fatal error that quotes a header cell (an unknown column name) escapes it too, and keeps
+/// its own line breaks.
+#[test]
+fn an_error_quoting_a_header_cell_escapes_its_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("h.csv");
+    std::fs::write(&input, "UserID,\"Ni\u{1b}[2Jck\u{7f}\"\nu1,A\n").unwrap();
+    let output = tool_command()
+        .current_dir(dir.path())
+        .arg("import")
+        .arg(&input)
+        .arg("--dry-run")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert_eq!(raw_controls(&output.stderr), [] as [char; 0], "{shown:?}");
+    assert!(
+        shown.contains(r#""Ni\u{1b}[2Jck\u{7f}" is not a profile tag"#),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().count() > 3,
+        "the list of accepted names: {shown}"
+    );
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::input::profile::EmptyPolicy;
 use crate::run::accounts::CreateAccounts;
 
-const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0    every row valid (dry run) or accepted by Chat
   1    fatal: unreadable input, bad header, unwritable output, bad settings, a
@@ -23,7 +23,7 @@ Exit codes:
   141  stdout or stderr was closed (a broken pipe): an import stops as on
        SIGTERM, and --resume continues it";
 
-const TOP_EXAMPLES: &str = "\
+pub(crate) const TOP_EXAMPLES: &str = "\
 Examples:
   # Validate a file without sending anything (also a .gz file, or - for standard input)
   profile-import import users.csv --dry-run
@@ -50,7 +50,7 @@ Config file (sdkappid, admin, region, endpoint, key_file), used when --config is
   is resolved against the config file's folder. Flags win over the environment, the
   environment over the file.";
 
-const IMPORT_EXAMPLES: &str = "\
+pub(crate) const IMPORT_EXAMPLES: &str = "\
 Examples:
   # Validate a file without sending anything; invalid rows go to users.dry-run-failures.csv
   profile-import import users.csv --dry-run
@@ -93,14 +93,15 @@ Examples:
   # Retry only the rows that failed last time
   profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
 
-  # Read a compressed export, or standard input (dry runs, and imports with --state)
+  # Read a compressed export, or standard input or a pipe (dry runs, imports with --state)
   profile-import import users.csv.gz --dry-run
   zcat users.csv.gz | profile-import import - --config chat.toml --state state.db
+  profile-import import <(zcat users.csv.gz) --dry-run    # outputs: stdin.*
 
   # A semicolon-separated export with its own column names
   profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
 
-const SIM_EXAMPLES: &str = "\
+pub(crate) const SIM_EXAMPLES: &str = "\
 Examples:
   # Terminal 1: a simulator with realistic latency and some transient faults
   profile-import sim --latency-ms 20-80 --fail-40006 0.1
@@ -200,9 +201,10 @@ pub enum Command {
     #[command(after_long_help = format!("{IMPORT_EXAMPLES}\n\n{EXIT_CODES}"))]
     Import(Box<ImportArgs>),
     /// Report which of the file's users are not imported into Chat (account_check).
+    #[command(after_long_help = CHECK_ACCOUNTS_EXIT_CODES)]
     CheckAccounts(Box<CheckAccountsArgs>),
     /// Read the profiles back from Chat (portrait_get) and compare them with the CSV.
-    #[command(after_long_help = VERIFY_HELP)]
+    #[command(after_long_help = format!("{VERIFY_OUTPUT}\n\n{VERIFY_EXIT_CODES}\n\n{VERIFY_EXAMPLES}"))]
     Verify(Box<VerifyArgs>),
     /// Inspect a --state database.
     #[command(subcommand)]
@@ -240,7 +242,9 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// The CSV file: a header row, a UserID column, one column per profile field. A gzip file
-    /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state).
+    /// (`.csv.gz`) is read as is; `-` reads standard input (dry runs, and imports with --state),
+    /// and so does a pipe given by name (/dev/stdin, <(zcat users.csv.gz)): their outputs are
+    /// named stdin.* in the working folder.
     pub csv: PathBuf,
 
     /// Where to write failed and invalid rows [default: beside the input, <CSV stem>.failures.csv;
@@ -455,7 +459,8 @@ pub struct ConnectionArgs {
     pub region: Option<String>,
 
     /// A full base URL instead of a region, e.g. a proxy or the simulator
-    /// [env: PROFILE_IMPORT_ENDPOINT]. Plain http is allowed only for loopback.
+    /// [env: PROFILE_IMPORT_ENDPOINT]. Requests go under its path (https://proxy/chat/ posts to
+    /// /chat/v4/...). Plain http is allowed only for loopback.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 
@@ -569,15 +574,30 @@ pub struct VerifyArgs {
     pub connection: ConnectionArgs,
 }
 
-const VERIFY_HELP: &str = "\
-Writes a diff CSV (UserID,Tag,Expected,Actual) and exits 0 only when every row was checked
-and every value matches; 3 when some differ, accounts are missing, or rows are invalid (not
-checked; written to <CSV stem>.verify-failures.csv as the import writes them); 1 on a fatal
-error.
+const VERIFY_OUTPUT: &str = "\
+Writes a diff CSV (UserID,Tag,Expected,Actual); rows that are invalid cannot be compared and
+are written to <CSV stem>.verify-failures.csv as the import writes them.";
 
+pub(crate) const VERIFY_EXIT_CODES: &str = "\
+Exit codes:
+  0    every row was checked and every value matches
+  1    fatal: unreadable input, bad settings, Chat's answer stopped the run
+  2    usage error
+  3    some values differ, accounts are missing, or rows are invalid (not checked)
+  141  stdout or stderr was closed (a broken pipe)";
+
+pub(crate) const VERIFY_EXAMPLES: &str = "\
 Examples:
   profile-import verify users.csv --sdkappid 1400000000 --region singapore
   profile-import verify users.csv --sample 1000 --config chat.toml";
+
+pub(crate) const CHECK_ACCOUNTS_EXIT_CODES: &str = "\
+Exit codes:
+  0    every user of the file is a Chat account
+  1    fatal: unreadable input, bad settings, Chat's answer stopped the run
+  2    usage error
+  3    some users are not imported (listed in <CSV stem>.missing-accounts.csv)
+  141  stdout or stderr was closed (a broken pipe)";
 
 #[derive(Debug, Args)]
 pub struct UsersigArgs {

@@ -96,7 +96,7 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     job.full = args.full;
     job.changes_only = args.changes_only;
     if args.dry_run && args.changes_only {
-        return changes_plan_command(&args, &job, quiet);
+        return changes_plan_command(&args, &job, quiet, stdin.is_some());
     }
     job.batch_nick_image = args
         .batch_nick_image
@@ -189,17 +189,25 @@ fn dry_run_command(
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
+/// `spooled`: the input is a spooled copy (of `-` or a pipe), whose plan goes to the working
+/// folder as `stdin.plan.csv`, not beside the copy, which is removed at the end.
 fn changes_plan_command(
     args: &cli::ImportArgs,
     job: &JobInput,
     quiet: bool,
+    spooled: bool,
 ) -> anyhow::Result<ExitStatus> {
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
+    let named_after = if spooled {
+        std::path::Path::new("stdin")
+    } else {
+        job.input.path.as_path()
+    };
     let plan_csv = args
         .plan
         .clone()
-        .unwrap_or_else(|| changes::plan::default_path(&job.input.path));
+        .unwrap_or_else(|| changes::plan::default_path(named_after));
     let settings = send_settings(&args.sending, quiet);
     let uses = [Use::Reads(args.read_rate), Use::AccountChecks];
     let handles = Handles::new(&client, settings.retry, &CancellationToken::new(), &uses);
@@ -332,41 +340,37 @@ fn state_export(
 
 /// `man [COMMAND]`: the manual page, in roff, on stdout.
 fn man_page(command: Option<String>) -> anyhow::Result<ExitStatus> {
-    let mut cli = Cli::command();
-    // Building names each subcommand `profile-import-<name>`, as its page is titled.
-    cli.build();
-    let page = match command {
-        Some(name) => cli
-            .find_subcommand(&name)
-            .cloned()
-            .with_context(|| format!("no command {name}"))?,
-        None => cli,
-    };
-    clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
+    crate::app::man::render(command.as_deref(), &mut std::io::stdout().lock())?;
     Ok(ExitStatus::Success)
 }
 
-/// `import -`: standard input is spooled to a temporary file for a dry run or a `--state`
-/// import. A plain import needs its journal to be safe to run again, and a journal belongs to
-/// a file, so it is refused, as is `--resume`.
+/// `import -` (or a pipe or device given by name, such as `/dev/stdin` or `<(zcat x.gz)`):
+/// the input is spooled to a temporary file for a dry run or a `--state` import. A plain
+/// import needs its journal to be safe to run again, and a journal belongs to a file, so it is
+/// refused, as is `--resume`.
 fn spool_stdin_for_import(args: &cli::ImportArgs) -> anyhow::Result<Option<StdinSpool>> {
-    if !crate::input::stdin::is_stdin(&args.input.csv) {
+    let csv = &args.input.csv;
+    let what = if crate::input::stdin::is_stdin(csv) {
+        "standard input (`-`)".to_string()
+    } else if crate::input::stdin::is_stream(csv) {
+        format!("{} (read once, as `-` is)", csv.display())
+    } else {
         return Ok(None);
-    }
+    };
     if args.resume {
         bail!(
-            "--resume needs an input file: standard input (`-`) cannot be read again, so no \
-             journal is kept for it; save the input to a file to import it with --resume"
+            "--resume needs an input file: {what} cannot be read again, so no journal is kept \
+             for it; save the input to a file to import it with --resume"
         );
     }
     if !args.dry_run && args.state.is_none() {
         bail!(
-            "standard input (`-`) is imported only with --state PATH (which remembers what Chat \
-             accepted, so a rerun sends only what is left) or checked with --dry-run; a plain \
-             import needs a file, whose journal makes a rerun safe"
+            "{what} is imported only with --state PATH (which remembers what Chat accepted, so \
+             a rerun sends only what is left) or checked with --dry-run; a plain import needs a \
+             file, whose journal makes a rerun safe"
         );
     }
-    Ok(Some(StdinSpool::read()?))
+    Ok(Some(StdinSpool::read(csv)?))
 }
 
 /// An export with a header and no rows is usually a broken export, not a quiet night.

@@ -1,9 +1,14 @@
 //! Log output: tracing-subscriber on stderr, text or JSON, at a level from -v/-q or RUST_LOG,
 //! coloured as `--color` and NO_COLOR say. Lines go through the progress bar's writer so they
-//! never tear it, and through the console, so a closed stderr never panics.
+//! never tear it, and through the console, so a closed stderr never panics. Control characters
+//! in a logged value (a CSV cell, Chat's ErrorInfo) are escaped here, for every log line.
 
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::cli::{ColorChoice, LogFormat};
@@ -28,12 +33,18 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: ColorChoice) {
         // A write error would be reported with eprintln!, which panics on a closed stderr.
         .log_internal_errors(false)
         .with_ansi(colour)
-        .with_writer(StderrWriter::default)
         .with_target(false);
     // A second init (tests calling `run` twice in one process) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.without_time().try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .fmt_fields(EscapedFields)
+            .with_writer(StderrWriter::default)
+            .without_time()
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_writer(|| JsonControls(StderrWriter))
+            .try_init(),
     };
 }
 
@@ -47,5 +58,162 @@ fn use_colour(choice: ColorChoice) -> bool {
             std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
+    }
+}
+
+/// `text` with every control character (C0, DEL, C1) but the line breaks in `keep` written as
+/// a Rust escape (`\n`, `\0`, `\u{1b}`, `\u{9b}`): a value can then neither start a line that
+/// looks like the tool's own nor send the terminal a control sequence.
+pub fn escape_controls(text: &str, keep: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Writing to a String cannot fail.
+    let _ = EscapeControls {
+        out: &mut out,
+        keep,
+    }
+    .write_str(text);
+    out
+}
+
+/// A `fmt::Write` that escapes control characters on their way to `out`.
+struct EscapeControls<'a, W> {
+    out: W,
+    keep: &'a [char],
+}
+
+impl<W: fmt::Write> fmt::Write for EscapeControls<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some((at, c)) = rest
+            .char_indices()
+            .find(|&(_, c)| c.is_control() && !self.keep.contains(&c))
+        {
+            self.out.write_str(&rest[..at])?;
+            write!(self.out, "{}", c.escape_debug())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.out.write_str(rest)
+    }
+}
+
+/// The text format's fields: the message, then `name=value` pairs, as tracing-subscriber's
+/// default writes them, with control characters escaped in all of them. (tracing-subscriber
+/// escapes ESC and a few others in the message only, and leaves line breaks and NUL alone.)
+struct EscapedFields;
+
+impl<'w> MakeVisitor<Writer<'w>> for EscapedFields {
+    type Visitor = EscapingVisitor<'w>;
+
+    fn make_visitor(&self, writer: Writer<'w>) -> EscapingVisitor<'w> {
+        EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+struct EscapingVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl EscapingVisitor<'_> {
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        // Log metadata of events bridged from the `log` crate, which the formatter shows itself.
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let name = field.name().trim_start_matches("r#");
+        self.result = if name == "message" {
+            self.writer.write_str(separator)
+        } else {
+            write!(self.writer, "{separator}{name}=")
+        }
+        .and_then(|()| {
+            EscapeControls {
+                out: &mut self.writer,
+                keep: &[],
+            }
+            .write_fmt(value)
+        });
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.field(field, format_args!("{value}"));
+        } else {
+            self.field(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // A message's Debug is its text: it arrives as `format_args!`.
+        self.field(field, format_args!("{value:?}"));
+    }
+}
+
+impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for EscapingVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// JSON log lines: serde_json already escapes C0 characters (line breaks, NUL, ESC) inside
+/// strings, but writes DEL and C1 characters as they are. Outside strings a JSON line holds
+/// only printable ASCII, so each of those is inside a string and becomes its `\u00XX` escape,
+/// which decodes to the same text.
+struct JsonControls(StderrWriter);
+
+impl std::io::Write for JsonControls {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let raw = |c: char| c >= '\u{7f}' && c.is_control();
+        let text = String::from_utf8_lossy(buf);
+        if !text.contains(raw) {
+            return self.0.write(buf);
+        }
+        let mut escaped = String::with_capacity(text.len() + 16);
+        for c in text.chars() {
+            if raw(c) {
+                let _ = write!(escaped, "\\u{:04x}", u32::from(c));
+            } else {
+                escaped.push(c);
+            }
+        }
+        self.0.write_all(escaped.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_line_breaks_kept_only_when_asked() {
+        let cell = "u1\n WARN fake\r\0\t\u{1b}[31m\u{7f}\u{9b}é中";
+        assert_eq!(
+            escape_controls(cell, &[]),
+            r"u1\n WARN fake\r\0\t\u{1b}[31m\u{7f}\u{9b}é中"
+        );
+        assert_eq!(escape_controls("two\nlines\0", &['\n']), "two\nlines\\0");
     }
 }

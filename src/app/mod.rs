@@ -6,5 +6,6 @@ pub mod commands;
 pub mod demo;
 pub mod exit;
 pub mod logging;
+pub mod man;
 pub mod settings;
 pub mod signals;

@@ -64,18 +64,55 @@ pub fn default_config_paths() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Which config file was read, for the message about missing settings.
+enum ConfigSource {
+    /// `--config PATH`.
+    Given(PathBuf),
+    /// The first default config file that exists.
+    Found(PathBuf),
+    /// None of these default config files exists.
+    NoneOf(Vec<PathBuf>),
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Given(path) => {
+                write!(f, "config file: read {} (--config)", path.display())
+            }
+            ConfigSource::Found(path) => write!(
+                f,
+                "config file: read {} (the first default config file that exists)",
+                path.display()
+            ),
+            ConfigSource::NoneOf(paths) => {
+                let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "config file: none read; no default config file exists ({}), and --config \
+                     was not given",
+                    paths.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// Reads `--config`, or else the first default config file that exists. A relative
 /// `key_file` in it is made relative to the file's folder, not to wherever cron started.
-fn config_file(args: &ConnectionArgs) -> anyhow::Result<ConfigFile> {
-    let path = match &args.config {
-        Some(path) => path.clone(),
-        None => match default_config_paths().into_iter().find(|p| p.is_file()) {
-            Some(path) => {
-                tracing::info!("connection settings from {}", path.display());
-                path
+fn config_file(args: &ConnectionArgs) -> anyhow::Result<(ConfigFile, ConfigSource)> {
+    let (path, source) = match &args.config {
+        Some(path) => (path.clone(), ConfigSource::Given(path.clone())),
+        None => {
+            let paths = default_config_paths();
+            match paths.iter().find(|p| p.is_file()) {
+                Some(path) => {
+                    tracing::info!("connection settings from {}", path.display());
+                    (path.clone(), ConfigSource::Found(path.clone()))
+                }
+                None => return Ok((ConfigFile::default(), ConfigSource::NoneOf(paths))),
             }
-            None => return Ok(ConfigFile::default()),
-        },
+        }
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -87,13 +124,13 @@ fn config_file(args: &ConnectionArgs) -> anyhow::Result<ConfigFile> {
             *key_file = folder.join(&*key_file);
         }
     }
-    Ok(file)
+    Ok((file, source))
 }
 
 /// Resolves the connection settings, or names every missing one with every way to set it.
 /// `need_endpoint` is false for commands that never connect (`usersig`).
 pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<Connection> {
-    let file = config_file(args)?;
+    let (file, source) = config_file(args)?;
     let mut missing = Vec::new();
 
     let sdkappid = match args.sdkappid {
@@ -170,7 +207,10 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
                 usersig_ttl: args.usersig_ttl,
             })
         }
-        _ => bail!("missing settings:\n  - {}", missing.join("\n  - ")),
+        _ => bail!(
+            "missing settings:\n  - {}\n{source}",
+            missing.join("\n  - ")
+        ),
     }
 }
 
@@ -178,9 +218,10 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
 /// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
 ///
 /// `run`: whose failure CSV it is, for its default name beside the input (`--failures` says
-/// otherwise). `stdin`: the spooled standard input when the CSV is `-`; its failure CSV goes to
-/// the working folder (`stdin.failures.csv`, `stdin.dry-run-failures.csv`). Without a spool,
-/// `-` is refused: only the callers that can read standard input spool it.
+/// otherwise). `stdin`: the spooled input when the CSV is `-` or a pipe or device given by name
+/// (`/dev/stdin`); its failure CSV goes to the working folder (`stdin.failures.csv`,
+/// `stdin.dry-run-failures.csv`). Without a spool such input is refused: only the callers that
+/// can read it spool it.
 pub fn job_input(
     args: &InputArgs,
     stdin: Option<&StdinSpool>,
@@ -191,6 +232,12 @@ pub fn job_input(
         None if crate::input::stdin::is_stdin(&args.csv) => bail!(
             "`-` (standard input) can be read by `import --dry-run` and by `import --state PATH` \
              only; give this command a file"
+        ),
+        None if crate::input::stdin::is_stream(&args.csv) => bail!(
+            "{} is read once from start to end, as `-` (standard input) is (a pipe, a device, or \
+             a name under /dev or /proc), so it can be read by `import --dry-run` and by \
+             `import --state PATH` only; give this command a file",
+            args.csv.display()
         ),
         None => args.csv.clone(),
     };

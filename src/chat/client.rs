@@ -199,7 +199,9 @@ impl ChatClient {
                 .entry(command.to_string())
                 .or_insert_with(|| {
                     let mut url = self.connection.base_url.clone();
-                    url.set_path(&format!("v4/{command}"));
+                    // Under the endpoint's own path: a proxy at `https://proxy/chat/` serves
+                    // Chat at `/chat/v4/...` (parse_endpoint ends the path with `/`).
+                    url.set_path(&format!("{}v4/{command}", self.connection.base_url.path()));
                     url.query_pairs_mut()
                         .clear()
                         .append_pair("sdkappid", &self.connection.sdkappid.to_string())

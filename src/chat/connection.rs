@@ -34,7 +34,8 @@ pub enum Credentials {
 pub struct Connection {
     pub sdkappid: u64,
     pub admin: String,
-    /// Scheme and host (and port), e.g. `https://adminapisgp.im.qcloud.com`.
+    /// Scheme, host (and port) and a path ending in `/` that requests go under, e.g.
+    /// `https://adminapisgp.im.qcloud.com/`, or `https://proxy:8080/chat/` for a proxy.
     pub base_url: Url,
     pub credentials: Credentials,
     /// Lifetime of generated UserSigs, in seconds.
@@ -62,9 +63,10 @@ pub fn region_url(region: &str) -> anyhow::Result<Url> {
 }
 
 /// Parses `--endpoint`: https anywhere, plain http only on loopback (the simulator, a local
-/// proxy), since the URL carries the UserSig.
+/// proxy), since the URL carries the UserSig. A path is kept as the prefix requests go under
+/// (`http://proxy:8080/chat` sends to `/chat/v4/...`), so it is ended with `/`.
 pub fn parse_endpoint(text: &str) -> anyhow::Result<Url> {
-    let url =
+    let mut url =
         Url::parse(text.trim()).with_context(|| format!("--endpoint {text:?} is not a URL"))?;
     match url.scheme() {
         "https" => {}
@@ -76,6 +78,14 @@ pub fn parse_endpoint(text: &str) -> anyhow::Result<Url> {
     }
     if url.host().is_none() {
         bail!("--endpoint {text} has no host");
+    }
+    // The query of every request is Chat's own (sdkappid, identifier, usersig …).
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("--endpoint {text}: give a base URL without a query (`?…`) or fragment (`#…`)");
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
     }
     Ok(url)
 }
@@ -146,5 +156,15 @@ mod tests {
         assert!(parse_endpoint("https://proxy.example.com").is_ok());
         assert!(parse_endpoint("http://proxy.example.com").is_err());
         assert!(parse_endpoint("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn an_endpoint_path_is_kept_as_a_prefix() {
+        let path = |text: &str| parse_endpoint(text).unwrap().path().to_string();
+        assert_eq!(path("http://127.0.0.1:8080"), "/");
+        assert_eq!(path("http://127.0.0.1:8080/chat"), "/chat/");
+        assert_eq!(path("https://proxy.example.com/a/chat/"), "/a/chat/");
+        assert!(parse_endpoint("https://proxy.example.com/?x=1").is_err());
+        assert!(parse_endpoint("https://proxy.example.com/#x").is_err());
     }
 }

@@ -55,15 +55,23 @@ impl CsvInput {
         mapping.ignore.extend(options.ignore.iter().cloned());
         let path = &options.path;
         let cannot_read = || format!("cannot read {}", path.display());
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        if !file.metadata().with_context(cannot_read)?.is_file() {
+        // Looked at before opening: opening a named pipe would wait for a writer.
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+        if meta.is_dir() {
             bail!(
-                "{} is not a regular file (a pipe or a device?): the input is read more than once \
-                 (to count rows, find repeated users, resume), so it must be a file; for standard \
-                 input pass `-` (dry runs and imports with --state)",
+                "{} is a directory: give the path of a CSV file",
                 path.display()
             );
         }
+        if !meta.is_file() {
+            bail!(
+                "{} is a pipe or a device, not a file: the input is read more than once (to count \
+                 rows, find repeated users, resume)",
+                path.display()
+            );
+        }
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let mut source = Source::open(path, file).with_context(cannot_read)?;
         let mut sample = Vec::with_capacity(ENCODING_SAMPLE_BYTES);
         (&mut source)
