@@ -673,7 +673,7 @@ async fn reading_ahead_keeps_input_order_whatever_order_the_reads_end_in() {
     // Every 7th row passes through; the others compare user u(i % 300), which repeats within a
     // batch, against the Nick "n{i}" (Chat holds "n{i % 300}": the same only for i < 300).
     let split = |i: usize| {
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             return Ahead::Pass(i);
         }
         let expected = vec![ProfileItem {
