@@ -1517,9 +1517,9 @@ fn failure_path_equal_to_the_input_is_refused() {
         "--failures",
         "./same.csv",
     ]);
-    run.assert_code(1);
+    run.assert_code(2);
     assert!(
-        run.stderr.contains("would overwrite the input"),
+        run.stderr.contains("--failures ./same.csv is the input"),
         "{}",
         run.stderr
     );

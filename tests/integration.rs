@@ -15,6 +15,7 @@ mod error_classes;
 mod input_edges;
 mod layers;
 mod ops;
+mod outputs;
 mod reliability;
 mod repeated_users;
 mod resume;

@@ -494,7 +494,15 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, allow_negative_numbers = true)]
     pub concurrency: Option<usize>,
 
-    /// Attempts per row for transient errors, the first included.
+    #[command(flatten)]
+    pub calls: CallArgs,
+}
+
+/// How each call is made and how the run shows its progress: every command that calls Chat
+/// takes these.
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// Attempts per call for transient errors, the first included.
     #[arg(long, value_name = "N", default_value_t = 5,
           value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub max_attempts: u32,
@@ -544,6 +552,14 @@ pub struct CheckAccountsArgs {
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
 
+    /// Ceiling on account_check calls per second (100 users each; Chat allows 100).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
+    pub rate: u32,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -569,6 +585,9 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

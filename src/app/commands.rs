@@ -4,36 +4,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio_util::sync::CancellationToken;
 
 use clap::CommandFactory;
 
-use crate::app::cli::{self, Cli, Command, SendArgs, StateCommand};
+use crate::app::cli::{self, Cli, Command, StateCommand};
+use crate::app::config::Config;
 use crate::app::exit::ExitStatus;
-use crate::app::signals::status_of;
+use crate::app::signals::{status_of, Ended};
 use crate::app::{demo, settings, signals};
 use crate::chat::client::{ChatClient, ClientTuning};
-use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig;
 use crate::input::stdin::StdinSpool;
 use crate::run::changes::ChatReads;
 use crate::run::console;
 use crate::run::handles::{Handles, Use};
-use crate::run::job::JobInput;
-use crate::run::send::{self, SendSettings};
+use crate::run::send;
+use crate::run::sinks::{self, Sink};
+use crate::run::summary;
 use crate::run::{accounts, changes, dry_run, verify};
-use crate::run::{sinks, summary};
 use crate::sim;
-use crate::store::failures::FailuresOf;
+use crate::store::outputs::OutputClash;
 use crate::store::{lock, state};
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
-/// that another run holding one of this run's outputs ends it with exit 4.
+/// that another run holding one of this run's outputs ends it with exit 4, and an output that
+/// is the input or another output is a usage error (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match run_command(cli) {
         Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
             console::err_line(&format!("error: {err:#}"));
             Ok(ExitStatus::Locked)
+        }
+        Err(err) if err.downcast_ref::<OutputClash>().is_some() => {
+            console::err_line(&format!("error: {err:#}"));
+            Ok(ExitStatus::Usage)
         }
         other => other,
     }
@@ -73,55 +77,17 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 /// `import`: a dry run, or a real import until it ends or a signal stops it.
 fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
-    check_outputs(&[
-        (args.summary_json.as_deref(), "--summary-json"),
-        (args.plan.as_deref(), "--plan"),
-    ])?;
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
-    let failures_of = if args.dry_run {
-        FailuresOf::DryRun
-    } else {
-        FailuresOf::Import
-    };
-    let mut job = settings::job_input(&args.input, stdin.as_ref(), failures_of)?;
-    if let Some(journal) = &args.journal {
-        job.journal = journal.clone();
-    }
-    job.check_paths()?;
-    job.resume = args.resume;
-    job.force = args.force;
-    job.create_accounts = args.create_accounts.map(Into::into);
-    job.state = args.state.clone();
-    job.full = args.full;
-    job.changes_only = args.changes_only;
+    let config = Config::import(&args, stdin.as_ref(), quiet)?;
     if args.dry_run && args.changes_only {
-        return changes_plan_command(&args, &job, quiet, stdin.is_some());
+        return changes_plan_command(&args, &config);
     }
-    job.batch_nick_image = args
-        .batch_nick_image
-        .then_some(crate::run::job::BatchOptions {
-            rate: args.batch_rate,
-        });
     if args.dry_run {
-        return dry_run_command(&args, &job, verbose);
+        return dry_run_command(&args, &config, verbose);
     }
     let connection = settings::connection(&args.connection, true)?;
-    let mut settings = send_settings(&args.sending, quiet);
-    settings.max_errors = args.max_errors;
-    settings.read_rate = args.read_rate;
-    // Checked by clap: a positive number of seconds that a Duration holds.
-    let request_timeout = Duration::from_secs_f64(args.sending.timeout);
-    let tuning = ClientTuning {
-        request_timeout,
-        ..ClientTuning::default()
-    };
-    if tuning.request_timeout <= Duration::from_secs(3) {
-        tracing::warn!(
-            "--timeout {:?} is not above Chat's own 3 s timeout; slow answers will be cut off",
-            tuning.request_timeout
-        );
-    }
+    let settings = &config.send;
     tracing::info!(
         "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
         connection.base_url,
@@ -130,34 +96,38 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
         settings.rate,
         settings.concurrency,
         settings.retry.max_attempts,
-        request_timeout
+        config.tuning.request_timeout
     );
-    let client = Arc::new(ChatClient::new(connection, tuning)?);
+    let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let runtime = runtime()?;
-    let summary_json = args.summary_json.clone();
     let outcome = runtime.block_on(signals::import_until_signalled(|stop| {
-        send::run(&job, client, settings, stop)
+        send::run(&config.job, client, settings.clone(), stop)
     }));
     let (status, summary) = outcome?;
     if let Some(summary) = &summary {
         warn_if_no_rows(summary.rows, &args.input.csv);
     }
-    if let (Some(path), Some(summary)) = (summary_json, &summary) {
-        let status = if console::closed() {
-            ExitStatus::OutputClosed
-        } else {
-            status
-        };
-        sinks::write_json_value(&path, &summary.to_json(status.code()))?;
+    if let (Some(path), Some(summary)) = (&config.summary_json, &summary) {
+        sinks::JsonSummary(path.clone()).finish(summary, final_status(status).code())?;
     }
     Ok(status)
+}
+
+/// The status the process ends with: a closed stdout or stderr makes any run's status 141,
+/// so the summary JSON must say so too.
+fn final_status(status: ExitStatus) -> ExitStatus {
+    if console::closed() {
+        ExitStatus::OutputClosed
+    } else {
+        status
+    }
 }
 
 /// `import --dry-run`: validates the file; with `--check-accounts` also asks Chat which users
 /// are missing.
 fn dry_run_command(
     args: &cli::ImportArgs,
-    job: &JobInput,
+    config: &Config,
     verbose: u8,
 ) -> anyhow::Result<ExitStatus> {
     let show = args
@@ -167,121 +137,98 @@ fn dry_run_command(
         show_requests: show,
         parallel_min_bytes: args.parallel_min_bytes,
     };
-    let mut summary = dry_run::run(job, options)?;
+    let mut summary = dry_run::run(&config.job, options)?;
     warn_long_locations(&summary);
     warn_if_no_rows(summary.rows, &args.input.csv);
     let mut status = status_of(&summary);
     if args.check_accounts {
         sinks::print(&summary, status.code());
-        let checked = check_accounts(job, &args.connection, None)?;
+        let output = crate::fsutil::beside(&config.job.input.path, ".missing-accounts.csv");
+        let checked = match check_accounts(config, &args.connection, &output)? {
+            Ended::Finished { value, .. } => value,
+            Ended::Abandoned(status) => return Ok(status),
+        };
         if !checked.passed() && status == ExitStatus::Success {
             status = ExitStatus::RowsFailed;
         }
         console::err(&checked.to_string());
         summary.accounts_checked = checked.accounts_checked;
-        if let Some(path) = &args.summary_json {
-            sinks::write_json_value(path, &summary.to_json(status.code()))?;
+        if let Some(path) = &config.summary_json {
+            sinks::JsonSummary(path.clone()).finish(&summary, final_status(status).code())?;
         }
         return Ok(status);
     }
-    finish(&summary, status, args.summary_json.as_deref())?;
+    finish(&summary, status, config.summary_json.as_deref())?;
     Ok(status)
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
-/// `spooled`: the input is a spooled copy (of `-` or a pipe), whose plan goes to the working
-/// folder as `stdin.plan.csv`, not beside the copy, which is removed at the end.
-fn changes_plan_command(
-    args: &cli::ImportArgs,
-    job: &JobInput,
-    quiet: bool,
-    spooled: bool,
-) -> anyhow::Result<ExitStatus> {
+fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Result<ExitStatus> {
     let connection = settings::connection(&args.connection, true)?;
-    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
-    let named_after = if spooled {
-        std::path::Path::new("stdin")
-    } else {
-        job.input.path.as_path()
-    };
-    let plan_csv = args
-        .plan
-        .clone()
-        .unwrap_or_else(|| changes::plan::default_path(named_after));
-    let settings = send_settings(&args.sending, quiet);
-    let uses = [Use::Reads(args.read_rate), Use::AccountChecks];
-    let handles = Handles::new(&client, settings.retry, &CancellationToken::new(), &uses);
-    let planner = changes::plan::Planner {
-        chat: ChatReads::new(
-            handles.reads()?.clone(),
-            Some(handles.account_checks()?.clone()),
-        ),
-    };
-    let report = runtime()?.block_on(planner.run(job, &plan_csv))?;
-    warn_if_no_rows(report.rows, &args.input.csv);
-    finish_report(&report, args.summary_json.as_deref())
+    let client = Arc::new(ChatClient::new(connection, config.tuning)?);
+    let plan_csv = config.report_csv.clone().unwrap_or_default();
+    let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
+        let uses = [Use::Reads(args.read_rate), Use::AccountChecks];
+        let handles = Handles::new(&client, config.send.retry, &stop, &uses);
+        let planner = changes::plan::Planner {
+            chat: ChatReads::new(
+                handles.reads()?.clone(),
+                Some(handles.account_checks()?.clone()),
+            ),
+        };
+        planner.run(&config.job, &plan_csv, &stop).await
+    }))?;
+    finish_checked(ended, &args.input.csv, config)
 }
 
 /// `check-accounts`.
 fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
-    check_outputs(&[
-        (args.summary_json.as_deref(), "--summary-json"),
-        (args.output.as_deref(), "--output"),
-    ])?;
-    let input: cli::InputArgs = args.input.into();
-    let job = settings::job_input(&input, None, FailuresOf::Import)?;
-    let report = check_accounts(&job, &args.connection, args.output.clone())?;
-    let checked = report.accounts_checked.clone().unwrap_or_default();
-    warn_if_no_rows(checked.users, &input.csv);
-    finish_report(&report, args.summary_json.as_deref())
+    let config = Config::check_accounts(&args)?;
+    let output = config.report_csv.clone().unwrap_or_default();
+    let ended = check_accounts(&config, &args.connection, &output)?;
+    finish_checked(ended, &args.input.csv.clone(), &config)
 }
 
 /// `verify`: reads the profiles back and compares them with the CSV.
 fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
-    check_outputs(&[
-        (args.summary_json.as_deref(), "--summary-json"),
-        (args.diff.as_deref(), "--diff"),
-    ])?;
-    let job = settings::job_input(&args.input, None, FailuresOf::Verify)?;
+    let config = Config::verify(&args)?;
     let connection = settings::connection(&args.connection, true)?;
-    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
-    let diff = args
-        .diff
-        .clone()
-        .unwrap_or_else(|| verify::default_diff_path(&job.input.path));
-    let uses = [Use::Reads(args.rate), Use::AccountChecks];
-    let handles = Handles::new(
-        &client,
-        RetryPolicy::default(),
-        &CancellationToken::new(),
-        &uses,
-    );
-    let verifier = verify::Verifier {
-        chat: ChatReads::new(
-            handles.reads()?.clone(),
-            Some(handles.account_checks()?.clone()),
-        ),
-    };
-    let report = runtime()?.block_on(verifier.run(
-        &job.input,
-        job.rules,
-        args.sample,
-        &diff,
-        &job.failures,
-    ))?;
-    warn_if_no_rows(report.rows, &args.input.csv);
-    finish_report(&report, args.summary_json.as_deref())
+    let client = Arc::new(ChatClient::new(connection, config.tuning)?);
+    let diff = config.report_csv.clone().unwrap_or_default();
+    let config = &config;
+    let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
+        let uses = [Use::Reads(config.send.read_rate), Use::AccountChecks];
+        let handles = Handles::new(&client, config.send.retry, &stop, &uses);
+        let verifier = verify::Verifier {
+            chat: ChatReads::new(
+                handles.reads()?.clone(),
+                Some(handles.account_checks()?.clone()),
+            ),
+        };
+        verifier.run(&config.job, args.sample, &diff, &stop).await
+    }))?;
+    finish_checked(ended, &args.input.csv, config)
 }
 
-/// Stops before any work when an output file named on the command line cannot be created
-/// (`-`, standard output, always can).
-fn check_outputs(outputs: &[(Option<&std::path::Path>, &str)]) -> anyhow::Result<()> {
-    for (path, option) in outputs {
-        if let Some(path) = path.filter(|path| !crate::input::stdin::is_stdin(path)) {
-            crate::fsutil::check_can_create(path, option)?;
+/// The end of a command that checks rows against Chat (verify, the plan, check-accounts): its
+/// report shown and written, and the status it earns (a signal's, if one stopped it).
+fn finish_checked(
+    ended: Ended<summary::Summary>,
+    csv: &std::path::Path,
+    config: &Config,
+) -> anyhow::Result<ExitStatus> {
+    let (report, stopped) = match ended {
+        Ended::Finished { value, stopped } => (value, stopped),
+        Ended::Abandoned(status) => return Ok(status),
+    };
+    warn_if_no_rows(report.rows, csv);
+    match stopped {
+        Some(status) => {
+            finish(&report, status, config.summary_json.as_deref())?;
+            Ok(status)
         }
+        None => finish_report(&report, config.summary_json.as_deref()),
     }
-    Ok(())
 }
 
 /// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
@@ -306,11 +253,7 @@ fn finish(
     status: ExitStatus,
     summary_json: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let status = if console::closed() {
-        ExitStatus::OutputClosed
-    } else {
-        status
-    };
+    let status = final_status(status);
     let mut sinks: Vec<Box<dyn sinks::Sink>> = vec![Box::new(sinks::TextSummary)];
     if let Some(path) = summary_json {
         sinks.push(Box::new(sinks::JsonSummary(path.to_path_buf())));
@@ -416,54 +359,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Asks Chat which of the file's users are not imported; writes them to `output` (default
-/// beside the input) and reports how many.
+/// Asks Chat which of the file's users are not imported, until a signal stops it; writes them
+/// to `output` and reports how many.
 fn check_accounts(
-    job: &JobInput,
+    config: &Config,
     connection: &cli::ConnectionArgs,
-    output: Option<std::path::PathBuf>,
-) -> anyhow::Result<summary::Summary> {
+    output: &std::path::Path,
+) -> anyhow::Result<Ended<summary::Summary>> {
     let connection = settings::connection(connection, true)?;
-    let client = Arc::new(ChatClient::new(connection, ClientTuning::default())?);
-    let output =
-        output.unwrap_or_else(|| crate::fsutil::beside(&job.input.path, ".missing-accounts.csv"));
-    let handles = Handles::new(
-        &client,
-        RetryPolicy::default(),
-        &CancellationToken::new(),
-        &[Use::AccountChecks],
-    );
-    let calls = accounts::AccountCalls {
-        api: handles.account_checks()?,
-    };
-    let (checked, missing) =
-        runtime()?.block_on(accounts::check_all(&job.input, job.rules, &calls, &output))?;
-    if missing == 0 {
-        let _ = std::fs::remove_file(&output);
-    }
-    let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
-    report.accounts_checked = Some(summary::AccountsChecked {
-        users: checked,
-        not_imported: missing,
-        missing_list: (missing > 0).then_some(output),
-    });
-    Ok(report)
-}
-
-/// Send settings from the command line (clap has already refused zero and negative values).
-pub fn send_settings(args: &SendArgs, quiet: bool) -> SendSettings {
-    SendSettings {
-        rate: args.rate,
-        concurrency: args
-            .concurrency
-            .unwrap_or_else(|| SendSettings::default_concurrency(args.rate)),
-        retry: RetryPolicy::with_attempts(args.max_attempts),
-        show_progress: !args.no_progress,
-        quiet,
-        progress_interval: Duration::from_secs(args.progress_interval),
-        max_errors: None,
-        read_rate: 200,
-    }
+    let client = Arc::new(ChatClient::new(connection, config.tuning)?);
+    let job = &config.job;
+    runtime()?.block_on(signals::until_signalled(|stop| async move {
+        let uses = [Use::AccountChecks];
+        let handles = Handles::new(&client, config.send.retry, &stop, &uses);
+        let calls = accounts::AccountCalls {
+            api: handles.account_checks()?,
+        };
+        let (checked, missing, whole) =
+            accounts::check_all(&job.input, job.rules, &calls, output, &stop).await?;
+        let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
+        report.count_read(checked);
+        report.accounts_checked = Some(summary::AccountsChecked {
+            users: checked,
+            not_imported: missing,
+            missing_list: (missing > 0).then(|| output.to_path_buf()),
+        });
+        if !whole {
+            report.stopped = Some(format!(
+                "interrupted after {checked} users; the missing list has those found so far"
+            ));
+        }
+        Ok(report)
+    }))
 }
 
 /// `profile-import sim`: serves the simulator on loopback until Ctrl-C, then prints its stats.

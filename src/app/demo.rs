@@ -10,13 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::app::cli::DemoArgs;
+use crate::app::config::Config;
 use crate::app::exit::ExitStatus;
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::connection::{Connection, Credentials};
 use crate::chat::retry::RetryPolicy;
 use crate::chat::usersig::SecretKey;
-use crate::input::reader::InputOptions;
-use crate::input::row::RowRules;
 use crate::run::changes::ChatReads;
 use crate::run::console;
 use crate::run::handles::{Handles, Use};
@@ -43,25 +42,8 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let key = SecretKey::new(format!("demo-{:016x}", rand::random::<u64>()));
     let sim = start_simulator(key.clone()).await?;
 
-    let job = JobInput {
-        input: InputOptions {
-            path: csv.clone(),
-            delimiter: b',',
-            user_column: None,
-            mapping: None,
-            ignore: Vec::new(),
-        },
-        rules: RowRules::default(),
-        failures: workdir.join("users.failures.csv"),
-        journal: workdir.join("users.journal"),
-        resume: false,
-        force: false,
-        create_accounts: Some(crate::run::accounts::CreateAccounts::Batch),
-        state: None,
-        full: false,
-        changes_only: false,
-        batch_nick_image: None,
-    };
+    let config = Config::demo(&csv, &workdir, quiet);
+    let job = &config.job;
     let connection = Connection {
         sdkappid: DEMO_SDKAPPID,
         admin: DEMO_ADMIN.into(),
@@ -74,22 +56,9 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
         "demo: import --create-accounts {}\n",
         csv.display()
     ));
-    let settings = SendSettings {
-        rate: 200,
-        concurrency: SendSettings::default_concurrency(200),
-        retry: RetryPolicy {
-            max_attempts: 5,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-        },
-        show_progress: true,
-        quiet,
-        progress_interval: Duration::from_secs(2),
-        max_errors: None,
-        read_rate: 200,
-    };
+    let settings = config.send.clone();
     let (status, _) = crate::app::signals::import_until_signalled(|stop| {
-        send::run(&job, client.clone(), settings.clone(), stop)
+        send::run(job, client.clone(), settings.clone(), stop)
     })
     .await?;
 
@@ -106,17 +75,12 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             Some(handles.account_checks()?.clone()),
         ),
     };
-    let report = verifier
-        .run(
-            &job.input,
-            job.rules,
-            None,
-            &workdir.join("users.diff.csv"),
-            &workdir.join("users.verify-failures.csv"),
-        )
-        .await?;
+    let mut verified = job.clone();
+    verified.failures = workdir.join("users.verify-failures.csv");
+    let diff = config.report_csv.clone().unwrap_or_default();
+    let report = verifier.run(&verified, None, &diff, &stop).await?;
     sinks::print(&report, 0);
-    let again = import_changes_only(&job, &client, settings, &sim).await?;
+    let again = import_changes_only(job, &client, settings, &sim).await?;
 
     show_simulator(&sim);
     sim.shutdown();

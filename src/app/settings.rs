@@ -1,23 +1,17 @@
-//! Turns command-line arguments into the plain settings the layers below take: connection
-//! settings merged from flags, the environment and a TOML config file (flags win over the
-//! environment, the environment over the file), and the job's input settings.
+//! The connection settings, merged from flags, the environment and a TOML config file (flags
+//! win over the environment, the environment over the file). The job's own settings are built
+//! in `app::config`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::app::cli::{ConnectionArgs, InputArgs};
+use crate::app::cli::ConnectionArgs;
 use crate::chat::connection::{
     parse_endpoint, read_key_file, region_url, Connection, Credentials, REGIONS,
 };
 use crate::chat::usersig::SecretKey;
-use crate::input::profile::UserIdRule;
-use crate::input::reader::InputOptions;
-use crate::input::row::{LocationRule, RowRules};
-use crate::input::stdin::StdinSpool;
-use crate::run::job::JobInput;
-use crate::store::failures::{self, FailuresOf};
 
 pub const ENV_SDKAPPID: &str = "PROFILE_IMPORT_SDKAPPID";
 pub const ENV_ADMIN: &str = "PROFILE_IMPORT_ADMIN";
@@ -212,66 +206,4 @@ pub fn connection(args: &ConnectionArgs, need_endpoint: bool) -> anyhow::Result<
             missing.join("\n  - ")
         ),
     }
-}
-
-/// The job's input settings from `--failures`, `--mapping`, `--user-column`, `--delimiter`,
-/// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
-///
-/// `run`: whose failure CSV it is, for its default name beside the input (`--failures` says
-/// otherwise). `stdin`: the spooled input when the CSV is `-` or a pipe or device given by name
-/// (`/dev/stdin`); its failure CSV goes to the working folder (`stdin.failures.csv`,
-/// `stdin.dry-run-failures.csv`). Without a spool such input is refused: only the callers that
-/// can read it spool it.
-pub fn job_input(
-    args: &InputArgs,
-    stdin: Option<&StdinSpool>,
-    run: FailuresOf,
-) -> anyhow::Result<JobInput> {
-    let path = match stdin {
-        Some(spool) => spool.path().to_path_buf(),
-        None if crate::input::stdin::is_stdin(&args.csv) => bail!(
-            "`-` (standard input) can be read by `import --dry-run` and by `import --state PATH` \
-             only; give this command a file"
-        ),
-        None if crate::input::stdin::is_stream(&args.csv) => bail!(
-            "{} is read once from start to end, as `-` (standard input) is (a pipe, a device, or \
-             a name under /dev or /proc), so it can be read by `import --dry-run` and by \
-             `import --state PATH` only; give this command a file",
-            args.csv.display()
-        ),
-        None => args.csv.clone(),
-    };
-    let named_after = if stdin.is_some() {
-        Path::new("stdin")
-    } else {
-        path.as_path()
-    };
-    let failures = args
-        .failures
-        .clone()
-        .unwrap_or_else(|| failures::default_path(named_after, run));
-    let failures = Some(failures);
-    JobInput::new(
-        InputOptions {
-            path,
-            delimiter: args.delimiter,
-            user_column: args.user_column.clone(),
-            mapping: args.mapping.clone(),
-            ignore: args.ignore.clone(),
-        },
-        RowRules {
-            empty: args.empty.into(),
-            user_id: if args.relaxed_user_id {
-                UserIdRule::PrintableAscii
-            } else {
-                UserIdRule::Strict
-            },
-            location: if args.strict_location {
-                LocationRule::Strict
-            } else {
-                LocationRule::Documented
-            },
-        },
-        failures,
-    )
 }

@@ -1,5 +1,6 @@
-//! Signals: the first SIGINT/SIGTERM stops a run gently, a second one exits at once; and the
-//! exit status a finished import earns.
+//! Signals: the first SIGINT/SIGTERM (or a closed stdout or stderr) stops a run gently, a
+//! second signal exits at once; and the exit status a finished import earns. Every command
+//! that calls Chat runs under `until_signalled`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,17 +15,27 @@ use crate::run::sinks;
 use crate::run::summary::Summary;
 use crate::store::state::RunTotals;
 
-/// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
-/// finish, a second one returns at once.
-pub async fn import_until_signalled<F, Fut>(
-    import: F,
-) -> anyhow::Result<(ExitStatus, Option<Summary>)>
+/// How a run that signals may stop ended.
+pub enum Ended<T> {
+    /// It returned `T`; `stopped` says why it stopped early, if a signal or a closed output
+    /// stopped it (the status the process ends with).
+    Finished {
+        value: T,
+        stopped: Option<ExitStatus>,
+    },
+    /// A second signal: given up at once, without a summary.
+    Abandoned(ExitStatus),
+}
+
+/// Runs `work` until it ends. The first SIGINT/SIGTERM, or stdout or stderr found closed,
+/// cancels the token `work` gets (it then stops gently and reports what it did); a second
+/// signal gives up at once.
+pub async fn until_signalled<F, Fut, T>(work: F) -> anyhow::Result<Ended<T>>
 where
     F: FnOnce(CancellationToken) -> Fut,
-    Fut: Future<Output = anyhow::Result<SendReport>>,
+    Fut: Future<Output = anyhow::Result<T>>,
 {
     let stop = CancellationToken::new();
-    // A closed stdout or stderr stops the run the way SIGTERM does.
     let _closed = console::stop_on_close(stop.clone());
     let terminated = Arc::new(AtomicBool::new(false));
     let (hard_tx, hard_rx) = tokio::sync::oneshot::channel::<()>();
@@ -34,15 +45,38 @@ where
         hard_tx,
     ));
     let result = tokio::select! {
-        report = import(stop.clone()) => report,
+        value = work(stop.clone()) => value,
         Ok(()) = hard_rx => {
             console::err_line("second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them");
-            return Ok((signal_status(&terminated), None));
+            return Ok(Ended::Abandoned(signal_status(&terminated)));
         }
     };
     listener.abort();
-    let mut report = result?;
-    let output_closed = report.interrupted && console::closed();
+    let value = result?;
+    let stopped = stop.is_cancelled().then(|| {
+        if console::closed() {
+            ExitStatus::OutputClosed
+        } else {
+            signal_status(&terminated)
+        }
+    });
+    Ok(Ended::Finished { value, stopped })
+}
+
+/// Runs an import; the first SIGINT/SIGTERM stops dispatching and lets in-flight requests
+/// finish, a second one returns at once.
+pub async fn import_until_signalled<F, Fut>(
+    import: F,
+) -> anyhow::Result<(ExitStatus, Option<Summary>)>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<SendReport>>,
+{
+    let (mut report, signalled) = match until_signalled(import).await? {
+        Ended::Abandoned(status) => return Ok((status, None)),
+        Ended::Finished { value, stopped } => (value, stopped),
+    };
+    let output_closed = signalled == Some(ExitStatus::OutputClosed) && report.interrupted;
     if output_closed {
         report.summary.stopped =
             Some("stdout or stderr was closed (a broken pipe); --resume continues".into());
@@ -50,10 +84,8 @@ where
     let stopped = report.fatal.is_some() || report.interrupted;
     let status = if report.fatal.is_some() {
         ExitStatus::Fatal
-    } else if output_closed {
-        ExitStatus::OutputClosed
-    } else if report.interrupted {
-        signal_status(&terminated)
+    } else if let (true, Some(signalled)) = (report.interrupted, signalled) {
+        signalled
     } else {
         status_of(&report.summary)
     };

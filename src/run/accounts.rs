@@ -25,6 +25,7 @@ use crate::input::rows::Rows;
 use crate::input::survey::{RepeatedUsers, Survey};
 use crate::outcome::{AccountFailure, FailureCode};
 use crate::run::decide::{Decider, Known};
+use crate::store::outputs::ReportCsv;
 
 /// How `--create-accounts` imports accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,36 +218,46 @@ pub async fn import_all(
     Ok(pass)
 }
 
-/// `profile-import check-accounts`: which of the file's users are not imported. Writes them
-/// (one UserID per line, with a header) to `output`; returns (users checked, not imported).
+/// `profile-import check-accounts`: which of the file's users are not imported, each user once.
+/// Writes them (one UserID per line, with a header) to `output`, whole (`ReportCsv`); returns
+/// (users checked, not imported, whether every user was checked before `stop`).
 pub async fn check_all(
     input: &InputOptions,
     rules: RowRules,
     calls: &AccountCalls<'_>,
     output: &Path,
-) -> anyhow::Result<(u64, u64)> {
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(u64, u64, bool)> {
     let mapper = RowMapper::new(Rows::open(input)?.columns().clone(), rules);
     let repeated = Survey::default()
         .read_all(input, &mapper)?
         .finish(input)?
         .repeated;
-    let mut writer = csv::Writer::from_writer(crate::fsutil::create_private(output)?);
-    writer.write_record(["UserID"])?;
-    let (mut checked, mut missing_count) = (0u64, 0u64);
+    let mut list = ReportCsv::new(output, &["UserID"]);
+    let mut checked = 0u64;
     let mut reader = BatchReader::open(input, rules, repeated)?;
+    let mut whole = true;
     while let Some(batch) = reader.next_batch()? {
+        if stop.is_cancelled() {
+            whole = false;
+            break;
+        }
         let users: Vec<String> = batch.into_iter().map(|e| e.user_id).collect();
-        checked += users.len() as u64;
         match calls.check_batch(&users).await {
             Ok(missing) => {
+                checked += users.len() as u64;
                 for user in missing {
-                    writer.write_record([user])?;
-                    missing_count += 1;
+                    list.write([user])?;
                 }
+            }
+            Err(_) if stop.is_cancelled() => {
+                whole = false;
+                break;
             }
             Err(why) => anyhow::bail!("checking accounts stopped: {why}"),
         }
     }
-    writer.flush()?;
-    Ok((checked, missing_count))
+    let missing = list.records();
+    list.finish()?;
+    Ok((checked, missing, whole))
 }

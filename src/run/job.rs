@@ -2,11 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
-
 use crate::input::reader::InputOptions;
 use crate::input::row::RowRules;
-use crate::store::failures::FailuresOf;
 
 /// What to read and where failures go.
 #[derive(Debug, Clone)]
@@ -40,27 +37,19 @@ pub struct BatchOptions {
 }
 
 impl JobInput {
-    /// A job that reads `input` and writes failures to `failures` (default: beside the input);
-    /// every other output beside the input too. Refuses a failure CSV that would overwrite the
-    /// input.
-    pub fn new(
+    /// A plain import of `input` (no resume, state, accounts or batch path) that writes its
+    /// failures to `failures` and its journal to `journal`; `app::config` sets the rest.
+    pub fn reading(
         input: InputOptions,
         rules: RowRules,
-        failures: Option<PathBuf>,
-    ) -> anyhow::Result<JobInput> {
-        let failures = failures.unwrap_or_else(|| {
-            crate::store::failures::default_path(&input.path, FailuresOf::Import)
-        });
-        if crate::fsutil::same_file(&failures, &input.path) {
-            bail!(
-                "the failure CSV {} would overwrite the input; pass --failures with another path",
-                failures.display()
-            );
-        }
-        Ok(JobInput {
-            journal: crate::store::journal::default_path(&input.path),
+        failures: PathBuf,
+        journal: PathBuf,
+    ) -> JobInput {
+        JobInput {
             input,
             rules,
+            failures,
+            journal,
             resume: false,
             force: false,
             create_accounts: None,
@@ -68,8 +57,7 @@ impl JobInput {
             full: false,
             changes_only: false,
             batch_nick_image: None,
-            failures,
-        })
+        }
     }
 
     /// Every file a real import writes, each locked for the run.
@@ -87,18 +75,5 @@ impl JobInput {
             force: self.force,
             set_aside_changed: self.state.is_some(),
         }
-    }
-
-    /// Refuses a journal path that would overwrite the input or the failure CSV.
-    pub fn check_paths(&self) -> anyhow::Result<()> {
-        if crate::fsutil::same_file(&self.journal, &self.input.path)
-            || crate::fsutil::same_file(&self.journal, &self.failures)
-        {
-            bail!(
-                "the journal {} would overwrite the input or the failure CSV; pass --journal with another path",
-                self.journal.display()
-            );
-        }
-        Ok(())
     }
 }

@@ -20,6 +20,7 @@ use ahead::{read_ahead, Ahead};
 
 pub mod ahead;
 pub mod plan;
+pub mod tally;
 
 /// Reads in flight at once for `--read-rate` calls a second: enough for the rate at 100 ms
 /// latency, and at least a few.
@@ -176,14 +177,16 @@ pub enum Checked {
 
 /// The read path of verify and the plan: every row decided (`run::decide`, each user once,
 /// its rows merged), the users to compare read ahead with `reads`, and each row handed to
-/// `take` in file order. `keep`: whether a user is compared at all (a sample).
+/// `take` in file order. `keep`: whether a user is compared at all (a sample). Returns false
+/// if `stop` was cancelled (a signal) before every row was taken.
 pub async fn check_rows(
     rows: Rows,
     decider: Decider,
     reads: Reads,
     keep: impl Fn(&str) -> bool + Send + 'static,
+    stop: &tokio_util::sync::CancellationToken,
     mut take: impl FnMut(Checked) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let (rows_tx, rows_rx) = mpsc::channel(1024);
     let (out_tx, mut out_rx) = mpsc::channel(1024);
     let reader = std::thread::Builder::new()
@@ -202,19 +205,30 @@ pub async fn check_rows(
         },
     ));
     let mut taken = Ok(());
-    while let Some(row) = out_rx.recv().await {
+    let mut whole = true;
+    loop {
+        let row = tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                whole = false;
+                break;
+            }
+            row = out_rx.recv() => row,
+        };
+        let Some(row) = row else { break };
         taken = take(row);
         if taken.is_err() {
             break;
         }
     }
+    // Dropping the receiver stops the read-ahead and, in turn, the reader thread.
     drop(out_rx);
     ahead.await?;
     let read = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the CSV reader thread panicked"))?;
     taken?;
-    read
+    read.map(|()| whole)
 }
 
 /// The reader thread of [`check_rows`].
