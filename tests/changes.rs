@@ -776,3 +776,63 @@ async fn a_read_refused_whole_for_unknown_accounts_is_sorted_out_with_account_ch
     assert_eq!(plan.count("unchanged"), 150);
     assert_eq!(plan.count("not compared"), 0);
 }
+
+/// `-v` logs the first bodies sent. Under `--changes-only` it used to log the whole row's body
+/// where only the drifted tag was sent; it logs the body that went out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_the_body_sent_not_the_whole_row() {
+    let ws = Workspace::new();
+    let people = people(5);
+    let csv = ws.path("users.csv");
+    write_people(&csv, &people);
+    let sim = seeded(sim_config(), &people).await;
+    sim.write_profile("user_002", [(LEVEL, json!(99))]);
+    let run = import(&ws, &sim, &csv, &["--changes-only", "-v"]).await;
+    run.assert_code(0);
+    let logged: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("request body"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{}", run.stderr);
+    let body = logged[0].split("request body ").nth(1).unwrap();
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        body,
+        json!({"From_Account": "user_002", "ProfileItem": [{"Tag": LEVEL, "Value": 2}]})
+    );
+}
+
+/// `changes_only` is an object in the plan's JSON as in the import's (it was `true` in the
+/// plan's), with the same keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_only_is_the_same_object_in_the_plan_and_the_import() {
+    let ws = Workspace::new();
+    let people = people(6);
+    let csv = ws.path("users.csv");
+    write_people(&csv, &people);
+    let sim = seeded(sim_config(), &people).await;
+    sim.write_profile("user_004", [(NICK, json!("Drifted"))]);
+    import(&ws, &sim, &csv, &["--dry-run", "--changes-only"])
+        .await
+        .assert_code(0);
+    let plan = summary(&ws);
+    import(&ws, &sim, &csv, &["--changes-only"])
+        .await
+        .assert_code(0);
+    let import = summary(&ws);
+    let keys = |json: &Value| -> Vec<String> {
+        json["changes_only"]
+            .as_object()
+            .unwrap_or_else(|| panic!("changes_only is not an object: {json}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys(&plan), keys(&import));
+    for json in [&plan, &import] {
+        assert_eq!(json["changes_only"]["updated"], 1, "{json}");
+        assert_eq!(json["changes_only"]["unchanged_in_chat"], 5, "{json}");
+    }
+    assert_eq!(plan["update"], 1);
+}

@@ -319,7 +319,14 @@ async fn a_closed_stderr_stops_an_import_cleanly_with_exit_141_and_resume_finish
             ws.dir(),
             &csv,
             &sim.url(),
-            &["--rate", "200", "--progress-interval", "1"],
+            &[
+                "--rate",
+                "200",
+                "--progress-interval",
+                "1",
+                "--summary-json",
+                "run.json",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped()),
@@ -334,6 +341,10 @@ async fn a_closed_stderr_stops_an_import_cleanly_with_exit_141_and_resume_finish
     assert_eq!(head, 3);
     let closed = finish(child.take()).await;
     assert_eq!(closed.code, 141, "a closed stderr ends the run with 141");
+    // The summary JSON says the status the process ended with (it said 0).
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 141, "{json}");
 
     let journal = journal_rows(&ws.path("users.journal"));
     assert!(journal.len() < 1500, "the run stopped early");

@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Event, Job, Outcome, Report, MAX_DEFERRED};
 
+/// Request bodies logged at info level (`-v`).
+const SAMPLE_BODIES: usize = 3;
+
 /// Sends jobs to workers, holding back any row whose user already has one in flight.
 pub(super) async fn dispatch(
     mut events: mpsc::Receiver<Event>,
@@ -16,6 +19,9 @@ pub(super) async fn dispatch(
     mut released: mpsc::UnboundedReceiver<String>,
     stop: CancellationToken,
 ) {
+    // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run: here, after
+    // `--changes-only` cut them down to the tags that differ.
+    let mut sampled = 0;
     // Users with a row in flight → their later rows, in file order.
     let mut busy: HashMap<String, VecDeque<Job>> = HashMap::new();
     let mut deferred = 0usize;
@@ -55,6 +61,10 @@ pub(super) async fn dispatch(
                 match event {
                     None => input_open = false,
                     Some(Event::Job(job)) => {
+                        if sampled < SAMPLE_BODIES {
+                            sampled += 1;
+                            log_sample(&job);
+                        }
                         if stop.is_cancelled() {
                             let _ = reports.send(not_attempted(job)).await;
                         } else if let Some(queue) = busy.get_mut(&job.user_id) {
@@ -77,6 +87,24 @@ pub(super) async fn dispatch(
                 drain_deferred(&mut busy, &mut deferred, &reports).await;
             }
         }
+    }
+}
+
+/// `-v`: a row's request body (and its batch part).
+fn log_sample(job: &Job) {
+    if let Some(body) = &job.body {
+        tracing::info!(
+            "line {}: request body {}",
+            job.pos.line,
+            String::from_utf8_lossy(body)
+        );
+    }
+    if let Some(entry) = &job.nick_image {
+        tracing::info!(
+            "line {}: multiaccount_import entry {}",
+            job.pos.line,
+            serde_json::to_string(entry).unwrap_or_default()
+        );
     }
 }
 

@@ -17,8 +17,6 @@ use crate::run::decide::{Decider, Decision};
 use crate::run::plan::ReaderPlan;
 use crate::store::journal::Final;
 
-/// Request bodies logged at info level (`-v`).
-const SAMPLE_BODIES: usize = 3;
 /// Slots the reader waits for at once when the channel is full. A thread blocked in
 /// `blocking_send` is woken for every slot the consumer frees: at the send rate that cost a
 /// thread wake-up (two context switches) per row.
@@ -36,8 +34,6 @@ pub(super) fn read_rows(
 ) -> anyhow::Result<Duplicates> {
     let mut slots: Option<mpsc::PermitIterator<'_, Event>> = None;
     let mut rest_body = Vec::new();
-    // `-v` shows the first few bodies sent, as `--show-requests` does in a dry run.
-    let mut sample_bodies = 0;
     let mut recount = plan
         .duplicates
         .take()
@@ -67,12 +63,6 @@ pub(super) fn read_rows(
         }
         let split = split.as_ref().map(|split| (split, &mut rest_body));
         let event = event_of(decider.decide(&row), &row, split);
-        if let Event::Job(job) = &event {
-            if sample_bodies < SAMPLE_BODIES {
-                sample_bodies += 1;
-                log_sample(job);
-            }
-        }
         let slot = match slots.as_mut().and_then(Iterator::next) {
             Some(slot) => slot,
             None => {
@@ -96,24 +86,6 @@ pub(super) fn read_rows(
 fn count_user(recount: &mut Option<Recount>, mapper: &RowMapper, record: &ByteRecord) {
     if let (Some(recount), Some(user_id)) = (recount, user_of(mapper, record)) {
         recount.observe(user_id);
-    }
-}
-
-/// `-v`: a row's request body (and its batch part).
-fn log_sample(job: &Job) {
-    if let Some(body) = &job.body {
-        tracing::info!(
-            "line {}: request body {}",
-            job.pos.line,
-            String::from_utf8_lossy(body)
-        );
-    }
-    if let Some(entry) = &job.nick_image {
-        tracing::info!(
-            "line {}: multiaccount_import entry {}",
-            job.pos.line,
-            serde_json::to_string(entry).unwrap_or_default()
-        );
     }
 }
 
