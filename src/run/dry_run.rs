@@ -69,16 +69,6 @@ enum Rejected {
     UnterminatedQuote,
 }
 
-/// What a reader counted in its part.
-#[derive(Default)]
-struct PartCounts {
-    rows: u64,
-    valid: u64,
-    skipped: u64,
-    /// Valid rows with a Location over Chat's older 16-byte limit.
-    long_locations: u64,
-}
-
 /// What every reader needs to know.
 struct ReadPlan<'a> {
     mapper: &'a RowMapper,
@@ -385,7 +375,7 @@ fn recount(
 }
 
 type Reader<'scope> = (
-    ScopedJoinHandle<'scope, anyhow::Result<(PartEnd, PartCounts)>>,
+    ScopedJoinHandle<'scope, anyhow::Result<(PartEnd, Summary)>>,
     Receiver<Chunk>,
 );
 
@@ -419,11 +409,9 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
-    fn count(&mut self, counts: &PartCounts) {
-        self.summary.count_read(counts.rows);
-        self.summary.count_many(RowFate::Valid, counts.valid);
-        self.summary.count_many(RowFate::Skipped, counts.skipped);
-        self.summary.count_long_locations(counts.long_locations);
+    /// Adds a reader's counts (its valid and skipped rows; the invalid ones come in chunks).
+    fn count(&mut self, counts: &Summary) {
+        self.summary.add_counts(counts);
     }
 
     /// `line_offset` turns the chunk's line numbers into the file's.
@@ -462,9 +450,9 @@ fn read_part(
     mut duplicates: DuplicateFeed,
     mut state: Option<StateFeed>,
     chunks: SyncSender<Chunk>,
-) -> anyhow::Result<(PartEnd, PartCounts)> {
+) -> anyhow::Result<(PartEnd, Summary)> {
     let mut body = Vec::with_capacity(1024);
-    let mut counts = PartCounts::default();
+    let mut counts = Summary::of(Kind::DryRun);
     let mut part_first_line = None;
     let mut chunk = None::<Chunk>;
     let mut end = PartEnd::FileEnd;
@@ -478,7 +466,7 @@ fn read_part(
             }
             CutSeen::Failed => duplicates.discard(),
         }
-        counts.rows += 1;
+        counts.count_read(1);
         let part_first_line = *part_first_line.get_or_insert(line);
         let unterminated = row.unterminated;
         let verdict = if unterminated {
@@ -500,13 +488,13 @@ fn read_part(
         };
         match verdict {
             Verdict::Ready { user_id, .. } => {
-                counts.valid += 1;
-                counts.long_locations += u64::from(plan.mapper.long_location(record));
+                counts.count(RowFate::Valid);
+                counts.count_long_locations(u64::from(plan.mapper.long_location(record)));
                 if let Some(state) = &mut state {
                     state.push(user_id, &body);
                 }
             }
-            Verdict::Skipped { .. } => counts.skipped += 1,
+            Verdict::Skipped { .. } => counts.count(RowFate::Skipped),
             Verdict::Invalid(violations) => {
                 let rejected = if unterminated {
                     Rejected::UnterminatedQuote

@@ -112,6 +112,18 @@ impl Summary {
         self.count_many(fate, n);
     }
 
+    /// Adds the row counts of a part of the file counted apart (the dry run's readers).
+    pub fn add_counts(&mut self, part: &Summary) {
+        self.rows += part.rows;
+        self.valid += part.valid;
+        self.skipped += part.skipped;
+        self.long_locations += part.long_locations;
+        self.invalid += part.invalid;
+        for (rule, n) in &part.invalid_by_rule {
+            *self.invalid_by_rule.entry(rule.clone()).or_default() += n;
+        }
+    }
+
     /// Counts rows read, whatever their fate (`rows` must end equal to the fates' sum).
     pub fn count_read(&mut self, rows: u64) {
         self.rows += rows;

@@ -8,23 +8,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::worker::Shared;
+use super::worker::{ReadApis, Shared};
 use super::{Check, Event, LocalRow};
 use crate::chat::accounts::AccountEntry;
-use crate::chat::api::ChatApi;
 use crate::chat::portrait::ProfileItem;
 use crate::input::profile::{StandardField, Tag};
 use crate::run::changes::ahead::{read_ahead, Ahead};
 use crate::run::changes::{self, Compared, Comparison, Reads};
 use crate::run::summary::Summary;
-
-/// The handles the reads of `--changes-only` go through.
-pub(super) struct ReadApis {
-    /// portrait_get, at `--read-rate`.
-    pub(super) reads: Arc<ChatApi>,
-    /// account_check, at its own limit, for reads refused whole with 40003.
-    pub(super) account_checks: Arc<ChatApi>,
-}
 
 /// `--changes-only`: starts the compare stage on the rows of `events`, which then receives
 /// the compared rows instead.

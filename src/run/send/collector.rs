@@ -1,6 +1,6 @@
-//! The collector: the single owner of the counters, the progress display, the failure CSV, the
-//! journal and the state's record of accepted rows. The failure record always reaches the disk
-//! before the journal says the row failed.
+//! The collector: holds the import's report (each row counted through the tally, `run::fate`),
+//! the progress display, the failure CSV, the journal and the state's record of accepted rows.
+//! The failure record always reaches the disk before the journal says the row failed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use crate::store::failures::FailureWriter;
 use crate::store::journal::{self, Comparison, Final, Journal};
 use crate::store::state::StateDb;
 
-/// The single owner of the counters, the progress display, the failure CSV and the journal.
+/// Where every row's outcome lands: the report, the progress display, the failure CSV, the
+/// journal and the state.
 pub(super) struct Collector {
     pub(super) failures: FailureWriter,
     pub(super) journal: Journal,

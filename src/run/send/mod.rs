@@ -225,7 +225,7 @@ pub async fn run(
         .batch()
         .map(|(import, check)| BatchPath::start(import, check));
     let reads = match job.changes_only {
-        true => Some(changes::ReadApis {
+        true => Some(worker::ReadApis {
             reads: handles.reads()?.clone(),
             account_checks: handles.account_checks()?.clone(),
         }),

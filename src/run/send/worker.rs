@@ -16,13 +16,21 @@ use crate::chat::retry::Answer;
 use crate::outcome::{Failure, FailureCode, Stage};
 use crate::run::accounts::CreateAccounts;
 
+/// The handles the reads of `--changes-only` go through.
+pub(super) struct ReadApis {
+    /// portrait_get, at `--read-rate`.
+    pub(super) reads: Arc<ChatApi>,
+    /// account_check, at its own limit, for reads refused whole with 40003.
+    pub(super) account_checks: Arc<ChatApi>,
+}
+
 /// State shared by the workers.
 pub(super) struct Shared {
     /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
     /// or a signal).
     pub(super) api: Arc<ChatApi>,
     /// `--changes-only`: the reads' own handles (same client and stop, pacers of their own).
-    pub(super) reads: Option<super::changes::ReadApis>,
+    pub(super) reads: Option<ReadApis>,
     /// `--batch-nick-image`: the batch path, and the slots that keep portrait_set within
     /// `--concurrency` while the batch path's rows wait in extra workers.
     pub(super) batch: Option<BatchPath>,
