@@ -740,3 +740,63 @@ fn a_location_up_to_500_bytes_is_sent_with_a_warning_and_strict_keeps_the_16_byt
         strict.stderr
     );
 }
+
+/// JSON Lines, the second input format (one file and one registration in `input`): the first
+/// object's keys are the header; a bad line is rejected naming its line, a repeated user's
+/// objects merge, and the failure CSV is a CSV of the same columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_lines_export_imports_like_a_csv() {
+    const KEY: &str = "jsonl-test-key";
+    let mut config = SimConfig::new(1_400_000_000, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let ws = Workspace::new();
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!(
+            "{{\"UserID\": \"j{i:03}\", \"Nick\": \"Név {i}\", \"Level\": {}}}\n",
+            i % 50
+        ));
+    }
+    text.push_str("{\"UserID\": \"bad1\", \"Nick\": \"B\", \"Level\": \"high\"}\n");
+    text.push_str("{\"UserID\": \"j000\", \"Level\": 99}\n");
+    ws.write("users.jsonl", &text);
+    let tool = |args: &[&str]| {
+        let mut command = crate::util::tool_command();
+        command
+            .current_dir(ws.dir())
+            .args(args)
+            .args(["--sdkappid", "1400000000", "--endpoint", &sim.url()])
+            .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+        command
+    };
+    let dry = Run::from_output(
+        tool(&["import", "users.jsonl", "--dry-run"])
+            .output()
+            .unwrap(),
+    );
+    dry.assert_code(3);
+    assert_eq!(dry.count("valid"), 300, "{}", dry.stderr);
+    assert_eq!(dry.count("superseded"), 1, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("line 301: column \"Level\""),
+        "{}",
+        dry.stderr
+    );
+
+    let mut import = tool(&["import", "users.jsonl", "--no-progress"]);
+    let run = tokio::task::spawn_blocking(move || Run::from_output(import.output().unwrap()))
+        .await
+        .unwrap();
+    run.assert_code(3);
+    assert_eq!(run.count("ok"), 300, "{}", run.stderr);
+    let profiles = sim.profiles();
+    assert_eq!(profiles["j000"]["Tag_Profile_IM_Nick"], "Név 0");
+    assert_eq!(profiles["j000"]["Tag_Profile_IM_Level"], 99);
+    assert_eq!(profiles["j123"]["Tag_Profile_IM_Level"], 23);
+    let (header, rows) = read_failures(&ws.path("users.failures.csv"));
+    assert_eq!(header, ["UserID", "Nick", "Level"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].data, ["bad1", "B", "high"]);
+    assert_eq!(rows[0].line, 301);
+}

@@ -1,23 +1,18 @@
 //! The one record loop: every command reads its input through [`Rows`], which numbers each
 //! record (index, line, byte) and says whether an unclosed quote swallowed the rest of the
-//! file. Where the records come from is a `RecordSource` (`input::source`): CSV, plain or gzip
-//! (`input::reader`), is the only format today; a new one is one file implementing the trait
-//! and one line in [`open_source`].
+//! file. Where the records come from is a `RecordSource` (`input::source`), opened in its
+//! format by `input::open_source`.
 
 use std::sync::Arc;
 
 use csv::ByteRecord;
 
 use crate::input::header::Columns;
+use crate::input::open_source;
 use crate::input::parts::CutGuard;
-use crate::input::reader::{CsvInput, InputOptions};
+use crate::input::reader::InputOptions;
 use crate::input::source::RecordSource;
 use crate::input::source::RowPos;
-
-/// Opens the input in its format.
-pub fn open_source(options: &InputOptions) -> anyhow::Result<Box<dyn RecordSource>> {
-    Ok(Box::new(CsvInput::open(options)?))
-}
 
 /// One record as the loop hands it out.
 pub struct Row<'a> {
