@@ -88,6 +88,13 @@ bench-changes:
     cargo build --release --quiet --bin profile-import --example gen_profiles --example changes_bench
     target/release/examples/changes_bench 1000000 1
 
+# verify of 1 M users Chat holds, at Chat's limits: wall time, portrait_get calls, peak RSS, beside
+# the floor those limits set and --changes-only's reads of the same file. Pass ROWS and an earlier
+# build's binary to measure its verify too (before/after).
+bench-verify *ARGS:
+    cargo build --release --quiet --bin profile-import --example gen_profiles --example verify_bench
+    target/release/examples/verify_bench {{ARGS}}
+
 # 1 M Nick+Image rows through --batch-nick-image at the default rates: wall time, requests by command, peak RSS, beside portrait_set's rows ÷ 200/s
 bench-batch:
     cargo build --release --quiet --bin profile-import --example batch_bench
