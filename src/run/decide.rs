@@ -322,3 +322,141 @@ impl UserRows {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::input::reader::InputOptions;
+    use crate::input::rows::Rows;
+    use crate::input::survey::Survey;
+    use crate::run::dry_run::{self, DryRunOptions};
+    use crate::run::job::JobInput;
+    use crate::store::state::StateDb;
+
+    /// A file of `rows` rows over a few users: repeats, empty cells, invalid cells.
+    fn random_file(rng: &mut rand::rngs::StdRng, rows: usize) -> String {
+        let mut text = String::from("UserID,Nick,Level,Gender\n");
+        for _ in 0..rows {
+            let user = format!("u{}", rng.random_range(0..rows / 3 + 1));
+            let nick = ["", "Ann", "Bo", "Cy"][rng.random_range(0..4)];
+            let level = ["", "1", "2", "x"][rng.random_range(0..4)];
+            let gender = ["", "m", "f"][rng.random_range(0..3)];
+            text.push_str(&format!("{user},{nick},{level},{gender}\n"));
+        }
+        text
+    }
+
+    /// (valid, unchanged, superseded, skipped, invalid) as the import decides the rows.
+    fn decided(job: &JobInput, sync: Option<SyncFilter>) -> [u64; 5] {
+        let mut rows = Rows::open(&job.input).unwrap();
+        let mapper = RowMapper::new(rows.columns().clone(), job.rules);
+        let survey = Survey::default()
+            .read_all(&job.input, &mapper)
+            .unwrap()
+            .finish(&job.input)
+            .unwrap();
+        let known = Known {
+            sync,
+            ..Known::default()
+        };
+        let mut decider = Decider::new(mapper, survey.repeated, known);
+        let mut counts = [0; 5];
+        while let Some(row) = rows.next_row().unwrap() {
+            let slot = match decider.decide(&row) {
+                Decision::Send(_) => 0,
+                Decision::Unchanged(_) => 1,
+                Decision::Superseded => 2,
+                Decision::Skipped => 3,
+                Decision::Invalid { .. } => 4,
+                other => panic!("{other:?}"),
+            };
+            counts[slot] += 1;
+        }
+        counts
+    }
+
+    /// The same counts from the dry run's strategy (each row alone, then corrected), reading
+    /// the file in two halves.
+    fn dry_run_counts(job: &JobInput) -> [u64; 5] {
+        let options = DryRunOptions {
+            show_requests: 0,
+            parallel_min_bytes: 0,
+        };
+        let s = dry_run::run(job, options).unwrap();
+        [s.valid, s.unchanged, s.superseded, s.skipped, s.invalid]
+    }
+
+    #[test]
+    fn the_import_and_the_dry_run_decide_repeated_users_alike() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for case in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("u.csv");
+            std::fs::write(&path, random_file(&mut rng, 5 + case * 3)).unwrap();
+            let mut job = JobInput::reading(
+                InputOptions {
+                    path: path.clone(),
+                    delimiter: b',',
+                    ..InputOptions::default()
+                },
+                crate::input::row::RowRules::default(),
+                dir.path().join("f.csv"),
+                dir.path().join("j"),
+            );
+            assert_eq!(decided(&job, None), dry_run_counts(&job), "case {case}");
+            // With a state that holds some users' merged bodies (from an import of the same
+            // file) and stale hashes for others.
+            let state = dir.path().join("s.db");
+            seed_state(&state, &job, &mut rng);
+            job.state = Some(state.clone());
+            let sync = || SyncFilter {
+                rule: SyncRule { full: false },
+                index: crate::store::state::load_index(&state).unwrap(),
+            };
+            assert_eq!(
+                decided(&job, Some(sync())),
+                dry_run_counts(&job),
+                "case {case} with a state"
+            );
+        }
+    }
+
+    /// A state holding, for about half the users, the hash the import would send (the rest a
+    /// stale one).
+    fn seed_state(path: &Path, job: &JobInput, rng: &mut rand::rngs::StdRng) {
+        let (mut db, _) = StateDb::open(path, 1, &job.input.path).unwrap();
+        let mut rows = Rows::open(&job.input).unwrap();
+        let mapper = RowMapper::new(rows.columns().clone(), job.rules);
+        let survey = Survey::default()
+            .read_all(&job.input, &mapper)
+            .unwrap()
+            .finish(&job.input)
+            .unwrap();
+        let mut decider = Decider::new(mapper, survey.repeated, Known::default());
+        while let Some(row) = rows.next_row().unwrap() {
+            if let Decision::Send(ready) = decider.decide(&row) {
+                let hash = if rng.random_bool(0.5) {
+                    ready.body_hash
+                } else {
+                    ready.body_hash ^ 1
+                };
+                db.accepted(&ready.user_id, hash);
+            }
+        }
+        db.commit().unwrap();
+        db.finish_run(
+            crate::store::state::RunTotals {
+                rows: 0,
+                ok: 0,
+                failed: 0,
+                unchanged: 0,
+            },
+            Some(0),
+        )
+        .unwrap();
+    }
+}
