@@ -21,7 +21,7 @@ use crate::input::survey::{judge, RepeatedUsers};
 use crate::outcome::{AccountFailure, Failure, Stage};
 use crate::run::fate::RowFate;
 use crate::run::summary::Summary;
-use crate::run::sync::{SyncFilter, SyncRule, SyncVerdict};
+use crate::run::sync::{SyncFilter, SyncRule};
 use crate::store::state::StateIndex;
 
 /// What happens to one row.
@@ -308,16 +308,15 @@ impl UserRows {
         };
         let key = crate::store::state::user_key(user_id);
         let merged_hash = crate::store::state::body_hash(&body);
-        let fate = |verdict| match verdict {
-            SyncVerdict::Send => RowFate::Valid,
-            SyncVerdict::Unchanged => RowFate::Unchanged,
-            SyncVerdict::Superseded => RowFate::Superseded,
+        let fate = |unchanged| match unchanged {
+            true => RowFate::Unchanged,
+            false => RowFate::Valid,
         };
         // Each row leaves the count the pass gave it; the first takes the merged body's
         // verdict and the others become superseded.
-        let mut to = fate(rule.judge(index, key, merged_hash, false));
+        let mut to = fate(rule.unchanged(index, key, merged_hash));
         for &own in &self.own_hashes {
-            summary.recount(fate(rule.judge(index, key, own, false)), to, 1);
+            summary.recount(fate(rule.unchanged(index, key, own)), to, 1);
             to = RowFate::Superseded;
         }
     }

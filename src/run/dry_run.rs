@@ -26,7 +26,7 @@ use crate::run::decide::{Decider, Decision, Known, UserRows};
 use crate::run::fate::RowFate;
 use crate::run::job::JobInput;
 use crate::run::summary::{Kind, Summary};
-use crate::run::sync::{SyncRule, SyncVerdict};
+use crate::run::sync::SyncRule;
 use crate::store::failures::FailureWriter;
 use crate::store::state::StateIndex;
 
@@ -557,9 +557,7 @@ impl StateCheck {
                 for (part, batch) in rx {
                     unchanged[part] += batch
                         .into_iter()
-                        .filter(|&(key, hash)| {
-                            rule.judge(&index, key, hash, false) == SyncVerdict::Unchanged
-                        })
+                        .filter(|&(key, hash)| rule.unchanged(&index, key, hash))
                         .count() as u64;
                 }
                 unchanged

@@ -5,7 +5,7 @@
 
 use crate::input::row::Violation;
 use crate::run::summary::Summary;
-use crate::store::journal::Final;
+use crate::store::journal::{Final, Found};
 
 /// Where a row ended.
 #[derive(Debug, Clone, Copy)]
@@ -32,21 +32,24 @@ pub enum RowFate<'a> {
     NotAttempted,
 }
 
-/// What comparing a user's values with Chat's found (`--changes-only`, its plan, verify).
+/// What comparing one user's values with Chat found (`--changes-only`, its plan, verify): the
+/// journal's words for it (`Found`), the values compared, and the tags that differ.
 #[derive(Debug, Clone, Copy)]
-pub enum Found<'a> {
-    /// Chat holds every value: `values` compared.
-    Same {
-        values: u64,
-    },
-    /// These tags differ, of `values` compared.
-    Differs {
-        values: u64,
-        tags: &'a [&'a str],
-    },
-    NotAnAccount,
-    /// The read failed for good.
-    NotCompared,
+pub struct Compared<'a> {
+    pub found: Found,
+    pub values: u64,
+    pub differing: &'a [&'a str],
+}
+
+impl<'a> Compared<'a> {
+    /// A comparison that found `found` over `values` values, none of them differing.
+    pub fn plain(found: Found, values: u64) -> Compared<'a> {
+        Compared {
+            found,
+            values,
+            differing: &[],
+        }
+    }
 }
 
 impl Summary {
@@ -141,26 +144,27 @@ impl Summary {
 
     /// Counts what comparing one user with Chat found, and, once its send is known, the tags
     /// Chat accepted (`tags_sent`).
-    pub fn count_comparison(&mut self, found: Found, tags_sent: u64) {
-        let compared = self.compared.get_or_insert_with(Default::default);
-        compared.tags_sent += tags_sent;
-        match found {
-            Found::Same { values } => {
-                compared.users_compared += 1;
-                compared.unchanged_in_chat += 1;
-                compared.values += values;
+    pub fn count_comparison(&mut self, compared: Compared, tags_sent: u64) {
+        let counts = self.compared.get_or_insert_with(Default::default);
+        counts.tags_sent += tags_sent;
+        match compared.found {
+            Found::InChat | Found::Updated => {
+                counts.users_compared += 1;
+                counts.values += compared.values;
             }
-            Found::Differs { values, tags } => {
-                compared.users_compared += 1;
-                compared.updated += 1;
-                compared.values += values;
-                compared.differences += tags.len() as u64;
-                for tag in tags {
-                    *compared.update_by_tag.entry(tag.to_string()).or_default() += 1;
+            Found::NotAnAccount => counts.not_an_account += 1,
+            Found::NotCompared => counts.not_compared += 1,
+        }
+        match compared.found {
+            Found::InChat => counts.unchanged_in_chat += 1,
+            Found::Updated => {
+                counts.updated += 1;
+                counts.differences += compared.differing.len() as u64;
+                for tag in compared.differing {
+                    *counts.update_by_tag.entry(tag.to_string()).or_default() += 1;
                 }
             }
-            Found::NotAnAccount => compared.not_an_account += 1,
-            Found::NotCompared => compared.not_compared += 1,
+            Found::NotAnAccount | Found::NotCompared => {}
         }
     }
 

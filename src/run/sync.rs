@@ -4,16 +4,6 @@
 
 use crate::store::state::{user_key, StateIndex};
 
-/// What a sync does with a valid row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncVerdict {
-    Send,
-    /// Chat already holds exactly this body for the user.
-    Unchanged,
-    /// A later valid row of the same user counts instead.
-    Superseded,
-}
-
 /// The rule, with what it needs to know.
 #[derive(Debug, Clone, Copy)]
 pub struct SyncRule {
@@ -22,22 +12,10 @@ pub struct SyncRule {
 }
 
 impl SyncRule {
-    /// Judges a valid row of the user with key `key` (see `state::user_key`) whose body hashes
-    /// to `hash`. `later_valid_row`: the file holds a later valid row for the same user.
-    pub fn judge(
-        &self,
-        index: &StateIndex,
-        key: u64,
-        hash: u64,
-        later_valid_row: bool,
-    ) -> SyncVerdict {
-        if later_valid_row {
-            SyncVerdict::Superseded
-        } else if !self.full && index.is_unchanged_key(key, hash) {
-            SyncVerdict::Unchanged
-        } else {
-            SyncVerdict::Send
-        }
+    /// True if Chat already holds the body that hashes to `hash` for the user with key `key`
+    /// (see `state::user_key`), as the last accepted run left it, and `--full` is off.
+    pub fn unchanged(&self, index: &StateIndex, key: u64, hash: u64) -> bool {
+        !self.full && index.is_unchanged_key(key, hash)
     }
 }
 
@@ -51,6 +29,6 @@ impl SyncFilter {
     /// True if Chat already holds `hash` for `user_id` (and `--full` is off). The row judged is
     /// the user's last valid one, merged with the user's earlier rows.
     pub fn unchanged(&self, user_id: &str, hash: u64) -> bool {
-        self.rule.judge(&self.index, user_key(user_id), hash, false) == SyncVerdict::Unchanged
+        self.rule.unchanged(&self.index, user_key(user_id), hash)
     }
 }

@@ -7,11 +7,12 @@ use std::path::Path;
 use super::{describe_actual, Checked, Comparison};
 use crate::input::row::{failure_from, RowMapper};
 use crate::outcome::Failure;
-use crate::run::fate::{Found, RowFate};
+use crate::run::fate::{Compared, RowFate};
 use crate::run::job::JobInput;
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
+use crate::store::journal::Found;
 use crate::store::outputs::ReportCsv;
 
 /// The report CSV's columns.
@@ -74,7 +75,8 @@ impl CheckTally {
         let values = compared.expected.len() as u64;
         let whole = match compared.outcome {
             Comparison::Same => {
-                self.report.count_comparison(Found::Same { values }, 0);
+                self.report
+                    .count_comparison(Compared::plain(Found::InChat, values), 0);
                 return Ok(());
             }
             Comparison::Differs(differences) => {
@@ -88,16 +90,17 @@ impl CheckTally {
                     tags.push(item.tag.as_str());
                 }
                 let sent = tags.len() as u64;
-                let found = Found::Differs {
+                let found = Compared {
+                    found: Found::Updated,
                     values,
-                    tags: &tags,
+                    differing: &tags,
                 };
                 self.report.count_comparison(found, sent);
                 return Ok(());
             }
             Comparison::NotAnAccount => {
                 let report = &mut self.report;
-                report.count_comparison(Found::NotAnAccount, values);
+                report.count_comparison(Compared::plain(Found::NotAnAccount, values), values);
                 match report.creates_accounts {
                     true => "(account missing: created first)",
                     false => "(account missing)",
@@ -108,7 +111,7 @@ impl CheckTally {
                 if report.compared.as_ref().is_none_or(|c| c.not_compared == 0) {
                     tracing::warn!("user {user} could not be read: {why}");
                 }
-                report.count_comparison(Found::NotCompared, values);
+                report.count_comparison(Compared::plain(Found::NotCompared, values), values);
                 "(not read)"
             }
         };

@@ -9,13 +9,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::worker::{ReadApis, Shared};
-use super::{Check, Event, LocalRow};
+use super::{Event, LocalRow};
 use crate::chat::accounts::AccountEntry;
 use crate::chat::portrait::ProfileItem;
 use crate::input::profile::{StandardField, Tag};
 use crate::run::changes::ahead::{read_ahead, Ahead};
 use crate::run::changes::{self, Compared, Comparison, Reads};
 use crate::run::summary::Summary;
+use crate::store::journal::Found;
 
 /// `--changes-only`: starts the compare stage on the rows of `events`, which then receives
 /// the compared rows instead.
@@ -110,6 +111,7 @@ fn settle(event: Event, compared: Option<Compared>) -> Event {
         (Event::Job(job), Some(compared)) => (job, compared),
         (event, _) => return event,
     };
+    job.compared_values = u32::try_from(compared.expected.len()).unwrap_or(u32::MAX);
     match compared.outcome {
         Comparison::Same => {
             return Event::Local(LocalRow::UnchangedInChat {
@@ -121,14 +123,12 @@ fn settle(event: Event, compared: Option<Compared>) -> Event {
         }
         Comparison::Differs(differences) => {
             job.tags = u32::try_from(differences.len()).unwrap_or(u32::MAX);
-            job.check = Check::Updated {
-                values: u32::try_from(compared.expected.len()).unwrap_or(u32::MAX),
-                tags: differences
-                    .iter()
-                    .filter_map(|d| compared.expected.get(d.index))
-                    .map(|item| item.tag.clone())
-                    .collect(),
-            };
+            job.found = Some(Found::Updated);
+            job.differing = differences
+                .iter()
+                .filter_map(|d| compared.expected.get(d.index))
+                .map(|item| item.tag.clone())
+                .collect();
             // Items past the body's are the batch path's Nick and Image: only those that
             // differ go through it, and a user whose only differences they are makes no
             // portrait_set call.
@@ -160,14 +160,14 @@ fn settle(event: Event, compared: Option<Compared>) -> Event {
                 })
             });
         }
-        Comparison::NotAnAccount => job.check = Check::NotAnAccount,
+        Comparison::NotAnAccount => job.found = Some(Found::NotAnAccount),
         Comparison::NotCompared(why) => {
             tracing::debug!(
                 "line {}: user {} not compared ({why}): sent whole",
                 job.pos.line,
                 job.user_id
             );
-            job.check = Check::NotCompared;
+            job.found = Some(Found::NotCompared);
         }
     }
     Event::Job(job)

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::worker::Shared;
-use super::{Check, Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
+use super::{Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
 use crate::input::row::failure_from;
 use crate::outcome::{Failure, FailureCode};
-use crate::run::fate::{Found, RowFate};
+use crate::run::fate::{Compared, RowFate};
 use crate::run::progress::{Progress, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
-use crate::store::journal::{self, Comparison, Final, Journal};
+use crate::store::journal::{Comparison, Final, Found, Journal};
 use crate::store::state::StateDb;
 
 /// Where every row's outcome lands: the report, the progress display, the failure CSV, the
@@ -155,14 +155,9 @@ impl Collector {
                 values,
             } => {
                 summary.count(RowFate::Unchanged);
-                summary.count_comparison(
-                    Found::Same {
-                        values: u64::from(values),
-                    },
-                    0,
-                );
+                summary.count_comparison(Compared::plain(Found::InChat, u64::from(values)), 0);
                 let comparison = Comparison {
-                    found: journal::Found::InChat,
+                    found: Found::InChat,
                     tags_accepted: 0,
                 };
                 self.journal
@@ -326,33 +321,26 @@ impl Collector {
     }
 }
 
-/// `--changes-only`'s counters for a row sent: what the comparison found, and the tags Chat
-/// accepted.
 /// What the journal keeps of a sent row's `--changes-only` comparison.
 fn comparison(job: &Job, tags_accepted: u32) -> Option<Comparison> {
-    job.check.journalled().map(|found| Comparison {
+    job.found.map(|found| Comparison {
         found,
         tags_accepted,
     })
 }
 
+/// `--changes-only`'s counters for a row sent: what the comparison found, and the tags Chat
+/// accepted.
 fn count_check(summary: &mut Summary, job: &Job, accepted: bool) {
-    let tags_sent = if accepted { u64::from(job.tags) } else { 0 };
-    let found = match &job.check {
-        Check::NotAsked => return,
-        Check::Updated { values, tags } => {
-            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            let values = u64::from(*values);
-            return summary.count_comparison(
-                Found::Differs {
-                    values,
-                    tags: &tags,
-                },
-                tags_sent,
-            );
-        }
-        Check::NotAnAccount => Found::NotAnAccount,
-        Check::NotCompared => Found::NotCompared,
+    let Some(found) = job.found else {
+        return;
     };
-    summary.count_comparison(found, tags_sent);
+    let tags_sent = if accepted { u64::from(job.tags) } else { 0 };
+    let differing: Vec<&str> = job.differing.iter().map(String::as_str).collect();
+    let compared = Compared {
+        found,
+        values: u64::from(job.compared_values),
+        differing: &differing,
+    };
+    summary.count_comparison(compared, tags_sent);
 }

@@ -111,33 +111,11 @@ struct Job {
     record: ByteRecord,
     /// The tags `body` sets.
     tags: u32,
-    /// What `--changes-only` found for the row.
-    check: Check,
-}
-
-/// What `--changes-only` found for a row that is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Check {
-    /// No comparison (a run without `--changes-only`).
-    NotAsked,
-    /// Chat holds other values for `tags` of the `values` compared: only those are sent.
-    Updated { values: u32, tags: Vec<String> },
-    /// Chat does not know the user: sent whole.
-    NotAnAccount,
-    /// The read failed for good: sent whole.
-    NotCompared,
-}
-
-impl Check {
-    /// What the journal keeps of it (nothing without `--changes-only`).
-    fn journalled(&self) -> Option<Found> {
-        match self {
-            Check::NotAsked => None,
-            Check::Updated { .. } => Some(Found::Updated),
-            Check::NotAnAccount => Some(Found::NotAnAccount),
-            Check::NotCompared => Some(Found::NotCompared),
-        }
-    }
+    /// What `--changes-only` found for the row (None without it), the values it compared and
+    /// the tags that differ (the ones `body` sets).
+    found: Option<Found>,
+    compared_values: u32,
+    differing: Vec<String>,
 }
 
 /// What the reader thread produces, in file order.

@@ -7,7 +7,7 @@ use csv::ByteRecord;
 use tokio::sync::mpsc;
 
 use super::split::NickImageSplit;
-use super::{Check, Event, Job, LocalRow};
+use super::{Event, Job, LocalRow};
 use crate::input::dupes::{DuplicateFinder, Duplicates, Recount};
 use crate::input::reader::InputOptions;
 use crate::input::row::RowMapper;
@@ -128,7 +128,9 @@ fn event_of(
                 nick_image,
                 record: ready.record,
                 tags: u32::try_from(ready.items).unwrap_or(u32::MAX),
-                check: Check::NotAsked,
+                found: None,
+                compared_values: 0,
+                differing: Vec::new(),
             })
         }
         Decision::AccountFailed(ready, failure) => Event::Local(LocalRow::AccountFailed {
