@@ -55,6 +55,16 @@ pub enum CallError {
     BadResponse(String),
 }
 
+/// Test hook: the header a request carries its send time in when
+/// [`ClientTuning::stamp_sends`] is on, as nanoseconds since the Unix epoch. The simulator
+/// records it beside the arrival, so a timing test can count the client's own windows apart from
+/// the jitter between client and server.
+pub const SENT_AT_HEADER: &str = "x-profile-import-sent-at";
+
+/// Test hook: set (to anything but empty) in a binary's environment, it turns
+/// [`ClientTuning::stamp_sends`] on. Only tests set it; Chat ignores the header.
+pub const STAMP_SENDS_ENV: &str = "PROFILE_IMPORT_TEST_STAMP_SENDS";
+
 /// Client timeouts and pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTuning {
@@ -63,6 +73,9 @@ pub struct ClientTuning {
     pub connect_timeout: Duration,
     /// Below common server keep-alives (nginx 75 s, ALB 60 s) to avoid the keep-alive race.
     pub pool_idle_timeout: Duration,
+    /// Test hook: each request carries its send time in [`SENT_AT_HEADER`]. Off unless
+    /// [`STAMP_SENDS_ENV`] is set; when off it costs one branch per request.
+    pub stamp_sends: bool,
 }
 
 impl Default for ClientTuning {
@@ -71,6 +84,7 @@ impl Default for ClientTuning {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(30),
+            stamp_sends: std::env::var_os(STAMP_SENDS_ENV).is_some_and(|v| !v.is_empty()),
         }
     }
 }
@@ -218,13 +232,18 @@ impl ChatClient {
     /// POSTs a JSON body to `command` (e.g. `profile/portrait_set`) and decodes the envelope.
     /// Returns the envelope and the raw answer body (for APIs that return more).
     pub async fn call(&self, command: &str, body: Bytes) -> Result<(Envelope, Bytes), CallError> {
-        let response = self
-            .http
-            .post(self.url(command))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                reqwest::header::HeaderValue::from_static("application/json"),
-            )
+        let sent_at = self.tuning.stamp_sends.then(SystemTime::now);
+        let mut request = self.http.post(self.url(command)).header(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        if let Some(sent_at) = sent_at {
+            let nanos = sent_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            request = request.header(SENT_AT_HEADER, nanos.to_string());
+        }
+        let response = request
             .body(body)
             .send()
             .await

@@ -2,6 +2,7 @@
 //! shutdown), and handling one request from arrival to answer (admission, the command, the
 //! answer counts, the latency).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,12 @@ pub(super) async fn accept_loop(
 async fn serve_connection(stream: TcpStream, sim: Arc<Sim>, cancel: CancellationToken) {
     // Small JSON answers must not wait for Nagle, or latency tests measure the kernel.
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| handle(Arc::clone(&sim), req));
+    // Which request is the connection's first, for `StampedArrival::new_connection`.
+    let first = Arc::new(AtomicBool::new(true));
+    let service = service_fn(move |req| {
+        let first = first.swap(false, Ordering::Relaxed);
+        handle(Arc::clone(&sim), req, first)
+    });
     let mut builder = http1::Builder::new();
     builder.keep_alive(true).timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -73,13 +79,20 @@ async fn serve_connection(stream: TcpStream, sim: Arc<Sim>, cancel: Cancellation
     }
 }
 
+/// Handles one request; `first` when it is the first on its connection.
 async fn handle(
     sim: Arc<Sim>,
     req: Request<Incoming>,
+    first: bool,
 ) -> Result<Response<Full<Bytes>>, InjectedReset> {
     let (parts, body) = req.into_parts();
     let command = Command::from_path(parts.uri.path());
-    let _request = sim.arrive(command);
+    let sent = parts
+        .headers
+        .get(crate::chat::client::SENT_AT_HEADER)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .map(Duration::from_nanos);
+    let _request = sim.arrive(command, sent.map(|sent| (sent, first)));
     let mut ctx = RequestCtx::default();
     // The body is read before any answer: leaving it unread would cost the keep-alive connection.
     let body = Limited::new(body, MAX_BODY_BYTES).collect().await;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,7 +14,7 @@ use super::admission::SlidingLimiter;
 use super::command::Command;
 use super::config::{Faults, SimConfig};
 use super::fields::valid_user_id;
-use super::stats::WindowCounter;
+use super::stats::{StampedArrival, WindowCounter};
 use crate::chat::usersig::SecretKey;
 
 /// State a handler leaves behind for the rest of the request. It lives until the answer is
@@ -82,6 +82,8 @@ pub(super) struct State {
     pub(super) set_tags: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
+    /// Arrivals of requests that carried the client's send time, by command.
+    pub(super) stamped: HashMap<Command, Vec<StampedArrival>>,
 }
 
 impl State {
@@ -161,6 +163,7 @@ impl Sim {
                 written_by_tag: BTreeMap::new(),
                 set_tags: BTreeMap::new(),
                 connections: 0,
+                stamped: HashMap::new(),
             }),
             changed: tokio::sync::Notify::new(),
         }
@@ -170,15 +173,31 @@ impl Sim {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an arrival (for `command`, if the path names one) and counts it in flight until
-    /// the guard drops.
-    pub(super) fn arrive(self: &Arc<Self>, command: Option<Command>) -> FlightGuard {
+    /// Records an arrival (for `command`, if the path names one, with the client's send time
+    /// and whether it came on a new connection, when the request carried that time) and counts
+    /// it in flight until the guard drops.
+    pub(super) fn arrive(
+        self: &Arc<Self>,
+        command: Option<Command>,
+        stamp: Option<(Duration, bool)>,
+    ) -> FlightGuard {
         let mut state = self.state();
         // Taken under the lock so arrivals are recorded in order.
         let now = Instant::now();
         state.window.record(now);
         if let Some(command) = command {
             state.windows.entry(command).or_default().record(now);
+            if let Some((sent, new_connection)) = stamp {
+                let arrived = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let arrival = StampedArrival {
+                    sent,
+                    arrived,
+                    new_connection,
+                };
+                state.stamped.entry(command).or_default().push(arrival);
+            }
         }
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);

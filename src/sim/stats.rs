@@ -47,6 +47,17 @@ pub struct SimStats {
     pub close_arrivals: [(u64, u64); CLOSE_GAPS_MS.len()],
 }
 
+/// A request that carried the client's send time (the test hook
+/// `chat::client::SENT_AT_HEADER`) and when it arrived, both since the Unix epoch by the
+/// machine's clock: the client's own pace, and the jitter between it and the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StampedArrival {
+    pub sent: Duration,
+    pub arrived: Duration,
+    /// The first request on its connection: its time on the way includes the connect.
+    pub new_connection: bool,
+}
+
 /// The gaps `SimStats::close_arrivals` counts arrivals within.
 pub const CLOSE_GAPS_MS: [u64; 4] = [1, 2, 5, 10];
 
