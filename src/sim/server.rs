@@ -2,7 +2,6 @@
 //! shutdown), and handling one request from arrival to answer (admission, the command, the
 //! answer counts, the latency).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,12 +54,7 @@ pub(super) async fn accept_loop(
 async fn serve_connection(stream: TcpStream, sim: Arc<Sim>, cancel: CancellationToken) {
     // Small JSON answers must not wait for Nagle, or latency tests measure the kernel.
     let _ = stream.set_nodelay(true);
-    // Which request is the connection's first, for `StampedArrival::new_connection`.
-    let first = Arc::new(AtomicBool::new(true));
-    let service = service_fn(move |req| {
-        let first = first.swap(false, Ordering::Relaxed);
-        handle(Arc::clone(&sim), req, first)
-    });
+    let service = service_fn(move |req| handle(Arc::clone(&sim), req));
     let mut builder = http1::Builder::new();
     builder.keep_alive(true).timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -79,11 +73,9 @@ async fn serve_connection(stream: TcpStream, sim: Arc<Sim>, cancel: Cancellation
     }
 }
 
-/// Handles one request; `first` when it is the first on its connection.
 async fn handle(
     sim: Arc<Sim>,
     req: Request<Incoming>,
-    first: bool,
 ) -> Result<Response<Full<Bytes>>, InjectedReset> {
     let (parts, body) = req.into_parts();
     let command = Command::from_path(parts.uri.path());
@@ -92,7 +84,7 @@ async fn handle(
         .get(crate::chat::client::SENT_AT_HEADER)
         .and_then(|value| value.to_str().ok()?.parse().ok())
         .map(Duration::from_nanos);
-    let _request = sim.arrive(command, sent.map(|sent| (sent, first)));
+    let _request = sim.arrive(command, sent);
     let mut ctx = RequestCtx::default();
     // The body is read before any answer: leaving it unread would cost the keep-alive connection.
     let body = Limited::new(body, MAX_BODY_BYTES).collect().await;

@@ -174,12 +174,11 @@ impl Sim {
     }
 
     /// Records an arrival (for `command`, if the path names one, with the client's send time
-    /// and whether it came on a new connection, when the request carried that time) and counts
-    /// it in flight until the guard drops.
+    /// when the request carried one) and counts it in flight until the guard drops.
     pub(super) fn arrive(
         self: &Arc<Self>,
         command: Option<Command>,
-        stamp: Option<(Duration, bool)>,
+        sent: Option<Duration>,
     ) -> FlightGuard {
         let mut state = self.state();
         // Taken under the lock so arrivals are recorded in order.
@@ -187,15 +186,11 @@ impl Sim {
         state.window.record(now);
         if let Some(command) = command {
             state.windows.entry(command).or_default().record(now);
-            if let Some((sent, new_connection)) = stamp {
+            if let Some(sent) = sent {
                 let arrived = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default();
-                let arrival = StampedArrival {
-                    sent,
-                    arrived,
-                    new_connection,
-                };
+                let arrival = StampedArrival { sent, arrived };
                 state.stamped.entry(command).or_default().push(arrival);
             }
         }

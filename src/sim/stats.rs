@@ -54,8 +54,6 @@ pub struct SimStats {
 pub struct StampedArrival {
     pub sent: Duration,
     pub arrived: Duration,
-    /// The first request on its connection: its time on the way includes the connect.
-    pub new_connection: bool,
 }
 
 /// The gaps `SimStats::close_arrivals` counts arrivals within.
