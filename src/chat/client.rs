@@ -65,6 +65,16 @@ pub const SENT_AT_HEADER: &str = "x-profile-import-sent-at";
 /// [`ClientTuning::stamp_sends`] on. Only tests set it; Chat ignores the header.
 pub const STAMP_SENDS_ENV: &str = "PROFILE_IMPORT_TEST_STAMP_SENDS";
 
+/// Test hook: a UserSig lifetime in seconds below the CLI's 60 s minimum (1 to 59; anything
+/// else is ignored), so a test can run longer than several lifetimes and watch the renewals.
+/// Only tests set it.
+pub const TEST_USERSIG_TTL_ENV: &str = "PROFILE_IMPORT_TEST_USERSIG_TTL";
+
+/// How far back a UserSig's `TLS.time` is set, in case our clock is ahead of Chat's: 30 s, or
+/// half the lifetime when that is shorter (only the test hook's lifetimes are), so a short-lived
+/// sig is not born expired.
+const SIGN_BACK: u64 = 30;
+
 /// Client timeouts and pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTuning {
@@ -114,8 +124,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The test hook's lifetime from [`TEST_USERSIG_TTL_ENV`], if set to 1-59 seconds.
+fn test_usersig_ttl() -> Option<u64> {
+    std::env::var(TEST_USERSIG_TTL_ENV)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|ttl| (1..60).contains(ttl))
+}
+
 impl ChatClient {
-    pub fn new(connection: Connection, tuning: ClientTuning) -> anyhow::Result<ChatClient> {
+    pub fn new(mut connection: Connection, tuning: ClientTuning) -> anyhow::Result<ChatClient> {
+        if let Some(ttl) = test_usersig_ttl() {
+            connection.usersig_ttl = ttl;
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(tuning.request_timeout)
             .connect_timeout(tuning.connect_timeout)
@@ -158,9 +181,11 @@ impl ChatClient {
     fn fresh_sig(connection: &Connection) -> CurrentSig {
         match &connection.credentials {
             Credentials::Key(key) => {
-                // Signed a little in the past, in case our clock is ahead of Chat's.
-                let time = unix_now().saturating_sub(30);
                 let ttl = connection.usersig_ttl;
+                let time = unix_now().saturating_sub(SIGN_BACK.min(ttl / 2));
+                // A tenth of the lifetime before it ends, at most an hour and at least a
+                // second: a whole second, because Chat counts expiry in whole seconds.
+                let margin = (ttl / 10).clamp(1, 3600);
                 CurrentSig {
                     usersig: usersig::generate(
                         key,
@@ -169,7 +194,7 @@ impl ChatClient {
                         time,
                         ttl,
                     ),
-                    renew_at: time.saturating_add(ttl - (ttl / 10).min(3600)),
+                    renew_at: time.saturating_add(ttl.saturating_sub(margin)),
                     urls: HashMap::new(),
                 }
             }
@@ -371,6 +396,48 @@ mod tests {
         .unwrap();
         assert_eq!(fixed.usersig(), "given");
         assert!(!fixed.renew_usersig(), "a ready UserSig cannot be renewed");
+    }
+
+    /// A sig is signed a little in the past and renewed a tenth of its life before it ends: 30 s
+    /// back and up to an hour early for real lifetimes (60 s and more), half the lifetime back
+    /// and a whole second early for the test hook's short ones, so none is born expired.
+    #[test]
+    fn a_usersig_is_valid_when_made_and_renewed_before_it_ends() {
+        let key = crate::chat::usersig::SecretKey::new("k");
+        for (ttl, back, early) in [
+            (3, 1, 1),
+            (10, 5, 1),
+            (60, 30, 6),
+            (86_400, 30, 3600),
+            (315_360_000, 30, 3600),
+        ] {
+            let connection = Connection {
+                sdkappid: 1400000000,
+                admin: "administrator".into(),
+                base_url: Url::parse("https://console.tim.qq.com").unwrap(),
+                credentials: Credentials::Key(key.clone()),
+                usersig_ttl: ttl,
+            };
+            let before = unix_now();
+            let sig = ChatClient::fresh_sig(&connection);
+            let after = unix_now();
+            let doc = crate::chat::usersig::decode(&sig.usersig).unwrap();
+            assert_eq!(doc.expire, ttl);
+            assert!(
+                (before - back..=after - back).contains(&doc.time),
+                "ttl {ttl}: signed at {} for {before}..{after}",
+                doc.time
+            );
+            assert_eq!(sig.renew_at, doc.time + ttl - early, "ttl {ttl}");
+            assert!(crate::chat::usersig::verify(
+                &sig.usersig,
+                &key,
+                1400000000,
+                "administrator",
+                after
+            )
+            .is_ok());
+        }
     }
 
     #[test]

@@ -35,12 +35,16 @@ pub struct SimConfig {
     /// (the other reading of its doc: "ensure that all accounts in the request are imported…
     /// otherwise, an error will be displayed"), instead of failing those users one by one.
     pub get_refuses_unknown_accounts: bool,
+    /// How far the simulator's clock is ahead of the machine's when it checks a UserSig's
+    /// expiry (whole seconds count), as when Chat's clock is ahead of ours: a sig then expires
+    /// here before the client's own renewal is due, and the answer is 70001.
+    pub clock_ahead: Duration,
 }
 
 impl SimConfig {
     /// Chat's documented limits (200/s, and 100/s for multiaccount_import and account_check),
     /// no latency, no faults, every account exists, no forced import failures, custom keywords
-    /// Hobby, City and Tier, seed 1.
+    /// Hobby, City and Tier, seed 1, the machine's clock.
     pub fn new(sdkappid: u64, admin: &str, key: SecretKey) -> Self {
         SimConfig {
             sdkappid,
@@ -59,6 +63,7 @@ impl SimConfig {
                 .collect(),
             seed: 1,
             get_refuses_unknown_accounts: false,
+            clock_ahead: Duration::ZERO,
         }
     }
 }

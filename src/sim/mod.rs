@@ -86,6 +86,9 @@
 //!   (the doc can be read either way).
 //! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`;
 //!   portrait_get counts the users it answered for in `users_read`.
+//! - A UserSig expires by the machine's clock plus [`SimConfig::clock_ahead`] (0 unless a test
+//!   plays a Chat whose clock is ahead). Each sig that passes is counted by its `TLS.time` and
+//!   `TLS.expire` in `SimStats::usersigs`; the sig itself is never kept.
 //! - A request carrying the client's send time (the test hook `chat::client::SENT_AT_HEADER`)
 //!   is recorded with its arrival on the machine's clock ([`SimHandle::stamped_arrivals`]).
 
@@ -114,7 +117,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Faults, Injected, SimConfig};
-pub use stats::{SimStats, StampedArrival};
+pub use stats::{SimStats, StampedArrival, UserSigSeen};
 
 use command::Command;
 use state::Sim;

@@ -11,10 +11,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::admission::SlidingLimiter;
+use super::auth::Lifetime;
 use super::command::Command;
 use super::config::{Faults, SimConfig};
 use super::fields::valid_user_id;
-use super::stats::{StampedArrival, WindowCounter};
+use super::stats::{StampedArrival, UserSigSeen, WindowCounter};
 use crate::chat::usersig::SecretKey;
 
 /// State a handler leaves behind for the rest of the request. It lives until the answer is
@@ -82,6 +83,8 @@ pub(super) struct State {
     pub(super) set_tags: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
+    /// The UserSigs that passed the check, by `TLS.time` and `TLS.expire`.
+    pub(super) usersigs: BTreeMap<(u64, u64), UserSigSeen>,
     /// Arrivals of requests that carried the client's send time, by command.
     pub(super) stamped: HashMap<Command, Vec<StampedArrival>>,
 }
@@ -96,6 +99,24 @@ impl State {
                 .as_ref()
                 .is_none_or(|accounts| accounts.contains(user))
     }
+
+    /// Counts a request whose UserSig, of `lifetime`, passed the check at `now` (the
+    /// simulator's clock).
+    pub(super) fn usersig_passed(&mut self, lifetime: Lifetime, now: u64) {
+        let seen = self
+            .usersigs
+            .entry((lifetime.time, lifetime.expire))
+            .or_insert(UserSigSeen {
+                time: lifetime.time,
+                expire: lifetime.expire,
+                requests: 0,
+                first_at: now,
+                last_at: now,
+            });
+        seen.requests += 1;
+        seen.first_at = seen.first_at.min(now);
+        seen.last_at = seen.last_at.max(now);
+    }
 }
 
 /// The simulated app: what is fixed at start, and the state behind one lock.
@@ -108,6 +129,7 @@ pub(super) struct Sim {
     pub(super) custom_fields: HashSet<String>,
     pub(super) fail_import: HashSet<String>,
     pub(super) get_refuses_unknown_accounts: bool,
+    pub(super) clock_ahead: Duration,
     state: Mutex<State>,
     /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
     /// on the state instead of sleeping.
@@ -141,6 +163,7 @@ impl Sim {
             custom_fields: config.custom_fields,
             fail_import: config.fail_import,
             get_refuses_unknown_accounts: config.get_refuses_unknown_accounts,
+            clock_ahead: config.clock_ahead,
             state: Mutex::new(State {
                 profiles: BTreeMap::new(),
                 accounts: config.accounts,
@@ -163,6 +186,7 @@ impl Sim {
                 written_by_tag: BTreeMap::new(),
                 set_tags: BTreeMap::new(),
                 connections: 0,
+                usersigs: BTreeMap::new(),
                 stamped: HashMap::new(),
             }),
             changed: tokio::sync::Notify::new(),
