@@ -11,15 +11,13 @@ use profile_import::chat::usersig;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{bin, read_csv_bytes, read_failures, sample, Run, Workspace};
+use crate::util::{bin, read_csv_bytes, read_failures, sample, tool_command, Run, Workspace};
 
 /// Runs the binary in `ws` with `stdin` piped in.
 fn run_with_stdin(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let mut child = Command::new(bin())
+    let mut child = tool_command()
         .current_dir(dir)
         .args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
