@@ -124,6 +124,7 @@ fn key_of(injected: &Injected) -> String {
         Injected::Code(code) => code.to_string(),
         Injected::Http(status) => format!("http_{status}"),
         Injected::ProxyPage => "proxy_page".into(),
+        Injected::OkWith(..) => "0".into(),
         Injected::Reset => "reset".into(),
     }
 }

@@ -102,7 +102,8 @@ pub struct Faults {
 }
 
 /// An answer the simulator can be told to give in place of doing the work: any Chat code, any
-/// HTTP status, or a page that is not Chat's at all. Like the other faults it writes nothing.
+/// HTTP status, a page that is not Chat's at all, or an OK that cannot be read. Like the other
+/// faults it writes nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Injected {
     /// HTTP 200 with Chat's envelope carrying this `ErrorCode` (e.g. 60008, 70001, 70500).
@@ -115,4 +116,8 @@ pub enum Injected {
     ProxyPage,
     /// Drop the connection without any answer.
     Reset,
+    /// HTTP 200 with Chat's OK envelope carrying this field (in place of the command's own),
+    /// without doing the work: an answer whose command fields cannot be read, such as a
+    /// multiaccount_import `FailAccounts` that is not a list of UserIDs.
+    OkWith(String, serde_json::Value),
 }
