@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use profile_import::chat::usersig::SecretKey;
-use profile_import::sim::{SimConfig, SimHandle};
+use profile_import::sim::{Injected, SimConfig, SimHandle};
 
 use crate::util::{read_csv, read_failures, Run, Workspace};
 
@@ -315,6 +315,49 @@ async fn fail_accounts_are_mapped_back_to_their_rows() {
     let accounts = sim.accounts().unwrap();
     assert_eq!(accounts.len(), 57);
     assert!(accounts.is_disjoint(&failing));
+}
+
+/// README: `bad_response` in the failure CSV. A multiaccount_import that answers OK with a
+/// `FailAccounts` that cannot be read leaves every account of its batch unknown: those rows fail
+/// at the account stage with `bad_response` and their profiles are not sent; the other batches
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_fail_accounts_fails_its_batch_rows_with_bad_response() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(HashSet::new());
+    // The second batch (users 100-199) starts with user_0100.
+    config.faults.inject_for = [(
+        user(100),
+        Injected::OkWith("FailAccounts".into(), json!("not a list")),
+    )]
+    .into_iter()
+    .collect();
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(250));
+
+    let run = import(&ws, &sim, "users.csv", &["--create-accounts", "batch"]).await;
+    run.assert_code(3);
+    assert_eq!(run.count("ok"), 150, "{}", run.stderr);
+    assert_eq!(run.count("failed"), 100, "{}", run.stderr);
+
+    let (_, failures) = read_failures(&ws.path("users.failures.csv"));
+    let mut lines: Vec<u64> = failures
+        .iter()
+        .map(|row| {
+            assert_eq!(row.code, "bad_response", "{row:?}");
+            assert_eq!(row.stage, "account", "{row:?}");
+            assert!(row.message.contains("FailAccounts"), "{row:?}");
+            row.line
+        })
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, (102..202).collect::<Vec<u64>>());
+    let stats = sim.stats();
+    assert_eq!(stats.count_for("portrait_set", "0"), 150, "{stats}");
+    assert_eq!(stats.by_command.get("portrait_set"), Some(&150), "{stats}");
+    let profiles = sim.profiles();
+    assert!((100..200).all(|i| !profiles.contains_key(&user(i))));
 }
 
 // ── 4. on-demand ───────────────────────────────────────────────────────────────────────────

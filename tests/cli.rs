@@ -12,7 +12,7 @@ use serde_json::Value;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{bin, sample, Run, Workspace};
+use crate::util::{sample, tool_command, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const KEY: &str = "cli-test-key-7f3a";
@@ -479,9 +479,8 @@ fn color_always_colours_logs_even_off_a_terminal_and_never_overrides_it() {
 #[test]
 fn sim_listens_on_localhost() {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(bin())
+    let mut child = tool_command()
         .args(["sim", "--listen", "localhost:0"])
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

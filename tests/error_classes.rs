@@ -21,7 +21,7 @@ use profile_import::chat::usersig::SecretKey;
 use profile_import::run::send::{self, SendReport, SendSettings};
 use profile_import::sim::{Faults, Injected, SimConfig, SimHandle, SimStats};
 
-use crate::util::{plain_job, read_failures, run_in_with_env, sim_connection, Workspace};
+use crate::util::{plain_job, read_failures, run_in_with_env, sim_connection, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -124,6 +124,7 @@ fn key_of(injected: &Injected) -> String {
         Injected::Code(code) => code.to_string(),
         Injected::Http(status) => format!("http_{status}"),
         Injected::ProxyPage => "proxy_page".into(),
+        Injected::OkWith(..) => "0".into(),
         Injected::Reset => "reset".into(),
     }
 }
@@ -550,4 +551,90 @@ async fn the_job_stops_after_50_rows_in_a_row_fail_to_connect() {
     assert_eq!(ran.stats.requests, 50, "{}", ran.show());
     assert_eq!(ran.stats.count("reset"), 50, "{}", ran.show());
     assert_eq!(ran.failed_rows(), []);
+}
+
+// ── a wrong admin: 40004 / 70403 stop a large run at once ─────────────────────────────────
+
+/// `rows` rows imported by the binary at the default pace, signing as `admin` (not the app's
+/// admin; the key is right, so its UserSig checks out and only the admin check refuses it),
+/// with `extra` flags.
+async fn import_as_wrong_admin(
+    rows: usize,
+    admin: &str,
+    extra: &[&str],
+) -> (Run, SimStats, Workspace) {
+    let ws = Workspace::new();
+    let sim = SimHandle::start(SimConfig::new(APP, ADMIN, SecretKey::new(KEY)))
+        .await
+        .expect("start the simulator");
+    let csv = write_rows(&ws, rows);
+    let mut args: Vec<OsString> = vec![
+        "import".into(),
+        csv.into(),
+        "--sdkappid".into(),
+        APP.to_string().into(),
+        "--admin".into(),
+        admin.into(),
+        "--endpoint".into(),
+        sim.url().into(),
+        "--no-progress".into(),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    let dir = ws.dir().to_path_buf();
+    let run = tokio::task::spawn_blocking(move || {
+        run_in_with_env(&dir, args, &[("PROFILE_IMPORT_SECRET_KEY", KEY)])
+    })
+    .await
+    .expect("the runner thread");
+    let stats = sim.stats();
+    (run, stats, ws)
+}
+
+/// README: a wrong admin stops the job. At the default 200/s, what goes out before the first
+/// refusal is back is a handful of requests, not 2,000, each refused with `code`; no row is at
+/// fault (the job was wrong, not the rows), so none is in the failure CSV.
+#[track_caller]
+fn assert_stopped_early(run: &Run, stats: &SimStats, ws: &Workspace, code: &str) {
+    run.assert_code(1);
+    assert!(run.stderr.contains(code), "{}", run.stderr);
+    assert!(stats.requests >= 1, "{stats}");
+    assert!(stats.requests <= 12, "{stats}");
+    assert_eq!(stats.count(code), stats.requests, "{stats}");
+    let failures = ws.path("users.failures.csv");
+    if failures.exists() {
+        let (_, rows) = read_failures(&failures);
+        assert_eq!(rows, [], "no row is at fault");
+    }
+}
+
+/// portrait_set refuses a non-admin with 40004: every row stays pending, so `--resume` sends
+/// them all once the admin is put right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_admin_stops_a_large_run_after_a_handful_of_requests_40004() {
+    let (run, stats, ws) = import_as_wrong_admin(2000, "not_the_admin", &[]).await;
+    assert_stopped_early(&run, &stats, &ws, "40004");
+    assert!(!ws.path("users.failures.csv").exists(), "no row failed");
+    assert_eq!(stats.by_command.get("portrait_set"), Some(&stats.requests));
+    assert_eq!(run.count("rows read"), 2000, "{}", run.stderr);
+    assert_eq!(run.count("not attempted"), 2000, "{}", run.stderr);
+}
+
+/// The account commands refuse a non-admin with 70403: with `--create-accounts` the run stops
+/// in the account pass, before any profile is sent. (The failure CSV is opened before that
+/// pass, so a header-only one is left behind; it holds no row.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_admin_stops_a_large_run_after_a_handful_of_requests_70403() {
+    let (run, stats, ws) =
+        import_as_wrong_admin(2000, "not_the_admin", &["--create-accounts"]).await;
+    assert_stopped_early(&run, &stats, &ws, "70403");
+    assert!(
+        run.stderr.contains("importing accounts stopped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        stats.by_command.get("multiaccount_import"),
+        Some(&stats.requests),
+        "{stats}"
+    );
 }

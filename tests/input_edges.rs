@@ -11,15 +11,13 @@ use profile_import::chat::usersig;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{bin, read_csv_bytes, read_failures, sample, Run, Workspace};
+use crate::util::{bin, read_csv_bytes, read_failures, sample, tool_command, Run, Workspace};
 
 /// Runs the binary in `ws` with `stdin` piped in.
 fn run_with_stdin(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let mut child = Command::new(bin())
+    let mut child = tool_command()
         .current_dir(dir)
         .args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", dir)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -799,4 +797,86 @@ async fn a_json_lines_export_imports_like_a_csv() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].data, ["bad1", "B", "high"]);
     assert_eq!(rows[0].line, 301);
+}
+
+/// The boundary, in bytes: 16 is neither warned about nor (with `--strict-location`) rejected,
+/// 17 is; 500 is sent, 501 is rejected either way. The cells mix CJK (3 bytes) and ASCII so a
+/// count of characters would put every boundary elsewhere.
+#[test]
+fn location_boundaries_are_16_and_500_bytes_with_and_without_strict_location() {
+    let ws = Workspace::new();
+    let cjk = "深".repeat(166); // 498 bytes
+    let cells = [
+        ("l16", "深圳市南山a".to_string()), // 16 bytes, 6 characters
+        ("l17", "深圳市南山ab".to_string()),
+        ("l500", format!("{cjk}ab")),
+        ("l501", format!("{cjk}abc")),
+    ];
+    let mut text = String::from("UserID,Location\n");
+    for (user, cell) in &cells {
+        text.push_str(&format!("{user},{cell}\n"));
+    }
+    ws.write("loc.csv", text);
+    // The rows in the failure CSV, with their codes.
+    let failed = || -> Vec<(String, String)> {
+        let (_, rows) = read_failures(&ws.path("f.csv"));
+        rows.into_iter()
+            .map(|row| (row.data[0].clone(), row.code))
+            .collect()
+    };
+
+    let run = dry_run(
+        &ws,
+        "loc.csv",
+        &["--show-requests", "10", "--summary-json", "run.json"],
+    );
+    run.assert_code(3);
+    assert_eq!((run.count("valid"), run.count("invalid")), (3, 1));
+    let sent: Vec<String> = run
+        .requests()
+        .iter()
+        .map(|b| b["From_Account"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, ["l16", "l17", "l500"]);
+    assert!(
+        run.stderr
+            .contains("2 valid rows have a Location over 16 bytes"),
+        "{}",
+        run.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(json["long_locations"], 2, "{json}");
+    assert_eq!(failed(), [("l501".to_string(), "40601".to_string())]);
+
+    let strict = dry_run(&ws, "loc.csv", &["--strict-location"]);
+    strict.assert_code(3);
+    assert_eq!((strict.count("valid"), strict.count("invalid")), (1, 3));
+    assert!(
+        !strict.stderr.contains("over 16 bytes"),
+        "{}",
+        strict.stderr
+    );
+    let rejected = failed();
+    let users: Vec<&str> = rejected.iter().map(|(user, _)| user.as_str()).collect();
+    assert_eq!(users, ["l17", "l500", "l501"]);
+    assert!(
+        rejected.iter().all(|(_, code)| code == "40601"),
+        "{rejected:?}"
+    );
+
+    // Alone, the 16-byte Location draws no warning and the 17-byte one does.
+    for (cell, warned) in [(&cells[0].1, false), (&cells[1].1, true)] {
+        ws.write("one.csv", format!("UserID,Location\nu1,{cell}\n"));
+        let run = dry_run(&ws, "one.csv", &[]);
+        run.assert_code(0);
+        assert_eq!(
+            run.stderr
+                .contains("1 valid row has a Location over 16 bytes"),
+            warned,
+            "{} bytes: {}",
+            cell.len(),
+            run.stderr
+        );
+    }
 }

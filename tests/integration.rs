@@ -25,3 +25,4 @@ mod settings;
 mod signals;
 mod standard_fields;
 mod state;
+mod usersig_renewal;

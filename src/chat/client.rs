@@ -55,6 +55,26 @@ pub enum CallError {
     BadResponse(String),
 }
 
+/// Test hook: the header a request carries its send time in when
+/// [`ClientTuning::stamp_sends`] is on, as nanoseconds since the Unix epoch. The simulator
+/// records it beside the arrival, so a timing test can count the client's own windows apart from
+/// the jitter between client and server.
+pub const SENT_AT_HEADER: &str = "x-profile-import-sent-at";
+
+/// Test hook: set (to anything but empty) in a binary's environment, it turns
+/// [`ClientTuning::stamp_sends`] on. Only tests set it; Chat ignores the header.
+pub const STAMP_SENDS_ENV: &str = "PROFILE_IMPORT_TEST_STAMP_SENDS";
+
+/// Test hook: a UserSig lifetime in seconds below the CLI's 60 s minimum (1 to 59; anything
+/// else is ignored), so a test can run longer than several lifetimes and watch the renewals.
+/// Only tests set it.
+pub const TEST_USERSIG_TTL_ENV: &str = "PROFILE_IMPORT_TEST_USERSIG_TTL";
+
+/// How far back a UserSig's `TLS.time` is set, in case our clock is ahead of Chat's: 30 s, or
+/// half the lifetime when that is shorter (only the test hook's lifetimes are), so a short-lived
+/// sig is not born expired.
+const SIGN_BACK: u64 = 30;
+
 /// Client timeouts and pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTuning {
@@ -63,6 +83,9 @@ pub struct ClientTuning {
     pub connect_timeout: Duration,
     /// Below common server keep-alives (nginx 75 s, ALB 60 s) to avoid the keep-alive race.
     pub pool_idle_timeout: Duration,
+    /// Test hook: each request carries its send time in [`SENT_AT_HEADER`]. Off unless
+    /// [`STAMP_SENDS_ENV`] is set; when off it costs one branch per request.
+    pub stamp_sends: bool,
 }
 
 impl Default for ClientTuning {
@@ -71,6 +94,7 @@ impl Default for ClientTuning {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(30),
+            stamp_sends: std::env::var_os(STAMP_SENDS_ENV).is_some_and(|v| !v.is_empty()),
         }
     }
 }
@@ -100,8 +124,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The test hook's lifetime from [`TEST_USERSIG_TTL_ENV`], if set to 1-59 seconds.
+fn test_usersig_ttl() -> Option<u64> {
+    std::env::var(TEST_USERSIG_TTL_ENV)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|ttl| (1..60).contains(ttl))
+}
+
 impl ChatClient {
-    pub fn new(connection: Connection, tuning: ClientTuning) -> anyhow::Result<ChatClient> {
+    pub fn new(mut connection: Connection, tuning: ClientTuning) -> anyhow::Result<ChatClient> {
+        if let Some(ttl) = test_usersig_ttl() {
+            connection.usersig_ttl = ttl;
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(tuning.request_timeout)
             .connect_timeout(tuning.connect_timeout)
@@ -144,9 +181,11 @@ impl ChatClient {
     fn fresh_sig(connection: &Connection) -> CurrentSig {
         match &connection.credentials {
             Credentials::Key(key) => {
-                // Signed a little in the past, in case our clock is ahead of Chat's.
-                let time = unix_now().saturating_sub(30);
                 let ttl = connection.usersig_ttl;
+                let time = unix_now().saturating_sub(SIGN_BACK.min(ttl / 2));
+                // A tenth of the lifetime before it ends, at most an hour and at least a
+                // second: a whole second, because Chat counts expiry in whole seconds.
+                let margin = (ttl / 10).clamp(1, 3600);
                 CurrentSig {
                     usersig: usersig::generate(
                         key,
@@ -155,7 +194,7 @@ impl ChatClient {
                         time,
                         ttl,
                     ),
-                    renew_at: time.saturating_add(ttl - (ttl / 10).min(3600)),
+                    renew_at: time.saturating_add(ttl.saturating_sub(margin)),
                     urls: HashMap::new(),
                 }
             }
@@ -220,13 +259,18 @@ impl ChatClient {
     /// POSTs a JSON body to `command` (e.g. `profile/portrait_set`) and decodes the envelope.
     /// Returns the envelope and the raw answer body (for APIs that return more).
     pub async fn call(&self, command: &str, body: Bytes) -> Result<(Envelope, Bytes), CallError> {
-        let response = self
-            .http
-            .post(self.url(command))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                reqwest::header::HeaderValue::from_static("application/json"),
-            )
+        let sent_at = self.tuning.stamp_sends.then(SystemTime::now);
+        let mut request = self.http.post(self.url(command)).header(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        if let Some(sent_at) = sent_at {
+            let nanos = sent_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            request = request.header(SENT_AT_HEADER, nanos.to_string());
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -354,6 +398,48 @@ mod tests {
         .unwrap();
         assert_eq!(fixed.usersig(), "given");
         assert!(!fixed.renew_usersig(), "a ready UserSig cannot be renewed");
+    }
+
+    /// A sig is signed a little in the past and renewed a tenth of its life before it ends: 30 s
+    /// back and up to an hour early for real lifetimes (60 s and more), half the lifetime back
+    /// and a whole second early for the test hook's short ones, so none is born expired.
+    #[test]
+    fn a_usersig_is_valid_when_made_and_renewed_before_it_ends() {
+        let key = crate::chat::usersig::SecretKey::new("k");
+        for (ttl, back, early) in [
+            (3, 1, 1),
+            (10, 5, 1),
+            (60, 30, 6),
+            (86_400, 30, 3600),
+            (315_360_000, 30, 3600),
+        ] {
+            let connection = Connection {
+                sdkappid: 1400000000,
+                admin: "administrator".into(),
+                base_url: Url::parse("https://console.tim.qq.com").unwrap(),
+                credentials: Credentials::Key(key.clone()),
+                usersig_ttl: ttl,
+            };
+            let before = unix_now();
+            let sig = ChatClient::fresh_sig(&connection);
+            let after = unix_now();
+            let doc = crate::chat::usersig::decode(&sig.usersig).unwrap();
+            assert_eq!(doc.expire, ttl);
+            assert!(
+                (before - back..=after - back).contains(&doc.time),
+                "ttl {ttl}: signed at {} for {before}..{after}",
+                doc.time
+            );
+            assert_eq!(sig.renew_at, doc.time + ttl - early, "ttl {ttl}");
+            assert!(crate::chat::usersig::verify(
+                &sig.usersig,
+                &key,
+                1400000000,
+                "administrator",
+                after
+            )
+            .is_ok());
+        }
     }
 
     #[test]

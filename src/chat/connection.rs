@@ -135,6 +135,44 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<SecretKey> {
 mod tests {
     use super::*;
 
+    /// Every region of spec §1.2's table, written out here rather than read from `REGIONS`,
+    /// maps to its documented primary domain; so do the names it also goes by.
+    #[test]
+    fn all_eight_regions_map_to_their_documented_hosts() {
+        let documented = [
+            ("china", "console.tim.qq.com"),
+            ("singapore", "adminapisgp.im.qcloud.com"),
+            ("seoul", "adminapikr.im.qcloud.com"),
+            ("tokyo", "adminapijpn.im.qcloud.com"),
+            ("frankfurt", "adminapiger.im.qcloud.com"),
+            ("mumbai", "adminapiind.im.qcloud.com"),
+            ("silicon-valley", "adminapiusa.im.qcloud.com"),
+            ("jakarta", "adminapiidn.im.qcloud.com"),
+        ];
+        for (region, host) in documented {
+            let url = region_url(region).unwrap();
+            assert_eq!(url.as_str(), format!("https://{host}/"), "{region}");
+        }
+        assert_eq!(
+            REGIONS.len(),
+            documented.len(),
+            "a region the spec does not list"
+        );
+        for (alias, host) in [
+            ("India", "adminapiind.im.qcloud.com"),
+            ("USA", "adminapiusa.im.qcloud.com"),
+            ("us", "adminapiusa.im.qcloud.com"),
+            ("silicon_valley", "adminapiusa.im.qcloud.com"),
+            ("Korea", "adminapikr.im.qcloud.com"),
+            ("japan", "adminapijpn.im.qcloud.com"),
+            ("Germany", "adminapiger.im.qcloud.com"),
+            ("indonesia", "adminapiidn.im.qcloud.com"),
+            (" Tokyo ", "adminapijpn.im.qcloud.com"),
+        ] {
+            assert_eq!(region_url(alias).unwrap().host_str(), Some(host), "{alias}");
+        }
+    }
+
     #[test]
     fn regions_map_to_domains() {
         assert_eq!(

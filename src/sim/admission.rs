@@ -77,8 +77,10 @@ impl Sim {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Answer::fail(60010, "identifier is missing; it must be an app admin"))?;
         let usersig = param("usersig").unwrap_or_default();
-        check_usersig(&usersig, &self.key, self.sdkappid, &identifier, unix_now())
+        let now = unix_now().saturating_add(self.clock_ahead.as_secs());
+        let lifetime = check_usersig(&usersig, &self.key, self.sdkappid, &identifier, now)
             .map_err(|(code, why)| Answer::fail(code, why))?;
+        self.state().usersig_passed(lifetime, now);
         if param("random")
             .and_then(|r| r.parse::<u32>().ok())
             .is_none()

@@ -20,6 +20,13 @@ const MAX_DOCUMENT_BYTES: u64 = 16 * 1024;
 /// Why a UserSig is refused: Chat's code (spec §1.6) and a message.
 pub(super) type Refusal = (u32, &'static str);
 
+/// The lifetime of a UserSig that passed the check: `TLS.time` and `TLS.expire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lifetime {
+    pub(super) time: u64,
+    pub(super) expire: u64,
+}
+
 /// Checks `usersig` for a request by `identifier` to `sdkappid` at Unix time `now`, as Chat
 /// would: 70002 empty, 70003 undecodable, 70014 other SDKAppID, 70013 other identifier, 70009
 /// signature not made with `key`, 70001 expired.
@@ -29,7 +36,7 @@ pub(super) fn check_usersig(
     sdkappid: u64,
     identifier: &str,
     now: u64,
-) -> Result<(), Refusal> {
+) -> Result<Lifetime, Refusal> {
     if usersig.is_empty() {
         return Err((70002, "UserSig is empty"));
     }
@@ -49,7 +56,10 @@ pub(super) fn check_usersig(
     if now > fields.time.saturating_add(fields.expire) {
         return Err((70001, "UserSig has expired"));
     }
-    Ok(())
+    Ok(Lifetime {
+        time: fields.time,
+        expire: fields.expire,
+    })
 }
 
 /// Steps 5, 4 and 3 of spec §4.2 undone: the JSON document inside a UserSig, as a generic
@@ -179,7 +189,10 @@ mod tests {
                 "xiaojun",
                 1_700_086_400
             ),
-            Ok(())
+            Ok(Lifetime {
+                time: 1_700_000_000,
+                expire: 86_400
+            })
         );
     }
 
@@ -191,7 +204,7 @@ mod tests {
         for level in [Compression::none(), Compression::best()] {
             let sig = pack(python, level);
             assert_eq!(
-                check_usersig(&sig, &key, 1_400_000_000, "xiaojun", 1_700_000_001),
+                check_usersig(&sig, &key, 1_400_000_000, "xiaojun", 1_700_000_001).map(|_| ()),
                 Ok(())
             );
         }

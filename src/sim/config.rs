@@ -35,12 +35,16 @@ pub struct SimConfig {
     /// (the other reading of its doc: "ensure that all accounts in the request are imported…
     /// otherwise, an error will be displayed"), instead of failing those users one by one.
     pub get_refuses_unknown_accounts: bool,
+    /// How far the simulator's clock is ahead of the machine's when it checks a UserSig's
+    /// expiry (whole seconds count), as when Chat's clock is ahead of ours: a sig then expires
+    /// here before the client's own renewal is due, and the answer is 70001.
+    pub clock_ahead: Duration,
 }
 
 impl SimConfig {
     /// Chat's documented limits (200/s, and 100/s for multiaccount_import and account_check),
     /// no latency, no faults, every account exists, no forced import failures, custom keywords
-    /// Hobby, City and Tier, seed 1.
+    /// Hobby, City and Tier, seed 1, the machine's clock.
     pub fn new(sdkappid: u64, admin: &str, key: SecretKey) -> Self {
         SimConfig {
             sdkappid,
@@ -59,6 +63,7 @@ impl SimConfig {
                 .collect(),
             seed: 1,
             get_refuses_unknown_accounts: false,
+            clock_ahead: Duration::ZERO,
         }
     }
 }
@@ -97,7 +102,8 @@ pub struct Faults {
 }
 
 /// An answer the simulator can be told to give in place of doing the work: any Chat code, any
-/// HTTP status, or a page that is not Chat's at all. Like the other faults it writes nothing.
+/// HTTP status, a page that is not Chat's at all, or an OK that cannot be read. Like the other
+/// faults it writes nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Injected {
     /// HTTP 200 with Chat's envelope carrying this `ErrorCode` (e.g. 60008, 70001, 70500).
@@ -110,4 +116,8 @@ pub enum Injected {
     ProxyPage,
     /// Drop the connection without any answer.
     Reset,
+    /// HTTP 200 with Chat's OK envelope carrying this field (in place of the command's own),
+    /// without doing the work: an answer whose command fields cannot be read, such as a
+    /// multiaccount_import `FailAccounts` that is not a list of UserIDs.
+    OkWith(String, serde_json::Value),
 }

@@ -102,14 +102,15 @@ impl Sim {
 
 /// The answer an injected fault gives.
 fn answer_for(injected: &Injected) -> Answer {
-    match *injected {
+    match injected {
         Injected::Code(40006) => Answer::fail(40006, "internal server error, try again later"),
-        Injected::Code(code) => Answer::fail(code, format!("injected error {code}")),
+        Injected::Code(code) => Answer::fail(*code, format!("injected error {code}")),
         Injected::Http(status) => {
-            let known = StatusCode::from_u16(status).is_ok_and(|s| s != StatusCode::OK);
-            Answer::Http(if known { status } else { 502 })
+            let known = StatusCode::from_u16(*status).is_ok_and(|s| s != StatusCode::OK);
+            Answer::Http(if known { *status } else { 502 })
         }
         Injected::ProxyPage => Answer::ProxyPage,
         Injected::Reset => Answer::Reset,
+        Injected::OkWith(field, value) => Answer::ok_with(field, value.clone()),
     }
 }

@@ -86,6 +86,11 @@
 //!   (the doc can be read either way).
 //! - Only portrait_set counts a user as in flight (`max_in_flight_per_user`) and in `applied`;
 //!   portrait_get counts the users it answered for in `users_read`.
+//! - A UserSig expires by the machine's clock plus [`SimConfig::clock_ahead`] (0 unless a test
+//!   plays a Chat whose clock is ahead). Each sig that passes is counted by its `TLS.time` and
+//!   `TLS.expire` in `SimStats::usersigs`; the sig itself is never kept.
+//! - A request carrying the client's send time (the test hook `chat::client::SENT_AT_HEADER`)
+//!   is recorded with its arrival on the machine's clock ([`SimHandle::stamped_arrivals`]).
 
 mod accounts;
 mod admission;
@@ -112,8 +117,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Faults, Injected, SimConfig};
-pub use stats::SimStats;
+pub use stats::{SimStats, StampedArrival, UserSigSeen};
 
+use command::Command;
 use state::Sim;
 
 /// Request bodies larger than this are refused; a portrait_set body is a few KB at most.
@@ -184,6 +190,18 @@ impl SimHandle {
 
     pub fn stats(&self) -> SimStats {
         self.sim.state().stats()
+    }
+
+    /// The arrivals of `command` (e.g. `"portrait_set"`) that carried the client's send time,
+    /// in arrival order: empty unless the client stamps its sends (a test hook, see
+    /// `chat::client::STAMP_SENDS_ENV`).
+    pub fn stamped_arrivals(&self, command: &str) -> Vec<StampedArrival> {
+        let state = self.sim.state();
+        Command::ALL
+            .into_iter()
+            .find(|c| c.name() == command)
+            .and_then(|c| state.stamped.get(&c).cloned())
+            .unwrap_or_default()
     }
 
     /// The profiles the simulator holds: UserID -> (Tag -> JSON value), sorted.

@@ -79,7 +79,12 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, InjectedReset> {
     let (parts, body) = req.into_parts();
     let command = Command::from_path(parts.uri.path());
-    let _request = sim.arrive(command);
+    let sent = parts
+        .headers
+        .get(crate::chat::client::SENT_AT_HEADER)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .map(Duration::from_nanos);
+    let _request = sim.arrive(command, sent);
     let mut ctx = RequestCtx::default();
     // The body is read before any answer: leaving it unread would cost the keep-alive connection.
     let body = Limited::new(body, MAX_BODY_BYTES).collect().await;

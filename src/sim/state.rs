@@ -4,17 +4,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::admission::SlidingLimiter;
+use super::auth::Lifetime;
 use super::command::Command;
 use super::config::{Faults, SimConfig};
 use super::fields::valid_user_id;
-use super::stats::WindowCounter;
+use super::stats::{StampedArrival, UserSigSeen, WindowCounter};
 use crate::chat::usersig::SecretKey;
 
 /// State a handler leaves behind for the rest of the request. It lives until the answer is
@@ -82,6 +83,10 @@ pub(super) struct State {
     pub(super) set_tags: BTreeMap<String, u64>,
     /// Accepted TCP connections, so tests can see keep-alive at work.
     pub(super) connections: u64,
+    /// The UserSigs that passed the check, by `TLS.time` and `TLS.expire`.
+    pub(super) usersigs: BTreeMap<(u64, u64), UserSigSeen>,
+    /// Arrivals of requests that carried the client's send time, by command.
+    pub(super) stamped: HashMap<Command, Vec<StampedArrival>>,
 }
 
 impl State {
@@ -93,6 +98,24 @@ impl State {
                 .accounts
                 .as_ref()
                 .is_none_or(|accounts| accounts.contains(user))
+    }
+
+    /// Counts a request whose UserSig, of `lifetime`, passed the check at `now` (the
+    /// simulator's clock).
+    pub(super) fn usersig_passed(&mut self, lifetime: Lifetime, now: u64) {
+        let seen = self
+            .usersigs
+            .entry((lifetime.time, lifetime.expire))
+            .or_insert(UserSigSeen {
+                time: lifetime.time,
+                expire: lifetime.expire,
+                requests: 0,
+                first_at: now,
+                last_at: now,
+            });
+        seen.requests += 1;
+        seen.first_at = seen.first_at.min(now);
+        seen.last_at = seen.last_at.max(now);
     }
 }
 
@@ -106,6 +129,7 @@ pub(super) struct Sim {
     pub(super) custom_fields: HashSet<String>,
     pub(super) fail_import: HashSet<String>,
     pub(super) get_refuses_unknown_accounts: bool,
+    pub(super) clock_ahead: Duration,
     state: Mutex<State>,
     /// Woken at every arrival, answer and end of a request, so tests can wait for a condition
     /// on the state instead of sleeping.
@@ -139,6 +163,7 @@ impl Sim {
             custom_fields: config.custom_fields,
             fail_import: config.fail_import,
             get_refuses_unknown_accounts: config.get_refuses_unknown_accounts,
+            clock_ahead: config.clock_ahead,
             state: Mutex::new(State {
                 profiles: BTreeMap::new(),
                 accounts: config.accounts,
@@ -161,6 +186,8 @@ impl Sim {
                 written_by_tag: BTreeMap::new(),
                 set_tags: BTreeMap::new(),
                 connections: 0,
+                usersigs: BTreeMap::new(),
+                stamped: HashMap::new(),
             }),
             changed: tokio::sync::Notify::new(),
         }
@@ -170,15 +197,26 @@ impl Sim {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an arrival (for `command`, if the path names one) and counts it in flight until
-    /// the guard drops.
-    pub(super) fn arrive(self: &Arc<Self>, command: Option<Command>) -> FlightGuard {
+    /// Records an arrival (for `command`, if the path names one, with the client's send time
+    /// when the request carried one) and counts it in flight until the guard drops.
+    pub(super) fn arrive(
+        self: &Arc<Self>,
+        command: Option<Command>,
+        sent: Option<Duration>,
+    ) -> FlightGuard {
         let mut state = self.state();
         // Taken under the lock so arrivals are recorded in order.
         let now = Instant::now();
         state.window.record(now);
         if let Some(command) = command {
             state.windows.entry(command).or_default().record(now);
+            if let Some(sent) = sent {
+                let arrived = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let arrival = StampedArrival { sent, arrived };
+                state.stamped.entry(command).or_default().push(arrival);
+            }
         }
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);

@@ -45,6 +45,31 @@ pub struct SimStats {
     /// portrait_set arrivals that came within 1, 2, 5 and 10 ms of the one before, as
     /// `(ms, count)`: a paced client's requests arrive one interval apart, not in pairs.
     pub close_arrivals: [(u64, u64); CLOSE_GAPS_MS.len()],
+    /// The UserSigs that passed the check (never the sigs themselves), oldest `TLS.time` first.
+    pub usersigs: Vec<UserSigSeen>,
+}
+
+/// A UserSig that passed the simulator's check, known by its lifetime.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UserSigSeen {
+    /// `TLS.time` and `TLS.expire`: valid up to and including second `time + expire`.
+    pub time: u64,
+    pub expire: u64,
+    /// Requests that carried it and passed the check.
+    pub requests: u64,
+    /// The simulator's clock (Unix seconds, `SimConfig::clock_ahead` included) at the first and
+    /// the last of them.
+    pub first_at: u64,
+    pub last_at: u64,
+}
+
+/// A request that carried the client's send time (the test hook
+/// `chat::client::SENT_AT_HEADER`) and when it arrived, both since the Unix epoch by the
+/// machine's clock: the client's own pace, and the jitter between it and the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StampedArrival {
+    pub sent: Duration,
+    pub arrived: Duration,
 }
 
 /// The gaps `SimStats::close_arrivals` counts arrivals within.
@@ -143,6 +168,7 @@ impl State {
                     .map_or([0; CLOSE_GAPS_MS.len()], |window| window.close);
                 std::array::from_fn(|i| (CLOSE_GAPS_MS[i], close[i]))
             },
+            usersigs: self.usersigs.values().cloned().collect(),
         }
     }
 

@@ -182,7 +182,7 @@ async fn slow_fault_imports_then_answers_late() {
 }
 
 #[tokio::test]
-async fn any_code_status_or_proxy_page_can_be_injected_and_writes_nothing() {
+async fn any_code_status_proxy_page_or_unreadable_ok_can_be_injected_and_writes_nothing() {
     let inject = |injected: Injected| Faults {
         p_inject: 1.0,
         inject: Some(injected),
@@ -209,6 +209,12 @@ async fn any_code_status_or_proxy_page_can_be_injected_and_writes_nothing() {
     let page = response.text().await.unwrap();
     assert!(serde_json::from_str::<Value>(&page).is_err(), "{page}");
     assert!(page.contains("usersig="), "the page echoes the URL: {page}");
+    // An OK that cannot be read: the field it carries, and nothing written.
+    let garbled = Injected::OkWith("FailAccounts".into(), json!("garbled"));
+    sim.set_faults(inject(garbled));
+    let answer = call(&client, &url, &nick("alice", "not written")).await;
+    assert_eq!(answer["ErrorCode"], 0, "{answer}");
+    assert_eq!(answer["FailAccounts"], "garbled", "{answer}");
     // An injection with nothing to inject is no fault.
     sim.set_faults(Faults {
         p_inject: 1.0,
@@ -220,7 +226,7 @@ async fn any_code_status_or_proxy_page_can_be_injected_and_writes_nothing() {
     assert_eq!(
         counted,
         [
-            ("0", 1),
+            ("0", 2),
             ("70052", 1),
             ("http_403", 1),
             ("http_408", 1),
