@@ -562,8 +562,12 @@ async fn import_as_wrong_admin(
     rows: usize,
     admin: &str,
     extra: &[&str],
+    earlier_failures: Option<&str>,
 ) -> (Run, SimStats, Workspace) {
     let ws = Workspace::new();
+    if let Some(earlier) = earlier_failures {
+        ws.write("users.failures.csv", earlier);
+    }
     let sim = SimHandle::start(SimConfig::new(APP, ADMIN, SecretKey::new(KEY)))
         .await
         .expect("start the simulator");
@@ -611,7 +615,7 @@ fn assert_stopped_early(run: &Run, stats: &SimStats, ws: &Workspace, code: &str)
 /// them all once the admin is put right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_admin_stops_a_large_run_after_a_handful_of_requests_40004() {
-    let (run, stats, ws) = import_as_wrong_admin(2000, "not_the_admin", &[]).await;
+    let (run, stats, ws) = import_as_wrong_admin(2000, "not_the_admin", &[], None).await;
     assert_stopped_early(&run, &stats, &ws, "40004");
     assert!(!ws.path("users.failures.csv").exists(), "no row failed");
     assert_eq!(stats.by_command.get("portrait_set"), Some(&stats.requests));
@@ -620,13 +624,23 @@ async fn a_wrong_admin_stops_a_large_run_after_a_handful_of_requests_40004() {
 }
 
 /// The account commands refuse a non-admin with 70403: with `--create-accounts` the run stops
-/// in the account pass, before any profile is sent. (The failure CSV is opened before that
-/// pass, so a header-only one is left behind; it holds no row.)
+/// in the account pass, before any profile is sent, and the last run's failure CSV (the rows
+/// still to retry) is left as it was: it used to be cut to its header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_admin_stops_a_large_run_after_a_handful_of_requests_70403() {
+    let earlier = "UserID,Nick,_error_code,_error_message,_stage,_attempts,_superseded,_line\n\
+                   user_0001,Old,40009,bad tag,send,1,,3\n";
     let (run, stats, ws) =
-        import_as_wrong_admin(2000, "not_the_admin", &["--create-accounts"]).await;
-    assert_stopped_early(&run, &stats, &ws, "70403");
+        import_as_wrong_admin(2000, "not_the_admin", &["--create-accounts"], Some(earlier)).await;
+    run.assert_code(1);
+    assert!(stats.requests >= 1 && stats.requests <= 12, "{stats}");
+    assert_eq!(stats.count("70403"), stats.requests, "{stats}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("users.failures.csv")).unwrap(),
+        earlier,
+        "the last run's failure CSV was touched"
+    );
+    assert!(!ws.path("users.journal").exists(), "a journal was started");
     assert!(
         run.stderr.contains("importing accounts stopped"),
         "{}",

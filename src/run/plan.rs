@@ -94,7 +94,11 @@ pub async fn prepare(
         }
         None => (None, None),
     };
-    let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
+    // The failure CSV and the journal are opened only after the account pass, which can stop
+    // the run (a wrong admin, a signal): the last run's files stay as they were. Whether they
+    // can be written is known before anything is sent.
+    crate::fsutil::check_can_create(&job.failures, "--failures")?;
+    crate::fsutil::check_can_create(&job.journal, "--journal")?;
     let SurveyFindings {
         rows: total,
         finder,
@@ -120,6 +124,7 @@ pub async fn prepare(
         }
         None => None,
     };
+    let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
     let mut reader = ReaderPlan {
         duplicates: Some(finder),
         ..ReaderPlan::default()
