@@ -484,7 +484,10 @@ async fn adaptive_rate_settles_near_a_server_limit_below_the_ceiling() {
 async fn sigkill_then_resume_repeatedly_loses_nothing_and_resends_at_most_the_concurrency() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let input = make_input(dir.path(), 1800, 300);
+    // 2,400 rows over 1,500 users: each user is sent once (its rows merged), so about 1,500
+    // requests, long enough to be killed five times at the default pace; 900 users have two
+    // rows, whose merge must survive a kill between them.
+    let input = make_input(dir.path(), 2400, 1500);
     let sim = SimHandle::start(fixture::sim_config(&input)).await.unwrap();
     sim.set_faults(Faults {
         p_40006: 0.1,

@@ -130,32 +130,9 @@ pub async fn prepare(
         ..ReaderPlan::default()
     };
     resume_from(job, resume.as_ref(), total, &mut reader)?;
-    let mut known = Known {
-        failed_lines,
-        ..Known::default()
-    };
-    if state_index.is_some() || job.changes_only {
-        prior.with_state = true;
-        known.sync = Some(SyncFilter {
-            // `--changes-only` compares every user with Chat itself, whatever the state says
-            // (and so refreshes the state).
-            rule: SyncRule {
-                full: job.full || job.changes_only,
-            },
-            index: state_index.unwrap_or_default(),
-        });
-    }
+    let known = known(job, failed_lines, state_index, accounts, &mut prior);
     if job.changes_only {
         prior.count_earlier_comparisons(prior_changes(resume.as_ref()));
-    }
-    if let Some(pass) = accounts {
-        prior.accounts = Some(format!(
-            "{} imported or already there, {} failed ({} multiaccount_import calls)",
-            pass.accounts - pass.failed.len() as u64,
-            pass.failed.len(),
-            pass.calls
-        ));
-        known.failed_accounts = pass.failed;
     }
     readings.push(if reader.checkpoint.is_some() {
         "send (from the resume point; the rows before it again if any user may repeat)"
@@ -174,6 +151,43 @@ pub async fn prepare(
         journal,
         state,
     })))
+}
+
+/// What the decisions depend on besides the rows (`run::decide`): the lines already in the
+/// failure CSV, the sync rule with the state, the users whose account import failed. Notes in
+/// `prior` what the run starts from.
+fn known(
+    job: &JobInput,
+    failed_lines: HashSet<u64>,
+    state_index: Option<crate::store::state::StateIndex>,
+    accounts: Option<ImportPass>,
+    prior: &mut Summary,
+) -> Known {
+    let mut known = Known {
+        failed_lines,
+        ..Known::default()
+    };
+    if state_index.is_some() || job.changes_only {
+        prior.with_state = true;
+        known.sync = Some(SyncFilter {
+            // `--changes-only` compares every user with Chat itself, whatever the state says
+            // (and so refreshes the state).
+            rule: SyncRule {
+                full: job.full || job.changes_only,
+            },
+            index: state_index.unwrap_or_default(),
+        });
+    }
+    if let Some(pass) = accounts {
+        prior.accounts = Some(format!(
+            "{} imported or already there, {} failed ({} multiaccount_import calls)",
+            pass.accounts - pass.failed.len() as u64,
+            pass.failed.len(),
+            pass.calls
+        ));
+        known.failed_accounts = pass.failed;
+    }
+    known
 }
 
 /// The failure CSV and the journal: new ones, or on `--resume` the earlier run's, appended

@@ -1,9 +1,8 @@
 //! Everything a request passes before its command runs: the route, the method, the query
-//! (`sdkappid`, `identifier`, `usersig` (checked in `auth`), `random`, `contenttype`), the admin check and the
-//! command's sliding one-second rate limit.
+//! (`sdkappid`, `identifier`, `usersig` (checked in `auth`), `random`, `contenttype`), the admin
+//! check and the command's sliding one-second rate limit (`window`).
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use hyper::Method;
 
@@ -12,6 +11,7 @@ use super::auth::check_usersig;
 use super::command::Command;
 use super::fields::clip;
 use super::state::Sim;
+use super::window::unix_now;
 
 impl Sim {
     /// Everything before the command itself: route, auth, admin and the rate limit.
@@ -94,81 +94,5 @@ impl Sim {
             return Err(Answer::fail(60002, "contenttype must be json"));
         }
         Ok(identifier)
-    }
-}
-
-/// Chat's limiter as we model it: a request is admitted if fewer than `limit` were admitted in
-/// the second before it. Refused requests do not count against later ones.
-#[derive(Debug)]
-pub(super) struct SlidingLimiter {
-    limit: u32,
-    admitted: VecDeque<Instant>,
-}
-
-impl SlidingLimiter {
-    pub(super) fn new(limit: u32) -> Self {
-        SlidingLimiter {
-            limit,
-            admitted: VecDeque::new(),
-        }
-    }
-
-    pub(super) fn set_limit(&mut self, limit: u32) {
-        if limit == 0 {
-            self.admitted.clear();
-        }
-        self.limit = limit;
-    }
-
-    pub(super) fn admit(&mut self, now: Instant) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        while self
-            .admitted
-            .front()
-            .is_some_and(|&t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        {
-            self.admitted.pop_front();
-        }
-        if self.admitted.len() >= self.limit as usize {
-            return false;
-        }
-        self.admitted.push_back(now);
-        true
-    }
-}
-
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limiter_admits_limit_per_sliding_second() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut limiter = SlidingLimiter::new(2);
-        assert!(limiter.admit(at(0)));
-        assert!(limiter.admit(at(100)));
-        assert!(!limiter.admit(at(999)));
-        // The arrival at 0 has left the window; refused requests never entered it.
-        assert!(limiter.admit(at(1000)));
-        assert!(!limiter.admit(at(1099)));
-        assert!(limiter.admit(at(1100)));
-        let mut unlimited = SlidingLimiter::new(0);
-        assert!((0..1000).all(|_| unlimited.admit(t0)));
-        // A lower limit set mid-window counts the admissions already in it.
-        let mut changed = SlidingLimiter::new(3);
-        assert!(changed.admit(at(0)) && changed.admit(at(10)));
-        changed.set_limit(2);
-        assert!(!changed.admit(at(20)));
-        assert!(changed.admit(at(1000)));
     }
 }

@@ -1,14 +1,9 @@
 //! The REST commands the simulator serves: their paths, names, admin-refusal codes and rate
-//! classes, and the dispatch of an admitted request to its handler.
-
-use std::sync::Arc;
-
-use super::answer::Answer;
-use super::state::{RequestCtx, Sim};
+//! classes.
 
 /// The REST commands the simulator serves. To add one: a variant (also in `ALL`), its path in
 /// `path`, its admin-refusal code, its rate class in `batch_limited`, and a handler in
-/// `Sim::dispatch`.
+/// `Sim::dispatch` (`server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Command {
     PortraitSet,
@@ -65,24 +60,5 @@ impl Command {
     /// Profile-service answers carry `ErrorDisplay`; account-service answers do not.
     pub(super) fn error_display(self) -> bool {
         matches!(self, Command::PortraitSet | Command::PortraitGet)
-    }
-}
-
-impl Sim {
-    /// Runs an admitted request's command.
-    pub(super) fn dispatch(
-        self: &Arc<Self>,
-        command: Command,
-        body: &[u8],
-        ctx: &mut RequestCtx,
-    ) -> Answer {
-        let result = match command {
-            Command::PortraitSet => Ok(self.portrait_set(body, ctx)),
-            Command::PortraitGet => self.portrait_get(body, ctx),
-            Command::AccountImport => self.account_import(body, ctx),
-            Command::MultiaccountImport => self.multiaccount_import(body, ctx),
-            Command::AccountCheck => self.account_check(body, ctx),
-        };
-        result.unwrap_or_else(|answer| answer)
     }
 }

@@ -6,9 +6,10 @@
 //! the simulator is the importer's test oracle, so a misspelt tag or enum value, a wrong
 //! kind or limit on the importer's side must be refused here, not repeated.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
-use super::state::Sim;
 use super::MAX_USER_ID_BYTES;
 
 /// How Chat types one profile value.
@@ -90,46 +91,47 @@ pub(super) const NICK_TAG: &str = "Tag_Profile_IM_Nick";
 pub(super) const IMAGE_TAG: &str = "Tag_Profile_IM_Image";
 pub(super) const MAX_VALUE_BYTES: usize = MAX_STRING_BYTES;
 
-impl Sim {
-    /// The kind of a tag Chat knows (a standard field or a configured custom keyword). Only
-    /// the exact spellings of the spec are known.
-    pub(super) fn tag_kind(&self, tag: &str) -> Option<Kind> {
-        STANDARD_FIELDS
-            .iter()
-            .find(|(name, _)| *name == tag)
-            .map(|(_, kind)| *kind)
-            .or_else(|| {
-                tag.strip_prefix(CUSTOM_TAG_PREFIX)
-                    .filter(|keyword| self.custom_fields.contains(*keyword))
-                    .map(|_| CUSTOM_KIND)
-            })
-    }
+/// The kind of a tag Chat knows (a standard field or one of the app's `custom` keywords).
+/// Only the exact spellings of the spec are known.
+pub(super) fn tag_kind(custom: &HashSet<String>, tag: &str) -> Option<Kind> {
+    STANDARD_FIELDS
+        .iter()
+        .find(|(name, _)| *name == tag)
+        .map(|(_, kind)| *kind)
+        .or_else(|| {
+            tag.strip_prefix(CUSTOM_TAG_PREFIX)
+                .filter(|keyword| custom.contains(*keyword))
+                .map(|_| CUSTOM_KIND)
+        })
+}
 
-    /// One item against Chat's rules (spec §2.4: 40009 unknown tag, 40610 wrong JSON type,
-    /// 40605 bad value, 40601 too long).
-    pub(super) fn check_item(&self, tag: &str, value: &Value) -> Result<(), (u32, String)> {
-        let shown = clip(tag);
-        let kind = self
-            .tag_kind(tag)
-            .ok_or_else(|| (40009, format!("profile tag {shown} does not exist")))?;
-        let wrong_type = || (40610, format!("{shown} has a value of the wrong JSON type"));
-        match (kind, value) {
-            (Kind::Uint32, Value::Number(n)) => match n.as_u64() {
-                Some(n) if n <= u64::from(u32::MAX) => Ok(()),
-                _ => Err((40605, format!("{shown}: {n} is not a uint32"))),
-            },
-            (Kind::Text { max_bytes }, Value::String(s)) if s.len() > max_bytes => Err((
-                40601,
-                format!("{shown} is {} bytes; at most {max_bytes} allowed", s.len()),
-            )),
-            (Kind::Text { .. }, Value::String(_)) => Ok(()),
-            (Kind::Enum(allowed), Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
-            (Kind::Enum(_), Value::String(s)) => Err((
-                40605,
-                format!("{shown}: {:?} is not an allowed value", clip(s)),
-            )),
-            _ => Err(wrong_type()),
-        }
+/// One item against Chat's rules (spec §2.4: 40009 unknown tag, 40610 wrong JSON type,
+/// 40605 bad value, 40601 too long), for an app with the `custom` keywords.
+pub(super) fn check_item(
+    custom: &HashSet<String>,
+    tag: &str,
+    value: &Value,
+) -> Result<(), (u32, String)> {
+    let shown = clip(tag);
+    let kind = tag_kind(custom, tag)
+        .ok_or_else(|| (40009, format!("profile tag {shown} does not exist")))?;
+    let wrong_type = || (40610, format!("{shown} has a value of the wrong JSON type"));
+    match (kind, value) {
+        (Kind::Uint32, Value::Number(n)) => match n.as_u64() {
+            Some(n) if n <= u64::from(u32::MAX) => Ok(()),
+            _ => Err((40605, format!("{shown}: {n} is not a uint32"))),
+        },
+        (Kind::Text { max_bytes }, Value::String(s)) if s.len() > max_bytes => Err((
+            40601,
+            format!("{shown} is {} bytes; at most {max_bytes} allowed", s.len()),
+        )),
+        (Kind::Text { .. }, Value::String(_)) => Ok(()),
+        (Kind::Enum(allowed), Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+        (Kind::Enum(_), Value::String(s)) => Err((
+            40605,
+            format!("{shown}: {:?} is not an allowed value", clip(s)),
+        )),
+        _ => Err(wrong_type()),
     }
 }
 

@@ -104,6 +104,7 @@ mod profile;
 mod server;
 mod state;
 mod stats;
+mod window;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::answer::{parse_json, Answer};
 use super::command::Command;
 use super::faults::FaultTarget;
-use super::fields::clip;
+use super::fields::{check_item, clip, tag_kind};
 use super::state::{RequestCtx, Sim, State};
 use super::MAX_BATCH;
 
@@ -55,7 +55,7 @@ impl Sim {
         }
 
         for (tag, value) in &updates {
-            if let Err((code, info)) = self.check_item(tag, value) {
+            if let Err((code, info)) = check_item(&self.custom_fields, tag, value) {
                 return Answer::fail(code, info);
             }
         }
@@ -90,7 +90,7 @@ impl Sim {
 
         let mut wanted: Vec<&str> = Vec::with_capacity(tags.len());
         for tag in tags {
-            if self.tag_kind(tag).is_none() {
+            if tag_kind(&self.custom_fields, tag).is_none() {
                 return Err(Answer::fail(
                     40009,
                     format!("profile tag {} does not exist", clip(tag)),

@@ -113,3 +113,22 @@ async fn handle(
         &parts.uri.to_string(),
     )
 }
+
+impl Sim {
+    /// Runs an admitted request's command.
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        command: Command,
+        body: &[u8],
+        ctx: &mut RequestCtx,
+    ) -> Answer {
+        let result = match command {
+            Command::PortraitSet => Ok(self.portrait_set(body, ctx)),
+            Command::PortraitGet => self.portrait_get(body, ctx),
+            Command::AccountImport => self.account_import(body, ctx),
+            Command::MultiaccountImport => self.multiaccount_import(body, ctx),
+            Command::AccountCheck => self.account_check(body, ctx),
+        };
+        result.unwrap_or_else(|answer| answer)
+    }
+}

@@ -10,12 +10,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::admission::SlidingLimiter;
 use super::auth::Lifetime;
 use super::command::Command;
 use super::config::{Faults, SimConfig};
 use super::fields::valid_user_id;
-use super::stats::{StampedArrival, UserSigSeen, WindowCounter};
+use super::stats::{SimStats, StampedArrival, UserSigSeen, WindowCounter, CLOSE_GAPS_MS};
+use super::window::SlidingLimiter;
 use crate::chat::usersig::SecretKey;
 
 /// State a handler leaves behind for the rest of the request. It lives until the answer is
@@ -248,5 +248,55 @@ impl Sim {
         self.state()
             .latency_rng
             .random_range(self.latency_min..=self.latency_max)
+    }
+}
+
+impl State {
+    pub(super) fn stats(&self) -> SimStats {
+        let by_name = |value: fn(&WindowCounter) -> u64| -> BTreeMap<String, u64> {
+            self.windows
+                .iter()
+                .map(|(command, window)| (command.name().to_string(), value(window)))
+                .collect()
+        };
+        SimStats {
+            requests: self.window.count,
+            max_in_any_window: self
+                .windows
+                .get(&Command::PortraitSet)
+                .map_or(0, |window| window.max),
+            mean_rate: self.window.mean_rate(),
+            codes: self.codes.clone(),
+            by_command: by_name(|window| window.count),
+            answers_by_command: self.answers_by_command.clone(),
+            max_in_any_window_by_command: by_name(|window| window.max),
+            max_in_flight_per_user: self.max_in_flight_per_user,
+            max_in_flight: self.max_in_flight,
+            applied: self.applied,
+            users_read: self.users_read,
+            written_by_tag: self.written_by_tag.clone(),
+            portrait_set_tags: self.set_tags.clone(),
+            close_arrivals: {
+                let close = self
+                    .windows
+                    .get(&Command::PortraitSet)
+                    .map_or([0; CLOSE_GAPS_MS.len()], |window| window.close);
+                std::array::from_fn(|i| (CLOSE_GAPS_MS[i], close[i]))
+            },
+            usersigs: self.usersigs.values().cloned().collect(),
+        }
+    }
+
+    /// Counts one answer under its key, overall and for its command.
+    pub(super) fn count_answer(&mut self, command: Option<Command>, key: String) {
+        *self.codes.entry(key.clone()).or_insert(0) += 1;
+        if let Some(command) = command {
+            *self
+                .answers_by_command
+                .entry(command.name().to_string())
+                .or_default()
+                .entry(key)
+                .or_insert(0) += 1;
+        }
     }
 }

@@ -5,9 +5,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::command::Command;
-use super::state::State;
-
 /// What the simulator has seen so far.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SimStats {
@@ -136,56 +133,6 @@ impl fmt::Display for SimStats {
     }
 }
 
-impl State {
-    pub(super) fn stats(&self) -> SimStats {
-        let by_name = |value: fn(&WindowCounter) -> u64| -> BTreeMap<String, u64> {
-            self.windows
-                .iter()
-                .map(|(command, window)| (command.name().to_string(), value(window)))
-                .collect()
-        };
-        SimStats {
-            requests: self.window.count,
-            max_in_any_window: self
-                .windows
-                .get(&Command::PortraitSet)
-                .map_or(0, |window| window.max),
-            mean_rate: self.window.mean_rate(),
-            codes: self.codes.clone(),
-            by_command: by_name(|window| window.count),
-            answers_by_command: self.answers_by_command.clone(),
-            max_in_any_window_by_command: by_name(|window| window.max),
-            max_in_flight_per_user: self.max_in_flight_per_user,
-            max_in_flight: self.max_in_flight,
-            applied: self.applied,
-            users_read: self.users_read,
-            written_by_tag: self.written_by_tag.clone(),
-            portrait_set_tags: self.set_tags.clone(),
-            close_arrivals: {
-                let close = self
-                    .windows
-                    .get(&Command::PortraitSet)
-                    .map_or([0; CLOSE_GAPS_MS.len()], |window| window.close);
-                std::array::from_fn(|i| (CLOSE_GAPS_MS[i], close[i]))
-            },
-            usersigs: self.usersigs.values().cloned().collect(),
-        }
-    }
-
-    /// Counts one answer under its key, overall and for its command.
-    pub(super) fn count_answer(&mut self, command: Option<Command>, key: String) {
-        *self.codes.entry(key.clone()).or_insert(0) += 1;
-        if let Some(command) = command {
-            *self
-                .answers_by_command
-                .entry(command.name().to_string())
-                .or_default()
-                .entry(key)
-                .or_insert(0) += 1;
-        }
-    }
-}
-
 /// The most arrivals within any half-open one-second window, in O(window) memory: the best
 /// window always starts at an arrival, so it is enough to count, at each arrival, the arrivals
 /// less than a second before it.
@@ -197,7 +144,7 @@ pub(super) struct WindowCounter {
     pub(super) count: u64,
     pub(super) max: u64,
     /// Arrivals within each of `CLOSE_GAPS_MS` of the one before.
-    close: [u64; CLOSE_GAPS_MS.len()],
+    pub(super) close: [u64; CLOSE_GAPS_MS.len()],
 }
 
 impl WindowCounter {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::admission::unix_now;
 use super::state::State;
+use super::window::unix_now;
 use super::{Faults, Injected, SimConfig, SimHandle, MAX_BODY_BYTES};
 use crate::chat::usersig::{self, SecretKey};
 
