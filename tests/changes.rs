@@ -667,6 +667,7 @@ async fn reading_ahead_keeps_input_order_whatever_order_the_reads_end_in() {
         in_flight: 8,
         on_fatal: Arc::new(|why| panic!("{why}")),
         account_check: None,
+        only_if_empty: Arc::default(),
     };
     let (in_tx, in_rx) = tokio::sync::mpsc::channel::<usize>(16);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(16);

@@ -31,8 +31,8 @@
 //! | `empty.csv` | exit 1: "is empty: the first line must be a header row" + the accepted names |
 //! | `bom-only.csv` | exit 1: "is empty" |
 //! | `blank-lines-only.csv` | exit 1: "is empty" |
-//! | `header-only.csv` | exit 0: 0 rows read, no failure CSV |
-//! | `header-only-no-newline.csv` | exit 0: 0 rows read, no failure CSV |
+//! | `header-only.csv` | exit 3: 0 rows read, "a header and no data rows" (an empty export usually means the export broke); exit 0 with `--allow-empty`; no failure CSV either way |
+//! | `header-only-no-newline.csv` | the same |
 //! | `headerless.csv` (first row is data) | exit 1: each cell "is not a profile tag", "no user column", the accepted names |
 //! | `duplicate-headers.csv` | exit 1: `columns 2 "Nick" and 4 "nick" both set Tag_Profile_IM_Nick` |
 //! | `two-user-columns.csv` | exit 1: `two user columns: "UserID" and "From_Account"` |
@@ -590,10 +590,25 @@ fn empty_files_are_fatal() {
 }
 
 #[test]
-fn header_only_files_have_no_rows() {
+fn header_only_files_have_no_rows_and_are_refused_unless_allowed() {
     for name in ["header-only.csv", "header-only-no-newline.csv"] {
-        let out = rows(&data(name), &[]);
-        assert_eq!(out.run.count("rows read"), 0, "{name}");
+        let ws = Workspace::new();
+        let failures = ws.path("failures.csv");
+        let input = data(name);
+        let refused = ws.run(dry_run_args(&input, &failures));
+        refused.assert_code(3);
+        assert_eq!(refused.count("rows read"), 0, "{name}");
+        assert!(
+            refused.stderr.contains("has a header and no data rows"),
+            "{name}: {}",
+            refused.stderr
+        );
+        let mut args = dry_run_args(&input, &failures);
+        args.push(OsStr::new("--allow-empty"));
+        let allowed = ws.run(args);
+        allowed.assert_code(0);
+        assert_eq!(allowed.count("rows read"), 0, "{name}");
+        assert!(!failures.exists(), "{name}: no failure CSV");
     }
 }
 

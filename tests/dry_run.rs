@@ -980,7 +980,7 @@ fn empty_file_is_fatal_with_a_clear_message() {
 }
 
 #[test]
-fn header_only_file_has_zero_rows() {
+fn header_only_file_has_zero_rows_and_is_refused_unless_allowed() {
     for (name, text) in [
         ("header.csv", "UserID,Nick\n"),
         ("no-newline.csv", "UserID,Nick"),
@@ -988,9 +988,13 @@ fn header_only_file_has_zero_rows() {
         let ws = Workspace::new();
         ws.write(name, text);
         let run = ws.run(["import", name, "--dry-run"]);
-        run.assert_code(0);
+        run.assert_code(3);
         assert_eq!(run.count("rows read"), 0);
         assert_eq!(run.count("invalid"), 0);
+        assert!(run.stderr.contains("refused "), "{}", run.stderr);
+        let run = ws.run(["import", name, "--dry-run", "--allow-empty"]);
+        run.assert_code(0);
+        assert_eq!(run.count("rows read"), 0);
         assert_eq!(files_in(ws.dir()), vec![name.to_string()]);
     }
 }

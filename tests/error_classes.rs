@@ -92,6 +92,7 @@ impl Scenario {
             progress_interval: Duration::from_secs(3600),
             max_errors: None,
             read_rate: 200,
+            live: Default::default(),
         };
         let report = send::run(&job, Arc::new(client), settings, CancellationToken::new())
             .await

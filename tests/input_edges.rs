@@ -558,18 +558,26 @@ async fn standard_input_imports_with_a_state_and_a_rerun_sends_nothing() {
 // ── 14. empty exports, config files ────────────────────────────────────────────────────────
 
 #[test]
-fn a_header_only_file_warns_that_the_export_may_be_broken() {
+fn a_header_only_file_is_refused_as_a_broken_export_unless_allowed() {
     let ws = Workspace::new();
     ws.write("empty-export.csv", "UserID,Nick,Level\n");
     let run = dry_run(&ws, "empty-export.csv", &[]);
-    run.assert_code(0);
+    run.assert_code(3);
     assert!(
-        run.stderr.contains("has a header row but no data rows"),
+        run.stderr.contains("has a header and no data rows"),
         "{}",
         run.stderr
     );
+    let allowed = dry_run(&ws, "empty-export.csv", &["--allow-empty"]);
+    allowed.assert_code(0);
+    assert!(
+        !allowed.stderr.contains("no data rows"),
+        "{}",
+        allowed.stderr
+    );
     ws.write("one.csv", "UserID,Nick\nu1,A\n");
     let run = dry_run(&ws, "one.csv", &[]);
+    run.assert_code(0);
     assert!(!run.stderr.contains("no data rows"), "{}", run.stderr);
 }
 

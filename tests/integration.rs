@@ -14,6 +14,7 @@ mod dry_run;
 mod error_classes;
 mod input_edges;
 mod layers;
+mod nightly;
 mod ops;
 mod outputs;
 mod reliability;

@@ -753,11 +753,19 @@ async fn a_storm_of_one_code_is_grouped_and_the_summary_suggests_importing_accou
     let ws = Workspace::new();
     let csv = users_csv(&ws, "users.csv", 300, |_| false);
     let sim = simulator(Some(Vec::new())).await;
+    // The setup-code guard would stop this run at the 20th answer (tests/nightly.rs): off
+    // here, to see how a whole run of one code is reported.
     let done = run(import(
         ws.dir(),
         &csv,
         &sim.url(),
-        &["--rate", "1000", "--no-progress"],
+        &[
+            "--rate",
+            "1000",
+            "--no-progress",
+            "--setup-error-answers",
+            "0",
+        ],
     ))
     .await;
     done.assert_code(3);

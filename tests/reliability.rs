@@ -244,6 +244,7 @@ async fn run_with_faults(
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     };
     let run = send::run(&job, client, settings, CancellationToken::new());
     let report = if let Some(after) = fatal_after {

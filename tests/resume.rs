@@ -395,6 +395,8 @@ async fn summary_json_has_every_documented_field_with_the_run_s_values() {
         "failure_csv",
         "journal",
         "stopped",
+        "refused",
+        "requests_by_command",
         "accounts",
     ];
     want_keys.sort_unstable();

@@ -59,6 +59,7 @@ fn settings(rate: u32, concurrency: usize, max_attempts: u32) -> SendSettings {
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     }
 }
 

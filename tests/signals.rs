@@ -192,6 +192,7 @@ async fn a_stop_cancels_backoff_sleeps_and_leaves_those_rows_pending() {
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     };
     let connection = sim_connection(&sim.url(), APP, ADMIN, KEY);
     let client = Arc::new(ChatClient::new(connection, ClientTuning::default()).unwrap());

@@ -101,6 +101,7 @@ async fn every_standard_field_reaches_chat_under_its_spec_tag_and_spelling() {
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     };
     let report = send::run(&job, Arc::new(client), settings, CancellationToken::new())
         .await

@@ -54,6 +54,7 @@ fn settings(rate: u32, concurrency: usize) -> SendSettings {
         progress_interval: Duration::from_secs(3600),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     }
 }
 

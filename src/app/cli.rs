@@ -4,111 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::app::help::{
+    CHECK_ACCOUNTS_EXIT_CODES, CONFIG_HELP, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES,
+    TOP_EXAMPLES, VERIFY_EXAMPLES, VERIFY_EXIT_CODES, VERIFY_OUTPUT,
+};
 use crate::input::profile::EmptyPolicy;
 use crate::run::accounts::CreateAccounts;
-
-pub(crate) const EXIT_CODES: &str = "\
-Exit codes:
-  0    every row valid (dry run) or accepted by Chat
-  1    fatal: unreadable input, bad header, unwritable output, bad settings, a
-       changed input under --resume (without --state), a job-wide error that
-       stopped the run (wrong key, SDKAppID or admin; Chat unreachable), or
-       --max-errors reached; rows it left are sent by --resume
-  2    usage error
-  3    finished, but some rows were invalid or failed (see the failure CSV);
-       verify: values differ or rows were invalid (not checked)
-  4    another run is writing one of this run's files (journal, failure CSV,
-       state); the message names its pid
-  130  interrupted (SIGINT); 143 terminated (SIGTERM)
-  141  stdout or stderr was closed (a broken pipe): an import stops as on
-       SIGTERM, and --resume continues it";
-
-pub(crate) const TOP_EXAMPLES: &str = "\
-Examples:
-  # Validate a file without sending anything (also a .gz file, or - for standard input)
-  profile-import import users.csv --dry-run
-
-  # Import for real (the key is read from the environment, never from a flag)
-  export PROFILE_IMPORT_SECRET_KEY=...    # or --key-file /etc/profile-import/key
-  profile-import import users.csv --sdkappid 1400000000 --region singapore
-
-  # Read the profiles back and compare them with the file
-  profile-import verify users.csv --sdkappid 1400000000 --region singapore
-
-  # Rehearse against the built-in simulator, or watch a whole migration in one command
-  profile-import sim
-  profile-import demo
-
-  # Shell completions and the manual page
-  profile-import completions bash > ~/.local/share/bash-completion/completions/profile-import
-  profile-import man > ~/.local/share/man/man1/profile-import.1";
-
-const CONFIG_HELP: &str = "\
-Config file (sdkappid, admin, region, endpoint, key_file), used when --config is not given:
-  $XDG_CONFIG_HOME/profile-import/config.toml (or ~/.config/profile-import/config.toml),
-  then /etc/profile-import/config.toml; the first that exists is read. A relative key_file
-  is resolved against the config file's folder. Flags win over the environment, the
-  environment over the file.";
-
-pub(crate) const IMPORT_EXAMPLES: &str = "\
-Examples:
-  # Validate a file without sending anything; invalid rows go to users.dry-run-failures.csv
-  profile-import import users.csv --dry-run
-
-  # Show the exact JSON the first 3 rows would send
-  profile-import import users.csv --dry-run --show-requests 3
-
-  # Import for real (the key is read from the environment, never from a flag)
-  export PROFILE_IMPORT_SECRET_KEY=...    # or --key-file /etc/profile-import/key
-  profile-import import users.csv --sdkappid 1400000000 --region singapore
-
-  # Rehearse against the built-in simulator (run `profile-import sim` first)
-  PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
-      --sdkappid 1400000000 --endpoint http://127.0.0.1:8080
-
-  # A whole migration: import the accounts first, then the profiles
-  profile-import import users.csv --sdkappid 1400000000 --region singapore --create-accounts
-
-  # Nick and Image 100 users a call (multiaccount_import), checked by reading a sample back;
-  # other columns still go through portrait_set
-  profile-import import users.csv --sdkappid 1400000000 --region singapore --batch-nick-image
-
-  # Cron: resume after a crash or kill, never overlap, leave a JSON summary; with --state a
-  # regenerated export starts fresh instead of being refused
-  profile-import import users.csv --config chat.toml --resume --state state.db \\
-    --summary-json run.json
-
-  # Nightly sync: send only the profiles that changed since the last accepted run
-  profile-import import users.csv --config chat.toml --state /var/lib/profile-import/state.db
-
-  # Send only what differs from what Chat holds now (1 portrait_get per 100 users)
-  profile-import import users.csv --config chat.toml --changes-only
-
-  # The plan: what --changes-only would create, update and leave alone (users.plan.csv)
-  profile-import import users.csv --config chat.toml --dry-run --changes-only
-
-  # Rebuild a lost state file (or seed a new one) from what Chat holds, repairing drift
-  profile-import import users.csv --config chat.toml --changes-only --state state.db
-
-  # Retry only the rows that failed last time
-  profile-import import users.failures.csv --sdkappid 1400000000 --region singapore
-
-  # Read a compressed export, or standard input or a pipe (dry runs, imports with --state)
-  profile-import import users.csv.gz --dry-run
-  zcat users.csv.gz | profile-import import - --config chat.toml --state state.db
-  profile-import import <(zcat users.csv.gz) --dry-run    # outputs: stdin.*
-
-  # A semicolon-separated export with its own column names
-  profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
-
-pub(crate) const SIM_EXAMPLES: &str = "\
-Examples:
-  # Terminal 1: a simulator with realistic latency and some transient faults
-  profile-import sim --latency-ms 20-80 --fail-40006 0.1
-
-  # Terminal 2: rehearse the real import against it
-  PROFILE_IMPORT_SECRET_KEY=sim-secret profile-import import users.csv \\
-      --sdkappid 1400000000 --endpoint http://127.0.0.1:8080";
 
 /// Bulk-import user profiles from CSV into Tencent Cloud Chat (v4/profile/portrait_set).
 #[derive(Debug, Parser)]
@@ -281,6 +182,13 @@ pub struct InputArgs {
     /// to 500 bytes are sent, as Chat's newer docs say, and Chat's own 40601 decides).
     #[arg(long)]
     pub strict_location: bool,
+
+    /// The app's custom fields, as declared in the console (comma-separated keywords, e.g.
+    /// Hobby,City; also `custom_fields` in the config file): a `Custom_` column whose keyword
+    /// differs only in case takes the declared spelling, and a value in an undeclared one is
+    /// refused here with Chat's 40009.
+    #[arg(long, value_name = "KEYWORDS", value_delimiter = ',')]
+    pub custom_fields: Vec<String>,
 }
 
 /// How `check-accounts` reads the CSV: only what finds the UserIDs.
@@ -324,6 +232,7 @@ impl From<AccountsInputArgs> for InputArgs {
             relaxed_user_id: args.relaxed_user_id,
             ignore: args.ignore,
             strict_location: false,
+            custom_fields: Vec::new(),
         }
     }
 }
@@ -373,6 +282,25 @@ pub struct ImportArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
     pub max_errors: Option<u64>,
 
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+
+    #[command(flatten)]
+    pub guards: GuardArgs,
+
+    /// For these tags (comma-separated header names or tags, or `all`), send a value only where
+    /// Chat holds none: fields users edit in the app (Nick, Image, SelfSignature) are filled
+    /// for new users and left alone for the others. Reads what Chat holds, as --changes-only
+    /// does (and turns it on).
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub only_if_empty: Vec<String>,
+
+    /// Write every change this run made in Chat to PATH (CSV: run, UserID, tag, the value
+    /// Chat held before (known under --changes-only), the value sent, the result code); on
+    /// --resume the rows are appended. `-` is refused.
+    #[arg(long, value_name = "PATH", value_parser = not_stdout)]
+    pub changes_log: Option<PathBuf>,
+
     /// Import the users' Chat accounts too: `batch` (default: multiaccount_import of every
     /// user before the profiles), `account-list` (the same, also setting Nick and FaceUrl from
     /// the row), or `on-demand` (account_import when portrait_set answers 40003, then retry).
@@ -403,7 +331,7 @@ pub struct ImportArgs {
 
     /// With --dry-run --changes-only: where the plan CSV goes (UserID,Tag,Expected,Actual, as
     /// verify's diff) [default: <CSV stem>.plan.csv beside the input].
-    #[arg(long, value_name = "PATH", requires_all = ["dry_run", "changes_only"])]
+    #[arg(long, value_name = "PATH", requires = "dry_run")]
     pub plan: Option<PathBuf>,
     /// Send Nick and Image (as FaceUrl) through multiaccount_import's AccountList, 100 users
     /// a call at --batch-rate calls/s, instead of one portrait_set per user; a row's other
@@ -482,6 +410,58 @@ pub struct ConnectionArgs {
     pub usersig_ttl: u64,
 }
 
+/// What a monitoring system reads of a run, beside the summary JSON.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MonitorArgs {
+    /// Write the run's figures in the Prometheus text format to PATH (for node_exporter's
+    /// textfile collector), during the run and when it ends, however it ends.
+    #[arg(long, value_name = "PATH", value_parser = not_stdout)]
+    pub metrics_file: Option<PathBuf>,
+
+    /// The `job` label of the metrics [default: the input's stem].
+    #[arg(long, value_name = "NAME")]
+    pub job_name: Option<String>,
+}
+
+/// Guards that stop a run that is going nowhere, or refuse one whose input looks broken.
+#[derive(Debug, Clone, Args)]
+pub struct GuardArgs {
+    /// Stop once more than P % of the rows sent have failed for good (after
+    /// --error-rate-min-rows rows); the rows left stay pending for --resume. Exit 3.
+    #[arg(long, value_name = "P", value_parser = percent)]
+    pub max_error_rate: Option<f64>,
+
+    /// Rows sent before --max-error-rate is judged.
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+    pub error_rate_min_rows: u64,
+
+    /// Stop when the first N answers all fail with the same code that means the app is not
+    /// set up for this file (40009/40008: a custom field not declared in the console; 40003
+    /// without --create-accounts: no accounts); 0 never stops.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub setup_error_answers: u64,
+
+    /// Refuse to send (exit 3) when the input has fewer than N data rows.
+    #[arg(long, value_name = "N")]
+    pub min_rows: Option<u64>,
+
+    /// With --state: refuse to send (exit 3) when the input has P % fewer rows than the last
+    /// run recorded in the state.
+    #[arg(long, value_name = "P", value_parser = percent, requires = "state")]
+    pub max_shrink: Option<f64>,
+
+    /// Accept an input with a header and no rows (refused with exit 3 otherwise: an empty
+    /// nightly export usually means the export broke).
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Send only the first N users (a canary run); the rest stay pending for a later run or
+    /// --resume.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+    pub limit: Option<u64>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
     /// Ceiling on requests per second: no one-second window holds more than this many.
@@ -558,6 +538,9 @@ pub struct CheckAccountsArgs {
     pub rate: u32,
 
     #[command(flatten)]
+    pub monitor: MonitorArgs,
+
+    #[command(flatten)]
     pub calls: CallArgs,
 
     #[command(flatten)]
@@ -587,36 +570,14 @@ pub struct VerifyArgs {
     pub rate: u32,
 
     #[command(flatten)]
+    pub monitor: MonitorArgs,
+
+    #[command(flatten)]
     pub calls: CallArgs,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
-
-const VERIFY_OUTPUT: &str = "\
-Writes a diff CSV (UserID,Tag,Expected,Actual); rows that are invalid cannot be compared and
-are written to <CSV stem>.verify-failures.csv as the import writes them.";
-
-pub(crate) const VERIFY_EXIT_CODES: &str = "\
-Exit codes:
-  0    every row was checked and every value matches
-  1    fatal: unreadable input, bad settings, Chat's answer stopped the run
-  2    usage error
-  3    some values differ, accounts are missing, or rows are invalid (not checked)
-  141  stdout or stderr was closed (a broken pipe)";
-
-pub(crate) const VERIFY_EXAMPLES: &str = "\
-Examples:
-  profile-import verify users.csv --sdkappid 1400000000 --region singapore
-  profile-import verify users.csv --sample 1000 --config chat.toml";
-
-pub(crate) const CHECK_ACCOUNTS_EXIT_CODES: &str = "\
-Exit codes:
-  0    every user of the file is a Chat account
-  1    fatal: unreadable input, bad settings, Chat's answer stopped the run
-  2    usage error
-  3    some users are not imported (listed in <CSV stem>.missing-accounts.csv)
-  141  stdout or stderr was closed (a broken pipe)";
 
 #[derive(Debug, Args)]
 pub struct UsersigArgs {
@@ -713,6 +674,22 @@ fn fraction(text: &str) -> Result<f64, String> {
         Ok(_) => Err("must be a fraction from 0.0 to 1.0".into()),
         Err(err) => Err(err.to_string()),
     }
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        Ok(_) => Err("must be a percentage from 0 to 100".into()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// An output file the tool writes as it goes and renames into place: not standard output.
+fn not_stdout(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err("must be a file (`-`, standard output, cannot be renamed into place)".into());
+    }
+    Ok(PathBuf::from(text))
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::CommandFactory;
 
 use crate::app::cli::{self, Cli, Command, StateCommand};
-use crate::app::config::Config;
+use crate::app::config::{Config, Metrics};
 use crate::app::exit::ExitStatus;
 use crate::app::signals::{status_of, Ended};
 use crate::app::{demo, settings, signals};
@@ -28,9 +28,12 @@ use crate::store::{lock, state};
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
 /// that another run holding one of this run's outputs ends it with exit 4, and an output that
-/// is the input or another output is a usage error (exit 2).
+/// is the input or another output is a usage error (exit 2). A run with `--metrics-file` writes
+/// its end there however it ended (but not when another run holds its files: that run owns the
+/// metrics too).
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
-    match run_command(cli) {
+    let mut metrics: Metrics = None;
+    let result = match run_command(cli, &mut metrics) {
         Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
             console::err_line(&format!("error: {err:#}"));
             Ok(ExitStatus::Locked)
@@ -40,14 +43,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Usage)
         }
         other => other,
+    };
+    let code = match &result {
+        Ok(ExitStatus::Locked) => None,
+        Ok(status) => Some(final_status(*status).code()),
+        Err(_) => Some(ExitStatus::Fatal.code()),
+    };
+    if let (Some(metrics), Some(code)) = (metrics, code) {
+        let written = metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish_if_open(code);
+        match (written, &result) {
+            (Err(err), Ok(_)) => return Err(err),
+            (Err(err), Err(_)) => tracing::error!("{err:#}"),
+            (Ok(()), _) => {}
+        }
     }
+    result
 }
 
-fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
+/// Runs the command; `metrics` gets its metrics file as soon as its settings are known.
+fn run_command(cli: Cli, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
     match cli.command {
-        Command::Import(args) => import(*args, cli.verbose, cli.quiet),
-        Command::CheckAccounts(args) => check_accounts_command(*args),
-        Command::Verify(args) => verify_command(*args),
+        Command::Import(args) => import(*args, cli.verbose, cli.quiet, metrics),
+        Command::CheckAccounts(args) => check_accounts_command(*args, metrics),
+        Command::Verify(args) => verify_command(*args, metrics),
         Command::State(StateCommand::Stats { path }) => {
             console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
@@ -76,11 +97,17 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
 }
 
 /// `import`: a dry run, or a real import until it ends or a signal stops it.
-fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
+fn import(
+    args: cli::ImportArgs,
+    verbose: u8,
+    quiet: bool,
+    metrics: &mut Metrics,
+) -> anyhow::Result<ExitStatus> {
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
     let config = Config::import(&args, stdin.as_ref(), quiet)?;
-    if args.dry_run && args.changes_only {
+    metrics.clone_from(&config.metrics);
+    if args.dry_run && config.job.changes_only {
         return changes_plan_command(&args, &config);
     }
     if args.dry_run {
@@ -105,10 +132,7 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     }));
     let (status, summary) = outcome?;
     if let Some(summary) = &summary {
-        warn_if_no_rows(summary.rows, &args.input.csv);
-    }
-    if let (Some(path), Some(summary)) = (&config.summary_json, &summary) {
-        sinks::JsonSummary(path.clone()).finish(summary, final_status(status).code())?;
+        finish_files(summary, status, &config)?;
     }
     Ok(status)
 }
@@ -139,8 +163,16 @@ fn dry_run_command(
     };
     let mut summary = dry_run::run(&config.job, options)?;
     warn_long_locations(&summary);
-    warn_if_no_rows(summary.rows, &args.input.csv);
     let mut status = status_of(&summary);
+    let last_rows = match &config.job.state {
+        Some(path) => state::last_run_rows(path)?,
+        None => None,
+    };
+    if let Some(why) = config.job.guards.refusal(summary.rows, last_rows) {
+        tracing::error!("a real run would refuse this input: {why}");
+        summary.refused = Some(why);
+        status = ExitStatus::RowsFailed;
+    }
     if args.check_accounts {
         sinks::print(&summary, status.code());
         let output = crate::fsutil::beside(&config.job.input.path, ".missing-accounts.csv");
@@ -153,12 +185,10 @@ fn dry_run_command(
         }
         console::err(&checked.to_string());
         summary.accounts_checked = checked.accounts_checked;
-        if let Some(path) = &config.summary_json {
-            sinks::JsonSummary(path.clone()).finish(&summary, final_status(status).code())?;
-        }
+        finish_files(&summary, status, config)?;
         return Ok(status);
     }
-    finish(&summary, status, config.summary_json.as_deref())?;
+    finish(&summary, status, config)?;
     Ok(status)
 }
 
@@ -176,22 +206,29 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
                 Some(handles.account_checks()?.clone()),
             ),
         };
-        planner.run(&config.job, &plan_csv, &stop).await
+        let mut report = planner.run(&config.job, &plan_csv, &stop).await?;
+        report.calls = handles.calls();
+        Ok(report)
     }))?;
     finish_checked(ended, &args.input.csv, config)
 }
 
 /// `check-accounts`.
-fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
+fn check_accounts_command(
+    args: cli::CheckAccountsArgs,
+    metrics: &mut Metrics,
+) -> anyhow::Result<ExitStatus> {
     let config = Config::check_accounts(&args)?;
+    metrics.clone_from(&config.metrics);
     let output = config.report_csv.clone().unwrap_or_default();
     let ended = check_accounts(&config, &args.connection, &output)?;
     finish_checked(ended, &args.input.csv.clone(), &config)
 }
 
 /// `verify`: reads the profiles back and compares them with the CSV.
-fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
+fn verify_command(args: cli::VerifyArgs, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
     let config = Config::verify(&args)?;
+    metrics.clone_from(&config.metrics);
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let diff = config.report_csv.clone().unwrap_or_default();
@@ -205,7 +242,9 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
                 Some(handles.account_checks()?.clone()),
             ),
         };
-        verifier.run(&config.job, args.sample, &diff, &stop).await
+        let mut report = verifier.run(&config.job, args.sample, &diff, &stop).await?;
+        report.calls = handles.calls();
+        Ok(report)
     }))?;
     finish_checked(ended, &args.input.csv, config)
 }
@@ -222,44 +261,38 @@ fn finish_checked(
         Ended::Abandoned(status) => return Ok(status),
     };
     warn_if_no_rows(report.rows, csv);
-    match stopped {
-        Some(status) => {
-            finish(&report, status, config.summary_json.as_deref())?;
-            Ok(status)
-        }
-        None => finish_report(&report, config.summary_json.as_deref()),
-    }
-}
-
-/// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
-/// report shown and written to `--summary-json` if asked.
-fn finish_report(
-    report: &summary::Summary,
-    summary_json: Option<&std::path::Path>,
-) -> anyhow::Result<ExitStatus> {
-    let status = if report.passed() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::RowsFailed
+    // A command that checks rows passes (0) when they all passed, and ends with 3 otherwise.
+    let status = match stopped {
+        Some(status) => status,
+        None if report.passed() => ExitStatus::Success,
+        None => ExitStatus::RowsFailed,
     };
-    finish(report, status, summary_json)?;
+    finish(&report, status, config)?;
     Ok(status)
 }
 
-/// Shows the report through its sinks: the text summary, and the JSON file if asked. The exit
-/// status they record is the one the process ends with (a closed output makes it 141).
-fn finish(
+/// Shows the report through its sinks: the text summary, then the files. The exit status they
+/// record is the one the process ends with (a closed output makes it 141).
+fn finish(report: &summary::Summary, status: ExitStatus, config: &Config) -> anyhow::Result<()> {
+    sinks::TextSummary.finish(report, final_status(status).code())?;
+    finish_files(report, status, config)
+}
+
+/// The report's files: `--summary-json` and `--metrics-file`, if asked.
+fn finish_files(
     report: &summary::Summary,
     status: ExitStatus,
-    summary_json: Option<&std::path::Path>,
+    config: &Config,
 ) -> anyhow::Result<()> {
-    let status = final_status(status);
-    let mut sinks: Vec<Box<dyn sinks::Sink>> = vec![Box::new(sinks::TextSummary)];
-    if let Some(path) = summary_json {
-        sinks.push(Box::new(sinks::JsonSummary(path.to_path_buf())));
+    let code = final_status(status).code();
+    if let Some(path) = &config.summary_json {
+        sinks::JsonSummary(path.clone()).finish(report, code)?;
     }
-    for sink in &mut sinks {
-        sink.finish(report, status.code())?;
+    if let Some(metrics) = &config.metrics {
+        metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish(report, code)?;
     }
     Ok(())
 }
@@ -379,6 +412,7 @@ fn check_accounts(
             accounts::check_all(&job.input, job.rules, &calls, output, &stop).await?;
         let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
         report.count_read(checked);
+        report.calls = handles.calls();
         report.accounts_checked = Some(summary::AccountsChecked {
             users: checked,
             not_imported: missing,

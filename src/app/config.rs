@@ -6,17 +6,24 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::bail;
 
-use crate::app::cli::{CallArgs, CheckAccountsArgs, ImportArgs, InputArgs, VerifyArgs};
+use crate::app::cli::{
+    CallArgs, CheckAccountsArgs, GuardArgs, ImportArgs, InputArgs, MonitorArgs, VerifyArgs,
+};
+use crate::app::settings;
 use crate::chat::client::ClientTuning;
 use crate::chat::retry::RetryPolicy;
 use crate::input::profile::UserIdRule;
 use crate::input::reader::InputOptions;
 use crate::input::row::{LocationRule, RowRules};
 use crate::input::stdin::StdinSpool;
-use crate::run::job::{BatchOptions, JobInput};
+use crate::run::job::{BatchOptions, Guards, JobInput};
+use crate::run::metrics::MetricsFile;
 use crate::run::send::SendSettings;
+use crate::run::sinks::{LiveSinks, Sink};
 use crate::store::failures::{self, FailuresOf};
 use crate::store::outputs::RunFiles;
 
@@ -29,7 +36,13 @@ pub struct Config {
     /// missing users (`--output`).
     pub report_csv: Option<PathBuf>,
     pub summary_json: Option<PathBuf>,
+    /// `--metrics-file`: written during the run (import) and at its end, however it ends.
+    pub metrics: Metrics,
 }
+
+/// The metrics file of a run, shared by the run (which updates it as it goes) and the app
+/// (which writes its end).
+pub type Metrics = Option<Arc<Mutex<MetricsFile>>>;
 
 impl Config {
     /// `import` (a dry run, the plan, or a real import). `stdin`: the spooled copy when the
@@ -44,7 +57,8 @@ impl Config {
         } else {
             FailuresOf::Import
         };
-        let mut job = job(&args.input, stdin, failures_of)?;
+        let declared = settings::custom_fields(&args.input.custom_fields, &args.connection)?;
+        let mut job = job(&args.input, stdin, failures_of, declared)?;
         if let Some(journal) = &args.journal {
             job.journal = journal.clone();
         }
@@ -53,7 +67,10 @@ impl Config {
         job.create_accounts = args.create_accounts.map(Into::into);
         job.state = args.state.clone();
         job.full = args.full;
-        job.changes_only = args.changes_only;
+        job.only_if_empty = only_if_empty(&args.only_if_empty)?;
+        job.changes_only = args.changes_only || job.only_if_empty.is_some();
+        job.changes_log = args.changes_log.clone();
+        job.guards = guards(&args.guards);
         job.batch_nick_image = args.batch_nick_image.then_some(BatchOptions {
             rate: args.batch_rate,
         });
@@ -65,17 +82,26 @@ impl Config {
         );
         send.max_errors = args.max_errors;
         send.read_rate = args.read_rate;
-        let plan = (args.dry_run && args.changes_only).then(|| {
+        if args.plan.is_some() && !job.changes_only {
+            bail!("--plan is the plan of --dry-run --changes-only (or --only-if-empty)");
+        }
+        let plan = (args.dry_run && job.changes_only).then(|| {
             args.plan.clone().unwrap_or_else(|| {
                 crate::run::changes::plan::default_path(named_after(&job, stdin))
             })
         });
+        let metrics = metrics(&args.monitor, &args.input.csv, stdin, &send);
+        if let Some(metrics) = &metrics {
+            let live: Arc<Mutex<dyn Sink>> = metrics.clone();
+            send.live = LiveSinks(vec![live]);
+        }
         let config = Config {
             tuning: tuning(&args.sending.calls),
             job,
             send,
             report_csv: plan,
             summary_json: args.summary_json.clone(),
+            metrics,
         };
         let mut files = config.files().output("--failures", &config.job.failures);
         if !args.dry_run {
@@ -92,7 +118,8 @@ impl Config {
 
     /// `verify`.
     pub fn verify(args: &VerifyArgs) -> anyhow::Result<Config> {
-        let job = job(&args.input, None, FailuresOf::Verify)?;
+        let declared = settings::custom_fields(&args.input.custom_fields, &args.connection)?;
+        let job = job(&args.input, None, FailuresOf::Verify, declared)?;
         let diff = args
             .diff
             .clone()
@@ -101,6 +128,7 @@ impl Config {
         send.read_rate = args.rate;
         let config = Config {
             tuning: tuning(&args.calls),
+            metrics: metrics(&args.monitor, &args.input.csv, None, &send),
             job,
             send,
             report_csv: Some(diff),
@@ -117,7 +145,7 @@ impl Config {
     /// `check-accounts`.
     pub fn check_accounts(args: &CheckAccountsArgs) -> anyhow::Result<Config> {
         let input: InputArgs = args.input.clone().into();
-        let job = job(&input, None, FailuresOf::Import)?;
+        let job = job(&input, None, FailuresOf::Import, None)?;
         let output = args
             .output
             .clone()
@@ -125,6 +153,7 @@ impl Config {
         let send = send_settings(args.rate, None, &args.calls, false);
         let config = Config {
             tuning: tuning(&args.calls),
+            metrics: metrics(&args.monitor, &args.input.csv, None, &send),
             job,
             send,
             report_csv: Some(output),
@@ -164,6 +193,7 @@ impl Config {
             progress_interval: Duration::from_secs(2),
             max_errors: None,
             read_rate: 200,
+            live: Default::default(),
         };
         Config {
             job,
@@ -171,13 +201,28 @@ impl Config {
             tuning: ClientTuning::default(),
             report_csv: Some(workdir.join("users.diff.csv")),
             summary_json: None,
+            metrics: None,
         }
     }
 
-    /// The run's files: the input and the summary; each command adds its own.
+    fn metrics_path(&self) -> Option<PathBuf> {
+        let metrics = self.metrics.as_ref()?;
+        Some(
+            metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .path()
+                .to_path_buf(),
+        )
+    }
+
+    /// The run's files: the input, the summary, the metrics and the change log; each command
+    /// adds its own.
     fn files(&self) -> RunFiles {
         RunFiles::reading(&self.job.input.path)
             .output_at_end("--summary-json", self.summary_json.as_deref())
+            .output_at_end("--metrics-file", self.metrics_path().as_deref())
+            .output_at_end("--changes-log", self.job.changes_log.as_deref())
     }
 }
 
@@ -187,6 +232,70 @@ fn named_after<'a>(job: &'a JobInput, stdin: Option<&StdinSpool>) -> &'a Path {
         Path::new("stdin")
     } else {
         job.input.path.as_path()
+    }
+}
+
+/// `--metrics-file`, written about every `--progress-interval` during the run.
+fn metrics(
+    monitor: &MonitorArgs,
+    csv: &Path,
+    stdin: Option<&StdinSpool>,
+    send: &SendSettings,
+) -> Metrics {
+    let path = monitor.metrics_file.as_ref()?;
+    let job = job_name(monitor, csv, stdin);
+    let file = MetricsFile::new(path, &job, send.progress_interval);
+    Some(Arc::new(Mutex::new(file)))
+}
+
+/// The metrics' job label: `--job-name`, or the input's stem (`stdin` for standard input).
+fn job_name(monitor: &MonitorArgs, csv: &Path, stdin: Option<&StdinSpool>) -> String {
+    if let Some(name) = &monitor.job_name {
+        return name.clone();
+    }
+    if stdin.is_some() || crate::input::stdin::is_stdin(csv) {
+        return "stdin".into();
+    }
+    let named = crate::fsutil::beside(csv, "");
+    named
+        .file_name()
+        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `--only-if-empty`: the tags, as Chat names them (`Nick` → `Tag_Profile_IM_Nick`), or an
+/// empty list for `all`.
+fn only_if_empty(args: &[String]) -> anyhow::Result<Option<Vec<String>>> {
+    let names: Vec<&str> = args
+        .iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
+        return Ok(Some(Vec::new()));
+    }
+    let tags = names
+        .iter()
+        .map(|name| {
+            crate::input::header::parse_tag(name)
+                .map(|tag| tag.name())
+                .map_err(|why| anyhow::anyhow!("--only-if-empty {name}: {why}"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    Ok(Some(tags))
+}
+
+fn guards(args: &GuardArgs) -> Guards {
+    Guards {
+        max_error_rate: args.max_error_rate,
+        error_rate_min_rows: args.error_rate_min_rows,
+        setup_error_answers: args.setup_error_answers,
+        min_rows: args.min_rows,
+        max_shrink: args.max_shrink,
+        allow_empty: args.allow_empty,
+        limit: args.limit,
     }
 }
 
@@ -207,6 +316,7 @@ fn send_settings(
         progress_interval: Duration::from_secs(args.progress_interval),
         max_errors: None,
         read_rate: 200,
+        live: Default::default(),
     }
 }
 
@@ -234,7 +344,12 @@ fn tuning(args: &CallArgs) -> ClientTuning {
 /// (`/dev/stdin`); its failure CSV goes to the working folder (`stdin.failures.csv`,
 /// `stdin.dry-run-failures.csv`). Without a spool such input is refused: only the callers that
 /// can read it spool it.
-fn job(args: &InputArgs, stdin: Option<&StdinSpool>, run: FailuresOf) -> anyhow::Result<JobInput> {
+fn job(
+    args: &InputArgs,
+    stdin: Option<&StdinSpool>,
+    run: FailuresOf,
+    custom_fields: Option<Vec<String>>,
+) -> anyhow::Result<JobInput> {
     let path = match stdin {
         Some(spool) => spool.path().to_path_buf(),
         None if crate::input::stdin::is_stdin(&args.csv) => bail!(
@@ -266,6 +381,7 @@ fn job(args: &InputArgs, stdin: Option<&StdinSpool>, run: FailuresOf) -> anyhow:
             user_column: args.user_column.clone(),
             mapping: args.mapping.clone(),
             ignore: args.ignore.clone(),
+            custom_fields,
         },
         RowRules {
             empty: args.empty.into(),

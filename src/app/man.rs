@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::CommandFactory;
 use clap_mangen::roff::{roman, Roff};
 
-use crate::app::cli::{
-    Cli, CHECK_ACCOUNTS_EXIT_CODES, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES, TOP_EXAMPLES,
+use crate::app::cli::Cli;
+use crate::app::help::{
+    CHECK_ACCOUNTS_EXIT_CODES, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES, TOP_EXAMPLES,
     VERIFY_EXAMPLES, VERIFY_EXIT_CODES,
 };
 

@@ -33,6 +33,8 @@ pub struct ConfigFile {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// The app's custom fields, as declared in the console (`--custom-fields`).
+    pub custom_fields: Option<Vec<String>>,
 }
 
 /// Reads one environment variable, treating an empty value as unset.
@@ -119,6 +121,23 @@ fn config_file(args: &ConnectionArgs) -> anyhow::Result<(ConfigFile, ConfigSourc
         }
     }
     Ok((file, source))
+}
+
+/// The app's declared custom fields: `--custom-fields`, or else the config file's
+/// `custom_fields`; None when neither says.
+pub fn custom_fields(
+    flag: &[String],
+    connection: &ConnectionArgs,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let flag: Vec<String> = flag
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if !flag.is_empty() {
+        return Ok(Some(flag));
+    }
+    Ok(config_file(connection)?.0.custom_fields)
 }
 
 /// Resolves the connection settings, or names every missing one with every way to set it.

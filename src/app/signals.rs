@@ -81,14 +81,18 @@ where
         report.summary.stopped =
             Some("stdout or stderr was closed (a broken pipe); --resume continues".into());
     }
-    let stopped = report.fatal.is_some() || report.interrupted;
+    let stopped = report.fatal.is_some() || report.interrupted || report.halted.is_some();
     let status = if report.fatal.is_some() {
         ExitStatus::Fatal
     } else if let (true, Some(signalled)) = (report.interrupted, signalled) {
         signalled
+    } else if report.halted.is_some() || report.refused.is_some() {
+        // A guard stopped the run, or refused its input: rows are not done.
+        ExitStatus::RowsFailed
     } else {
         status_of(&report.summary)
     };
+
     sinks::print(&report.summary, status.code());
     if let Some(mut state) = report.state {
         let summary = &report.summary;

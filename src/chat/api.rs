@@ -4,6 +4,7 @@
 //! reads of `--changes-only` and the batch path) name each other's pacers as siblings: an
 //! app-wide 60011 on any of them slows them all.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::client::ChatClient;
 use crate::chat::limiter::Pacer;
-use crate::chat::retry::{Answer, Caller, RetryPolicy};
+use crate::chat::retry::{Answer, Answered, Caller, RequestResults, RetryPolicy};
 
 /// Chat's REST command paths.
 pub mod command {
@@ -43,6 +44,7 @@ pub struct ChatApi {
     stop: CancellationToken,
     requests: AtomicU64,
     throttled: AtomicU64,
+    results: RequestResults,
 }
 
 impl ChatApi {
@@ -61,6 +63,7 @@ impl ChatApi {
             stop,
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            results: RequestResults::default(),
         }
     }
 
@@ -97,6 +100,7 @@ impl ChatApi {
             stop: &self.stop,
             requests: &self.requests,
             throttled: &self.throttled,
+            results: &self.results,
         }
         .call(command, body)
         .await
@@ -127,6 +131,11 @@ impl ChatApi {
     /// Throttled answers so far (60007 and friends, HTTP 429).
     pub fn throttled(&self) -> u64 {
         self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// How its requests were answered so far, by command.
+    pub fn results(&self) -> BTreeMap<String, Answered> {
+        self.results.snapshot()
     }
 }
 

@@ -5,8 +5,9 @@
 //! Used for every API the job calls (portrait_set, the account APIs, portrait_get), so they
 //! all follow the same error table (spec §1.7, see `codes`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,6 +81,66 @@ impl RetryPolicy {
     }
 }
 
+/// How the requests of one command were answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Answered {
+    /// Chat answered OK.
+    pub ok: u64,
+    /// Chat throttled them (60007 and friends, HTTP 429): sent again later.
+    pub throttled: u64,
+    /// Any other answer: a failure code, an HTTP error, a transport error or a timeout.
+    pub error: u64,
+}
+
+impl Answered {
+    pub fn add(&mut self, other: Answered) {
+        self.ok += other.ok;
+        self.throttled += other.throttled;
+        self.error += other.error;
+    }
+}
+
+/// What became of each request, by command.
+#[derive(Debug, Default)]
+pub struct RequestResults {
+    by_command: Mutex<BTreeMap<String, Answered>>,
+}
+
+/// What became of one request, for [`RequestResults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestResult {
+    Ok,
+    Throttled,
+    Error,
+}
+
+impl RequestResults {
+    pub(crate) fn note(&self, command: &str, answer: RequestResult) {
+        let mut by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = match by_command.get_mut(command) {
+            Some(counts) => counts,
+            None => by_command.entry(command.to_string()).or_default(),
+        };
+        match answer {
+            RequestResult::Ok => counts.ok += 1,
+            RequestResult::Throttled => counts.throttled += 1,
+            RequestResult::Error => counts.error += 1,
+        }
+    }
+
+    /// The counts so far, by command (its last path segment: `portrait_set`).
+    pub fn snapshot(&self) -> BTreeMap<String, Answered> {
+        let by_command = self.by_command.lock().unwrap_or_else(|e| e.into_inner());
+        by_command
+            .iter()
+            .map(|(command, counts)| {
+                let name = command.rsplit('/').next().unwrap_or(command);
+                (name.to_string(), *counts)
+            })
+            .collect()
+    }
+}
+
 /// What one call borrows from its `ChatApi`.
 pub(crate) struct Caller<'a> {
     pub client: &'a ChatClient,
@@ -92,6 +153,8 @@ pub(crate) struct Caller<'a> {
     pub requests: &'a AtomicU64,
     /// Counts throttled answers.
     pub throttled: &'a AtomicU64,
+    /// Counts what became of each request, by command.
+    pub results: &'a RequestResults,
 }
 
 impl Caller<'_> {
@@ -117,7 +180,9 @@ impl Caller<'_> {
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = self.client.call(command, body.clone()).await;
             let requests = attempts + throttled + u32::from(renewed);
-            let (code, message) = match judge(result) {
+            let step = judge(result);
+            self.results.note(command, step.result());
+            let (code, message) = match step {
                 Step::Done(answer) => {
                     if matches!(answer, Answer::Ok(..)) {
                         self.pacer.on_accepted(ticket);
@@ -223,6 +288,17 @@ enum Step {
     Retry(FailureCode, String),
     /// No connection could be made: the job may have to stop (see `Caller::unreachable`).
     Connect(String),
+}
+
+impl Step {
+    /// What the request this step answers became, for the counts by command.
+    fn result(&self) -> RequestResult {
+        match self {
+            Step::Done(Answer::Ok(..)) => RequestResult::Ok,
+            Step::Throttled(..) => RequestResult::Throttled,
+            _ => RequestResult::Error,
+        }
+    }
 }
 
 /// Classifies one answer by Chat's error table (spec §1.7, see `codes`) and the HTTP status.

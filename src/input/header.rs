@@ -51,6 +51,9 @@ pub struct Columns {
     pub names: Vec<String>,
     pub roles: Vec<ColumnRole>,
     pub user_index: usize,
+    /// Custom columns whose keyword is not one the app declares (`--custom-fields`): a value
+    /// in one is refused as Chat would (40009).
+    pub undeclared: Vec<usize>,
 }
 
 impl Columns {
@@ -236,9 +239,47 @@ pub fn resolve(
             names,
             roles: roles.into_iter().map(|(_, r)| r).collect(),
             user_index,
+            undeclared: Vec::new(),
         }),
         _ => Err(HeaderError { problems }),
     }
+}
+
+/// [`resolve`], then the custom columns held to the app's declared custom fields
+/// (`--custom-fields`): a keyword that differs from a declared one only in case takes the
+/// declared spelling (Chat's tags are case-sensitive), and one that matches none is marked
+/// undeclared. Without a declaration, a custom column whose prefix is not written as
+/// `Custom_` or `Tag_Profile_Custom_` (an export that changed the case of its header) is
+/// warned about: its keyword is sent exactly as written.
+pub fn resolve_declared(
+    names: Vec<String>,
+    mapping: &Mapping,
+    user_column: Option<&str>,
+    declared: Option<&[String]>,
+) -> Result<Columns, HeaderError> {
+    let mut columns = resolve(names, mapping, user_column)?;
+    for index in 0..columns.roles.len() {
+        let ColumnRole::Field(Tag::Custom(keyword)) = &columns.roles[index] else {
+            continue;
+        };
+        let name = &columns.names[index];
+        match declared {
+            Some(declared) => match declared.iter().find(|d| d.eq_ignore_ascii_case(keyword)) {
+                Some(exact) => columns.roles[index] = ColumnRole::Field(Tag::Custom(exact.clone())),
+                None => columns.undeclared.push(index),
+            },
+            None if !name.starts_with("Custom_") && !name.starts_with(CUSTOM_TAG_PREFIX) => {
+                tracing::warn!(
+                    "column \"{}\" sets Tag_Profile_Custom_{keyword}: Chat's custom tags are \
+                     case-sensitive, so the keyword must be written exactly as declared in the \
+                     console; pass --custom-fields to check it",
+                    crate::input::profile::clip(name)
+                );
+            }
+            None => {}
+        }
+    }
+    Ok(columns)
 }
 
 /// Each named column's role; a column that cannot be read as one is a problem and left out.

@@ -51,6 +51,7 @@ impl JsonlInput {
                 names: Vec::new(),
                 roles: Vec::new(),
                 user_index: 0,
+                undeclared: Vec::new(),
             },
             keys: Vec::new(),
             line: 0,
@@ -75,8 +76,10 @@ impl JsonlInput {
         };
         mapping.ignore.extend(options.ignore.iter().cloned());
         let names = input.keys.iter().map(|k| header::clean_name(k)).collect();
-        input.columns = header::resolve(names, &mapping, options.user_column.as_deref())
-            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+        let declared = options.custom_fields.as_deref();
+        input.columns =
+            header::resolve_declared(names, &mapping, options.user_column.as_deref(), declared)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
         // The first object is a row too: read again from where it starts.
         input.seek_to(first, 0)?;
         Ok(input)

@@ -26,6 +26,8 @@ pub struct InputOptions {
     pub mapping: Option<PathBuf>,
     /// Columns to leave out (`--ignore`), on top of the mapping file's `ignore`.
     pub ignore: Vec<String>,
+    /// The app's custom fields (`--custom-fields`), when declared.
+    pub custom_fields: Option<Vec<String>>,
 }
 
 /// An open input file positioned after its header.
@@ -133,16 +135,17 @@ impl CsvInput {
             }
             names.push(header::clean_name(name));
         }
-        let columns = header::resolve(names, mapping, options.user_column.as_deref()).map_err(
-            |mut err| {
-                if raw_header.len() == 1 {
-                    if let Some(hint) = delimiter_hint(&raw_header[0], options.delimiter) {
-                        err.problems.insert(0, hint);
+        let declared = options.custom_fields.as_deref();
+        let columns =
+            header::resolve_declared(names, mapping, options.user_column.as_deref(), declared)
+                .map_err(|mut err| {
+                    if raw_header.len() == 1 {
+                        if let Some(hint) = delimiter_hint(&raw_header[0], options.delimiter) {
+                            err.problems.insert(0, hint);
+                        }
                     }
-                }
-                anyhow::anyhow!("{}: {err}", path.display())
-            },
-        )?;
+                    anyhow::anyhow!("{}: {err}", path.display())
+                })?;
         Ok(CsvInput {
             reader,
             columns,
@@ -826,6 +829,7 @@ mod tests {
             user_column: None,
             mapping: None,
             ignore: Vec::new(),
+            custom_fields: None,
         };
         let mut input = CsvInput::from_bytes(data.to_vec(), &options).unwrap();
         let mut record = ByteRecord::new();
@@ -850,6 +854,7 @@ mod tests {
             user_column: None,
             mapping: None,
             ignore: Vec::new(),
+            custom_fields: None,
         };
         let first = CsvInput::open(&options).unwrap();
         (file, first, cut)

@@ -95,6 +95,8 @@ pub fn failure_from(violations: &[Violation]) -> Failure {
 struct FieldColumn {
     /// The column's position in the record.
     index: usize,
+    /// A custom field the app does not declare (`--custom-fields`): a value is refused.
+    undeclared: bool,
     /// `,{"Tag":"<tag>","Value":`, pre-rendered so each item costs one copy (the first item
     /// of a body skips the comma).
     item_prefix: Box<[u8]>,
@@ -128,6 +130,7 @@ impl RowMapper {
             };
             slots[index] = Some(FieldColumn {
                 index,
+                undeclared: columns.undeclared.contains(&index),
                 item_prefix: format!(
                     ",{{\"Tag\":{},\"Value\":",
                     serde_json::to_string(&tag.name()).unwrap_or_default()
@@ -266,6 +269,7 @@ impl RowMapper {
                 },
             };
             match profile::normalize(field.kind, cell, self.rules.empty) {
+                Ok(Some(_)) if field.undeclared => violations.push(self.undeclared(field.index)),
                 Ok(Some(value)) => {
                     body.extend_from_slice(&field.item_prefix[usize::from(items == 0)..]);
                     match value {
@@ -314,6 +318,19 @@ impl RowMapper {
                 err.valid_up_to()
             ),
         })
+    }
+
+    /// A value in a custom column the app does not declare: what Chat would answer.
+    fn undeclared(&self, index: usize) -> Violation {
+        Violation {
+            column: Some(self.columns.names[index].clone()),
+            code: FailureCode::Chat(40009),
+            rule: "custom field not declared",
+            message: "is not one of the app's custom fields (--custom-fields); declare it in \
+                      the console (Feature Configuration → Custom User Field) or leave the \
+                      column out"
+                .into(),
+        }
     }
 
     fn violation(&self, index: usize, err: profile::ValueError) -> Violation {

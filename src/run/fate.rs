@@ -39,6 +39,8 @@ pub struct Compared<'a> {
     pub found: Found,
     pub values: u64,
     pub differing: &'a [&'a str],
+    /// `--only-if-empty`: differing tags not sent, since Chat holds a value.
+    pub kept: &'a [String],
 }
 
 impl<'a> Compared<'a> {
@@ -48,6 +50,7 @@ impl<'a> Compared<'a> {
             found,
             values,
             differing: &[],
+            kept: &[],
         }
     }
 }
@@ -147,6 +150,9 @@ impl Summary {
     pub fn count_comparison(&mut self, compared: Compared, tags_sent: u64) {
         let counts = self.compared.get_or_insert_with(Default::default);
         counts.tags_sent += tags_sent;
+        for tag in compared.kept {
+            *counts.kept_by_tag.entry(tag.clone()).or_default() += 1;
+        }
         match compared.found {
             Found::InChat | Found::Updated => {
                 counts.users_compared += 1;

@@ -3,6 +3,7 @@
 //! the job's client and stop signal, and all linked as siblings, so an app-wide 60011 on any
 //! of them slows every one. Every command builds its handles here, the demo included.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::api::command::{self, ACCOUNT_CHECK, MULTIACCOUNT_IMPORT};
 use crate::chat::api::ChatApi;
 use crate::chat::client::ChatClient;
-use crate::chat::retry::RetryPolicy;
+use crate::chat::retry::{Answered, RetryPolicy};
 
 /// portrait_get calls a second for `--batch-nick-image`'s self-check (it makes about one a
 /// check, so a low pace leaves the app's portrait_get limit to other readers).
@@ -92,6 +93,29 @@ impl Handles {
         all
     }
 
+    /// How every request of the job was answered so far, by command.
+    pub fn calls(&self) -> BTreeMap<String, Answered> {
+        calls_of(self.all())
+    }
+
+    /// Every handle of the job, to count their calls after the handles are handed out.
+    pub fn every(&self) -> Vec<Arc<ChatApi>> {
+        let mut every: Vec<Arc<ChatApi>> = [
+            &self.sets,
+            &self.reads,
+            &self.account_checks,
+            &self.account_imports,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        if let Some((import, check)) = &self.batch {
+            every.extend([import.clone(), check.clone()]);
+        }
+        every
+    }
+
     pub fn sets(&self) -> anyhow::Result<&Arc<ChatApi>> {
         need(&self.sets, "portrait_set")
     }
@@ -117,6 +141,17 @@ impl Handles {
     pub fn batch(&self) -> Option<(Arc<ChatApi>, Arc<ChatApi>)> {
         self.batch.clone()
     }
+}
+
+/// How the requests of `apis` were answered, by command, added up.
+pub fn calls_of<'a>(apis: impl IntoIterator<Item = &'a ChatApi>) -> BTreeMap<String, Answered> {
+    let mut calls: BTreeMap<String, Answered> = BTreeMap::new();
+    for api in apis {
+        for (command, answered) in api.results() {
+            calls.entry(command).or_default().add(answered);
+        }
+    }
+    calls
 }
 
 fn need<'a>(api: &'a Option<Arc<ChatApi>>, command: &str) -> anyhow::Result<&'a Arc<ChatApi>> {

@@ -9,6 +9,7 @@ pub mod dry_run;
 pub mod fate;
 pub mod handles;
 pub mod job;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod row_warnings;

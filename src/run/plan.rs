@@ -48,6 +48,8 @@ pub struct Plan {
     pub failures: FailureWriter,
     pub journal: Journal,
     pub state: Option<StateDb>,
+    /// The run continues an earlier one's journal (`--resume` with one to continue).
+    pub resumed: bool,
 }
 
 /// What the reader needs to know before it starts: where to resume, what is final already,
@@ -60,6 +62,8 @@ pub struct ReaderPlan {
     pub journalled: HashSet<u64>,
     /// The survey's duplicate filter, for the exact count of its candidates.
     pub duplicates: Option<DuplicateFinder>,
+    /// `--limit`: users sent at most; the rows of the others stay pending.
+    pub limit: Option<u64>,
 }
 
 /// How the plan step ended.
@@ -68,6 +72,17 @@ pub enum Prepared {
     /// A signal arrived during the account pass: nothing was sent; every row not final from an
     /// earlier run is left for the next one.
     Stopped(Box<Summary>),
+    /// A guard refused the input (empty, too few rows, shrunk since the last run): nothing was
+    /// sent, and the last run's failure CSV and journal are as they were.
+    Refused(Box<Refusal>),
+}
+
+/// A guard's refusal of the input.
+pub struct Refusal {
+    pub summary: Summary,
+    pub why: String,
+    /// `--state`, to record the refused run in.
+    pub state: Option<StateDb>,
 }
 
 /// Makes the plan. `handles` serve the account pass of `--create-accounts`; `stop` is the
@@ -107,6 +122,22 @@ pub async fn prepare(
         .read_all(&job.input, &mapper)?
         .finish(&job.input)?;
     let mut prior = prior_summary(total, resume.as_ref());
+    let last_rows = match &state {
+        Some(db) => db.last_run_rows()?,
+        None => None,
+    };
+    if let Some(why) = job.guards.refusal(total, last_rows) {
+        prior.refused = Some(why.clone());
+        prior.count_many(
+            RowFate::NotAttempted,
+            prior.rows.saturating_sub(prior.settled()),
+        );
+        return Ok(Prepared::Refused(Box::new(Refusal {
+            summary: prior,
+            why,
+            state,
+        })));
+    }
     let accounts = match account_pass(job, handles, &repeated, stop).await? {
         Some(AccountPass::Stopped) => {
             prior.stopped = Some(
@@ -127,6 +158,7 @@ pub async fn prepare(
     let (failures, failed_lines, journal) = open_outputs(job, &mapper, &identity, resume.as_ref())?;
     let mut reader = ReaderPlan {
         duplicates: Some(finder),
+        limit: job.guards.limit,
         ..ReaderPlan::default()
     };
     resume_from(job, resume.as_ref(), total, &mut reader)?;
@@ -150,6 +182,7 @@ pub async fn prepare(
         failures,
         journal,
         state,
+        resumed: resume.is_some(),
     })))
 }
 

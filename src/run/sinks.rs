@@ -3,16 +3,40 @@
 //! app gives each run its sinks (`app::commands`); a new output is one more implementation.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::run::console;
 use crate::run::summary::Summary;
 
 /// Something that shows a run's report.
 pub trait Sink: Send {
-    fn progress(&mut self, _now: &Summary, _pace: f64) {}
+    fn progress(&mut self, _now: &Summary) {}
 
     fn finish(&mut self, _report: &Summary, _exit_code: u8) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// The sinks a run updates while it goes; the app, which made them, finishes them.
+#[derive(Clone, Default)]
+pub struct LiveSinks(pub Vec<Arc<Mutex<dyn Sink>>>);
+
+impl LiveSinks {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The run's counters so far.
+    pub fn progress(&self, now: &Summary) {
+        for sink in &self.0 {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).progress(now);
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveSinks({})", self.0.len())
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::chat::retry::Answered;
 use crate::input::dupes::Duplicates;
 
 mod text;
@@ -69,6 +70,9 @@ pub struct Summary {
     pub failure_csv: Option<PathBuf>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Why a guard refused the input (empty, too few rows, shrunk since the last run): an
+    /// import then sends nothing, a dry run ends with exit 3.
+    pub refused: Option<String>,
     /// The journal to resume from, if rows are left.
     pub journal: Option<PathBuf>,
     /// What `--create-accounts` did, in words.
@@ -85,6 +89,10 @@ pub struct Summary {
     pub batch: Option<BatchReport>,
     /// check-accounts (and `import --dry-run --check-accounts`).
     pub accounts_checked: Option<AccountsChecked>,
+    /// How the requests were answered, by command (`portrait_set` …).
+    pub calls: BTreeMap<String, Answered>,
+    /// When the run started (for the metrics and the change log).
+    pub started: Option<std::time::SystemTime>,
 }
 
 /// What comparing users with Chat found (`--changes-only`, its plan, verify). A resumed
@@ -107,6 +115,8 @@ pub struct Comparisons {
     pub differences: u64,
     /// The differing tags: tag → users.
     pub update_by_tag: BTreeMap<String, u64>,
+    /// `--only-if-empty`: tags not sent because Chat holds a value: tag → users.
+    pub kept_by_tag: BTreeMap<String, u64>,
     /// Tags in the bodies Chat accepted.
     pub tags_sent: u64,
     /// portrait_get requests, retries included.
@@ -133,6 +143,7 @@ impl Comparisons {
             "values": self.values,
             "differences": self.differences,
             "update_by_tag": self.update_by_tag,
+            "kept_by_tag": self.kept_by_tag,
             "tags_sent": self.tags_sent,
             "read_calls": self.read_calls,
             "read_throttled": self.read_throttled,
@@ -309,6 +320,8 @@ impl Summary {
             "elapsed_seconds": round_ms(self.elapsed.as_secs_f64()),
             "failure_csv": self.failure_csv,
             "stopped": self.stopped,
+            "refused": self.refused,
+            "requests_by_command": self.calls,
         });
         let compared = self.compared.clone().unwrap_or_default();
         let own = match self.kind {
@@ -317,6 +330,7 @@ impl Summary {
                 "create": if self.creates_accounts { compared.not_an_account } else { 0 },
                 "update": compared.updated,
                 "update_by_tag": compared.update_by_tag,
+                "kept_by_tag": compared.kept_by_tag,
                 "unchanged": compared.unchanged_in_chat,
                 "missing_accounts": if self.creates_accounts { 0 } else { compared.not_an_account },
                 "not_compared": compared.not_compared,

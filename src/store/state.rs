@@ -303,6 +303,13 @@ impl StateDb {
         Ok(())
     }
 
+    /// The rows of the last earlier run that got as far as its rows: what `--max-shrink`
+    /// compares with.
+    pub fn last_run_rows(&self) -> anyhow::Result<Option<u64>> {
+        last_rows_before(&self.conn, self.run_id)
+            .with_context(|| format!("cannot read the state database {}", self.path.display()))
+    }
+
     /// Records how the run ended: its counts, and the exit code it ended with (none when it
     /// was stopped).
     pub fn finish_run(&mut self, totals: RunTotals, exit_code: Option<u8>) -> anyhow::Result<()> {
@@ -349,6 +356,31 @@ impl StateDb {
             .with_context(|| format!("cannot write the state database {}", self.path.display()))?;
         Ok(())
     }
+}
+
+/// The rows of the last run recorded in the state at `path` that got as far as its rows, for a
+/// dry run's `--max-shrink`; None without a state file or such a run.
+pub fn last_run_rows(path: &Path) -> anyhow::Result<Option<u64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = open_db(path, None, false)?;
+    last_rows_before(&conn, i64::MAX)
+        .with_context(|| format!("cannot read the state database {}", path.display()))
+}
+
+/// The rows of the last run before run `id` that got as far as its rows: one a guard refused,
+/// or that stopped before any row was settled, is no baseline.
+fn last_rows_before(conn: &Connection, id: i64) -> rusqlite::Result<Option<u64>> {
+    let rows: Option<i64> = conn
+        .query_row(
+            "SELECT rows FROM runs WHERE id < ?1 AND exit_code IS NOT NULL
+             AND ok + failed + unchanged > 0 ORDER BY id DESC LIMIT 1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(rows.map(|rows| rows.max(0) as u64))
 }
 
 /// Opens the state read-only, for a dry run. None if there is no state file yet.

@@ -30,6 +30,7 @@ pub fn seed(sim: &SimHandle, csv: &Path) -> Result<u64, Error> {
         user_column: None,
         mapping: None,
         ignore: Vec::new(),
+        custom_fields: None,
     };
     let mut rows = Rows::open(&options)?;
     let mapper = RowMapper::new(rows.columns().clone(), RowRules::default());

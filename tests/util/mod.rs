@@ -490,25 +490,15 @@ pub fn strings(cells: &[&str]) -> Vec<String> {
 /// A plain import of `csv` (no resume, no state, no accounts), as the CLI builds it, for the
 /// tests that run the pipeline in-process.
 pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
-    JobInput {
-        input: InputOptions {
-            path: csv.to_path_buf(),
-            delimiter: b',',
-            user_column: None,
-            mapping: None,
-            ignore: Vec::new(),
-        },
-        rules: RowRules::default(),
-        failures,
-        journal,
-        resume: false,
-        force: false,
-        create_accounts: None,
-        state: None,
-        full: false,
-        changes_only: false,
-        batch_nick_image: None,
-    }
+    let input = InputOptions {
+        path: csv.to_path_buf(),
+        delimiter: b',',
+        user_column: None,
+        mapping: None,
+        ignore: Vec::new(),
+        custom_fields: None,
+    };
+    JobInput::reading(input, RowRules::default(), failures, journal)
 }
 
 /// The connection to a simulator at `url`, signing with `key`.

@@ -88,8 +88,10 @@ pub async fn read_ahead<I, T, U>(
                         rows_left.remove(&id);
                         answered.remove(&id);
                     }
-                    let outcome = compare(&expected, read);
-                    settle(row.item, Some(Compared { expected, outcome }))
+                    settle(
+                        row.item,
+                        Some(compare(expected, read, &reads.only_if_empty)),
+                    )
                 }
             };
             if output.send(out).await.is_err() {

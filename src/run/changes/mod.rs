@@ -42,6 +42,38 @@ pub struct Reads {
     /// account_check (its own pacer, 100 calls a second): finds the unknown users of a read
     /// refused whole with 40003. Without it, such a read's users are not compared.
     pub account_check: Option<Arc<ChatApi>>,
+    /// `--only-if-empty`: the tags sent only where Chat holds no value.
+    pub only_if_empty: Arc<OnlyIfEmpty>,
+}
+
+/// `--only-if-empty`: the tags whose value is sent only where Chat holds none, so a value a
+/// user set in the app is never overwritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OnlyIfEmpty {
+    #[default]
+    Off,
+    All,
+    /// Tags as Chat names them.
+    Tags(Vec<String>),
+}
+
+impl OnlyIfEmpty {
+    /// The job's `--only-if-empty` (None: off; an empty list: every tag).
+    pub fn of(tags: Option<&Vec<String>>) -> OnlyIfEmpty {
+        match tags {
+            None => OnlyIfEmpty::Off,
+            Some(tags) if tags.is_empty() => OnlyIfEmpty::All,
+            Some(tags) => OnlyIfEmpty::Tags(tags.clone()),
+        }
+    }
+
+    pub fn covers(&self, tag: &str) -> bool {
+        match self {
+            OnlyIfEmpty::Off => false,
+            OnlyIfEmpty::All => true,
+            OnlyIfEmpty::Tags(tags) => tags.iter().any(|t| t == tag),
+        }
+    }
 }
 
 /// The handles a comparison run (verify, the plan) reads Chat through, and the job-wide error
@@ -72,6 +104,7 @@ impl ChatReads {
             tags: Arc::new(tags_of(mapper)),
             in_flight: reads_in_flight(self.api.pacer().ceiling().round() as u32),
             account_check: self.account_checks.clone(),
+            only_if_empty: Arc::default(),
             on_fatal: Arc::new(move |why| {
                 fatal
                     .lock()
@@ -139,6 +172,8 @@ pub struct Compared {
     /// The row's items, as its body holds them.
     pub expected: Vec<ProfileItem>,
     pub outcome: Comparison,
+    /// `--only-if-empty`: the tags whose value differs but is not sent, since Chat holds one.
+    pub kept: Vec<String>,
 }
 
 /// Whether Chat's value for a tag (`None`: Chat left the tag out) is the one expected: the
@@ -279,6 +314,7 @@ fn checked(row: &Row, decision: Decision, keep: &impl Fn(&str) -> bool) -> Ahead
             compared: Compared {
                 expected: Vec::new(),
                 outcome: Comparison::Same,
+                kept: Vec::new(),
             },
         },
         user: body.user,
@@ -286,29 +322,49 @@ fn checked(row: &Row, decision: Decision, keep: &impl Fn(&str) -> bool) -> Ahead
     }
 }
 
-/// Compares a row's items with what a read said of its user.
-pub fn compare(expected: &[ProfileItem], read: UserRead) -> Comparison {
-    let held = match read {
-        UserRead::Held(held) => held,
-        UserRead::NotAnAccount => return Comparison::NotAnAccount,
-        UserRead::Unread(why) => return Comparison::NotCompared(why),
+/// Compares a row's items with what a read said of its user. A tag `only_if_empty` covers is
+/// kept (not sent) where Chat holds a value, and the comparison says which were.
+pub fn compare(
+    expected: Vec<ProfileItem>,
+    read: UserRead,
+    only_if_empty: &OnlyIfEmpty,
+) -> Compared {
+    let mut kept = Vec::new();
+    let outcome = match read {
+        UserRead::Held(held) => {
+            let mut differences = Vec::new();
+            for (index, item) in expected.iter().enumerate() {
+                let actual = held.get(&item.tag);
+                if value_matches(&item.value, actual) {
+                    continue;
+                }
+                if only_if_empty.covers(&item.tag) && holds_value(actual) {
+                    kept.push(item.tag.clone());
+                } else {
+                    differences.push(Difference {
+                        index,
+                        actual: actual.cloned(),
+                    });
+                }
+            }
+            match differences.is_empty() {
+                true => Comparison::Same,
+                false => Comparison::Differs(differences),
+            }
+        }
+        UserRead::NotAnAccount => Comparison::NotAnAccount,
+        UserRead::Unread(why) => Comparison::NotCompared(why),
     };
-    let differences: Vec<Difference> = expected
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| {
-            let actual = held.get(&item.tag);
-            (!value_matches(&item.value, actual)).then(|| Difference {
-                index,
-                actual: actual.cloned(),
-            })
-        })
-        .collect();
-    if differences.is_empty() {
-        Comparison::Same
-    } else {
-        Comparison::Differs(differences)
+    Compared {
+        expected,
+        outcome,
+        kept,
     }
+}
+
+/// Chat holds a value for the tag (it reads back unset, `""` and `0` alike, as empty).
+fn holds_value(held: Option<&serde_json::Value>) -> bool {
+    !value_matches(&serde_json::json!(""), held)
 }
 
 /// A row's body read back into its user and items (`None` if it is not a portrait_set body,
@@ -354,7 +410,10 @@ mod tests {
             ("Tag_Profile_IM_Level".to_string(), json!(6)),
         ]
         .into();
-        let Comparison::Differs(differences) = compare(&expected, UserRead::Held(held)) else {
+        let off = OnlyIfEmpty::Off;
+        let Comparison::Differs(differences) =
+            compare(expected.clone(), UserRead::Held(held), &off).outcome
+        else {
             panic!("values differ");
         };
         assert_eq!(
@@ -385,10 +444,53 @@ mod tests {
             ("Tag_Profile_Custom_Hobby".to_string(), json!("chess")),
         ]
         .into();
-        assert_eq!(compare(&expected, UserRead::Held(same)), Comparison::Same);
         assert_eq!(
-            compare(&expected, UserRead::NotAnAccount),
+            compare(expected.clone(), UserRead::Held(same), &off).outcome,
+            Comparison::Same
+        );
+        assert_eq!(
+            compare(expected, UserRead::NotAnAccount, &off).outcome,
             Comparison::NotAnAccount
         );
+    }
+
+    #[test]
+    fn only_if_empty_keeps_a_value_chat_holds_and_fills_an_empty_one() {
+        let expected = vec![
+            item("Tag_Profile_IM_Nick", json!("Ann")),
+            item("Tag_Profile_IM_Level", json!(7)),
+            item("Tag_Profile_IM_SelfSignature", json!("hi")),
+        ];
+        let held: HashMap<String, serde_json::Value> = [
+            (
+                "Tag_Profile_IM_Nick".to_string(),
+                json!("Annie (set in the app)"),
+            ),
+            ("Tag_Profile_IM_Level".to_string(), json!(6)),
+            ("Tag_Profile_IM_SelfSignature".to_string(), json!("")),
+        ]
+        .into();
+        let nick_and_signature = OnlyIfEmpty::Tags(vec![
+            "Tag_Profile_IM_Nick".into(),
+            "Tag_Profile_IM_SelfSignature".into(),
+        ]);
+        let compared = compare(
+            expected.clone(),
+            UserRead::Held(held.clone()),
+            &nick_and_signature,
+        );
+        assert_eq!(compared.kept, vec!["Tag_Profile_IM_Nick".to_string()]);
+        let Comparison::Differs(differences) = compared.outcome else {
+            panic!("Level and the empty SelfSignature are sent");
+        };
+        let sent: Vec<usize> = differences.iter().map(|d| d.index).collect();
+        assert_eq!(sent, vec![1, 2]);
+        // Every tag protected, Chat holding a value for all but the empty one.
+        let all = compare(expected.clone(), UserRead::Held(held), &OnlyIfEmpty::All);
+        assert_eq!(all.kept.len(), 2);
+        // A user Chat does not know holds nothing: everything is sent.
+        let new_user = compare(expected, UserRead::NotAnAccount, &OnlyIfEmpty::All);
+        assert!(new_user.kept.is_empty());
+        assert_eq!(new_user.outcome, Comparison::NotAnAccount);
     }
 }

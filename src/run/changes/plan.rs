@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::tally::CheckTally;
-use super::{check_rows, ChatReads};
+use super::{check_rows, ChatReads, OnlyIfEmpty};
 use crate::input::row::RowMapper;
 use crate::input::rows::Rows;
 use crate::input::survey::Survey;
@@ -44,7 +44,8 @@ impl Planner {
         report.count_read(findings.rows);
         report.creates_accounts = job.create_accounts.is_some();
         let mut tally = CheckTally::new(report, job, &mapper, plan_path)?;
-        let reads = self.chat.reads(&mapper);
+        let mut reads = self.chat.reads(&mapper);
+        reads.only_if_empty = std::sync::Arc::new(OnlyIfEmpty::of(job.only_if_empty.as_ref()));
         let decider = Decider::new(mapper, findings.repeated, Known::default());
         let whole = check_rows(rows, decider, reads, |_| true, stop, |row| tally.take(row)).await?;
         if let Some(why) = self.chat.fatal() {

@@ -75,8 +75,11 @@ impl CheckTally {
         let values = compared.expected.len() as u64;
         let whole = match compared.outcome {
             Comparison::Same => {
-                self.report
-                    .count_comparison(Compared::plain(Found::InChat, values), 0);
+                let found = Compared {
+                    kept: &compared.kept,
+                    ..Compared::plain(Found::InChat, values)
+                };
+                self.report.count_comparison(found, 0);
                 return Ok(());
             }
             Comparison::Differs(differences) => {
@@ -94,6 +97,7 @@ impl CheckTally {
                     found: Found::Updated,
                     values,
                     differing: &tags,
+                    kept: &compared.kept,
                 };
                 self.report.count_comparison(found, sent);
                 return Ok(());

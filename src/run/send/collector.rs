@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::guards::{AnswerGuards, GuardStop};
 use super::worker::Shared;
 use super::{Job, LocalRow, Outcome, Report, UNREACHABLE_AFTER};
 use crate::input::row::failure_from;
 use crate::outcome::{Failure, FailureCode};
+use crate::run::changes::describe_actual;
 use crate::run::fate::{Compared, RowFate};
 use crate::run::progress::{Progress, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
+use crate::store::changes_log::{Change, ChangeLog};
 use crate::store::failures::FailureWriter;
 use crate::store::journal::{Comparison, Final, Found, Journal};
 use crate::store::state::StateDb;
@@ -35,6 +38,10 @@ pub(super) struct Collector {
     /// does, pending if the job stops first (Chat unreachable, or cut off).
     pub(super) held_transport: Vec<(Job, Failure)>,
     pub(super) warnings: RowWarnings,
+    /// `--max-error-rate` and the setup-code storm, judged on every row answered.
+    pub(super) guards: AnswerGuards,
+    /// `--changes-log`.
+    pub(super) changes_log: Option<ChangeLog>,
 }
 
 impl Collector {
@@ -101,6 +108,7 @@ impl Collector {
                         rate,
                         pace: self.shared.api.pacer().current_rate(),
                     });
+                    self.show_live(&summary);
                 }
             }
         }
@@ -108,6 +116,9 @@ impl Collector {
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
+        if let Some(log) = self.changes_log.take() {
+            log.finish()?;
+        }
         summary.journal = Some(self.journal.path().to_path_buf());
         Ok((summary, self.journal, self.state))
     }
@@ -116,6 +127,9 @@ impl Collector {
     /// its failure record is on disk.
     fn sync(&mut self) -> anyhow::Result<()> {
         self.failures.flush()?;
+        if let Some(log) = &mut self.changes_log {
+            log.flush()?;
+        }
         self.journal.sync()?;
         if let Some(state) = &mut self.state {
             state.commit()?;
@@ -130,7 +144,7 @@ impl Collector {
                 job,
                 outcome,
                 requests,
-            } => self.record_sent(job, outcome, requests, summary),
+            } => self.record_sent(*job, outcome, requests, summary),
         }
     }
 
@@ -153,9 +167,14 @@ impl Collector {
                 user_id,
                 body_hash,
                 values,
+                kept,
             } => {
                 summary.count(RowFate::Unchanged);
-                summary.count_comparison(Compared::plain(Found::InChat, u64::from(values)), 0);
+                let compared = Compared {
+                    kept: &kept,
+                    ..Compared::plain(Found::InChat, u64::from(values))
+                };
+                summary.count_comparison(compared, 0);
                 let comparison = Comparison {
                     found: Found::InChat,
                     tags_accepted: 0,
@@ -240,6 +259,8 @@ impl Collector {
                     job.user_id
                 );
                 summary.count(RowFate::Ok);
+                self.judge(None);
+                self.log_changes(&job, "0")?;
                 let comparison = comparison(&job, job.tags);
                 self.journal
                     .record_compared(job.pos, Final::Ok, "", comparison);
@@ -271,6 +292,8 @@ impl Collector {
     ) -> anyhow::Result<()> {
         let code = failure.code.to_string();
         summary.count(RowFate::Failed { code: &code });
+        self.judge(Some(&failure));
+        self.log_changes(&job, &code)?;
         self.warnings.failed(job.pos.line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
@@ -285,6 +308,55 @@ impl Collector {
             }
         }
         Ok(())
+    }
+
+    /// Feeds an answer to the guards, and stops the run if one says so.
+    fn judge(&mut self, failure: Option<&Failure>) {
+        match self.guards.answered(failure) {
+            Some(GuardStop::SetupStorm(why)) => self.shared.stop_job(why),
+            Some(GuardStop::FailureShare(why)) => self.shared.halt(why),
+            None => {}
+        }
+    }
+
+    /// `--changes-log`: every value the row sent, with what Chat held before (when read) and
+    /// the row's result.
+    fn log_changes(&mut self, job: &Job, code: &str) -> anyhow::Result<()> {
+        let Some(log) = &mut self.changes_log else {
+            return Ok(());
+        };
+        for (tag, sent) in sent_values(job) {
+            let before = match job.found {
+                Some(Found::Updated) => {
+                    let held = job.differing.iter().position(|t| *t == tag);
+                    describe_actual(held.and_then(|i| job.held.get(i)).and_then(Option::as_ref))
+                }
+                Some(Found::NotAnAccount) => "(no account)".to_string(),
+                _ => String::new(),
+            };
+            log.record(Change {
+                user_id: &job.user_id,
+                tag: &tag,
+                before: &before,
+                sent: &sent.to_string(),
+                code,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The live sinks (`--metrics-file`) get the counters so far.
+    fn show_live(&self, summary: &Summary) {
+        let live = &self.shared.settings.live;
+        if live.is_empty() {
+            return;
+        }
+        let mut now = summary.clone();
+        now.requests = self.shared.requests();
+        now.calls = crate::run::handles::calls_of(self.shared.every.iter().map(|api| &**api));
+        let pacer = self.shared.api.pacer();
+        now.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
+        live.progress(&now);
     }
 
     /// Holds a row that failed on transport errors; enough of them in a row with no answer
@@ -321,6 +393,27 @@ impl Collector {
     }
 }
 
+/// The values a row sent: its portrait_set body's items, then its batch part's Nick and Image.
+fn sent_values(job: &Job) -> Vec<(String, serde_json::Value)> {
+    let mut values: Vec<(String, serde_json::Value)> = job
+        .body
+        .as_ref()
+        .and_then(|body| crate::run::changes::parse_body(body))
+        .map(|body| body.items.into_iter().map(|i| (i.tag, i.value)).collect())
+        .unwrap_or_default();
+    if let Some(entry) = &job.nick_image {
+        use crate::input::profile::{StandardField, Tag};
+        let mut add = |field: StandardField, value: &Option<String>| {
+            if let Some(value) = value {
+                values.push((Tag::Standard(field).name(), value.clone().into()));
+            }
+        };
+        add(StandardField::Nick, &entry.nick);
+        add(StandardField::Image, &entry.face_url);
+    }
+    values
+}
+
 /// What the journal keeps of a sent row's `--changes-only` comparison.
 fn comparison(job: &Job, tags_accepted: u32) -> Option<Comparison> {
     job.found.map(|found| Comparison {
@@ -341,6 +434,7 @@ fn count_check(summary: &mut Summary, job: &Job, accepted: bool) {
         found,
         values: u64::from(job.compared_values),
         differing: &differing,
+        kept: &job.kept,
     };
     summary.count_comparison(compared, tags_sent);
 }

@@ -77,6 +77,9 @@ pub(super) async fn dispatch(
                             }
                         }
                     }
+                    Some(Event::Held(job)) => {
+                        let _ = reports.send(not_attempted(job)).await;
+                    }
                     Some(Event::Local(row)) => {
                         let _ = reports.send(Report::Local(row)).await;
                     }
@@ -125,7 +128,7 @@ async fn drain_deferred(
 
 pub(super) fn not_attempted(job: Job) -> Report {
     Report::Finished {
-        job,
+        job: Box::new(job),
         outcome: Outcome::NotAttempted,
         requests: 0,
     }

@@ -29,6 +29,7 @@ use crate::input::rows::Rows;
 use crate::input::source::RowPos;
 use crate::outcome::Failure;
 use crate::run::accounts::CreateAccounts;
+use crate::run::changes::OnlyIfEmpty;
 use crate::run::decide::Decider;
 use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
@@ -36,6 +37,7 @@ use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
 use crate::run::progress::Progress;
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
+use crate::store::changes_log::ChangeLog;
 use crate::store::journal::{Final, Found};
 use crate::store::state::StateDb;
 
@@ -43,6 +45,7 @@ mod batch;
 mod changes;
 mod collector;
 mod dispatch;
+mod guards;
 mod readback;
 mod reader;
 mod split;
@@ -69,6 +72,8 @@ pub struct SendSettings {
     pub max_errors: Option<u64>,
     /// `--changes-only`: ceiling on portrait_get calls per second (a pacer of their own).
     pub read_rate: u32,
+    /// What shows the run's counters while it goes (`--metrics-file`).
+    pub live: crate::run::sinks::LiveSinks,
 }
 
 impl SendSettings {
@@ -86,8 +91,26 @@ pub struct SendReport {
     pub state: Option<StateDb>,
     /// Set when a job-wide error stopped the run.
     pub fatal: Option<String>,
+    /// Set when a guard stopped the run because too many rows failed (`--max-error-rate`).
+    pub halted: Option<String>,
+    /// Set when a guard refused to send (an empty or shrunken input): nothing was sent.
+    pub refused: Option<String>,
     /// Set when `stop` was cancelled from outside (a signal).
     pub interrupted: bool,
+}
+
+impl SendReport {
+    /// The report of a run that ended by itself with `summary`.
+    fn of(summary: Summary) -> SendReport {
+        SendReport {
+            summary,
+            state: None,
+            fatal: None,
+            halted: None,
+            refused: None,
+            interrupted: false,
+        }
+    }
 }
 
 /// Rows waiting behind an in-flight row of the same user; beyond this the reader pauses.
@@ -116,11 +139,17 @@ struct Job {
     found: Option<Found>,
     compared_values: u32,
     differing: Vec<String>,
+    /// What Chat held for each of `differing` (`--changes-log`'s Before).
+    held: Vec<Option<serde_json::Value>>,
+    /// `--only-if-empty`: the differing tags not sent, since Chat holds a value.
+    kept: Vec<String>,
 }
 
 /// What the reader thread produces, in file order.
 enum Event {
     Job(Job),
+    /// A row to send that `--limit` holds back: it stays pending.
+    Held(Job),
     /// A row decided without sending it.
     Local(LocalRow),
 }
@@ -138,6 +167,8 @@ enum LocalRow {
         body_hash: u64,
         /// The values compared.
         values: u32,
+        /// `--only-if-empty`: the differing tags not sent, since Chat holds a value.
+        kept: Vec<String>,
     },
     Invalid {
         pos: RowPos,
@@ -160,7 +191,7 @@ enum LocalRow {
 enum Report {
     Local(LocalRow),
     Finished {
-        job: Job,
+        job: Box<Job>,
         outcome: Outcome,
         requests: u32,
     },
@@ -192,11 +223,22 @@ pub async fn run(
         Prepared::Ready(plan) => plan,
         Prepared::Stopped(summary) => {
             return Ok(SendReport {
-                summary: *summary,
-                state: None,
-                fatal: None,
                 interrupted: true,
+                ..SendReport::of(*summary)
             })
+        }
+        Prepared::Refused(refusal) => {
+            let plan::Refusal {
+                summary,
+                why,
+                state,
+            } = *refusal;
+            tracing::error!("refusing to send: {why}");
+            return Ok(SendReport {
+                refused: Some(why),
+                state,
+                ..SendReport::of(summary)
+            });
         }
     };
     let batch = handles
@@ -210,6 +252,7 @@ pub async fn run(
         false => None,
     };
     let shared = Arc::new(Shared {
+        every: handles.every(),
         api: handles.sets()?.clone(),
         reads,
         // The batch path's rows wait in workers of their own; portrait_set keeps its limit.
@@ -219,23 +262,29 @@ pub async fn run(
         batch,
         settings: settings.clone(),
         fatal: Mutex::new(None),
+        halted: Mutex::new(None),
         create_accounts: job.create_accounts,
         transport_streak: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut report = pipeline(job, *plan, &shared).await?;
     report.summary.elapsed = started.elapsed();
-    let fatal = shared
-        .fatal
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    report.interrupted = stop.is_cancelled() && fatal.is_none();
-    if let Some(why) = &fatal {
+    let taken = |why: &Mutex<Option<String>>| why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let fatal = taken(&shared.fatal);
+    let halted = taken(&shared.halted);
+    report.interrupted = stop.is_cancelled() && fatal.is_none() && halted.is_none();
+    if let Some(why) = fatal.as_ref().or(halted.as_ref()) {
         report.summary.stopped = Some(why.clone());
     } else if report.interrupted {
         report.summary.stopped = Some("interrupted by a signal".into());
+    } else if let (Some(limit), true) = (job.guards.limit, report.summary.not_attempted > 0) {
+        report.summary.stopped = Some(format!(
+            "--limit {limit}: the first {limit} users were sent, the {} rows after them are \
+             pending (--resume, or the next run with --state, sends them)",
+            report.summary.not_attempted
+        ));
     }
     report.fatal = fatal;
+    report.halted = halted;
     Ok(report)
 }
 
@@ -276,6 +325,11 @@ fn spawn_reader(
         .spawn(move || reader::read_rows(rows, &options, decider, split, events, runtime, plan))
 }
 
+/// The run's name in the change log: when it started, in UTC.
+fn run_started() -> String {
+    crate::fsutil::utc_timestamp(std::time::SystemTime::now())
+}
+
 /// The requests, throttled answers and pace of every path into the summary.
 async fn count_requests(summary: &mut Summary, shared: &Shared) {
     summary.requests = shared.api.requests();
@@ -287,6 +341,7 @@ async fn count_requests(summary: &mut Summary, shared: &Shared) {
     }
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
+    summary.calls = crate::run::handles::calls_of(shared.every.iter().map(|api| &**api));
     changes::count_reads(summary, shared);
 }
 
@@ -303,16 +358,23 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         failures,
         journal,
         state,
+        resumed,
     } = plan;
     let settings = &shared.settings;
     let tags = crate::run::changes::tags_of(decider.mapper());
+    let guards = guards::AnswerGuards::new(&job.guards, job.create_accounts.is_some(), &tags);
+    let changes_log = match &job.changes_log {
+        Some(path) => Some(ChangeLog::open(path, &run_started(), resumed)?),
+        None => None,
+    };
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(1024);
     let (work_tx, work_rx) = mpsc::channel::<Job>(settings.concurrency);
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
     let (released_tx, released_rx) = mpsc::unbounded_channel::<String>();
 
     let reader = spawn_reader(job, rows, decider, event_tx, reader_plan)?;
-    let compare_stage = changes::spawn_stage(shared, tags, &mut event_rx);
+    let only_if_empty = OnlyIfEmpty::of(job.only_if_empty.as_ref());
+    let compare_stage = changes::spawn_stage(shared, tags, only_if_empty, &mut event_rx);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
     let batch_workers = match shared.batch {
         Some(_) => BatchPath::rows_in_flight(),
@@ -351,6 +413,8 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
         max_errors: settings.max_errors,
         held_transport: Vec::new(),
         warnings: RowWarnings::default(),
+        guards,
+        changes_log,
     };
     // A task of its own, not part of this future: a report then wakes the collector alone,
     // where waking the future `block_on` drives would also signal the runtime's I/O driver.
@@ -376,10 +440,8 @@ async fn pipeline(job: &JobInput, plan: Plan, shared: &Arc<Shared>) -> anyhow::R
     summary.rows = total;
     count_requests(&mut summary, shared).await;
     Ok(SendReport {
-        summary,
         state,
-        fatal: None,
-        interrupted: false,
+        ..SendReport::of(summary)
     })
 }
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub(super) fn read_rows(
     runtime: tokio::runtime::Handle,
     mut plan: ReaderPlan,
 ) -> anyhow::Result<Duplicates> {
+    // `--limit`: the users sent so far (each user is one job: its rows merged).
+    let mut sends = 0u64;
     let mut slots: Option<mpsc::PermitIterator<'_, Event>> = None;
     let mut rest_body = Vec::new();
     let mut recount = plan
@@ -62,7 +64,14 @@ pub(super) fn read_rows(
             continue;
         }
         let split = split.as_ref().map(|split| (split, &mut rest_body));
-        let event = event_of(decider.decide(&row), &row, split);
+        let event = match event_of(decider.decide(&row), &row, split) {
+            Event::Job(job) if plan.limit.is_some_and(|limit| sends >= limit) => Event::Held(job),
+            Event::Job(job) => {
+                sends += 1;
+                Event::Job(job)
+            }
+            other => other,
+        };
         let slot = match slots.as_mut().and_then(Iterator::next) {
             Some(slot) => slot,
             None => {
@@ -131,6 +140,8 @@ fn event_of(
                 found: None,
                 compared_values: 0,
                 differing: Vec::new(),
+                held: Vec::new(),
+                kept: Vec::new(),
             })
         }
         Decision::AccountFailed(ready, failure) => Event::Local(LocalRow::AccountFailed {

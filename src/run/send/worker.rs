@@ -26,6 +26,8 @@ pub(super) struct ReadApis {
 
 /// State shared by the workers.
 pub(super) struct Shared {
+    /// Every Chat handle of the job, for the counts of their calls.
+    pub(super) every: Vec<Arc<ChatApi>>,
     /// The job's handle on Chat; its stop is cancelled to stop dispatching (a job-wide error
     /// or a signal).
     pub(super) api: Arc<ChatApi>,
@@ -37,6 +39,9 @@ pub(super) struct Shared {
     pub(super) set_slots: Option<tokio::sync::Semaphore>,
     pub(super) settings: SendSettings,
     pub(super) fatal: Mutex<Option<String>>,
+    /// Why a guard stopped the run because too many rows fail (`--max-error-rate`): the rows
+    /// left stay pending, as after a job-wide error, but the run ends with exit 3.
+    pub(super) halted: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,
     /// Rows in a row, in the order the workers finished them, that got no answer.
     pub(super) transport_streak: AtomicUsize,
@@ -73,6 +78,16 @@ impl Shared {
         )
     }
 
+    /// Stops dispatching because too many rows fail; the rows left stay pending.
+    pub(super) fn halt(&self, why: String) {
+        let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        if halted.is_none() {
+            tracing::error!("stopping the run: {why}");
+            *halted = Some(why);
+        }
+        self.api.stop().cancel();
+    }
+
     pub(super) fn stop_job(&self, why: String) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
@@ -98,7 +113,7 @@ pub(super) async fn worker(
         let user = job.user_id.clone();
         if reports
             .send(Report::Finished {
-                job,
+                job: Box::new(job),
                 outcome,
                 requests,
             })

@@ -27,8 +27,20 @@ impl Comparisons {
             "not compared     {:>10}   (read failed: sent whole)",
             self.not_compared
         )?;
+        self.write_kept(f)?;
         writeln!(f, "tags sent        {:>10}", self.tags_sent)?;
         self.write_reads(f)
+    }
+
+    /// `--only-if-empty`: the values not sent because Chat holds one, by tag.
+    pub(super) fn write_kept(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (tag, users) in &self.kept_by_tag {
+            writeln!(
+                f,
+                "kept             {users:>10}   {tag} (Chat has a value: not sent)"
+            )?;
+        }
+        Ok(())
     }
 
     /// The read calls, and whether their pace was slowed.
@@ -191,6 +203,9 @@ impl Summary {
         if let Some(why) = &self.stopped {
             writeln!(f, "stopped early    {why}")?;
         }
+        if let Some(why) = &self.refused {
+            writeln!(f, "refused          {why}")?;
+        }
         Ok(())
     }
 
@@ -294,6 +309,7 @@ impl Summary {
             compared.unchanged_in_chat,
             "(Chat holds every value: not sent)",
         )?;
+        compared.write_kept(f)?;
         line(
             f,
             "missing account",

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         user_column: None,
         mapping: None,
         ignore: Vec::new(),
+        custom_fields: None,
     };
     let Ok(input) = CsvInput::from_bytes(data.to_vec(), &options) else {
         return;
