@@ -124,7 +124,7 @@ impl MetricsFile {
             gauge(
                 &mut registry,
                 LAST_SUCCESS,
-                "When a run last finished its rows, with exit 0 or 3 (Unix time)",
+                "When a run last went through all its rows: exit 0, or 3 with nothing stopping it (Unix time)",
                 success,
             );
         }
