@@ -23,22 +23,20 @@ use crate::run::sinks::{self, Sink};
 use crate::run::summary;
 use crate::run::{accounts, changes, dry_run, verify};
 use crate::sim;
-use crate::store::outputs::OutputClash;
-use crate::store::{lock, state};
+use crate::store::state;
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
 /// that another run holding one of this run's outputs ends it with exit 4, and an output that
 /// is the input or another output is a usage error (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match run_command(cli) {
-        Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
-            Ok(ExitStatus::Locked)
-        }
-        Err(err) if err.downcast_ref::<OutputClash>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
-            Ok(ExitStatus::Usage)
-        }
+        Err(err) => match ExitStatus::of_error(&err) {
+            status @ (ExitStatus::Locked | ExitStatus::Usage) => {
+                console::err_line(&format!("error: {err:#}"));
+                Ok(status)
+            }
+            _ => Err(err),
+        },
         other => other,
     }
 }
@@ -108,19 +106,9 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
         warn_if_no_rows(summary.rows, &args.input.csv);
     }
     if let (Some(path), Some(summary)) = (&config.summary_json, &summary) {
-        sinks::JsonSummary(path.clone()).finish(summary, final_status(status).code())?;
+        sinks::JsonSummary(path.clone()).finish(summary, status.as_ended().code())?;
     }
     Ok(status)
-}
-
-/// The status the process ends with: a closed stdout or stderr makes any run's status 141,
-/// so the summary JSON must say so too.
-fn final_status(status: ExitStatus) -> ExitStatus {
-    if console::closed() {
-        ExitStatus::OutputClosed
-    } else {
-        status
-    }
 }
 
 /// `import --dry-run`: validates the file; with `--check-accounts` also asks Chat which users
@@ -154,7 +142,7 @@ fn dry_run_command(
         console::err(&checked.to_string());
         summary.accounts_checked = checked.accounts_checked;
         if let Some(path) = &config.summary_json {
-            sinks::JsonSummary(path.clone()).finish(&summary, final_status(status).code())?;
+            sinks::JsonSummary(path.clone()).finish(&summary, status.as_ended().code())?;
         }
         return Ok(status);
     }
@@ -253,7 +241,7 @@ fn finish(
     status: ExitStatus,
     summary_json: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let status = final_status(status);
+    let status = status.as_ended();
     let mut sinks: Vec<Box<dyn sinks::Sink>> = vec![Box::new(sinks::TextSummary)];
     if let Some(path) = summary_json {
         sinks.push(Box::new(sinks::JsonSummary(path.to_path_buf())));
