@@ -5,17 +5,19 @@
 //! A user's entry is written only after Chat answered OK, in transactions committed about once
 //! a second, so a crash can only make the next run send a row again, never skip a change.
 //! At start the hashes are loaded into a compact in-memory index (about 24 bytes per user), so
-//! deciding "unchanged" costs a hash lookup per row, not a query.
+//! deciding "unchanged" costs a hash lookup per row, not a query. The file, its schema and
+//! the migrations from older versions are in `db`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-const SCHEMA_VERSION: &str = "1";
+mod db;
+
+use db::unix_now;
 
 /// The key a user is indexed by: a 64-bit hash of the UserID. Two users sharing a key can
 /// never look "unchanged" by mistake, because the body hash covers the UserID too.
@@ -105,112 +107,6 @@ enum Change {
     Forget(String),
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Opens (or creates) a state database for `sdkappid`.
-fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<Connection> {
-    let flags = if create {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-    };
-    if !create && !path.exists() {
-        bail!("no state database at {}", path.display());
-    }
-    let existed = path.exists();
-    let conn = Connection::open_with_flags(path, flags)
-        .with_context(|| format!("cannot open the state database {}", path.display()))?;
-    if !existed {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let corrupt = |err: rusqlite::Error| {
-        anyhow::anyhow!(
-            "{} is not a usable profile-import state database ({err}); move it away to start a new state",
-            path.display()
-        )
-    };
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(corrupt)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(corrupt)?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS users (
-             user_id TEXT PRIMARY KEY,
-             user_key INTEGER NOT NULL,
-             body_hash INTEGER NOT NULL,
-             accepted_at INTEGER NOT NULL
-         ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS snapshot (
-             id INTEGER PRIMARY KEY CHECK (id = 1),
-             taken_at INTEGER NOT NULL,
-             data BLOB NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS recent (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             user_key INTEGER NOT NULL,
-             body_hash INTEGER
-         );
-         CREATE TABLE IF NOT EXISTS runs (
-             id INTEGER PRIMARY KEY,
-             started_at INTEGER NOT NULL,
-             finished_at INTEGER,
-             input TEXT NOT NULL,
-             rows INTEGER, sent INTEGER, ok INTEGER, failed INTEGER, unchanged INTEGER,
-             exit_code INTEGER
-         );",
-    )
-    .map_err(corrupt)?;
-    let version: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(corrupt)?;
-    match version.as_deref() {
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                [SCHEMA_VERSION],
-            )?;
-        }
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => bail!(
-            "{} was written by another version of profile-import (schema {other})",
-            path.display()
-        ),
-    }
-    if let Some(sdkappid) = sdkappid {
-        let recorded: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match recorded {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('sdkappid', ?1)",
-                    [sdkappid.to_string()],
-                )?;
-            }
-            Some(recorded) if recorded == sdkappid.to_string() => {}
-            Some(recorded) => bail!(
-                "the state database {} belongs to SDKAppID {recorded}, not {sdkappid}; use one state file per app",
-                path.display()
-            ),
-        }
-    }
-    Ok(conn)
-}
-
 impl StateDb {
     /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
     pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
@@ -229,7 +125,7 @@ impl StateDb {
             Some(lock) => lock,
             None => crate::store::lock::RunLock::acquire(path)?,
         };
-        let conn = open_db(path, Some(sdkappid), true)?;
+        let conn = db::open(path, Some(sdkappid), true)?;
         let accepted = read_index(&conn)?;
         conn.execute(
             "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
@@ -356,7 +252,7 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
     if !path.exists() {
         return Ok(StateIndex::default());
     }
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     Ok(StateIndex {
         accepted: read_index(&conn)?,
     })
@@ -409,13 +305,9 @@ fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
 
 /// `profile-import state stats PATH`.
 pub fn stats(path: &Path) -> anyhow::Result<String> {
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
-    let sdkappid: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let sdkappid = db::meta(&conn, "sdkappid")?;
     let mut out = format!(
         "state            {}\nSDKAppID         {}\nusers            {users}\n",
         path.display(),
@@ -454,10 +346,10 @@ pub fn stats(path: &Path) -> anyhow::Result<String> {
             let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
             out.push_str(&format!(
                 "last run         started {} ({}), {}\n                 input {input}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
-                format_time(started),
+                db::format_time(started),
                 started,
                 match finished {
-                    Some(at) => format!("finished {}", format_time(at)),
+                    Some(at) => format!("finished {}", db::format_time(at)),
                     None => "did not finish".into(),
                 },
                 show(rows),
@@ -486,7 +378,7 @@ struct LastRun {
 
 /// `profile-import state export PATH`: `UserID,body_hash,accepted_at` as CSV.
 pub fn export(path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     let mut writer = csv::Writer::from_writer(out);
     writer
         .write_record(["UserID", "body_hash", "accepted_at"])
@@ -500,7 +392,7 @@ pub fn export(path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<u64> 
         let hash: i64 = row.get(1)?;
         let at: i64 = row.get(2)?;
         writer
-            .write_record([user, format!("{:016x}", hash as u64), format_time(at)])
+            .write_record([user, format!("{:016x}", hash as u64), db::format_time(at)])
             .map_err(io_error)?;
         count += 1;
     }
@@ -516,38 +408,9 @@ fn io_error(err: csv::Error) -> anyhow::Error {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn format_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_format_as_utc() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn accepted_hashes_survive_reopening_and_other_apps_are_refused() {
@@ -611,7 +474,7 @@ mod tests {
         assert!(!index.is_unchanged("u1", 11));
         assert!(index.is_unchanged("u2", 23) && index.is_unchanged("u3", 33));
         // The same as reading every row.
-        let conn = open_db(&path, None, false).unwrap();
+        let conn = db::open(&path, None, false).unwrap();
         assert_eq!(scan_users(&conn).unwrap(), index.accepted);
     }
 
