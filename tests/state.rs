@@ -568,3 +568,78 @@ async fn more_than_500_000_repeated_users_are_refused_under_state() {
     assert!(stderr.contains(refused), "{stderr}");
     assert_eq!(sim.stats().requests, 0, "nothing is sent");
 }
+
+/// `state failed PATH --json`: (UserID, code, run).
+fn failed_users(state: &Path) -> Vec<(String, String, i64)> {
+    let output = tool_command()
+        .args(["state", "failed"])
+        .arg(state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    list.iter()
+        .map(|user| {
+            (
+                user["user_id"].as_str().unwrap().to_string(),
+                user["code"].as_str().unwrap().to_string(),
+                user["run"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 23: a row that failed is sent again by the next run although its line did not change,
+/// until it succeeds; rows that succeeded and did not change are not sent again. `state failed`
+/// lists the user until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_row_is_sent_again_by_every_run_until_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    // Only u2 sets the custom field Mood, which the first app's console does not have (40009).
+    std::fs::write(
+        &csv,
+        "UserID,Nick,Custom_Mood\nu1,Ann,\nu2,Bo,calm\nu3,Cy,\n",
+    )
+    .unwrap();
+    let first_app = sim().await;
+    let code = |output: Output| output.status.code();
+
+    let run_1 = import(&first_app, &csv, &state, &[]).output().unwrap();
+    assert_eq!(code(run_1), Some(3));
+    assert_eq!(first_app.stats().count_for("portrait_set", "40009"), 1);
+    assert_eq!(first_app.stats().requests, 3);
+    assert_eq!(
+        failed_users(&state),
+        [("u2".to_string(), "40009".to_string(), 1)]
+    );
+
+    // The same file: only u2 is sent, and fails again.
+    let run_2 = import(&first_app, &csv, &state, &[]).output().unwrap();
+    assert_eq!(code(run_2), Some(3));
+    assert_eq!(first_app.stats().requests, 4);
+    assert_eq!(first_app.stats().count_for("portrait_set", "40009"), 2);
+    assert_eq!(
+        failed_users(&state),
+        [("u2".to_string(), "40009".to_string(), 2)]
+    );
+
+    // The console now has Mood: u2 is sent once more and succeeds; u1 and u3 are not sent.
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config.custom_fields.insert("Mood".into());
+    let fixed_app = SimHandle::start(config).await.unwrap();
+    ran(import(&fixed_app, &csv, &state, &[]).output().unwrap());
+    assert_eq!(fixed_app.stats().requests, 1);
+    let profiles = fixed_app.profiles();
+    assert_eq!(profiles.len(), 1, "only u2 was sent");
+    assert_eq!(profiles["u2"]["Tag_Profile_Custom_Mood"], "calm");
+    assert!(failed_users(&state).is_empty());
+    let text = tool_command()
+        .args(["state", "failed"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stderr).contains("0 users whose last send failed"));
+}

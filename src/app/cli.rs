@@ -380,7 +380,8 @@ pub struct ImportArgs {
     pub create_accounts: Option<CreateAccountsArg>,
 
     /// Send only rows whose profile changed since Chat last accepted them, remembered in this
-    /// SQLite file (created on first use). With --dry-run: count what would be sent.
+    /// SQLite file (created on first use); rows that failed are sent again by the next run.
+    /// With --dry-run: count what would be sent.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 
@@ -524,10 +525,19 @@ pub struct CallArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// The number of users in the state and the last run.
+    /// The number of users in the state, of failed users, and the last run.
     Stats {
         /// The state database.
         path: PathBuf,
+    },
+    /// The users whose last send failed, with the code and the run it failed in; the next
+    /// import sends them again, and a success takes them off the list.
+    Failed {
+        /// The state database.
+        path: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the state as CSV: UserID, body_hash, accepted_at (UTC).
     Export {

@@ -11,7 +11,7 @@ use crate::app::cli::{self, Cli, Command, StateCommand};
 use crate::app::config::Config;
 use crate::app::exit::ExitStatus;
 use crate::app::signals::{status_of, Ended};
-use crate::app::{demo, settings, signals};
+use crate::app::{demo, settings, signals, state_views};
 use crate::chat::client::{ChatClient, ClientTuning};
 use crate::chat::usersig;
 use crate::input::stdin::StdinSpool;
@@ -51,6 +51,10 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::State(StateCommand::Export { path, output }) => state_export(&path, output),
+        Command::State(StateCommand::Failed { path, json }) => {
+            state_views::failed(&path, json)?;
+            Ok(ExitStatus::Success)
+        }
         Command::Usersig(args) => {
             let connection = settings::connection(&args.connection, false)?;
             let client = ChatClient::new(connection, ClientTuning::default())?;

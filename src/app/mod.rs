@@ -10,3 +10,4 @@ pub mod logging;
 pub mod man;
 pub mod settings;
 pub mod signals;
+pub mod state_views;

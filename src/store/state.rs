@@ -5,10 +5,14 @@
 //! A user's entry is written only after Chat answered OK, in transactions committed about once
 //! a second, so a crash can only make the next run send a row again, never skip a change.
 //! At start the hashes are loaded into a compact in-memory index (about 24 bytes per user), so
-//! deciding "unchanged" costs a hash lookup per row, not a query. The file, its schema and
-//! the migrations from older versions are in `db`.
+//! deciding "unchanged" costs a hash lookup per row, not a query.
+//!
+//! A row that fails removes its user's entry the same way, so the next run sends it again
+//! whether or not its line changed, and records the failure (`state failed`) until a later
+//! send of the user succeeds. The file, its schema and migrations are in `db`; the failed
+//! users' listing in `history`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -16,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 mod db;
+pub mod history;
 
 use db::unix_now;
 
@@ -92,7 +97,10 @@ pub struct StateDb {
     conn: Connection,
     /// Changes since the last commit, in the order they happened.
     pending: Vec<Change>,
+    /// The run the failures it records are charged to.
     run_id: i64,
+    /// Users with a failure on record: an accepted send of one of these clears it.
+    failing: HashSet<String>,
 }
 
 enum Change {
@@ -105,6 +113,13 @@ enum Change {
     },
     /// A send may have reached Chat without an answer: what Chat holds is unknown.
     Forget(String),
+    /// The user's row failed for good: forgotten, and the failure on record.
+    Failed {
+        user_id: String,
+        code: String,
+        message: String,
+        at: i64,
+    },
 }
 
 impl StateDb {
@@ -127,6 +142,10 @@ impl StateDb {
         };
         let conn = db::open(path, Some(sdkappid), true)?;
         let accepted = read_index(&conn)?;
+        let failing = conn
+            .prepare("SELECT user_id FROM failed")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         conn.execute(
             "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
             params![unix_now(), input.display().to_string()],
@@ -139,6 +158,7 @@ impl StateDb {
                 conn,
                 pending: Vec::new(),
                 run_id,
+                failing,
             },
             StateIndex { accepted },
         ))
@@ -160,6 +180,18 @@ impl StateDb {
         self.pending.push(Change::Forget(user_id.to_string()));
     }
 
+    /// Notes that a user's row failed for good with `code` (the failure CSV's `_error_code`):
+    /// its entry is dropped, so the next run sends the row again even if it did not change,
+    /// and the failure is on record (`state failed`) until a send of the user is accepted.
+    pub fn failed(&mut self, user_id: &str, code: &str, message: &str) {
+        self.pending.push(Change::Failed {
+            user_id: user_id.to_string(),
+            code: code.to_string(),
+            message: message.to_string(),
+            at: unix_now(),
+        });
+    }
+
     /// Commits every pending entry in one transaction.
     pub fn commit(&mut self) -> anyhow::Result<()> {
         if self.pending.is_empty() {
@@ -175,6 +207,13 @@ impl StateDb {
             // The same changes, in order, for the next load on top of the snapshot.
             let mut recent =
                 tx.prepare_cached("INSERT INTO recent (user_key, body_hash) VALUES (?1, ?2)")?;
+            let mut fail = tx.prepare_cached(
+                "INSERT INTO failed (user_id, code, message, run_id, failed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(user_id) DO UPDATE SET code = ?2, message = ?3, run_id = ?4,
+                 failed_at = ?5",
+            )?;
+            let mut cleared = tx.prepare_cached("DELETE FROM failed WHERE user_id = ?1")?;
             for change in &self.pending {
                 match change {
                     Change::Accepted {
@@ -185,10 +224,24 @@ impl StateDb {
                     } => {
                         upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
                         recent.execute(params![*key as i64, *hash as i64])?;
+                        if self.failing.remove(user_id) {
+                            cleared.execute([user_id])?;
+                        }
                     }
                     Change::Forget(user_id) => {
                         delete.execute([user_id])?;
                         recent.execute(params![user_key(user_id) as i64, None::<i64>])?;
+                    }
+                    Change::Failed {
+                        user_id,
+                        code,
+                        message,
+                        at,
+                    } => {
+                        delete.execute([user_id])?;
+                        recent.execute(params![user_key(user_id) as i64, None::<i64>])?;
+                        fail.execute(params![user_id, code, message, self.run_id, at])?;
+                        self.failing.insert(user_id.clone());
                     }
                 }
             }
@@ -308,8 +361,9 @@ pub fn stats(path: &Path) -> anyhow::Result<String> {
     let conn = db::open(path, None, false)?;
     let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
     let sdkappid = db::meta(&conn, "sdkappid")?;
+    let failed: i64 = conn.query_row("SELECT COUNT(*) FROM failed", [], |r| r.get(0))?;
     let mut out = format!(
-        "state            {}\nSDKAppID         {}\nusers            {users}\n",
+        "state            {}\nSDKAppID         {}\nusers            {users}\nfailed users     {failed}\n",
         path.display(),
         sdkappid.unwrap_or_else(|| "-".into())
     );
@@ -476,6 +530,55 @@ mod tests {
         // The same as reading every row.
         let conn = db::open(&path, None, false).unwrap();
         assert_eq!(scan_users(&conn).unwrap(), index.accepted);
+    }
+
+    /// The users `state failed` lists: (UserID, code, run).
+    fn failed_list(path: &Path) -> Vec<(String, String, Option<i64>)> {
+        let mut list = Vec::new();
+        history::failed_users(path, &mut |user| {
+            list.push((user.user_id.clone(), user.code.clone(), user.run_id));
+            Ok(())
+        })
+        .unwrap();
+        list
+    }
+
+    #[test]
+    fn a_failure_forgets_the_user_until_a_later_send_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let first = db.run_id;
+        db.accepted("u1", 11);
+        db.accepted("u2", 22);
+        db.failed("u1", "40009", "no such field");
+        db.failed("u3", "outcome_unknown", "timed out");
+        db.finish_run(RunTotals::default(), Some(3)).unwrap();
+        drop(db);
+        let index = load_index(&path).unwrap();
+        assert!(!index.is_unchanged("u1", 11), "a failed user is sent again");
+        assert!(index.is_unchanged("u2", 22));
+        assert_eq!(
+            failed_list(&path),
+            [
+                ("u1".to_string(), "40009".to_string(), Some(first)),
+                ("u3".into(), "outcome_unknown".into(), Some(first))
+            ]
+        );
+
+        // The next run: u1 fails again, u3 is accepted (in a state opened afresh, so the
+        // failures on record are known from the file).
+        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let second = db.run_id;
+        db.failed("u1", "40009", "no such field");
+        db.accepted("u3", 33);
+        db.finish_run(RunTotals::default(), Some(3)).unwrap();
+        drop(db);
+        assert_eq!(
+            failed_list(&path),
+            [("u1".to_string(), "40009".to_string(), Some(second))]
+        );
+        assert!(load_index(&path).unwrap().is_unchanged("u3", 33));
     }
 
     #[test]
