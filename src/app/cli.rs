@@ -101,6 +101,19 @@ Examples:
   # A semicolon-separated export with its own column names
   profile-import import export.csv --delimiter ';' --mapping mapping.toml --dry-run";
 
+pub(crate) const STATE_EXAMPLES: &str = "\
+Examples:
+  # What the last runs did (every import, dry run and verify run with --state is recorded)
+  profile-import state runs /var/lib/profile-import/state.db
+  profile-import state runs /var/lib/profile-import/state.db --id 41 --json
+
+  # The users whose last send failed: the next import sends them again
+  profile-import state failed /var/lib/profile-import/state.db
+
+  # How many users the state holds; every user's last accepted body hash as CSV
+  profile-import state stats /var/lib/profile-import/state.db
+  profile-import state export /var/lib/profile-import/state.db --output state.csv";
+
 pub(crate) const SIM_EXAMPLES: &str = "\
 Examples:
   # Terminal 1: a simulator with realistic latency and some transient faults
@@ -206,8 +219,8 @@ pub enum Command {
     /// Read the profiles back from Chat (portrait_get) and compare them with the CSV.
     #[command(after_long_help = format!("{VERIFY_OUTPUT}\n\n{VERIFY_EXIT_CODES}\n\n{VERIFY_EXAMPLES}"))]
     Verify(Box<VerifyArgs>),
-    /// Inspect a --state database.
-    #[command(subcommand)]
+    /// Inspect a --state database: its users, its run history, the users whose last send failed.
+    #[command(subcommand, after_long_help = STATE_EXAMPLES)]
     State(StateCommand),
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
@@ -381,13 +394,20 @@ pub struct ImportArgs {
 
     /// Send only rows whose profile changed since Chat last accepted them, remembered in this
     /// SQLite file (created on first use); rows that failed are sent again by the next run.
-    /// With --dry-run: count what would be sent.
+    /// With --dry-run: count what would be sent. Every run is recorded in the file's history
+    /// (`profile-import state runs PATH`), a dry run too.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 
     /// With --state: send every row anyway, and refresh the state.
     #[arg(long, requires = "state", conflicts_with = "changes_only")]
     pub full: bool,
+
+    /// With --state: how many runs the state's history keeps, the newest (remembered in the
+    /// state for later runs) [default: 1000].
+    #[arg(long, value_name = "N", requires = "state",
+          value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+    pub keep_runs: Option<u64>,
 
     /// Read each user's current values first (portrait_get, 100 users a call, on a pacer of
     /// its own) and send only the tags whose value differs; users Chat already matches are not
@@ -530,6 +550,22 @@ pub enum StateCommand {
         /// The state database.
         path: PathBuf,
     },
+    /// The run history, newest first: every import, dry run and verify run with this state,
+    /// with its flags, input, counts and exit code.
+    Runs {
+        /// The state database.
+        path: PathBuf,
+        /// Show the last N runs.
+        #[arg(long, value_name = "N", default_value_t = 20,
+              value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+        limit: u64,
+        /// Show run N whole: its input's size and hash, and its summary.
+        #[arg(long, value_name = "N", conflicts_with = "limit")]
+        id: Option<i64>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The users whose last send failed, with the code and the run it failed in; the next
     /// import sends them again, and a success takes them off the list.
     Failed {
@@ -590,6 +626,11 @@ pub struct VerifyArgs {
     /// Write the counts and exit code as JSON to PATH (atomically), or to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+
+    /// Record this run in the run history of an import's --state file (`profile-import state
+    /// runs PATH`); nothing else in the state is read or changed.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
 
     /// Ceiling on portrait_get calls per second (100 users each).
     #[arg(long, value_name = "N", default_value_t = 200,

@@ -10,9 +10,11 @@ use clap::CommandFactory;
 use crate::app::cli::{self, Cli, Command, StateCommand};
 use crate::app::config::Config;
 use crate::app::exit::ExitStatus;
+use crate::app::history::Recorder;
 use crate::app::signals::{status_of, Ended};
 use crate::app::{demo, settings, signals, state_views};
 use crate::chat::client::{ChatClient, ClientTuning};
+use crate::chat::connection::Connection;
 use crate::chat::usersig;
 use crate::input::stdin::StdinSpool;
 use crate::run::changes::ChatReads;
@@ -51,6 +53,15 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::State(StateCommand::Export { path, output }) => state_export(&path, output),
+        Command::State(StateCommand::Runs {
+            path,
+            limit,
+            id,
+            json,
+        }) => {
+            state_views::runs(&path, limit, id, json)?;
+            Ok(ExitStatus::Success)
+        }
         Command::State(StateCommand::Failed { path, json }) => {
             state_views::failed(&path, json)?;
             Ok(ExitStatus::Success)
@@ -77,18 +88,35 @@ fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// `import`: a dry run, or a real import until it ends or a signal stops it.
+/// `import`: a dry run, or a real import until it ends or a signal stops it; with `--state`,
+/// recorded in the state's run history whatever its end.
 fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<ExitStatus> {
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
-    let config = Config::import(&args, stdin.as_ref(), quiet)?;
-    if args.dry_run && args.changes_only {
-        return changes_plan_command(&args, &config);
-    }
-    if args.dry_run {
-        return dry_run_command(&args, &config, verbose);
+    let mut config = Config::import(&args, stdin.as_ref(), quiet)?;
+    if args.dry_run && !args.changes_only {
+        let mut history = Recorder::import(&args, &config, None)?;
+        let ended = dry_run_command(&args, &config, verbose, &mut history);
+        return history.end(ended);
     }
     let connection = settings::connection(&args.connection, true)?;
+    let mut history = Recorder::import(&args, &config, Some(connection.sdkappid))?;
+    config.job.run_id = history.run_id();
+    let ended = if args.dry_run {
+        changes_plan_command(&args, &config, connection, &mut history)
+    } else {
+        send_command(&args, &config, connection, &mut history)
+    };
+    history.end(ended)
+}
+
+/// `import` for real: sends until the input ends or a signal stops it.
+fn send_command(
+    args: &cli::ImportArgs,
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let settings = &config.send;
     tracing::info!(
         "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
@@ -108,6 +136,7 @@ fn import(args: cli::ImportArgs, verbose: u8, quiet: bool) -> anyhow::Result<Exi
     let (status, summary) = outcome?;
     if let Some(summary) = &summary {
         warn_if_no_rows(summary.rows, &args.input.csv);
+        history.summary(summary, status);
     }
     if let (Some(path), Some(summary)) = (&config.summary_json, &summary) {
         sinks::JsonSummary(path.clone()).finish(summary, status.as_ended().code())?;
@@ -121,6 +150,7 @@ fn dry_run_command(
     args: &cli::ImportArgs,
     config: &Config,
     verbose: u8,
+    history: &mut Recorder,
 ) -> anyhow::Result<ExitStatus> {
     let show = args
         .show_requests
@@ -145,18 +175,24 @@ fn dry_run_command(
         }
         console::err(&checked.to_string());
         summary.accounts_checked = checked.accounts_checked;
+        history.summary(&summary, status);
         if let Some(path) = &config.summary_json {
             sinks::JsonSummary(path.clone()).finish(&summary, status.as_ended().code())?;
         }
         return Ok(status);
     }
+    history.summary(&summary, status);
     finish(&summary, status, config.summary_json.as_deref())?;
     Ok(status)
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
-fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Result<ExitStatus> {
-    let connection = settings::connection(&args.connection, true)?;
+fn changes_plan_command(
+    args: &cli::ImportArgs,
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let plan_csv = config.report_csv.clone().unwrap_or_default();
     let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
@@ -170,7 +206,7 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
         };
         planner.run(&config.job, &plan_csv, &stop).await
     }))?;
-    finish_checked(ended, &args.input.csv, config)
+    finish_checked(ended, &args.input.csv, config, history)
 }
 
 /// `check-accounts`.
@@ -178,16 +214,33 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
     let config = Config::check_accounts(&args)?;
     let output = config.report_csv.clone().unwrap_or_default();
     let ended = check_accounts(&config, &args.connection, &output)?;
-    finish_checked(ended, &args.input.csv.clone(), &config)
+    finish_checked(
+        ended,
+        &args.input.csv.clone(),
+        &config,
+        &mut Recorder::off(),
+    )
 }
 
-/// `verify`: reads the profiles back and compares them with the CSV.
+/// `verify`: reads the profiles back and compares them with the CSV; with `--state`, recorded
+/// in the state's run history.
 fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
     let config = Config::verify(&args)?;
     let connection = settings::connection(&args.connection, true)?;
+    let mut history = Recorder::verify(&args, &config, connection.sdkappid)?;
+    let ended = verify_run(&args, &config, connection, &mut history);
+    history.end(ended)
+}
+
+/// `verify` itself, until it ends or a signal stops it.
+fn verify_run(
+    args: &cli::VerifyArgs,
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let diff = config.report_csv.clone().unwrap_or_default();
-    let config = &config;
     let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
         let uses = [Use::Reads(config.send.read_rate), Use::AccountChecks];
         let handles = Handles::new(&client, config.send.retry, &stop, &uses);
@@ -199,42 +252,30 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
         };
         verifier.run(&config.job, args.sample, &diff, &stop).await
     }))?;
-    finish_checked(ended, &args.input.csv, config)
+    finish_checked(ended, &args.input.csv, config, history)
 }
 
 /// The end of a command that checks rows against Chat (verify, the plan, check-accounts): its
-/// report shown and written, and the status it earns (a signal's, if one stopped it).
+/// report shown, written and kept for the history, and the status it earns: a signal's if one
+/// stopped it, else 0 when every row passed and 3 otherwise.
 fn finish_checked(
     ended: Ended<summary::Summary>,
     csv: &std::path::Path,
     config: &Config,
+    history: &mut Recorder,
 ) -> anyhow::Result<ExitStatus> {
     let (report, stopped) = match ended {
         Ended::Finished { value, stopped } => (value, stopped),
         Ended::Abandoned(status) => return Ok(status),
     };
     warn_if_no_rows(report.rows, csv);
-    match stopped {
-        Some(status) => {
-            finish(&report, status, config.summary_json.as_deref())?;
-            Ok(status)
-        }
-        None => finish_report(&report, config.summary_json.as_deref()),
-    }
-}
-
-/// The status of a command that checks rows (0 when they all passed, 3 otherwise), with its
-/// report shown and written to `--summary-json` if asked.
-fn finish_report(
-    report: &summary::Summary,
-    summary_json: Option<&std::path::Path>,
-) -> anyhow::Result<ExitStatus> {
-    let status = if report.passed() {
+    let status = stopped.unwrap_or(if report.passed() {
         ExitStatus::Success
     } else {
         ExitStatus::RowsFailed
-    };
-    finish(report, status, summary_json)?;
+    });
+    history.summary(&report, status);
+    finish(&report, status, config.summary_json.as_deref())?;
     Ok(status)
 }
 

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod history;
 pub mod logging;
 pub mod man;
 pub mod settings;

@@ -9,8 +9,8 @@
 //!
 //! A row that fails removes its user's entry the same way, so the next run sends it again
 //! whether or not its line changed, and records the failure (`state failed`) until a later
-//! send of the user succeeds. The file, its schema and migrations are in `db`; the failed
-//! users' listing in `history`.
+//! send of the user succeeds. The file, its schema and migrations are in `db`; the run history
+//! and the failed users' listing in `history`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::store::journal::Identity;
 
 mod db;
 pub mod history;
@@ -81,13 +83,11 @@ impl StateIndex {
     }
 }
 
-/// A finished run's counts, as the state records them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunTotals {
-    pub rows: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub unchanged: u64,
+/// The recorded run a state is opened for (`history::begin`), and its input.
+#[derive(Debug, Clone, Copy)]
+pub struct ForRun<'a> {
+    pub id: i64,
+    pub input: &'a Identity,
 }
 
 /// The open state database, locked against a second run until dropped.
@@ -98,7 +98,7 @@ pub struct StateDb {
     /// Changes since the last commit, in the order they happened.
     pending: Vec<Change>,
     /// The run the failures it records are charged to.
-    run_id: i64,
+    run_id: Option<i64>,
     /// Users with a failure on record: an accepted send of one of these clears it.
     failing: HashSet<String>,
 }
@@ -123,18 +123,19 @@ enum Change {
 }
 
 impl StateDb {
-    /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
-    pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
-        StateDb::open_locked(None, path, sdkappid, input)
+    /// Opens the state against `sdkappid` outside a recorded run, and loads the index.
+    pub fn open(path: &Path, sdkappid: u64) -> anyhow::Result<(StateDb, StateIndex)> {
+        StateDb::open_locked(None, path, sdkappid, None)
     }
 
-    /// [`StateDb::open`] with its lock already taken (with the run's other outputs), or
-    /// `None` to take it here.
+    /// Opens the state for `run` (noting its input's size and hash in the history) with its
+    /// lock already taken (with the run's other outputs), or `None` to take it here, and loads
+    /// the index.
     pub fn open_locked(
         lock: Option<crate::store::lock::RunLock>,
         path: &Path,
         sdkappid: u64,
-        input: &Path,
+        run: Option<ForRun>,
     ) -> anyhow::Result<(StateDb, StateIndex)> {
         let lock = match lock {
             Some(lock) => lock,
@@ -146,18 +147,16 @@ impl StateDb {
             .prepare("SELECT user_id FROM failed")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        conn.execute(
-            "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
-            params![unix_now(), input.display().to_string()],
-        )?;
-        let run_id = conn.last_insert_rowid();
+        if let Some(run) = run {
+            history::note_input(&conn, run.id, run.input)?;
+        }
         Ok((
             StateDb {
                 path: path.to_path_buf(),
                 _lock: lock,
                 conn,
                 pending: Vec::new(),
-                run_id,
+                run_id: run.map(|run| run.id),
                 failing,
             },
             StateIndex { accepted },
@@ -252,26 +251,12 @@ impl StateDb {
         Ok(())
     }
 
-    /// Records how the run ended: its counts, and the exit code it ended with (none when it
-    /// was stopped).
-    pub fn finish_run(&mut self, totals: RunTotals, exit_code: Option<u8>) -> anyhow::Result<()> {
+    /// At the end of a run, however it ended: commits what is pending and takes the snapshot
+    /// the next run loads. (How the run ended is recorded by whoever started it:
+    /// `history::RunRecord::finish`.)
+    pub fn finish_run(&mut self) -> anyhow::Result<()> {
         self.commit()?;
-        self.take_snapshot()?;
-        self.conn.execute(
-            "UPDATE runs SET finished_at = ?1, rows = ?2, sent = ?3, ok = ?4, failed = ?5,
-             unchanged = ?6, exit_code = ?7 WHERE id = ?8",
-            params![
-                unix_now(),
-                totals.rows as i64,
-                (totals.ok + totals.failed) as i64,
-                totals.ok as i64,
-                totals.failed as i64,
-                totals.unchanged as i64,
-                exit_code.map(i64::from),
-                self.run_id
-            ],
-        )?;
-        Ok(())
+        self.take_snapshot()
     }
 }
 
@@ -359,75 +344,44 @@ fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
 /// `profile-import state stats PATH`.
 pub fn stats(path: &Path) -> anyhow::Result<String> {
     let conn = db::open(path, None, false)?;
-    let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
-    let sdkappid = db::meta(&conn, "sdkappid")?;
-    let failed: i64 = conn.query_row("SELECT COUNT(*) FROM failed", [], |r| r.get(0))?;
+    let count = |table: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+    };
     let mut out = format!(
-        "state            {}\nSDKAppID         {}\nusers            {users}\nfailed users     {failed}\n",
+        "state            {}\nSDKAppID         {}\nusers            {}\nfailed users     {}\n",
         path.display(),
-        sdkappid.unwrap_or_else(|| "-".into())
+        db::meta(&conn, "sdkappid")?.unwrap_or_else(|| "-".into()),
+        count("users")?,
+        count("failed")?,
     );
-    let last = conn
-        .query_row(
-            "SELECT started_at, finished_at, input, rows, sent, ok, unchanged, exit_code
-             FROM runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(LastRun {
-                    started: r.get(0)?,
-                    finished: r.get(1)?,
-                    input: r.get(2)?,
-                    rows: r.get(3)?,
-                    sent: r.get(4)?,
-                    ok: r.get(5)?,
-                    unchanged: r.get(6)?,
-                    exit_code: r.get(7)?,
-                })
-            },
-        )
-        .optional()?;
-    match last {
-        Some(LastRun {
-            started,
-            finished,
-            input,
-            rows,
-            sent,
-            ok,
-            unchanged,
-            exit_code,
-        }) => {
+    drop(conn);
+    match history::runs(path, 1)?.pop() {
+        Some(run) => {
             let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            let command = std::iter::once(run.command.as_str())
+                .chain(run.flags.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
             out.push_str(&format!(
-                "last run         started {} ({}), {}\n                 input {input}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
-                db::format_time(started),
-                started,
-                match finished {
+                "last run         {}: {command}, started {} ({}), {}\n                 input {}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
+                run.id,
+                run.started(),
+                run.started_at,
+                match run.finished_at {
                     Some(at) => format!("finished {}", db::format_time(at)),
-                    None => "did not finish".into(),
+                    None => "did not finish (still running, or killed)".into(),
                 },
-                show(rows),
-                show(sent),
-                show(ok),
-                show(unchanged),
-                show(exit_code),
+                run.input,
+                show(run.rows),
+                show(run.sent),
+                show(run.ok),
+                show(run.unchanged),
+                show(run.exit_code),
             ));
         }
         None => out.push_str("last run         none\n"),
     }
     Ok(out)
-}
-
-/// The `runs` row of the latest run.
-struct LastRun {
-    started: i64,
-    finished: Option<i64>,
-    input: String,
-    rows: Option<i64>,
-    sent: Option<i64>,
-    ok: Option<i64>,
-    unchanged: Option<i64>,
-    exit_code: Option<i64>,
 }
 
 /// `profile-import state export PATH`: `UserID,body_hash,accepted_at` as CSV.
@@ -472,19 +426,16 @@ mod tests {
         let path = dir.path().join("state.db");
         let body = br#"{"From_Account":"u1","ProfileItem":[]}"#;
         {
-            let (mut db, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+            let (mut db, index) = StateDb::open(&path, 1400000000).unwrap();
             assert!(index.is_empty());
             db.accepted("u1", body_hash(body));
             db.commit().unwrap();
         }
-        let (_, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+        let (_, index) = StateDb::open(&path, 1400000000).unwrap();
         assert!(index.is_unchanged("u1", body_hash(body)));
         assert!(!index.is_unchanged("u1", body_hash(b"other")));
         assert!(!index.is_unchanged("u2", body_hash(body)));
-        let err = StateDb::open(&path, 1400000001, Path::new("in.csv"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = StateDb::open(&path, 1400000001).err().unwrap().to_string();
         assert!(err.contains("belongs to SDKAppID 1400000000"), "{err}");
         assert!(stats(&path).unwrap().contains("users            1"));
     }
@@ -493,7 +444,7 @@ mod tests {
     fn an_unconfirmed_send_forgets_the_user_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (mut db, _) = StateDb::open(&path, 1).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
         db.forget("u1");
@@ -501,7 +452,7 @@ mod tests {
         db.accepted("u2", 23);
         db.commit().unwrap();
         drop(db);
-        let (_, index) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (_, index) = StateDb::open(&path, 1).unwrap();
         assert!(!index.is_unchanged("u1", 11), "forgotten after its accept");
         assert!(
             index.is_unchanged("u2", 23),
@@ -513,10 +464,10 @@ mod tests {
     fn the_index_is_the_snapshot_plus_later_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (mut db, _) = StateDb::open(&path, 1).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
-        db.finish_run(RunTotals::default(), Some(0)).unwrap();
+        db.finish_run().unwrap();
         // A later run that dies after committing, before its snapshot.
         db.accepted("u3", 33);
         db.forget("u1");
@@ -547,36 +498,55 @@ mod tests {
     fn a_failure_forgets_the_user_until_a_later_send_is_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
-        let first = db.run_id;
+        let start = history::RunStart {
+            command: "import".into(),
+            ..Default::default()
+        };
+        let identity = Identity {
+            size: 12,
+            hash: "ab".into(),
+        };
+        let first = history::begin(&path, &start).unwrap();
+        let run = ForRun {
+            id: first.id(),
+            input: &identity,
+        };
+        let (mut db, _) = StateDb::open_locked(None, &path, 1, Some(run)).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
         db.failed("u1", "40009", "no such field");
         db.failed("u3", "outcome_unknown", "timed out");
-        db.finish_run(RunTotals::default(), Some(3)).unwrap();
+        db.finish_run().unwrap();
         drop(db);
         let index = load_index(&path).unwrap();
         assert!(!index.is_unchanged("u1", 11), "a failed user is sent again");
         assert!(index.is_unchanged("u2", 22));
+        let recorded = history::run(&path, first.id()).unwrap().unwrap();
+        assert_eq!(recorded.input_size, Some(12));
+        let run_1 = Some(first.id());
         assert_eq!(
             failed_list(&path),
             [
-                ("u1".to_string(), "40009".to_string(), Some(first)),
-                ("u3".into(), "outcome_unknown".into(), Some(first))
+                ("u1".to_string(), "40009".to_string(), run_1),
+                ("u3".into(), "outcome_unknown".into(), run_1)
             ]
         );
 
         // The next run: u1 fails again, u3 is accepted (in a state opened afresh, so the
         // failures on record are known from the file).
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
-        let second = db.run_id;
+        let second = history::begin(&path, &start).unwrap();
+        let run = ForRun {
+            id: second.id(),
+            input: &identity,
+        };
+        let (mut db, _) = StateDb::open_locked(None, &path, 1, Some(run)).unwrap();
         db.failed("u1", "40009", "no such field");
         db.accepted("u3", 33);
-        db.finish_run(RunTotals::default(), Some(3)).unwrap();
+        db.finish_run().unwrap();
         drop(db);
         assert_eq!(
             failed_list(&path),
-            [("u1".to_string(), "40009".to_string(), Some(second))]
+            [("u1".to_string(), "40009".to_string(), Some(second.id()))]
         );
         assert!(load_index(&path).unwrap().is_unchanged("u3", 33));
     }
@@ -590,10 +560,7 @@ mod tests {
             b"this is not a database at all, just some bytes ......",
         )
         .unwrap();
-        let err = StateDb::open(&path, 1, Path::new("in.csv"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = StateDb::open(&path, 1).err().unwrap().to_string();
         assert!(
             err.contains("not a usable profile-import state database"),
             "{err}"

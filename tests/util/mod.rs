@@ -506,6 +506,7 @@ pub fn plain_job(csv: &Path, failures: PathBuf, journal: PathBuf) -> JobInput {
         create_accounts: None,
         state: None,
         full: false,
+        run_id: None,
         changes_only: false,
         batch_nick_image: None,
     }
