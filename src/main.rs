@@ -22,14 +22,9 @@ fn main() -> ExitCode {
     profile_import::app::logging::init(cli.verbose, cli.quiet, cli.log_format, cli.color);
     let status = match profile_import::app::commands::run(cli) {
         Ok(status) => status,
-        Err(err) => {
-            if err
-                .chain()
-                .filter_map(|e| e.downcast_ref::<std::io::Error>())
-                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            {
-                ExitStatus::OutputClosed
-            } else {
+        Err(err) => match ExitStatus::of_error(&err) {
+            ExitStatus::OutputClosed => ExitStatus::OutputClosed,
+            status => {
                 // An error may quote a cell (a header name): its control characters are
                 // escaped, the message's own line breaks kept.
                 let text = format!("error: {err:#}");
@@ -37,9 +32,9 @@ fn main() -> ExitCode {
                     &text,
                     &['\n'],
                 ));
-                ExitStatus::Fatal
+                status
             }
-        }
+        },
     };
     // Whatever else happened, output the caller asked for was lost: say so in the status.
     if console::closed() {

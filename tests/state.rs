@@ -568,3 +568,445 @@ async fn more_than_500_000_repeated_users_are_refused_under_state() {
     assert!(stderr.contains(refused), "{stderr}");
     assert_eq!(sim.stats().requests, 0, "nothing is sent");
 }
+
+/// `state runs PATH --json` plus `extra`, newest first.
+fn runs_json(state: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let output = tool_command()
+        .args(["state", "runs"])
+        .arg(state)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    match serde_json::from_slice(&output.stdout).unwrap() {
+        serde_json::Value::Array(runs) => runs,
+        one => vec![one],
+    }
+}
+
+/// One key of every run, newest first.
+fn column(runs: &[serde_json::Value], key: &str) -> Vec<serde_json::Value> {
+    runs.iter().map(|run| run[key].clone()).collect()
+}
+
+/// `state failed PATH --json`: (UserID, code, run).
+fn failed_users(state: &Path) -> Vec<(String, String, i64)> {
+    let output = tool_command()
+        .args(["state", "failed"])
+        .arg(state)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    list.iter()
+        .map(|user| {
+            (
+                user["user_id"].as_str().unwrap().to_string(),
+                user["code"].as_str().unwrap().to_string(),
+                user["run"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn text_of(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Issue 23: a row that failed is sent again by the next run although its line did not change,
+/// until it succeeds; rows that succeeded and did not change are not sent again. `state failed`
+/// lists the user until then, `state runs` has every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_row_is_sent_again_by_every_run_until_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    // Only u2 sets the custom field Mood, which the first app's console does not have (40009).
+    std::fs::write(
+        &csv,
+        "UserID,Nick,Custom_Mood\nu1,Ann,\nu2,Bo,calm\nu3,Cy,\n",
+    )
+    .unwrap();
+    let first_app = sim().await;
+    let code = |output: Output| output.status.code();
+
+    let run_1 = import(&first_app, &csv, &state, &[]).output().unwrap();
+    assert_eq!(code(run_1), Some(3));
+    assert_eq!(first_app.stats().count_for("portrait_set", "40009"), 1);
+    assert_eq!(first_app.stats().requests, 3);
+    assert_eq!(
+        failed_users(&state),
+        [("u2".to_string(), "40009".to_string(), 1)]
+    );
+
+    // The same file: only u2 is sent, and fails again.
+    let run_2 = import(&first_app, &csv, &state, &[]).output().unwrap();
+    assert_eq!(code(run_2), Some(3));
+    assert_eq!(first_app.stats().requests, 4);
+    assert_eq!(first_app.stats().count_for("portrait_set", "40009"), 2);
+    assert_eq!(
+        failed_users(&state),
+        [("u2".to_string(), "40009".to_string(), 2)]
+    );
+
+    // The console now has Mood: u2 is sent once more and succeeds; u1 and u3 are not sent.
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config.custom_fields.insert("Mood".into());
+    let fixed_app = SimHandle::start(config).await.unwrap();
+    ran(import(&fixed_app, &csv, &state, &[]).output().unwrap());
+    assert_eq!(fixed_app.stats().requests, 1);
+    let profiles = fixed_app.profiles();
+    assert_eq!(profiles.len(), 1, "only u2 was sent");
+    assert_eq!(profiles["u2"]["Tag_Profile_Custom_Mood"], "calm");
+    assert!(failed_users(&state).is_empty());
+    let text = tool_command()
+        .args(["state", "failed"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stderr).contains("0 users whose last send failed"));
+
+    let runs = runs_json(&state, &[]);
+    assert_eq!(column(&runs, "id"), [3, 2, 1]);
+    assert_eq!(column(&runs, "exit_code"), [0, 3, 3]);
+    assert_eq!(column(&runs, "sent"), [1, 1, 3]);
+    assert_eq!(column(&runs, "ok"), [1, 0, 2]);
+    assert_eq!(column(&runs, "failed"), [0, 1, 1]);
+    assert_eq!(column(&runs, "unchanged"), [2, 2, 0]);
+    let table = text_of(tool_command().args(["state", "runs"]).arg(&state));
+    eprintln!("{table}");
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "RUN",
+            "STARTED",
+            "(UTC)",
+            "SECS",
+            "EXIT",
+            "ROWS",
+            "SENT",
+            "OK",
+            "FAILED",
+            "UNCHANGED",
+            "COMMAND",
+            "INPUT"
+        ]
+    );
+    // RUN, EXIT, ROWS, SENT, OK, FAILED, UNCHANGED, COMMAND of each run, newest first.
+    let cells: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|l| [&l[..1], &l[3..10]].concat())
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            ["3", "0", "3", "1", "1", "0", "2", "import"],
+            ["2", "3", "3", "1", "0", "1", "2", "import"],
+            ["1", "3", "3", "3", "2", "1", "0", "import"],
+        ]
+    );
+}
+
+/// Every command run with `--state` is recorded: what ran, the flags that change what it sends
+/// or checks, the input's path, size and hash (the journal's), the counts and the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_an_import_and_a_verify_are_recorded_with_flags_input_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 30, 30, &[]);
+    let sim = sim().await;
+    let dry_run = tool_command()
+        .args(["import", "--dry-run", "--empty", "clear", "--state"])
+        .arg(&state)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    ran(dry_run);
+    ran(import(
+        &sim,
+        &csv,
+        &state,
+        &["--empty", "clear", "--create-accounts", "on-demand"],
+    )
+    .output()
+    .unwrap());
+    let verify = tool_command()
+        .arg("verify")
+        .arg(&csv)
+        .arg("--state")
+        .arg(&state)
+        .args([
+            "--sample",
+            "10",
+            "--sdkappid",
+            &APP.to_string(),
+            "--endpoint",
+            &sim.url(),
+        ])
+        .args(["--no-progress", "-q"])
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    ran(verify);
+
+    let runs = runs_json(&state, &[]);
+    assert_eq!(column(&runs, "command"), ["verify", "import", "import"]);
+    assert_eq!(
+        column(&runs, "flags"),
+        [
+            serde_json::json!(["--sample 10"]),
+            serde_json::json!(["--create-accounts on-demand", "--empty clear"]),
+            serde_json::json!(["--dry-run", "--empty clear"]),
+        ]
+    );
+    assert_eq!(column(&runs, "exit_code"), [0, 0, 0]);
+    assert_eq!(column(&runs, "rows"), [30, 30, 30]);
+    assert_eq!(
+        column(&runs, "sent"),
+        [serde_json::Value::Null, 30.into(), serde_json::Value::Null]
+    );
+    // The journal's header names the input's size and xxh3: every run recorded the same.
+    let journal = std::fs::read_to_string(dir.path().join("users.journal")).unwrap();
+    let header = journal.lines().next().unwrap();
+    let size = std::fs::metadata(&csv).unwrap().len();
+    for run in &runs {
+        assert_eq!(run["input"]["path"], csv.display().to_string());
+        assert_eq!(run["input"]["size"], size);
+        let hash = run["input"]["xxh3"].as_str().unwrap();
+        assert!(
+            header.contains(&format!("size={size} xxh3={hash}")),
+            "{header}"
+        );
+        assert!(run["finished_at"].is_string() && run["seconds"].is_i64());
+    }
+    // One run whole: its summary, as --summary-json has it.
+    let whole = &runs_json(&state, &["--id", "2"])[0];
+    assert_eq!(whole["summary"]["command"], "import");
+    assert_eq!(whole["summary"]["ok"], 30);
+    assert_eq!(whole["summary"]["exit_code"], 0);
+    let text = text_of(
+        tool_command()
+            .args(["state", "runs", "--id", "2"])
+            .arg(&state),
+    );
+    assert!(
+        text.contains("command      import --create-accounts on-demand --empty clear"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("({size} bytes, xxh3 ")), "{text}");
+    assert!(text.contains("\"ok\": 30"), "{text}");
+    assert_eq!(column(&runs_json(&state, &["--limit", "1"]), "id"), [3]);
+    let missing = tool_command()
+        .args(["state", "runs", "--id", "9"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no run 9"));
+
+    // A verify against another app's state is refused before it reads anything.
+    let other_app = tool_command()
+        .arg("verify")
+        .arg(&csv)
+        .arg("--state")
+        .arg(&state)
+        .args(["--sdkappid", "1400000001", "--endpoint", &sim.url(), "-q"])
+        .env("PROFILE_IMPORT_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(other_app.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other_app.stderr).contains("belongs to SDKAppID"));
+    assert_eq!(runs_json(&state, &[]).len(), 3);
+}
+
+/// A dry run records itself beside a running import without waiting for its lock; an import
+/// refused by that lock (exit 4), an import stopped by SIGTERM (143) and one that failed on
+/// its input (1) are recorded with the status they ended with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_recorded_with_how_they_ended_even_beside_a_running_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.db");
+    let (csv, other) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    write_csv(&csv, 300, 300, &[]);
+    std::fs::write(&other, "UserID,Nick\nother_1,Other\n").unwrap();
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    config.latency_min = Duration::from_millis(20);
+    config.latency_max = Duration::from_millis(40);
+    let sim = SimHandle::start(config).await.unwrap();
+
+    let mut running = import(&sim, &csv, &state, &["--rate", "50"])
+        .spawn()
+        .unwrap();
+    while sim.stats().requests < 5 {
+        assert!(running.try_wait().unwrap().is_none(), "the run ended early");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dry_run = tool_command()
+        .args(["import", "--dry-run", "--state"])
+        .arg(&state)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    ran(dry_run);
+    let refused = import(&sim, &other, &state, &[]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(4));
+    let meanwhile = runs_json(&state, &[]);
+    assert_eq!(
+        column(&meanwhile, "exit_code"),
+        [serde_json::json!(4), 0.into(), serde_json::Value::Null]
+    );
+    assert!(
+        meanwhile[2]["finished_at"].is_null(),
+        "the import is still running"
+    );
+    assert!(running.try_wait().unwrap().is_none());
+
+    crate::util::send_signal(running.id(), "-TERM");
+    let stopped = running.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(143));
+    // An input without a UserID column fails the run at its start.
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(&broken, "Nick,Level\nAnn,1\n").unwrap();
+    let failed = import(&sim, &broken, &state, &[]).output().unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+
+    let runs = runs_json(&state, &[]);
+    assert_eq!(column(&runs, "id"), [4, 3, 2, 1]);
+    assert_eq!(column(&runs, "exit_code"), [1, 4, 0, 143]);
+    assert!(
+        runs[0]["note"].as_str().unwrap().contains("UserID"),
+        "{}",
+        runs[0]
+    );
+    assert!(runs[1]["note"]
+        .as_str()
+        .unwrap()
+        .contains("another profile-import run"));
+    let sigterm = &runs_json(&state, &["--id", "1"])[0];
+    assert!(sigterm["summary"]["stopped"].is_string(), "{sigterm}");
+    assert_eq!(sigterm["summary"]["exit_code"], 143);
+    assert!(sigterm["ok"].as_i64().unwrap() >= 5);
+}
+
+/// `--keep-runs N` keeps the newest N runs, and later runs keep to it without the flag.
+#[test]
+fn the_history_keeps_the_newest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 5, 5, &[]);
+    let dry_run = |extra: &[&str]| {
+        let output = tool_command()
+            .args(["import", "--dry-run", "-q", "--state"])
+            .arg(&state)
+            .arg(&csv)
+            .args(extra)
+            .output()
+            .unwrap();
+        ran(output);
+    };
+    dry_run(&[]);
+    dry_run(&[]);
+    dry_run(&["--keep-runs", "2"]);
+    assert_eq!(column(&runs_json(&state, &[]), "id"), [3, 2]);
+    dry_run(&[]);
+    assert_eq!(column(&runs_json(&state, &[]), "id"), [4, 3]);
+}
+
+/// A state written by the previous version (schema 1) opens: it is migrated in place, its
+/// users still count as sent and its runs are in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_written_by_the_previous_version_is_migrated_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 50, 50, &[]);
+    {
+        // Schema 1 as the previous version created it, with what a run of it left.
+        let conn = rusqlite::Connection::open(&state).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE users (user_id TEXT PRIMARY KEY, user_key INTEGER NOT NULL,
+                 body_hash INTEGER NOT NULL, accepted_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1),
+                 taken_at INTEGER NOT NULL, data BLOB NOT NULL);
+             CREATE TABLE recent (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 user_key INTEGER NOT NULL, body_hash INTEGER);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
+                 finished_at INTEGER, input TEXT NOT NULL, rows INTEGER, sent INTEGER,
+                 ok INTEGER, failed INTEGER, unchanged INTEGER, exit_code INTEGER);
+             INSERT INTO meta VALUES ('schema', '1'), ('sdkappid', '1400000000');
+             INSERT INTO runs VALUES (1, 1700000000, 1700000009, 'users.csv', 50, 50, 50, 0, 0, 0);",
+        )
+        .unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO users VALUES (?1, ?2, ?3, 1700000000)")
+            .unwrap();
+        for (user, hash) in expected_hashes(50, 50) {
+            let key = profile_import::store::state::user_key(&user);
+            insert
+                .execute(rusqlite::params![user, key as i64, hash as i64])
+                .unwrap();
+        }
+    }
+    let sim = sim().await;
+    let rerun = ran(import(&sim, &csv, &state, &[]).output().unwrap());
+    assert_eq!(sim.stats().requests, 0, "{rerun}");
+    assert_eq!(count(&rerun, "unchanged"), 50);
+    let runs = runs_json(&state, &[]);
+    assert_eq!(column(&runs, "id"), [2, 1]);
+    assert_eq!(column(&runs, "command"), ["import", "import"]);
+    assert_eq!(column(&runs, "exit_code"), [0, 0]);
+    assert_eq!(column(&runs, "unchanged"), [50, 0]);
+    assert_eq!(runs[1]["started_at"], "2023-11-14T22:13:20Z");
+    assert_eq!(exported(&state), hex(&expected_hashes(50, 50)));
+}
+
+/// A second signal gives the run up at once, without a summary: its record says so, with the
+/// signal's exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_given_up_by_a_second_signal_is_recorded_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, state) = (dir.path().join("users.csv"), dir.path().join("s.db"));
+    write_csv(&csv, 100, 100, &[]);
+    let mut config = SimConfig::new(APP, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    // Chat answers only after a minute: the first signal would wait for those answers.
+    config.faults = profile_import::sim::Faults {
+        p_slow: 1.0,
+        slow: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let sim = SimHandle::start(config).await.unwrap();
+    let mut child = crate::util::Watched::spawn(import(&sim, &csv, &state, &[]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.stats().requests < 5 {
+        assert!(std::time::Instant::now() < deadline, "{}", child.stderr());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    crate::util::send_signal(child.pid(), "-INT");
+    child.wait_for_line("stopping:", Duration::from_secs(20));
+    crate::util::send_signal(child.pid(), "-INT");
+    let (code, _) = child.wait(Duration::from_secs(30));
+    assert_eq!(code, 130, "{}", child.stderr());
+
+    let run = &runs_json(&state, &["--id", "1"])[0];
+    assert_eq!(run["exit_code"], 130, "{run}");
+    assert!(run["summary"].is_null() && run["rows"].is_null(), "{run}");
+    assert!(
+        run["note"].as_str().unwrap().contains("second signal"),
+        "{run}"
+    );
+}

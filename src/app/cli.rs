@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::help::{
     CHECK_ACCOUNTS_EXIT_CODES, CONFIG_HELP, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES,
-    TOP_EXAMPLES, VERIFY_EXAMPLES, VERIFY_EXIT_CODES, VERIFY_OUTPUT,
+    STATE_EXAMPLES, TOP_EXAMPLES, VERIFY_EXAMPLES, VERIFY_EXIT_CODES, VERIFY_OUTPUT,
 };
 use crate::input::profile::EmptyPolicy;
 use crate::run::accounts::CreateAccounts;
@@ -107,8 +107,8 @@ pub enum Command {
     /// Read the profiles back from Chat (portrait_get) and compare them with the CSV.
     #[command(after_long_help = format!("{VERIFY_OUTPUT}\n\n{VERIFY_EXIT_CODES}\n\n{VERIFY_EXAMPLES}"))]
     Verify(Box<VerifyArgs>),
-    /// Inspect a --state database.
-    #[command(subcommand)]
+    /// Inspect a --state database: its users, its run history, the users whose last send failed.
+    #[command(subcommand, after_long_help = STATE_EXAMPLES)]
     State(StateCommand),
     /// Print a UserSig for the configured admin (for curl or the online debug tool).
     Usersig(UsersigArgs),
@@ -308,13 +308,21 @@ pub struct ImportArgs {
     pub create_accounts: Option<CreateAccountsArg>,
 
     /// Send only rows whose profile changed since Chat last accepted them, remembered in this
-    /// SQLite file (created on first use). With --dry-run: count what would be sent.
+    /// SQLite file (created on first use); rows that failed are sent again by the next run.
+    /// With --dry-run: count what would be sent. Every run is recorded in the file's history
+    /// (`profile-import state runs PATH`), a dry run too.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 
     /// With --state: send every row anyway, and refresh the state.
     #[arg(long, requires = "state", conflicts_with = "changes_only")]
     pub full: bool,
+
+    /// With --state: how many runs the state's history keeps, the newest (remembered in the
+    /// state for later runs) [default: 1000].
+    #[arg(long, value_name = "N", requires = "state",
+          value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+    pub keep_runs: Option<u64>,
 
     /// Read each user's current values first (portrait_get, 100 users a call, on a pacer of
     /// its own) and send only the tags whose value differs; users Chat already matches are not
@@ -504,10 +512,35 @@ pub struct CallArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// The number of users in the state and the last run.
+    /// The number of users in the state, of failed users, and the last run.
     Stats {
         /// The state database.
         path: PathBuf,
+    },
+    /// The run history, newest first: every import, dry run and verify run with this state,
+    /// with its flags, input, counts and exit code.
+    Runs {
+        /// The state database.
+        path: PathBuf,
+        /// Show the last N runs.
+        #[arg(long, value_name = "N", default_value_t = 20,
+              value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
+        limit: u64,
+        /// Show run N whole: its input's size and hash, and its summary.
+        #[arg(long, value_name = "N", conflicts_with = "limit")]
+        id: Option<i64>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The users whose last send failed, with the code and the run it failed in; the next
+    /// import sends them again, and a success takes them off the list.
+    Failed {
+        /// The state database.
+        path: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the state as CSV: UserID, body_hash, accepted_at (UTC).
     Export {
@@ -563,6 +596,11 @@ pub struct VerifyArgs {
     /// Write the counts and exit code as JSON to PATH (atomically), or to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+
+    /// Record this run in the run history of an import's --state file (`profile-import state
+    /// runs PATH`); nothing else in the state is read or changed.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
 
     /// Ceiling on portrait_get calls per second (100 users each).
     #[arg(long, value_name = "N", default_value_t = 200,

@@ -10,9 +10,11 @@ use clap::CommandFactory;
 use crate::app::cli::{self, Cli, Command, StateCommand};
 use crate::app::config::{Config, Metrics};
 use crate::app::exit::ExitStatus;
+use crate::app::history::Recorder;
 use crate::app::signals::{status_of, Ended};
-use crate::app::{demo, settings, signals};
+use crate::app::{demo, settings, signals, state_views};
 use crate::chat::client::{ChatClient, ClientTuning};
+use crate::chat::connection::Connection;
 use crate::chat::usersig;
 use crate::input::stdin::StdinSpool;
 use crate::run::changes::ChatReads;
@@ -23,8 +25,7 @@ use crate::run::sinks::{self, Sink};
 use crate::run::summary;
 use crate::run::{accounts, changes, dry_run, verify};
 use crate::sim;
-use crate::store::outputs::OutputClash;
-use crate::store::{lock, state};
+use crate::store::state;
 
 /// Runs one command and says how it ended. Errors returned here are fatal (exit 1), except
 /// that another run holding one of this run's outputs ends it with exit 4, and an output that
@@ -34,20 +35,19 @@ use crate::store::{lock, state};
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let mut metrics: Metrics = None;
     let result = match run_command(cli, &mut metrics) {
-        Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
-            Ok(ExitStatus::Locked)
-        }
-        Err(err) if err.downcast_ref::<OutputClash>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
-            Ok(ExitStatus::Usage)
-        }
+        Err(err) => match ExitStatus::of_error(&err) {
+            status @ (ExitStatus::Locked | ExitStatus::Usage) => {
+                console::err_line(&format!("error: {err:#}"));
+                Ok(status)
+            }
+            _ => Err(err),
+        },
         other => other,
     };
     let code = match &result {
         Ok(ExitStatus::Locked) => None,
-        Ok(status) => Some(final_status(*status).code()),
-        Err(_) => Some(ExitStatus::Fatal.code()),
+        Ok(status) => Some(status.as_ended().code()),
+        Err(err) => Some(ExitStatus::of_error(err).as_ended().code()),
     };
     if let (Some(metrics), Some(code)) = (metrics, code) {
         let written = metrics
@@ -74,6 +74,19 @@ fn run_command(cli: Cli, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::State(StateCommand::Export { path, output }) => state_export(&path, output),
+        Command::State(StateCommand::Runs {
+            path,
+            limit,
+            id,
+            json,
+        }) => {
+            state_views::runs(&path, limit, id, json)?;
+            Ok(ExitStatus::Success)
+        }
+        Command::State(StateCommand::Failed { path, json }) => {
+            state_views::failed(&path, json)?;
+            Ok(ExitStatus::Success)
+        }
         Command::Usersig(args) => {
             let connection = settings::connection(&args.connection, false)?;
             let client = ChatClient::new(connection, ClientTuning::default())?;
@@ -96,7 +109,8 @@ fn run_command(cli: Cli, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// `import`: a dry run, or a real import until it ends or a signal stops it.
+/// `import`: a dry run, or a real import until it ends or a signal stops it; with `--state`,
+/// recorded in the state's run history whatever its end.
 fn import(
     args: cli::ImportArgs,
     verbose: u8,
@@ -105,15 +119,30 @@ fn import(
 ) -> anyhow::Result<ExitStatus> {
     // Held until the run ends: the spooled standard input, if the CSV is `-`.
     let stdin = spool_stdin_for_import(&args)?;
-    let config = Config::import(&args, stdin.as_ref(), quiet)?;
+    let mut config = Config::import(&args, stdin.as_ref(), quiet)?;
     metrics.clone_from(&config.metrics);
-    if args.dry_run && config.job.changes_only {
-        return changes_plan_command(&args, &config);
-    }
-    if args.dry_run {
-        return dry_run_command(&args, &config, verbose);
+    if args.dry_run && !config.job.changes_only {
+        let mut history = Recorder::import(&args, &config, None)?;
+        let ended = dry_run_command(&args, &config, verbose, &mut history);
+        return history.end(ended);
     }
     let connection = settings::connection(&args.connection, true)?;
+    let mut history = Recorder::import(&args, &config, Some(connection.sdkappid))?;
+    config.job.run_id = history.run_id();
+    let ended = if args.dry_run {
+        changes_plan_command(&args, &config, connection, &mut history)
+    } else {
+        send_command(&config, connection, &mut history)
+    };
+    history.end(ended)
+}
+
+/// `import` for real: sends until the input ends or a signal stops it.
+fn send_command(
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let settings = &config.send;
     tracing::info!(
         "sending to {} as {} (SDKAppID {}): at most {} requests/s, {} in flight, {} attempts a row, {:?} timeout",
@@ -132,19 +161,10 @@ fn import(
     }));
     let (status, summary) = outcome?;
     if let Some(summary) = &summary {
-        finish_files(summary, status, &config)?;
+        history.summary(summary, status);
+        finish_files(summary, status, config)?;
     }
     Ok(status)
-}
-
-/// The status the process ends with: a closed stdout or stderr makes any run's status 141,
-/// so the summary JSON must say so too.
-fn final_status(status: ExitStatus) -> ExitStatus {
-    if console::closed() {
-        ExitStatus::OutputClosed
-    } else {
-        status
-    }
 }
 
 /// `import --dry-run`: validates the file; with `--check-accounts` also asks Chat which users
@@ -153,6 +173,7 @@ fn dry_run_command(
     args: &cli::ImportArgs,
     config: &Config,
     verbose: u8,
+    history: &mut Recorder,
 ) -> anyhow::Result<ExitStatus> {
     let show = args
         .show_requests
@@ -185,16 +206,22 @@ fn dry_run_command(
         }
         console::err(&checked.to_string());
         summary.accounts_checked = checked.accounts_checked;
+        history.summary(&summary, status);
         finish_files(&summary, status, config)?;
         return Ok(status);
     }
+    history.summary(&summary, status);
     finish(&summary, status, config)?;
     Ok(status)
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
-fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Result<ExitStatus> {
-    let connection = settings::connection(&args.connection, true)?;
+fn changes_plan_command(
+    args: &cli::ImportArgs,
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let plan_csv = config.report_csv.clone().unwrap_or_default();
     let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
@@ -210,7 +237,7 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
         report.calls = handles.calls();
         Ok(report)
     }))?;
-    finish_checked(ended, &args.input.csv, config)
+    finish_checked(ended, &args.input.csv, config, history)
 }
 
 /// `check-accounts`.
@@ -222,17 +249,34 @@ fn check_accounts_command(
     metrics.clone_from(&config.metrics);
     let output = config.report_csv.clone().unwrap_or_default();
     let ended = check_accounts(&config, &args.connection, &output)?;
-    finish_checked(ended, &args.input.csv.clone(), &config)
+    finish_checked(
+        ended,
+        &args.input.csv.clone(),
+        &config,
+        &mut Recorder::off(),
+    )
 }
 
-/// `verify`: reads the profiles back and compares them with the CSV.
+/// `verify`: reads the profiles back and compares them with the CSV; with `--state`, recorded
+/// in the state's run history.
 fn verify_command(args: cli::VerifyArgs, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
     let config = Config::verify(&args)?;
     metrics.clone_from(&config.metrics);
     let connection = settings::connection(&args.connection, true)?;
+    let mut history = Recorder::verify(&args, &config, connection.sdkappid)?;
+    let ended = verify_run(&args, &config, connection, &mut history);
+    history.end(ended)
+}
+
+/// `verify` itself, until it ends or a signal stops it.
+fn verify_run(
+    args: &cli::VerifyArgs,
+    config: &Config,
+    connection: Connection,
+    history: &mut Recorder,
+) -> anyhow::Result<ExitStatus> {
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let diff = config.report_csv.clone().unwrap_or_default();
-    let config = &config;
     let ended = runtime()?.block_on(signals::until_signalled(|stop| async move {
         let uses = [Use::Reads(config.send.read_rate), Use::AccountChecks];
         let handles = Handles::new(&client, config.send.retry, &stop, &uses);
@@ -246,27 +290,29 @@ fn verify_command(args: cli::VerifyArgs, metrics: &mut Metrics) -> anyhow::Resul
         report.calls = handles.calls();
         Ok(report)
     }))?;
-    finish_checked(ended, &args.input.csv, config)
+    finish_checked(ended, &args.input.csv, config, history)
 }
 
 /// The end of a command that checks rows against Chat (verify, the plan, check-accounts): its
-/// report shown and written, and the status it earns (a signal's, if one stopped it).
+/// report shown, written and kept for the history, and the status it earns: a signal's if one
+/// stopped it, else 0 when every row passed and 3 otherwise.
 fn finish_checked(
     ended: Ended<summary::Summary>,
     csv: &std::path::Path,
     config: &Config,
+    history: &mut Recorder,
 ) -> anyhow::Result<ExitStatus> {
     let (report, stopped) = match ended {
         Ended::Finished { value, stopped } => (value, stopped),
         Ended::Abandoned(status) => return Ok(status),
     };
     warn_if_no_rows(report.rows, csv);
-    // A command that checks rows passes (0) when they all passed, and ends with 3 otherwise.
-    let status = match stopped {
-        Some(status) => status,
-        None if report.passed() => ExitStatus::Success,
-        None => ExitStatus::RowsFailed,
-    };
+    let status = stopped.unwrap_or(if report.passed() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::RowsFailed
+    });
+    history.summary(&report, status);
     finish(&report, status, config)?;
     Ok(status)
 }
@@ -274,7 +320,7 @@ fn finish_checked(
 /// Shows the report through its sinks: the text summary, then the files. The exit status they
 /// record is the one the process ends with (a closed output makes it 141).
 fn finish(report: &summary::Summary, status: ExitStatus, config: &Config) -> anyhow::Result<()> {
-    sinks::TextSummary.finish(report, final_status(status).code())?;
+    sinks::TextSummary.finish(report, status.as_ended().code())?;
     finish_files(report, status, config)
 }
 
@@ -284,7 +330,7 @@ fn finish_files(
     status: ExitStatus,
     config: &Config,
 ) -> anyhow::Result<()> {
-    let code = final_status(status).code();
+    let code = status.as_ended().code();
     if let Some(path) = &config.summary_json {
         sinks::JsonSummary(path.clone()).finish(report, code)?;
     }

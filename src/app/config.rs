@@ -134,9 +134,11 @@ impl Config {
             report_csv: Some(diff),
             summary_json: args.summary_json.clone(),
         };
-        config
-            .files()
-            .output("--failures", &config.job.failures)
+        let mut files = config.files().output("--failures", &config.job.failures);
+        if let Some(state) = &args.state {
+            files = files.output("--state", state);
+        }
+        files
             .output_at_end("--diff", config.report_csv.as_deref())
             .check()?;
         Ok(config)

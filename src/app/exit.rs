@@ -36,3 +36,38 @@ impl ExitStatus {
         }
     }
 }
+
+impl ExitStatus {
+    /// The status an error ends a command with: another run holding one of its files 4, an
+    /// output that is the input or another output 2, a closed stdout or stderr 141, anything
+    /// else 1.
+    pub fn of_error(err: &anyhow::Error) -> ExitStatus {
+        if err.downcast_ref::<crate::store::lock::Locked>().is_some() {
+            ExitStatus::Locked
+        } else if err
+            .downcast_ref::<crate::store::outputs::OutputClash>()
+            .is_some()
+        {
+            ExitStatus::Usage
+        } else if err
+            .chain()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            ExitStatus::OutputClosed
+        } else {
+            ExitStatus::Fatal
+        }
+    }
+
+    /// The status the process ends with: once stdout or stderr was found closed, whatever the
+    /// run earned is 141 (output the caller asked for was lost), and the summary JSON and the
+    /// run history must say so too.
+    pub fn as_ended(self) -> ExitStatus {
+        if crate::run::console::closed() {
+            ExitStatus::OutputClosed
+        } else {
+            self
+        }
+    }
+}

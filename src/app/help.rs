@@ -141,3 +141,16 @@ Exit codes:
   2    usage error
   3    some users are not imported (listed in <CSV stem>.missing-accounts.csv)
   141  stdout or stderr was closed (a broken pipe)";
+
+pub(crate) const STATE_EXAMPLES: &str = "\
+Examples:
+  # What the last runs did (every import, dry run and verify run with --state is recorded)
+  profile-import state runs /var/lib/profile-import/state.db
+  profile-import state runs /var/lib/profile-import/state.db --id 41 --json
+
+  # The users whose last send failed: the next import sends them again
+  profile-import state failed /var/lib/profile-import/state.db
+
+  # How many users the state holds; every user's last accepted body hash as CSV
+  profile-import state stats /var/lib/profile-import/state.db
+  profile-import state export /var/lib/profile-import/state.db --output state.csv";

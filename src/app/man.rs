@@ -10,8 +10,8 @@ use clap_mangen::roff::{roman, Roff};
 
 use crate::app::cli::Cli;
 use crate::app::help::{
-    CHECK_ACCOUNTS_EXIT_CODES, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES, TOP_EXAMPLES,
-    VERIFY_EXAMPLES, VERIFY_EXIT_CODES,
+    CHECK_ACCOUNTS_EXIT_CODES, EXIT_CODES, IMPORT_EXAMPLES, SIM_EXAMPLES, STATE_EXAMPLES,
+    TOP_EXAMPLES, VERIFY_EXAMPLES, VERIFY_EXIT_CODES,
 };
 
 /// Writes the page of `command` (a subcommand's name), or the main page, in roff.
@@ -139,6 +139,7 @@ fn sections(command: Option<&str>) -> Vec<(&'static str, String)> {
         Some("import") => Some(IMPORT_EXAMPLES),
         Some("verify") => Some(VERIFY_EXAMPLES),
         Some("sim") => Some(SIM_EXAMPLES),
+        Some("state") => Some(STATE_EXAMPLES),
         Some(_) => None,
     };
     sections.extend(examples.map(|text| ("EXAMPLES", man_text(text))));

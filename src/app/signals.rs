@@ -13,7 +13,6 @@ use crate::run::console;
 use crate::run::send::SendReport;
 use crate::run::sinks;
 use crate::run::summary::Summary;
-use crate::store::state::RunTotals;
 
 /// How a run that signals may stop ended.
 pub enum Ended<T> {
@@ -81,7 +80,6 @@ where
         report.summary.stopped =
             Some("stdout or stderr was closed (a broken pipe); --resume continues".into());
     }
-    let stopped = report.fatal.is_some() || report.interrupted || report.halted.is_some();
     let status = if report.fatal.is_some() {
         ExitStatus::Fatal
     } else if let (true, Some(signalled)) = (report.interrupted, signalled) {
@@ -95,14 +93,7 @@ where
 
     sinks::print(&report.summary, status.code());
     if let Some(mut state) = report.state {
-        let summary = &report.summary;
-        let totals = RunTotals {
-            rows: summary.rows,
-            ok: summary.ok,
-            failed: summary.failed,
-            unchanged: summary.unchanged,
-        };
-        state.finish_run(totals, (!stopped).then(|| status.code()))?;
+        state.finish_run()?;
     }
     Ok((status, Some(report.summary)))
 }

@@ -427,7 +427,7 @@ mod tests {
     /// A state holding, for about half the users, the hash the import would send (the rest a
     /// stale one).
     fn seed_state(path: &Path, job: &JobInput, rng: &mut rand::rngs::StdRng) {
-        let (mut db, _) = StateDb::open(path, 1, &job.input.path).unwrap();
+        let (mut db, _) = StateDb::open(path, 1).unwrap();
         let mut rows = Rows::open(&job.input).unwrap();
         let mapper = RowMapper::new(rows.columns().clone(), job.rules);
         let survey = Survey::default()
@@ -446,16 +446,6 @@ mod tests {
                 db.accepted(&ready.user_id, hash);
             }
         }
-        db.commit().unwrap();
-        db.finish_run(
-            crate::store::state::RunTotals {
-                rows: 0,
-                ok: 0,
-                failed: 0,
-                unchanged: 0,
-            },
-            Some(0),
-        )
-        .unwrap();
+        db.finish_run().unwrap();
     }
 }

@@ -23,6 +23,9 @@ pub struct JobInput {
     pub state: Option<PathBuf>,
     /// With `state`: send every row anyway and refresh the state.
     pub full: bool,
+    /// With `state`: this run's id in the state's run history, which the failures it records
+    /// name (`store::state::history`).
+    pub run_id: Option<i64>,
     /// `--changes-only`: read what Chat holds first and send only the tags that differ.
     pub changes_only: bool,
     /// `--batch-nick-image`: Nick and Image through multiaccount_import's AccountList.
@@ -108,6 +111,7 @@ impl JobInput {
             create_accounts: None,
             state: None,
             full: false,
+            run_id: None,
             changes_only: false,
             batch_nick_image: None,
             only_if_empty: None,

@@ -29,7 +29,7 @@ use crate::run::sync::{SyncFilter, SyncRule};
 use crate::store::failures::FailureWriter;
 use crate::store::journal::{self, Final, Found, Journal, Resume};
 use crate::store::lock::RunLocks;
-use crate::store::state::StateDb;
+use crate::store::state::{ForRun, StateDb};
 
 /// Everything the send pipeline starts from.
 pub struct Plan {
@@ -103,8 +103,11 @@ pub async fn prepare(
     let (state, state_index) = match &job.state {
         Some(path) => {
             let sdkappid = handles.sets()?.client().connection().sdkappid;
-            let (db, index) =
-                StateDb::open_locked(locks.take(path), path, sdkappid, &job.input.path)?;
+            let run = job.run_id.map(|id| ForRun {
+                id,
+                input: &identity,
+            });
+            let (db, index) = StateDb::open_locked(locks.take(path), path, sdkappid, run)?;
             (Some(db), Some(index))
         }
         None => (None, None),

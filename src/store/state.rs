@@ -6,16 +6,25 @@
 //! a second, so a crash can only make the next run send a row again, never skip a change.
 //! At start the hashes are loaded into a compact in-memory index (about 24 bytes per user), so
 //! deciding "unchanged" costs a hash lookup per row, not a query.
+//!
+//! A row that fails removes its user's entry the same way, so the next run sends it again
+//! whether or not its line changed, and records the failure (`state failed`) until a later
+//! send of the user succeeds. The file, its schema and migrations are in `db`; the run history
+//! and the failed users' listing in `history`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-const SCHEMA_VERSION: &str = "1";
+use crate::store::journal::Identity;
+
+mod db;
+pub mod history;
+
+use db::unix_now;
 
 /// The key a user is indexed by: a 64-bit hash of the UserID. Two users sharing a key can
 /// never look "unchanged" by mistake, because the body hash covers the UserID too.
@@ -74,13 +83,11 @@ impl StateIndex {
     }
 }
 
-/// A finished run's counts, as the state records them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunTotals {
-    pub rows: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub unchanged: u64,
+/// The recorded run a state is opened for (`history::begin`), and its input.
+#[derive(Debug, Clone, Copy)]
+pub struct ForRun<'a> {
+    pub id: i64,
+    pub input: &'a Identity,
 }
 
 /// The open state database, locked against a second run until dropped.
@@ -90,7 +97,10 @@ pub struct StateDb {
     conn: Connection,
     /// Changes since the last commit, in the order they happened.
     pending: Vec<Change>,
-    run_id: i64,
+    /// The run the failures it records are charged to.
+    run_id: Option<i64>,
+    /// Users with a failure on record: an accepted send of one of these clears it.
+    failing: HashSet<String>,
 }
 
 enum Change {
@@ -103,146 +113,51 @@ enum Change {
     },
     /// A send may have reached Chat without an answer: what Chat holds is unknown.
     Forget(String),
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Opens (or creates) a state database for `sdkappid`.
-fn open_db(path: &Path, sdkappid: Option<u64>, create: bool) -> anyhow::Result<Connection> {
-    let flags = if create {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-    };
-    if !create && !path.exists() {
-        bail!("no state database at {}", path.display());
-    }
-    let existed = path.exists();
-    let conn = Connection::open_with_flags(path, flags)
-        .with_context(|| format!("cannot open the state database {}", path.display()))?;
-    if !existed {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let corrupt = |err: rusqlite::Error| {
-        anyhow::anyhow!(
-            "{} is not a usable profile-import state database ({err}); move it away to start a new state",
-            path.display()
-        )
-    };
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(corrupt)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(corrupt)?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS users (
-             user_id TEXT PRIMARY KEY,
-             user_key INTEGER NOT NULL,
-             body_hash INTEGER NOT NULL,
-             accepted_at INTEGER NOT NULL
-         ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS snapshot (
-             id INTEGER PRIMARY KEY CHECK (id = 1),
-             taken_at INTEGER NOT NULL,
-             data BLOB NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS recent (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             user_key INTEGER NOT NULL,
-             body_hash INTEGER
-         );
-         CREATE TABLE IF NOT EXISTS runs (
-             id INTEGER PRIMARY KEY,
-             started_at INTEGER NOT NULL,
-             finished_at INTEGER,
-             input TEXT NOT NULL,
-             rows INTEGER, sent INTEGER, ok INTEGER, failed INTEGER, unchanged INTEGER,
-             exit_code INTEGER
-         );",
-    )
-    .map_err(corrupt)?;
-    let version: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(corrupt)?;
-    match version.as_deref() {
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                [SCHEMA_VERSION],
-            )?;
-        }
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => bail!(
-            "{} was written by another version of profile-import (schema {other})",
-            path.display()
-        ),
-    }
-    if let Some(sdkappid) = sdkappid {
-        let recorded: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match recorded {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('sdkappid', ?1)",
-                    [sdkappid.to_string()],
-                )?;
-            }
-            Some(recorded) if recorded == sdkappid.to_string() => {}
-            Some(recorded) => bail!(
-                "the state database {} belongs to SDKAppID {recorded}, not {sdkappid}; use one state file per app",
-                path.display()
-            ),
-        }
-    }
-    Ok(conn)
+    /// The user's row failed for good: forgotten, and the failure on record.
+    Failed {
+        user_id: String,
+        code: String,
+        message: String,
+        at: i64,
+    },
 }
 
 impl StateDb {
-    /// Opens the state for a run against `sdkappid`, records the run, and loads the index.
-    pub fn open(path: &Path, sdkappid: u64, input: &Path) -> anyhow::Result<(StateDb, StateIndex)> {
-        StateDb::open_locked(None, path, sdkappid, input)
+    /// Opens the state against `sdkappid` outside a recorded run, and loads the index.
+    pub fn open(path: &Path, sdkappid: u64) -> anyhow::Result<(StateDb, StateIndex)> {
+        StateDb::open_locked(None, path, sdkappid, None)
     }
 
-    /// [`StateDb::open`] with its lock already taken (with the run's other outputs), or
-    /// `None` to take it here.
+    /// Opens the state for `run` (noting its input's size and hash in the history) with its
+    /// lock already taken (with the run's other outputs), or `None` to take it here, and loads
+    /// the index.
     pub fn open_locked(
         lock: Option<crate::store::lock::RunLock>,
         path: &Path,
         sdkappid: u64,
-        input: &Path,
+        run: Option<ForRun>,
     ) -> anyhow::Result<(StateDb, StateIndex)> {
         let lock = match lock {
             Some(lock) => lock,
             None => crate::store::lock::RunLock::acquire(path)?,
         };
-        let conn = open_db(path, Some(sdkappid), true)?;
+        let conn = db::open(path, Some(sdkappid), true)?;
         let accepted = read_index(&conn)?;
-        conn.execute(
-            "INSERT INTO runs (started_at, input) VALUES (?1, ?2)",
-            params![unix_now(), input.display().to_string()],
-        )?;
-        let run_id = conn.last_insert_rowid();
+        let failing = conn
+            .prepare("SELECT user_id FROM failed")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let Some(run) = run {
+            history::note_input(&conn, run.id, run.input)?;
+        }
         Ok((
             StateDb {
                 path: path.to_path_buf(),
                 _lock: lock,
                 conn,
                 pending: Vec::new(),
-                run_id,
+                run_id: run.map(|run| run.id),
+                failing,
             },
             StateIndex { accepted },
         ))
@@ -264,6 +179,18 @@ impl StateDb {
         self.pending.push(Change::Forget(user_id.to_string()));
     }
 
+    /// Notes that a user's row failed for good with `code` (the failure CSV's `_error_code`):
+    /// its entry is dropped, so the next run sends the row again even if it did not change,
+    /// and the failure is on record (`state failed`) until a send of the user is accepted.
+    pub fn failed(&mut self, user_id: &str, code: &str, message: &str) {
+        self.pending.push(Change::Failed {
+            user_id: user_id.to_string(),
+            code: code.to_string(),
+            message: message.to_string(),
+            at: unix_now(),
+        });
+    }
+
     /// Commits every pending entry in one transaction.
     pub fn commit(&mut self) -> anyhow::Result<()> {
         if self.pending.is_empty() {
@@ -279,6 +206,13 @@ impl StateDb {
             // The same changes, in order, for the next load on top of the snapshot.
             let mut recent =
                 tx.prepare_cached("INSERT INTO recent (user_key, body_hash) VALUES (?1, ?2)")?;
+            let mut fail = tx.prepare_cached(
+                "INSERT INTO failed (user_id, code, message, run_id, failed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(user_id) DO UPDATE SET code = ?2, message = ?3, run_id = ?4,
+                 failed_at = ?5",
+            )?;
+            let mut cleared = tx.prepare_cached("DELETE FROM failed WHERE user_id = ?1")?;
             for change in &self.pending {
                 match change {
                     Change::Accepted {
@@ -289,10 +223,24 @@ impl StateDb {
                     } => {
                         upsert.execute(params![user_id, *key as i64, *hash as i64, at])?;
                         recent.execute(params![*key as i64, *hash as i64])?;
+                        if self.failing.remove(user_id) {
+                            cleared.execute([user_id])?;
+                        }
                     }
                     Change::Forget(user_id) => {
                         delete.execute([user_id])?;
                         recent.execute(params![user_key(user_id) as i64, None::<i64>])?;
+                    }
+                    Change::Failed {
+                        user_id,
+                        code,
+                        message,
+                        at,
+                    } => {
+                        delete.execute([user_id])?;
+                        recent.execute(params![user_key(user_id) as i64, None::<i64>])?;
+                        fail.execute(params![user_id, code, message, self.run_id, at])?;
+                        self.failing.insert(user_id.clone());
                     }
                 }
             }
@@ -306,30 +254,16 @@ impl StateDb {
     /// The rows of the last earlier run that got as far as its rows: what `--max-shrink`
     /// compares with.
     pub fn last_run_rows(&self) -> anyhow::Result<Option<u64>> {
-        last_rows_before(&self.conn, self.run_id)
+        last_rows_before(&self.conn, self.run_id.unwrap_or(i64::MAX))
             .with_context(|| format!("cannot read the state database {}", self.path.display()))
     }
 
-    /// Records how the run ended: its counts, and the exit code it ended with (none when it
-    /// was stopped).
-    pub fn finish_run(&mut self, totals: RunTotals, exit_code: Option<u8>) -> anyhow::Result<()> {
+    /// At the end of a run, however it ended: commits what is pending and takes the snapshot
+    /// the next run loads. (How the run ended is recorded by whoever started it:
+    /// `history::RunRecord::finish`.)
+    pub fn finish_run(&mut self) -> anyhow::Result<()> {
         self.commit()?;
-        self.take_snapshot()?;
-        self.conn.execute(
-            "UPDATE runs SET finished_at = ?1, rows = ?2, sent = ?3, ok = ?4, failed = ?5,
-             unchanged = ?6, exit_code = ?7 WHERE id = ?8",
-            params![
-                unix_now(),
-                totals.rows as i64,
-                (totals.ok + totals.failed) as i64,
-                totals.ok as i64,
-                totals.failed as i64,
-                totals.unchanged as i64,
-                exit_code.map(i64::from),
-                self.run_id
-            ],
-        )?;
-        Ok(())
+        self.take_snapshot()
     }
 }
 
@@ -364,18 +298,20 @@ pub fn last_run_rows(path: &Path) -> anyhow::Result<Option<u64>> {
     if !path.exists() {
         return Ok(None);
     }
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     last_rows_before(&conn, i64::MAX)
         .with_context(|| format!("cannot read the state database {}", path.display()))
 }
 
-/// The rows of the last run before run `id` that got as far as its rows: one a guard refused,
-/// or that stopped before any row was settled, is no baseline.
+/// The rows of the last real import before run `id` that got as far as its rows: a dry run, a
+/// run a guard refused, or one that stopped before any row was settled, is no baseline.
 fn last_rows_before(conn: &Connection, id: i64) -> rusqlite::Result<Option<u64>> {
     let rows: Option<i64> = conn
         .query_row(
             "SELECT rows FROM runs WHERE id < ?1 AND exit_code IS NOT NULL
-             AND ok + failed + unchanged > 0 ORDER BY id DESC LIMIT 1",
+             AND ok + failed + unchanged > 0 AND command = 'import'
+             AND (flags IS NULL OR flags NOT LIKE '%\"--dry-run\"%')
+             ORDER BY id DESC LIMIT 1",
             params![id],
             |r| r.get(0),
         )
@@ -388,7 +324,7 @@ pub fn load_index(path: &Path) -> anyhow::Result<StateIndex> {
     if !path.exists() {
         return Ok(StateIndex::default());
     }
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     Ok(StateIndex {
         accepted: read_index(&conn)?,
     })
@@ -441,62 +377,40 @@ fn scan_users(conn: &Connection) -> anyhow::Result<KeyMap> {
 
 /// `profile-import state stats PATH`.
 pub fn stats(path: &Path) -> anyhow::Result<String> {
-    let conn = open_db(path, None, false)?;
-    let users: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
-    let sdkappid: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'sdkappid'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let conn = db::open(path, None, false)?;
+    let count = |table: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+    };
     let mut out = format!(
-        "state            {}\nSDKAppID         {}\nusers            {users}\n",
+        "state            {}\nSDKAppID         {}\nusers            {}\nfailed users     {}\n",
         path.display(),
-        sdkappid.unwrap_or_else(|| "-".into())
+        db::meta(&conn, "sdkappid")?.unwrap_or_else(|| "-".into()),
+        count("users")?,
+        count("failed")?,
     );
-    let last = conn
-        .query_row(
-            "SELECT started_at, finished_at, input, rows, sent, ok, unchanged, exit_code
-             FROM runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(LastRun {
-                    started: r.get(0)?,
-                    finished: r.get(1)?,
-                    input: r.get(2)?,
-                    rows: r.get(3)?,
-                    sent: r.get(4)?,
-                    ok: r.get(5)?,
-                    unchanged: r.get(6)?,
-                    exit_code: r.get(7)?,
-                })
-            },
-        )
-        .optional()?;
-    match last {
-        Some(LastRun {
-            started,
-            finished,
-            input,
-            rows,
-            sent,
-            ok,
-            unchanged,
-            exit_code,
-        }) => {
+    drop(conn);
+    match history::runs(path, 1)?.pop() {
+        Some(run) => {
             let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            let command = std::iter::once(run.command.as_str())
+                .chain(run.flags.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
             out.push_str(&format!(
-                "last run         started {} ({}), {}\n                 input {input}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
-                format_time(started),
-                started,
-                match finished {
-                    Some(at) => format!("finished {}", format_time(at)),
-                    None => "did not finish".into(),
+                "last run         {}: {command}, started {} ({}), {}\n                 input {}\n                 rows {}, sent {}, ok {}, unchanged {}, exit code {}\n",
+                run.id,
+                run.started(),
+                run.started_at,
+                match run.finished_at {
+                    Some(at) => format!("finished {}", db::format_time(at)),
+                    None => "did not finish (still running, or killed)".into(),
                 },
-                show(rows),
-                show(sent),
-                show(ok),
-                show(unchanged),
-                show(exit_code),
+                run.input,
+                show(run.rows),
+                show(run.sent),
+                show(run.ok),
+                show(run.unchanged),
+                show(run.exit_code),
             ));
         }
         None => out.push_str("last run         none\n"),
@@ -504,21 +418,9 @@ pub fn stats(path: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// The `runs` row of the latest run.
-struct LastRun {
-    started: i64,
-    finished: Option<i64>,
-    input: String,
-    rows: Option<i64>,
-    sent: Option<i64>,
-    ok: Option<i64>,
-    unchanged: Option<i64>,
-    exit_code: Option<i64>,
-}
-
 /// `profile-import state export PATH`: `UserID,body_hash,accepted_at` as CSV.
 pub fn export(path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-    let conn = open_db(path, None, false)?;
+    let conn = db::open(path, None, false)?;
     let mut writer = csv::Writer::from_writer(out);
     writer
         .write_record(["UserID", "body_hash", "accepted_at"])
@@ -532,7 +434,7 @@ pub fn export(path: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<u64> 
         let hash: i64 = row.get(1)?;
         let at: i64 = row.get(2)?;
         writer
-            .write_record([user, format!("{:016x}", hash as u64), format_time(at)])
+            .write_record([user, format!("{:016x}", hash as u64), db::format_time(at)])
             .map_err(io_error)?;
         count += 1;
     }
@@ -548,38 +450,9 @@ fn io_error(err: csv::Error) -> anyhow::Error {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn format_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_format_as_utc() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn accepted_hashes_survive_reopening_and_other_apps_are_refused() {
@@ -587,19 +460,16 @@ mod tests {
         let path = dir.path().join("state.db");
         let body = br#"{"From_Account":"u1","ProfileItem":[]}"#;
         {
-            let (mut db, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+            let (mut db, index) = StateDb::open(&path, 1400000000).unwrap();
             assert!(index.is_empty());
             db.accepted("u1", body_hash(body));
             db.commit().unwrap();
         }
-        let (_, index) = StateDb::open(&path, 1400000000, Path::new("in.csv")).unwrap();
+        let (_, index) = StateDb::open(&path, 1400000000).unwrap();
         assert!(index.is_unchanged("u1", body_hash(body)));
         assert!(!index.is_unchanged("u1", body_hash(b"other")));
         assert!(!index.is_unchanged("u2", body_hash(body)));
-        let err = StateDb::open(&path, 1400000001, Path::new("in.csv"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = StateDb::open(&path, 1400000001).err().unwrap().to_string();
         assert!(err.contains("belongs to SDKAppID 1400000000"), "{err}");
         assert!(stats(&path).unwrap().contains("users            1"));
     }
@@ -608,7 +478,7 @@ mod tests {
     fn an_unconfirmed_send_forgets_the_user_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (mut db, _) = StateDb::open(&path, 1).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
         db.forget("u1");
@@ -616,7 +486,7 @@ mod tests {
         db.accepted("u2", 23);
         db.commit().unwrap();
         drop(db);
-        let (_, index) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (_, index) = StateDb::open(&path, 1).unwrap();
         assert!(!index.is_unchanged("u1", 11), "forgotten after its accept");
         assert!(
             index.is_unchanged("u2", 23),
@@ -628,10 +498,10 @@ mod tests {
     fn the_index_is_the_snapshot_plus_later_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let (mut db, _) = StateDb::open(&path, 1, Path::new("in.csv")).unwrap();
+        let (mut db, _) = StateDb::open(&path, 1).unwrap();
         db.accepted("u1", 11);
         db.accepted("u2", 22);
-        db.finish_run(RunTotals::default(), Some(0)).unwrap();
+        db.finish_run().unwrap();
         // A later run that dies after committing, before its snapshot.
         db.accepted("u3", 33);
         db.forget("u1");
@@ -643,8 +513,76 @@ mod tests {
         assert!(!index.is_unchanged("u1", 11));
         assert!(index.is_unchanged("u2", 23) && index.is_unchanged("u3", 33));
         // The same as reading every row.
-        let conn = open_db(&path, None, false).unwrap();
+        let conn = db::open(&path, None, false).unwrap();
         assert_eq!(scan_users(&conn).unwrap(), index.accepted);
+    }
+
+    /// The users `state failed` lists: (UserID, code, run).
+    fn failed_list(path: &Path) -> Vec<(String, String, Option<i64>)> {
+        let mut list = Vec::new();
+        history::failed_users(path, &mut |user| {
+            list.push((user.user_id.clone(), user.code.clone(), user.run_id));
+            Ok(())
+        })
+        .unwrap();
+        list
+    }
+
+    #[test]
+    fn a_failure_forgets_the_user_until_a_later_send_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let start = history::RunStart {
+            command: "import".into(),
+            ..Default::default()
+        };
+        let identity = Identity {
+            size: 12,
+            hash: "ab".into(),
+        };
+        let first = history::begin(&path, &start).unwrap();
+        let run = ForRun {
+            id: first.id(),
+            input: &identity,
+        };
+        let (mut db, _) = StateDb::open_locked(None, &path, 1, Some(run)).unwrap();
+        db.accepted("u1", 11);
+        db.accepted("u2", 22);
+        db.failed("u1", "40009", "no such field");
+        db.failed("u3", "outcome_unknown", "timed out");
+        db.finish_run().unwrap();
+        drop(db);
+        let index = load_index(&path).unwrap();
+        assert!(!index.is_unchanged("u1", 11), "a failed user is sent again");
+        assert!(index.is_unchanged("u2", 22));
+        let recorded = history::run(&path, first.id()).unwrap().unwrap();
+        assert_eq!(recorded.input_size, Some(12));
+        let run_1 = Some(first.id());
+        assert_eq!(
+            failed_list(&path),
+            [
+                ("u1".to_string(), "40009".to_string(), run_1),
+                ("u3".into(), "outcome_unknown".into(), run_1)
+            ]
+        );
+
+        // The next run: u1 fails again, u3 is accepted (in a state opened afresh, so the
+        // failures on record are known from the file).
+        let second = history::begin(&path, &start).unwrap();
+        let run = ForRun {
+            id: second.id(),
+            input: &identity,
+        };
+        let (mut db, _) = StateDb::open_locked(None, &path, 1, Some(run)).unwrap();
+        db.failed("u1", "40009", "no such field");
+        db.accepted("u3", 33);
+        db.finish_run().unwrap();
+        drop(db);
+        assert_eq!(
+            failed_list(&path),
+            [("u1".to_string(), "40009".to_string(), Some(second.id()))]
+        );
+        assert!(load_index(&path).unwrap().is_unchanged("u3", 33));
     }
 
     #[test]
@@ -656,10 +594,7 @@ mod tests {
             b"this is not a database at all, just some bytes ......",
         )
         .unwrap();
-        let err = StateDb::open(&path, 1, Path::new("in.csv"))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = StateDb::open(&path, 1).err().unwrap().to_string();
         assert!(
             err.contains("not a usable profile-import state database"),
             "{err}"

@@ -300,12 +300,10 @@ impl Collector {
         let comparison = comparison(&job, 0);
         self.journal
             .record_compared(job.pos, Final::Failed, &code, comparison);
-        if failure.attempts > 0 {
-            // Sent but not confirmed (or refused): what Chat holds for this user is no longer
-            // known, so the next sync must send it.
-            if let Some(state) = &mut self.state {
-                state.forget(&job.user_id);
-            }
+        if let Some(state) = &mut self.state {
+            // Sent but not confirmed, refused, or not sent at all: Chat may not hold this row,
+            // so the next sync sends it again, changed or not.
+            state.failed(&job.user_id, &code, &failure.message);
         }
         Ok(())
     }
