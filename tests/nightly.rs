@@ -391,7 +391,9 @@ async fn a_storm_of_40009_stops_within_the_first_20_answers_and_says_what_to_dec
     .await;
     let full = started.elapsed();
     unguarded.assert_code(3);
-    assert_eq!(portrait_sets(&sim), 2000);
+    assert_eq!(self::summary(&ws)["failed"], 2000);
+    // At Chat's limit, arrival jitter can make the simulator throttle a request: one more call.
+    assert!(portrait_sets(&sim) >= 2000);
     eprintln!(
         "2,000 rows of 40009: stopped after {failed} answers in {:.1} s; without the guard \
          {:.1} s ({:.1} s saved)",

@@ -125,11 +125,7 @@ pub async fn prepare(
         .read_all(&job.input, &mapper)?
         .finish(&job.input)?;
     let mut prior = prior_summary(total, resume.as_ref());
-    let last_rows = match &state {
-        Some(db) => db.last_run_rows()?,
-        None => None,
-    };
-    if let Some(why) = job.guards.refusal(total, last_rows) {
+    if let Some(why) = refusal(job, total, state.as_ref())? {
         prior.refused = Some(why.clone());
         prior.count_many(
             RowFate::NotAttempted,
@@ -187,6 +183,16 @@ pub async fn prepare(
         state,
         resumed: resume.is_some(),
     })))
+}
+
+/// Why the guards refuse an input of `total` rows (`--min-rows`, `--max-shrink` against the
+/// last run in the state, a header-only file), if they do.
+fn refusal(job: &JobInput, total: u64, state: Option<&StateDb>) -> anyhow::Result<Option<String>> {
+    let last_rows = match state {
+        Some(db) => db.last_run_rows()?,
+        None => None,
+    };
+    Ok(job.guards.refusal(total, last_rows))
 }
 
 /// What the decisions depend on besides the rows (`run::decide`): the lines already in the
