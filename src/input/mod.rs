@@ -3,6 +3,7 @@
 //! duplicate UserIDs in constant memory.
 
 pub mod dupes;
+pub mod encoding;
 pub mod header;
 pub mod jsonl;
 pub mod merge;
