@@ -281,6 +281,13 @@ pub struct InputArgs {
     /// to 500 bytes are sent, as Chat's newer docs say, and Chat's own 40601 decides).
     #[arg(long)]
     pub strict_location: bool,
+
+    /// Reject a row whose quoted cell spans lines that look like rows of the file (a line
+    /// holding the header's number of delimiters, or starting with a UserID-like token and a
+    /// delimiter): a stray quote that some later line closes folds those rows into one cell.
+    /// Without this flag such a row is read as csv reads it, with a warning naming the lines.
+    #[arg(long)]
+    pub strict_quotes: bool,
 }
 
 /// How `check-accounts` reads the CSV: only what finds the UserIDs.
@@ -324,6 +331,7 @@ impl From<AccountsInputArgs> for InputArgs {
             relaxed_user_id: args.relaxed_user_id,
             ignore: args.ignore,
             strict_location: false,
+            strict_quotes: false,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod jsonl;
 pub mod merge;
 pub mod parts;
 pub mod profile;
+pub mod quotes;
 pub mod reader;
 pub mod row;
 pub mod rows;

@@ -40,9 +40,18 @@ pub struct CsvInput {
     /// The input ends inside a quoted field (an unterminated quote).
     ends_in_quote: bool,
     /// A record read ahead, near the end of an input that ends inside a quote.
-    stash: Option<(ByteRecord, u64)>,
+    stash: Option<(ByteRecord, Raw)>,
     /// The record last returned is the one whose quote never closes.
     unterminated: bool,
+    /// Lines inside the record last returned that look like rows (`input::quotes`).
+    swallowed: Vec<u64>,
+}
+
+/// Where a record read from csv starts, and whether a line break lies inside it.
+#[derive(Clone, Copy)]
+struct Raw {
+    line: u64,
+    spans_lines: bool,
 }
 
 impl CsvInput {
@@ -153,6 +162,7 @@ impl CsvInput {
             ends_in_quote: false,
             stash: None,
             unterminated: false,
+            swallowed: Vec::new(),
         })
     }
 
@@ -257,6 +267,7 @@ impl CsvInput {
             ends_in_quote: false,
             stash: None,
             unterminated: false,
+            swallowed: Vec::new(),
         })
     }
 
@@ -268,16 +279,17 @@ impl CsvInput {
     /// tail is checked, and the record holding such a quote is flagged (`unterminated`).
     fn read_record(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
         self.unterminated = false;
+        self.swallowed.clear();
         if self.given_up() {
             return Ok(None);
         }
-        let line = match self.stash.take() {
-            Some((stashed, line)) => {
+        let raw = match self.stash.take() {
+            Some((stashed, raw)) => {
                 *record = stashed;
-                line
+                raw
             }
             None => match self.read_raw(record)? {
-                Some(line) if !self.given_up() => line,
+                Some(raw) if !self.given_up() => raw,
                 _ => return Ok(None),
             },
         };
@@ -288,11 +300,16 @@ impl CsvInput {
         if self.ends_in_quote {
             let mut next = ByteRecord::new();
             match self.read_raw(&mut next)? {
-                Some(next_line) => self.stash = Some((next, next_line)),
+                Some(next_raw) => self.stash = Some((next, next_raw)),
                 None => self.unterminated = true,
             }
         }
-        Ok(Some(line))
+        if raw.spans_lines && !self.unterminated {
+            let columns = self.columns.names.len();
+            let lines = &mut self.swallowed;
+            crate::input::quotes::swallowed_rows(record, raw.line, self.delimiter, columns, lines);
+        }
+        Ok(Some(raw.line))
     }
 
     /// Scans the input from `start` (a record boundary) to the end, the way csv quotes work,
@@ -344,7 +361,7 @@ impl CsvInput {
         Ok(state == State::Quoted)
     }
 
-    fn read_raw(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+    fn read_raw(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<Raw>> {
         let more = self.reader.read_byte_record(record).map_err(|err| {
             let byte = err.position().map_or(0, |p| p.byte());
             anyhow::anyhow!("cannot read the input near byte {byte}: {err}")
@@ -356,7 +373,9 @@ impl CsvInput {
         let end = self.reader.position().byte();
         let tracker = self.reader.get_mut();
         tracker.record_end = end;
-        Ok(Some(tracker.breaks.line_at(start)))
+        let line = tracker.breaks.line_at(start);
+        let spans_lines = tracker.breaks.break_before(end);
+        Ok(Some(Raw { line, spans_lines }))
     }
 
     /// True if this reader starts at a cut and the split has failed: its records no longer
@@ -381,6 +400,10 @@ impl RecordSource for CsvInput {
 
     fn unterminated(&self) -> bool {
         self.unterminated
+    }
+
+    fn swallowed(&self) -> &[u64] {
+        &self.swallowed
     }
 
     fn second_half(
@@ -486,6 +509,13 @@ impl LineBreaks {
         if let Some(cr) = self.carriage_return.take() {
             self.pending.push_back((cr, cr + 1));
         }
+    }
+
+    /// True if a break not yet passed lies wholly before `end`: called with a record's end once
+    /// its start is passed, a break inside one of its fields (its own terminator ends at or
+    /// after `end`, wherever csv stops within a CRLF).
+    fn break_before(&self, end: u64) -> bool {
+        self.pending.front().is_some_and(|&(_, after)| after < end)
     }
 
     /// The line of a record whose reading began at byte `start`. csv reports the position

@@ -229,7 +229,7 @@ pub async fn check_all(
     stop: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<(u64, u64, bool)> {
     let mapper = RowMapper::new(Rows::open(input)?.columns().clone(), rules);
-    let repeated = Survey::default()
+    let repeated = Survey::warning()
         .read_all(input, &mapper)?
         .finish(input)?
         .repeated;

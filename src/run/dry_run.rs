@@ -19,8 +19,9 @@ use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
 use crate::input::parts::{joined, CutGuard, CutSeen, CutWatch, PartEnd};
-use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
-use crate::input::rows::Rows;
+use crate::input::quotes::SwallowedWarnings;
+use crate::input::row::{failure_from, QuoteRule, RowMapper, Verdict, Violation};
+use crate::input::rows::{Row, Rows};
 use crate::input::survey::{judge, user_of, Survey};
 use crate::run::decide::{Decider, Decision, Known, UserRows};
 use crate::run::fate::RowFate;
@@ -61,12 +62,18 @@ struct Chunk {
     bytes: usize,
 }
 
-/// Why a row was rejected.
+/// Why a row was rejected, or warned about. The messages name lines, which only the
+/// collector knows for the second part, so those violations are made there.
 enum Rejected {
     Violations(Vec<Violation>),
-    /// Its quote never closes. The message names the row's line, which only the collector
-    /// knows for the second part, so the violation is made there.
+    /// Its quote never closes.
     UnterminatedQuote,
+    /// A quoted field swallowed these lines (counted like the row's), which look like rows:
+    /// invalid under `--strict-quotes`, else a valid row warned about.
+    StrayQuote {
+        lines: Vec<u64>,
+        strict: bool,
+    },
 }
 
 /// What every reader needs to know.
@@ -111,6 +118,7 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         summary: &mut summary,
         failures: &mut failures,
         delimiter: job.input.delimiter,
+        stray_quotes: SwallowedWarnings::default(),
     };
     let guard = Arc::new(CutGuard::default());
     let second = rows.second_half(options.parallel_min_bytes, guard.clone())?;
@@ -406,6 +414,7 @@ struct Collector<'a> {
     summary: &'a mut Summary,
     failures: &'a mut FailureWriter,
     delimiter: u8,
+    stray_quotes: SwallowedWarnings,
 }
 
 impl Collector<'_> {
@@ -422,6 +431,14 @@ impl Collector<'_> {
             let violations = match rejected {
                 Rejected::Violations(violations) => violations,
                 Rejected::UnterminatedQuote => vec![crate::input::row::unterminated_quote(line)],
+                Rejected::StrayQuote { lines, strict } => {
+                    let lines: Vec<u64> = lines.iter().map(|l| l + line_offset).collect();
+                    if !strict {
+                        self.stray_quotes.note(line, &lines);
+                        continue;
+                    }
+                    vec![crate::input::row::stray_quote(line, &lines)]
+                }
             };
             summary.count(RowFate::Invalid(&violations));
             if summary.invalid <= PRINTED_INVALID_ROWS {
@@ -435,6 +452,32 @@ impl Collector<'_> {
                 .write(&record, line, &failure_from(&violations), self.delimiter)?;
         }
         Ok(())
+    }
+}
+
+/// A row's verdict as a reader sees it, and what the collector must be told beyond its
+/// violations: a quote that never closes, or a quoted field that swallowed lines that look
+/// like rows (an invalid row under `--strict-quotes`, else a warning). Their messages name
+/// lines, which only the collector knows for the second part.
+fn judge_part<'r>(
+    row: &Row<'r>,
+    mapper: &RowMapper,
+    body: &mut Vec<u8>,
+) -> (Verdict<'r>, Option<Rejected>) {
+    let strict = mapper.rules().quotes == QuoteRule::Strict;
+    let stray = (!row.swallowed.is_empty()).then(|| Rejected::StrayQuote {
+        lines: row.swallowed.to_vec(),
+        strict,
+    });
+    if row.unterminated {
+        (
+            Verdict::Invalid(Vec::new()),
+            Some(Rejected::UnterminatedQuote),
+        )
+    } else if strict && stray.is_some() {
+        (Verdict::Invalid(Vec::new()), stray)
+    } else {
+        (mapper.map(row.record, body), stray)
     }
 }
 
@@ -468,11 +511,21 @@ fn read_part(
         }
         counts.count_read(1);
         let part_first_line = *part_first_line.get_or_insert(line);
-        let unterminated = row.unterminated;
-        let verdict = if unterminated {
-            Verdict::Invalid(Vec::new())
-        } else {
-            plan.mapper.map(record, &mut body)
+        let (verdict, rejected) = judge_part(&row, plan.mapper, &mut body);
+        let new_chunk = || Chunk {
+            part_first_line,
+            invalid: Vec::new(),
+            bytes: 0,
+        };
+        let rejected = match rejected {
+            // A row that stays valid: warned about in file order with the rows around it
+            // (the record is not needed).
+            Some(warning @ Rejected::StrayQuote { strict: false, .. }) => {
+                let chunk = chunk.get_or_insert_with(new_chunk);
+                chunk.invalid.push((ByteRecord::new(), line, warning));
+                None
+            }
+            other => other,
         };
         // Every row with a readable UserID counts toward duplicates, invalid ones too.
         match &verdict {
@@ -481,11 +534,6 @@ fn read_part(
             }
             Verdict::Invalid(_) => duplicates.push(plan.mapper.user_id(record).unwrap_or_default()),
         }
-        let new_chunk = || Chunk {
-            part_first_line,
-            invalid: Vec::new(),
-            bytes: 0,
-        };
         match verdict {
             Verdict::Ready { user_id, .. } => {
                 counts.count(RowFate::Valid);
@@ -496,11 +544,7 @@ fn read_part(
             }
             Verdict::Skipped { .. } => counts.count(RowFate::Skipped),
             Verdict::Invalid(violations) => {
-                let rejected = if unterminated {
-                    Rejected::UnterminatedQuote
-                } else {
-                    Rejected::Violations(violations)
-                };
+                let rejected = rejected.unwrap_or(Rejected::Violations(violations));
                 let chunk = chunk.get_or_insert_with(new_chunk);
                 chunk.bytes += record.as_slice().len();
                 chunk.invalid.push((record.clone(), line, rejected));

@@ -103,7 +103,7 @@ pub async fn prepare(
         rows: total,
         finder,
         repeated,
-    } = Survey::default()
+    } = Survey::warning()
         .read_all(&job.input, &mapper)?
         .finish(&job.input)?;
     let mut prior = prior_summary(total, resume.as_ref());
