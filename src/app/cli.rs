@@ -343,7 +343,8 @@ pub struct ImportArgs {
 
     /// Validate every row and build its request, but send nothing. Its failure CSV
     /// (<CSV stem>.dry-run-failures.csv, so an import's is never touched) is created only if a
-    /// row is invalid.
+    /// row is invalid; if it cannot be created, the summary is shown and the run exits 1 (pass
+    /// --failures PATH).
     #[arg(long)]
     pub dry_run: bool,
 

@@ -137,7 +137,10 @@ fn dry_run_command(
         show_requests: show,
         parallel_min_bytes: args.parallel_min_bytes,
     };
-    let mut summary = dry_run::run(&config.job, options)?;
+    let mut summary = match dry_run::run(&config.job, options) {
+        Ok(summary) => summary,
+        Err(err) => return Err(unwritable_failures(err, config)?),
+    };
     warn_long_locations(&summary);
     warn_if_no_rows(summary.rows, &args.input.csv);
     let mut status = status_of(&summary);
@@ -160,6 +163,19 @@ fn dry_run_command(
     }
     finish(&summary, status, config.summary_json.as_deref())?;
     Ok(status)
+}
+
+/// A dry run whose failure CSV could not be written still shows its counts (the summary,
+/// exit status 1 in its JSON), then fails with the reason; any other error is passed on.
+fn unwritable_failures(err: anyhow::Error, config: &Config) -> anyhow::Result<anyhow::Error> {
+    let unwritable = match err.downcast::<dry_run::FailuresUnwritable>() {
+        Ok(unwritable) => unwritable,
+        Err(err) => return Ok(err),
+    };
+    warn_long_locations(&unwritable.summary);
+    let summary_json = config.summary_json.as_deref();
+    finish(&unwritable.summary, ExitStatus::Fatal, summary_json)?;
+    Ok(anyhow::anyhow!(unwritable.why))
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.

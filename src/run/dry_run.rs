@@ -119,12 +119,14 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         failures: &mut failures,
         delimiter: job.input.delimiter,
         stray_quotes: SwallowedWarnings::default(),
+        unwritable: None,
     };
     let guard = Arc::new(CutGuard::default());
     let second = rows.second_half(options.parallel_min_bytes, guard.clone())?;
     let cut = second.as_ref().map(|(cut, _)| *cut);
     let filter = DuplicateFilter::spawn()?;
     let second_counted = read_in_parts(rows, second, guard, &plan, &filter, &mut collector)?;
+    let unwritable = collector.unwritable.take();
     let mut finder = filter.finish()?;
     if cut.is_some() && !second_counted || finder.is_discarded() {
         // The second reader's UserIDs were misread from a cut inside a record; they may have
@@ -152,10 +154,39 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
     if options.show_requests > 0 {
         show_requests(job, mapper, options.show_requests)?;
     }
-    summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
+    if let Some(err) = unwritable {
+        let why = format!(
+            "{err:#}: the {} invalid rows are counted above but listed nowhere; pass \
+             --failures PATH with a path this run can write to list them",
+            summary.invalid
+        );
+        return Err(FailuresUnwritable {
+            summary: Box::new(summary),
+            why,
+        }
+        .into());
+    }
+    summary.failure_csv = failures.finish()?;
     Ok(summary)
 }
+
+/// The dry run read every row but could not write its failure CSV (a folder it cannot write
+/// to): its report, complete but for the file, and why. The app shows the report, then the
+/// reason, and the run fails.
+#[derive(Debug)]
+pub struct FailuresUnwritable {
+    pub summary: Box<Summary>,
+    pub why: String,
+}
+
+impl std::fmt::Display for FailuresUnwritable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for FailuresUnwritable {}
 
 /// `--show-requests N`: the first N bodies the import would send, exactly as it decides them
 /// (`run::decide`: a repeated user once, its rows merged, at its last row). This costs a
@@ -415,6 +446,9 @@ struct Collector<'a> {
     failures: &'a mut FailureWriter,
     delimiter: u8,
     stray_quotes: SwallowedWarnings,
+    /// Why the failure CSV could not be written, once that happened: the rows are still
+    /// counted, and no more writes are tried.
+    unwritable: Option<anyhow::Error>,
 }
 
 impl Collector<'_> {
@@ -448,8 +482,12 @@ impl Collector<'_> {
             } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
                 tracing::warn!("more invalid rows follow; all are in the failure CSV");
             }
-            self.failures
-                .write(&record, line, &failure_from(&violations), self.delimiter)?;
+            if self.unwritable.is_none() {
+                let failure = failure_from(&violations);
+                if let Err(err) = self.failures.write(&record, line, &failure, self.delimiter) {
+                    self.unwritable = Some(err);
+                }
+            }
         }
         Ok(())
     }

@@ -186,6 +186,10 @@ impl Summary {
     fn write_files(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.failure_csv {
             Some(path) => writeln!(f, "failure CSV      {}", path.display())?,
+            // A dry run that could not create its file (the reason follows the summary).
+            None if self.kind == Kind::DryRun && self.has_failures() => {
+                writeln!(f, "failure CSV      not written")?
+            }
             None => writeln!(f, "failure CSV      none (no row failed)")?,
         }
         if let Some(why) = &self.stopped {
