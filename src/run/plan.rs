@@ -210,7 +210,7 @@ fn open_outputs(
             )
         }
         None => (
-            FailureWriter::create(&job.failures, mapper.columns(), delimiter)?,
+            FailureWriter::fresh(&job.failures, mapper.columns(), delimiter)?,
             HashSet::new(),
             Journal::create(&job.journal, identity)?,
         ),
