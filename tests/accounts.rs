@@ -191,9 +191,27 @@ async fn create_accounts_imports_them_all_and_verify_finds_no_difference() {
     let sim = start(config).await;
     write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
 
-    let run = import(&ws, &sim, "users.csv", &["--create-accounts"]).await;
+    let run = import(
+        &ws,
+        &sim,
+        "users.csv",
+        &["--create-accounts", "--summary-json", "run.json"],
+    )
+    .await;
     run.assert_code(0);
     assert_eq!(run.count("rows read"), 1000);
+    let json: Value = serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["accounts"],
+        json!({"form": "batch", "command": "multiaccount_import", "calls": 10, "users": 1000,
+               "imported": 1000, "failed": 0}),
+        "{json}"
+    );
+    assert!(
+        line_of(&run, "requests").ends_with("(0 retries, 0 throttled)"),
+        "the batch pass has its own handle: {}",
+        run.stderr
+    );
     assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
     assert!(!ws.path("users.failures.csv").exists());
     let accounts = sim.accounts().expect("the simulator lists accounts");
@@ -370,10 +388,46 @@ async fn on_demand_imports_one_account_on_40003_and_retries() {
     let sim = start(config).await;
     write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
 
-    let run = import(&ws, &sim, "users.csv", &["--create-accounts", "on-demand"]).await;
+    let run = import(
+        &ws,
+        &sim,
+        "users.csv",
+        &[
+            "--create-accounts",
+            "on-demand",
+            "--summary-json",
+            "run.json",
+        ],
+    )
+    .await;
     run.assert_code(0);
     assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
     assert!(!ws.path("users.failures.csv").exists());
+    // The 300 account_import calls are in the requests, said apart from the 300 retries (the
+    // rows sent again once their account exists), and have a line and a JSON object of their
+    // own. Before: `requests 1600 (300 retries, …)`, no accounts line, `"accounts": null`.
+    assert_eq!(run.count("requests"), 1600, "{}", run.stderr);
+    assert!(
+        line_of(&run, "requests").ends_with("(300 account_import, 300 retries, 0 throttled)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        line_of(&run, "accounts"),
+        "accounts         300 imported on demand (portrait_set answered 40003), 0 failed \
+         (300 account_import calls)"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["accounts"],
+        json!({"form": "on-demand", "command": "account_import", "calls": 300, "users": 300,
+               "imported": 300, "failed": 0}),
+        "{json}"
+    );
+    assert_eq!(
+        (json["requests"].as_u64(), json["retries"].as_u64()),
+        (Some(1600), Some(300))
+    );
 
     let stats = sim.stats();
     assert_eq!(

@@ -385,6 +385,7 @@ pub struct ImportArgs {
     /// Import the users' Chat accounts too: `batch` (default: multiaccount_import of every
     /// user before the profiles), `account-list` (the same, also setting Nick and FaceUrl from
     /// the row), or `on-demand` (account_import when portrait_set answers 40003, then retry).
+    /// The summary's accounts line (and `accounts` in the JSON) counts the calls and failures.
     #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "batch")]
     pub create_accounts: Option<CreateAccountsArg>,
 

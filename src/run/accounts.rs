@@ -39,6 +39,17 @@ pub enum CreateAccounts {
     OnDemand,
 }
 
+impl CreateAccounts {
+    /// The form as `--create-accounts` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CreateAccounts::Batch => "batch",
+            CreateAccounts::AccountList => "account-list",
+            CreateAccounts::OnDemand => "on-demand",
+        }
+    }
+}
+
 /// What a batch import pass did.
 #[derive(Debug, Default)]
 pub struct ImportPass {
@@ -174,12 +185,12 @@ impl AccountCalls<'_> {
         }
     }
 
-    /// Imports one account with account_import (the on-demand form).
-    pub async fn import_one(&self, user_id: &str) -> Answer {
+    /// Imports one account with account_import (the on-demand form); the answer and the
+    /// requests it took.
+    pub async fn import_one(&self, user_id: &str) -> (Answer, u32) {
         self.api
             .call(ACCOUNT_IMPORT, import_one_body(user_id))
             .await
-            .0
     }
 
     /// Asks which of up to 100 users are not imported. `Err` carries a reason to stop.

@@ -178,13 +178,15 @@ fn known(
             index: state_index.unwrap_or_default(),
         });
     }
-    if let Some(pass) = accounts {
-        prior.accounts = Some(format!(
-            "{} imported or already there, {} failed ({} multiaccount_import calls)",
-            pass.accounts - pass.failed.len() as u64,
-            pass.failed.len(),
-            pass.calls
-        ));
+    if let (Some(pass), Some(form)) = (accounts, job.create_accounts) {
+        prior.accounts = Some(crate::run::summary::AccountsReport {
+            form: form.name(),
+            command: "multiaccount_import",
+            calls: pass.calls,
+            users: pass.accounts,
+            failed: pass.failed.len() as u64,
+            in_requests: 0,
+        });
         known.failed_accounts = pass.failed;
     }
     known

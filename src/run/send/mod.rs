@@ -220,6 +220,7 @@ pub async fn run(
         settings: settings.clone(),
         fatal: Mutex::new(None),
         create_accounts: job.create_accounts,
+        on_demand: worker::OnDemandAccounts::default(),
         transport_streak: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut report = pipeline(job, *plan, &shared).await?;
@@ -287,6 +288,9 @@ async fn count_requests(summary: &mut Summary, shared: &Shared) {
     }
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
+    if shared.create_accounts == Some(CreateAccounts::OnDemand) {
+        summary.accounts = Some(shared.on_demand.report());
+    }
     changes::count_reads(summary, shared);
 }
 
