@@ -752,6 +752,31 @@ async fn verify_reports_each_difference_and_writes_a_diff_csv() {
     );
 }
 
+/// `check-accounts --rate N` paces account_check at N calls a second. Before, the option was
+/// accepted and ignored: the calls went at Chat's 100/s, all 20 here in one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_accounts_rate_paces_account_check() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(2000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(2000));
+    let run = exec(tool(
+        &ws,
+        &sim,
+        &["check-accounts", "users.csv", "--rate", "10"],
+    ))
+    .await;
+    run.assert_code(3);
+    let stats = sim.stats();
+    assert_eq!(by_command(&sim, "account_check"), 20, "{stats}");
+    let most = stats.max_in_any_window_by_command["account_check"];
+    assert!(
+        most <= 10,
+        "{most} account_check calls in one second\n{stats}"
+    );
+}
+
 // ── 7b. verify and typed fields ────────────────────────────────────────────────────────────
 
 /// Friendly spellings, dates and padded numbers: Chat must hold the exact values written out

@@ -147,7 +147,9 @@ fn dry_run_command(
     if args.check_accounts {
         sinks::print(&summary, status.code());
         let output = crate::fsutil::beside(&config.job.input.path, ".missing-accounts.csv");
-        let checked = match check_accounts(config, &args.connection, &output)? {
+        // At Chat's limit for account_check: this run's --rate is portrait_set's.
+        let checks = Use::AccountChecks;
+        let checked = match check_accounts(config, &args.connection, &output, checks)? {
             Ended::Finished { value, .. } => value,
             Ended::Abandoned(status) => return Ok(status),
         };
@@ -201,7 +203,8 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
 fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
     let config = Config::check_accounts(&args)?;
     let output = config.report_csv.clone().unwrap_or_default();
-    let ended = check_accounts(&config, &args.connection, &output)?;
+    let checks = Use::AccountChecksAt(config.send.rate);
+    let ended = check_accounts(&config, &args.connection, &output, checks)?;
     finish_checked(ended, &args.input.csv.clone(), &config)
 }
 
@@ -375,19 +378,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Asks Chat which of the file's users are not imported, until a signal stops it; writes them
-/// to `output` and reports how many.
+/// Asks Chat which of the file's users are not imported (account_check paced as `checks`
+/// says), until a signal stops it; writes them to `output` and reports how many.
 fn check_accounts(
     config: &Config,
     connection: &cli::ConnectionArgs,
     output: &std::path::Path,
+    checks: Use,
 ) -> anyhow::Result<Ended<summary::Summary>> {
     let connection = settings::connection(connection, true)?;
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let job = &config.job;
     runtime()?.block_on(signals::until_signalled(|stop| async move {
-        let uses = [Use::AccountChecks];
-        let handles = Handles::new(&client, config.send.retry, &stop, &uses);
+        let handles = Handles::new(&client, config.send.retry, &stop, &[checks]);
         let calls = accounts::AccountCalls {
             api: handles.account_checks()?,
         };
