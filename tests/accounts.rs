@@ -777,6 +777,66 @@ async fn check_accounts_rate_paces_account_check() {
     );
 }
 
+/// verify and check-accounts show the import's progress: with stderr not a terminal, a line
+/// every `--progress-interval` seconds, counting rows of the file's total, under the summary's
+/// names. Each run here takes about 3 s (30 calls at 10 a second), so at least one line comes
+/// whatever the machine's speed. Before, both printed nothing until their summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_check_accounts_print_progress_lines_when_stderr_is_not_a_terminal() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(3000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(3000));
+    let progress_lines = |run: &Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|line| line.contains(" progress: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let slow = ["--rate", "10", "--progress-interval", "1"];
+
+    let mut args = vec!["verify", "users.csv"];
+    args.extend(slow);
+    let verify = exec(tool(&ws, &sim, &args)).await;
+    verify.assert_code(3);
+    let lines = progress_lines(&verify);
+    assert!(!lines.is_empty(), "no progress line:\n{}", verify.stderr);
+    for line in &lines {
+        assert!(
+            line.contains("/3000 rows")
+                && line.contains("users checked")
+                && line.contains("missing accounts")
+                && line.contains("pace 10/s"),
+            "{line}"
+        );
+    }
+    // Lines come before the summary, never after it.
+    let summary_at = verify.stderr.find("── verify ──").unwrap();
+    assert!(verify.stderr.rfind(" progress: ").unwrap() < summary_at);
+
+    let mut args = vec!["check-accounts", "users.csv"];
+    args.extend(slow);
+    let checked = exec(tool(&ws, &sim, &args)).await;
+    checked.assert_code(3);
+    let lines = progress_lines(&checked);
+    assert!(!lines.is_empty(), "no progress line:\n{}", checked.stderr);
+    for line in &lines {
+        assert!(
+            line.contains("/3000 rows") && line.contains("not imported"),
+            "{line}"
+        );
+    }
+
+    // --no-progress turns them off.
+    let mut args = vec!["check-accounts", "users.csv", "--no-progress"];
+    args.extend(slow);
+    let quiet = exec(tool(&ws, &sim, &args)).await;
+    quiet.assert_code(3);
+    assert!(progress_lines(&quiet).is_empty(), "{}", quiet.stderr);
+}
+
 // ── 7b. verify and typed fields ────────────────────────────────────────────────────────────
 
 /// Friendly spellings, dates and padded numbers: Chat must hold the exact values written out

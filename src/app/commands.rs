@@ -46,8 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 fn run_command(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Import(args) => import(*args, cli.verbose, cli.quiet),
-        Command::CheckAccounts(args) => check_accounts_command(*args),
-        Command::Verify(args) => verify_command(*args),
+        Command::CheckAccounts(args) => check_accounts_command(*args, cli.quiet),
+        Command::Verify(args) => verify_command(*args, cli.quiet),
         Command::State(StateCommand::Stats { path }) => {
             console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
@@ -193,6 +193,7 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
                 handles.reads()?.clone(),
                 Some(handles.account_checks()?.clone()),
             ),
+            progress: config.send.progress(),
         };
         planner.run(&config.job, &plan_csv, &stop).await
     }))?;
@@ -200,8 +201,9 @@ fn changes_plan_command(args: &cli::ImportArgs, config: &Config) -> anyhow::Resu
 }
 
 /// `check-accounts`.
-fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitStatus> {
-    let config = Config::check_accounts(&args)?;
+fn check_accounts_command(args: cli::CheckAccountsArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
+    let mut config = Config::check_accounts(&args)?;
+    config.send.quiet = quiet;
     let output = config.report_csv.clone().unwrap_or_default();
     let checks = Use::AccountChecksAt(config.send.rate);
     let ended = check_accounts(&config, &args.connection, &output, checks)?;
@@ -209,8 +211,9 @@ fn check_accounts_command(args: cli::CheckAccountsArgs) -> anyhow::Result<ExitSt
 }
 
 /// `verify`: reads the profiles back and compares them with the CSV.
-fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
-    let config = Config::verify(&args)?;
+fn verify_command(args: cli::VerifyArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
+    let mut config = Config::verify(&args)?;
+    config.send.quiet = quiet;
     let connection = settings::connection(&args.connection, true)?;
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let diff = config.report_csv.clone().unwrap_or_default();
@@ -223,6 +226,7 @@ fn verify_command(args: cli::VerifyArgs) -> anyhow::Result<ExitStatus> {
                 handles.reads()?.clone(),
                 Some(handles.account_checks()?.clone()),
             ),
+            progress: config.send.progress(),
         };
         verifier.run(&config.job, args.sample, &diff, &stop).await
     }))?;
@@ -394,8 +398,9 @@ fn check_accounts(
         let calls = accounts::AccountCalls {
             api: handles.account_checks()?,
         };
+        let progress = config.send.progress();
         let (checked, missing, whole) =
-            accounts::check_all(&job.input, job.rules, &calls, output, &stop).await?;
+            accounts::check_all(&job.input, job.rules, &calls, output, &stop, progress).await?;
         let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
         report.count_read(checked);
         report.accounts_checked = Some(summary::AccountsChecked {

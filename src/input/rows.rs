@@ -51,6 +51,11 @@ impl Rows {
         self.source.columns()
     }
 
+    /// Records handed out so far (counted from the start of the input, also after a seek).
+    pub fn records_read(&self) -> u64 {
+        self.next_index
+    }
+
     /// The next record, or None at the end of the input.
     pub fn next_row(&mut self) -> anyhow::Result<Option<Row<'_>>> {
         let Some(line) = self.source.read(&mut self.record)? else {

@@ -33,7 +33,7 @@ use crate::run::decide::Decider;
 use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
 use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
-use crate::run::progress::Progress;
+use crate::run::progress::{Progress, ProgressOptions};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::journal::{Final, Found};
@@ -72,6 +72,15 @@ pub struct SendSettings {
 }
 
 impl SendSettings {
+    /// How the run's progress is shown.
+    pub fn progress(&self) -> ProgressOptions {
+        ProgressOptions {
+            show: self.show_progress,
+            quiet: self.quiet,
+            interval: self.progress_interval,
+        }
+    }
+
     /// Little's law: in-flight = rate × latency. Sized for 1 s latencies with 25 % headroom,
     /// up to 4,096 (3,000/s at 600 ms needs 1,800 in flight).
     pub fn default_concurrency(rate: u32) -> usize {
