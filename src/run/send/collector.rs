@@ -54,6 +54,8 @@ impl Collector {
                     let Some(report) = report else { break };
                     let sent = matches!(report, Report::Finished { .. });
                     self.record(report, &mut summary)?;
+                    // In line order: a row's warning waits for the rows before it.
+                    self.warnings.release_before(self.journal.final_before());
                     // A row Chat answered goes out to the OS at once, so a killed process
                     // never re-sends a row it had finished; rows decided locally (invalid,
                     // unchanged …) are cheap to decide again and go out in batches. The
@@ -81,6 +83,7 @@ impl Collector {
             }
         }
         self.settle_held_transport(&mut summary)?;
+        self.warnings.release_all();
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
@@ -169,7 +172,7 @@ impl Collector {
                 superseded,
             } => {
                 summary.count(RowFate::Invalid(&violations));
-                self.warnings.invalid(pos.line, &violations);
+                self.warnings.invalid(pos.index, pos.line, &violations);
                 let failure = Failure {
                     superseded,
                     ..failure_from(&violations)
@@ -247,7 +250,8 @@ impl Collector {
     ) -> anyhow::Result<()> {
         let code = failure.code.to_string();
         summary.count(RowFate::Failed { code: &code });
-        self.warnings.failed(job.pos.line, &job.user_id, &failure);
+        let (index, line) = (job.pos.index, job.pos.line);
+        self.warnings.failed(index, line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
         let comparison = comparison(&job, 0);
