@@ -494,7 +494,9 @@ pub struct ConnectionArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
-    /// Ceiling on requests per second: no one-second window holds more than this many.
+    /// Ceiling on requests per second: no one-second window holds more than this many. Above
+    /// 3,000 the run starts at Chat's default 200/s and goes higher only as Chat accepts more
+    /// (at most 200 requests in the first second, plus probes).
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,
