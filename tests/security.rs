@@ -255,7 +255,7 @@ fn a_cell_can_neither_forge_a_log_line_nor_send_control_characters_to_the_termin
     let messages: Vec<&str> = lines
         .iter()
         .filter(|line| line["level"] == "WARN")
-        .map(|line| line["fields"]["message"].as_str().unwrap())
+        .map(|line| line["message"].as_str().unwrap())
         .filter(|message| !stray(message))
         .collect();
     assert_eq!(messages.len(), 2, "{lines:?}");

@@ -131,7 +131,9 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Log line format on stderr; with json, progress lines and the summary are JSON lines too.
+    /// Log line format on stderr. With json every stderr line is a JSON object with timestamp,
+    /// level, type (log, progress or summary) and message, then its own fields (a row warning's
+    /// line and column, the progress counters, the summary's fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 

@@ -32,11 +32,11 @@ use crate::store::{lock, state};
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match run_command(cli) {
         Err(err) if err.downcast_ref::<lock::Locked>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
+            crate::app::logging::fatal(&format!("{err:#}"));
             Ok(ExitStatus::Locked)
         }
         Err(err) if err.downcast_ref::<OutputClash>().is_some() => {
-            console::err_line(&format!("error: {err:#}"));
+            crate::app::logging::fatal(&format!("{err:#}"));
             Ok(ExitStatus::Usage)
         }
         other => other,
@@ -156,7 +156,7 @@ fn dry_run_command(
         if !checked.passed() && status == ExitStatus::Success {
             status = ExitStatus::RowsFailed;
         }
-        console::err(&checked.to_string());
+        sinks::print(&checked, status.code());
         summary.accounts_checked = checked.accounts_checked;
         if let Some(path) = &config.summary_json {
             sinks::JsonSummary(path.clone()).finish(&summary, final_status(status).code())?;
@@ -300,7 +300,7 @@ fn state_export(
         }
         None => state::export(path, &mut std::io::stdout().lock())?,
     };
-    console::err_line(&format!("exported {count} users"));
+    crate::app::logging::notice("INFO", &format!("exported {count} users"));
     Ok(ExitStatus::Success)
 }
 

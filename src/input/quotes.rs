@@ -149,6 +149,7 @@ impl SwallowedWarnings {
         self.rows += 1;
         if self.rows <= SHOWN {
             tracing::warn!(
+                line,
                 "line {line}: {}; it is read as one row (--strict-quotes rejects such rows)",
                 explain(line, lines)
             );

@@ -477,7 +477,8 @@ impl Collector<'_> {
             summary.count(RowFate::Invalid(&violations));
             if summary.invalid <= PRINTED_INVALID_ROWS {
                 for violation in &violations {
-                    tracing::warn!("line {line}: {}", violation.describe());
+                    let column = violation.column.as_deref();
+                    tracing::warn!(line, column, "line {line}: {}", violation.describe());
                 }
             } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
                 tracing::warn!("more invalid rows follow; all are in the failure CSV");

@@ -165,7 +165,10 @@ impl Progress {
         interval: Duration,
     ) -> Progress {
         let enabled = show_progress && !quiet;
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+        // Under `--log-format json` every stderr line is JSON: periodic lines, even on a
+        // terminal.
+        let terminal = std::io::stderr().is_terminal() && !console::json_lines();
+        let bar = (enabled && terminal).then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} rows  {msg}")
@@ -213,38 +216,46 @@ impl Progress {
             ));
         } else if self.enabled && self.last_line.elapsed() >= self.interval {
             self.last_line = now;
-            let timestamp = crate::fsutil::utc_timestamp(SystemTime::now());
-            if console::json_lines() {
-                let mut json = serde_json::json!({
-                    "timestamp": timestamp,
-                    "level": "INFO",
-                    "type": "progress",
-                    "done": snap.done,
-                    "total": self.total,
-                    "requests_per_second": rate.round(),
-                    "pace_per_second": snap.pace.round(),
-                    "eta_seconds": eta.map(|eta| eta.as_secs()),
-                });
-                for (name, count, _) in &snap.counts {
-                    json[name.replace(' ', "_")] = (*count).into();
-                }
-                if let Some(retries) = snap.retries {
-                    json["retries"] = retries.into();
-                }
-                console::err_json(&json);
-                return;
-            }
             let of_total = self.total.map(|t| format!("/{t}")).unwrap_or_default();
-            let eta = eta.map(|eta| format!("  ETA {}", short_duration(eta)));
-            let _ = writeln!(
-                StderrWriter,
-                "{timestamp} progress: {}{of_total} rows  {}{retries}  {rate:.0} req/s  pace {:.0}/s{}",
+            let eta_text = eta.map(|eta| format!("  ETA {}", short_duration(eta)));
+            let text = format!(
+                "progress: {}{of_total} rows  {}{retries}  {rate:.0} req/s  pace {:.0}/s{}",
                 snap.done,
                 counts(&snap),
                 snap.pace,
-                eta.unwrap_or_default()
+                eta_text.unwrap_or_default()
             );
+            if console::json_lines() {
+                let fields = self.json_fields(&snap, rate, eta);
+                console::err_json_line("INFO", "progress", &text, &fields);
+                return;
+            }
+            let timestamp = crate::fsutil::utc_timestamp(SystemTime::now());
+            let _ = writeln!(StderrWriter, "{timestamp} {text}");
         }
+    }
+
+    /// A progress line's own fields under `--log-format json`: the counts under the summary's
+    /// names (`users checked` as `users_checked`), the total, the rate, the pace and the ETA.
+    fn json_fields(
+        &self,
+        snap: &Snapshot,
+        rate: f64,
+        eta: Option<Duration>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut json = serde_json::Map::new();
+        json.insert("done".into(), snap.done.into());
+        json.insert("total".into(), self.total.into());
+        for (name, count, _) in &snap.counts {
+            json.insert(name.replace(' ', "_"), (*count).into());
+        }
+        if let Some(retries) = snap.retries {
+            json.insert("retries".into(), retries.into());
+        }
+        json.insert("requests_per_second".into(), rate.round().into());
+        json.insert("pace_per_second".into(), snap.pace.round().into());
+        json.insert("eta_seconds".into(), eta.map(|eta| eta.as_secs()).into());
+        json
     }
 
     /// Requests per second over the last updates.

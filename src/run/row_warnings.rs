@@ -19,11 +19,33 @@ pub const SHOWN_PER_CODE: u64 = 5;
 /// A warning's place: the row's index, then the order it came in.
 type Key = (u64, u64);
 
+/// A row's warning: its text, and the line and column it names (fields of a JSON log line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Warning {
+    text: String,
+    line: u64,
+    column: Option<String>,
+}
+
+impl Warning {
+    fn warn(&self) {
+        let column = self.column.as_deref();
+        tracing::warn!(line = self.line, column, "{}", self.text);
+    }
+
+    fn debug(&self) {
+        let column = self.column.as_deref();
+        tracing::debug!(line = self.line, column, "{}", self.text);
+    }
+}
+
 /// A line to log.
 #[derive(Debug, PartialEq, Eq)]
 enum Logged {
-    Warn(String),
-    Debug(String),
+    Warn(Warning),
+    /// The note that a group's other rows are only counted.
+    Note(String),
+    Debug(Warning),
 }
 
 /// The warnings of rows not yet logged, and how many of each group were.
@@ -31,8 +53,8 @@ enum Logged {
 pub struct RowWarnings {
     /// Warnings whose turn came so far (logged one by one, or past the quota), per group.
     seen: HashMap<String, u64>,
-    /// Warnings waiting for the rows before them, in line order: (group, text).
-    waiting: BTreeMap<Key, (String, String)>,
+    /// Warnings waiting for the rows before them, in line order, with their group.
+    waiting: BTreeMap<Key, (String, Warning)>,
     /// The same, per group.
     waiting_by_group: HashMap<String, BTreeSet<Key>>,
     /// Warnings taken so far (the second part of a key).
@@ -47,15 +69,24 @@ impl RowWarnings {
             "line {line}: user {user} failed: {} {}",
             failure.code, failure.message
         );
-        self.hold(index, format!("failed with {}", failure.code), text);
+        let warning = Warning {
+            text,
+            line,
+            column: None,
+        };
+        self.hold(index, format!("failed with {}", failure.code), warning);
     }
 
     /// A row rejected by validation: one line per broken rule.
     pub fn invalid(&mut self, index: u64, line: u64, violations: &[Violation]) {
         for violation in violations {
-            let text = format!("line {line}: {}", violation.describe());
+            let warning = Warning {
+                text: format!("line {line}: {}", violation.describe()),
+                line,
+                column: violation.column.clone(),
+            };
             let group = format!("invalid: {} {}", violation.code, violation.rule);
-            self.hold(index, group, text);
+            self.hold(index, group, warning);
         }
     }
 
@@ -64,8 +95,9 @@ impl RowWarnings {
     pub fn release_before(&mut self, index: u64) {
         for line in self.lines_before(index) {
             match line {
-                Logged::Warn(text) => tracing::warn!("{text}"),
-                Logged::Debug(text) => tracing::debug!("{text}"),
+                Logged::Warn(warning) => warning.warn(),
+                Logged::Note(text) => tracing::warn!("{text}"),
+                Logged::Debug(warning) => warning.debug(),
             }
         }
     }
@@ -78,23 +110,23 @@ impl RowWarnings {
                 break;
             }
             let key = *entry.key();
-            let (group, text) = entry.remove();
+            let (group, warning) = entry.remove();
             if let Some(keys) = self.waiting_by_group.get_mut(&group) {
                 keys.remove(&key);
             }
             let seen = self.seen.entry(group.clone()).or_default();
             *seen += 1;
             if *seen <= SHOWN_PER_CODE {
-                lines.push(Logged::Warn(text));
+                lines.push(Logged::Warn(warning));
                 continue;
             }
             if *seen == SHOWN_PER_CODE + 1 {
-                lines.push(Logged::Warn(format!(
+                lines.push(Logged::Note(format!(
                     "more rows {group} follow: not logged one by one (-vv shows each); they are \
                      counted in the summary and listed in the failure CSV"
                 )));
             }
-            lines.push(Logged::Debug(text));
+            lines.push(Logged::Debug(warning));
         }
         lines
     }
@@ -107,7 +139,7 @@ impl RowWarnings {
     /// Keeps a warning until the rows before it are final. A group logs only its first
     /// `SHOWN_PER_CODE` rows and one note, so it keeps at most that many of its lowest lines
     /// waiting: any other could never be logged one by one.
-    fn hold(&mut self, index: u64, group: String, text: String) {
+    fn hold(&mut self, index: u64, group: String, warning: Warning) {
         let seen = self.seen.get(&group).copied().unwrap_or(0);
         let room = (SHOWN_PER_CODE + 1).saturating_sub(seen) as usize;
         let key = (index, self.taken);
@@ -118,18 +150,18 @@ impl RowWarnings {
                 Some(last) if last > key => {
                     keys.remove(&last);
                     if let Some((_, dropped)) = self.waiting.remove(&last) {
-                        tracing::debug!("{dropped}");
+                        dropped.debug();
                     }
                 }
                 // Past the group's quota: logged at debug level only. The group keeps enough
                 // earlier rows waiting to log the note about the rest when their turn comes.
-                _ => return tracing::debug!("{text}"),
+                _ => return warning.debug(),
             }
         }
         if let Some(keys) = self.waiting_by_group.get_mut(&group) {
             keys.insert(key);
         }
-        self.waiting.insert(key, (group, text));
+        self.waiting.insert(key, (group, warning));
     }
 }
 
@@ -152,7 +184,8 @@ mod tests {
         lines
             .iter()
             .filter_map(|line| match line {
-                Logged::Warn(text) => Some(text.split(':').next().unwrap_or("").to_string()),
+                Logged::Warn(warning) => Some(format!("line {}", warning.line)),
+                Logged::Note(text) => Some(text.split(':').next().unwrap_or("").to_string()),
                 Logged::Debug(_) => None,
             })
             .collect()
