@@ -83,6 +83,15 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     builder.create(path)
 }
 
+/// A UTC time as `2024-05-01T02:30:00.123Z` (RFC 3339, milliseconds): every JSON line's.
+pub fn utc_timestamp_millis(time: std::time::SystemTime) -> String {
+    let millis = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    let whole = utc_timestamp(time);
+    format!("{}.{millis:03}Z", whole.trim_end_matches('Z'))
+}
+
 /// A UTC time as `2024-05-01T02:30:00Z` (RFC 3339, whole seconds).
 pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     let secs = time
@@ -241,5 +250,7 @@ mod tests {
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
         assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
+        let later = std::time::UNIX_EPOCH + std::time::Duration::from_millis(951_782_400_042);
+        assert_eq!(utc_timestamp_millis(later), "2000-02-29T00:00:00.042Z");
     }
 }

@@ -27,11 +27,7 @@ fn main() -> ExitCode {
             status => {
                 // An error may quote a cell (a header name): its control characters are
                 // escaped, the message's own line breaks kept.
-                let text = format!("error: {err:#}");
-                console::err_line(&profile_import::app::logging::escape_controls(
-                    &text,
-                    &['\n'],
-                ));
+                profile_import::app::logging::fatal(&format!("{err:#}"));
                 status
             }
         },

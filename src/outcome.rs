@@ -17,6 +17,9 @@ pub enum FailureCode {
     FieldCount,
     /// A quote opened in the row never closes before the end of the file.
     UnterminatedQuote,
+    /// A quoted field of the row spans lines that look like rows of their own
+    /// (`--strict-quotes`).
+    StrayQuote,
     /// A non-200 HTTP status after the last attempt.
     Http(u16),
     /// The connection failed (refused, reset, closed) on the last attempt.
@@ -36,6 +39,7 @@ impl fmt::Display for FailureCode {
             FailureCode::BadUtf8 => f.write_str("bad_utf8"),
             FailureCode::FieldCount => f.write_str("field_count"),
             FailureCode::UnterminatedQuote => f.write_str("unterminated_quote"),
+            FailureCode::StrayQuote => f.write_str("stray_quote"),
             FailureCode::Http(status) => write!(f, "http_{status}"),
             FailureCode::Transport => f.write_str("transport"),
             FailureCode::OutcomeUnknown => f.write_str("outcome_unknown"),

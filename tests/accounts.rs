@@ -191,9 +191,27 @@ async fn create_accounts_imports_them_all_and_verify_finds_no_difference() {
     let sim = start(config).await;
     write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
 
-    let run = import(&ws, &sim, "users.csv", &["--create-accounts"]).await;
+    let run = import(
+        &ws,
+        &sim,
+        "users.csv",
+        &["--create-accounts", "--summary-json", "run.json"],
+    )
+    .await;
     run.assert_code(0);
     assert_eq!(run.count("rows read"), 1000);
+    let json: Value = serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["accounts"],
+        json!({"form": "batch", "command": "multiaccount_import", "calls": 10, "users": 1000,
+               "imported": 1000, "failed": 0}),
+        "{json}"
+    );
+    assert!(
+        line_of(&run, "requests").ends_with("(0 retries, 0 throttled)"),
+        "the batch pass has its own handle: {}",
+        run.stderr
+    );
     assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
     assert!(!ws.path("users.failures.csv").exists());
     let accounts = sim.accounts().expect("the simulator lists accounts");
@@ -370,10 +388,46 @@ async fn on_demand_imports_one_account_on_40003_and_retries() {
     let sim = start(config).await;
     write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(1000));
 
-    let run = import(&ws, &sim, "users.csv", &["--create-accounts", "on-demand"]).await;
+    let run = import(
+        &ws,
+        &sim,
+        "users.csv",
+        &[
+            "--create-accounts",
+            "on-demand",
+            "--summary-json",
+            "run.json",
+        ],
+    )
+    .await;
     run.assert_code(0);
     assert_eq!(run.count("ok"), 1000, "{}", run.stderr);
     assert!(!ws.path("users.failures.csv").exists());
+    // The 300 account_import calls are in the requests, said apart from the 300 retries (the
+    // rows sent again once their account exists), and have a line and a JSON object of their
+    // own. Before: `requests 1600 (300 retries, …)`, no accounts line, `"accounts": null`.
+    assert_eq!(run.count("requests"), 1600, "{}", run.stderr);
+    assert!(
+        line_of(&run, "requests").ends_with("(300 account_import, 300 retries, 0 throttled)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        line_of(&run, "accounts"),
+        "accounts         300 imported on demand (portrait_set answered 40003), 0 failed \
+         (300 account_import calls)"
+    );
+    let json: Value = serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["accounts"],
+        json!({"form": "on-demand", "command": "account_import", "calls": 300, "users": 300,
+               "imported": 300, "failed": 0}),
+        "{json}"
+    );
+    assert_eq!(
+        (json["requests"].as_u64(), json["retries"].as_u64()),
+        (Some(1600), Some(300))
+    );
 
     let stats = sim.stats();
     assert_eq!(
@@ -696,6 +750,91 @@ async fn verify_reports_each_difference_and_writes_a_diff_csv() {
         verify.count("differences"),
         verify.count("values compared"),
     );
+}
+
+/// `check-accounts --rate N` paces account_check at N calls a second. Before, the option was
+/// accepted and ignored: the calls went at Chat's 100/s, all 20 here in one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_accounts_rate_paces_account_check() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(2000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(2000));
+    let run = exec(tool(
+        &ws,
+        &sim,
+        &["check-accounts", "users.csv", "--rate", "10"],
+    ))
+    .await;
+    run.assert_code(3);
+    let stats = sim.stats();
+    assert_eq!(by_command(&sim, "account_check"), 20, "{stats}");
+    let most = stats.max_in_any_window_by_command["account_check"];
+    assert!(
+        most <= 10,
+        "{most} account_check calls in one second\n{stats}"
+    );
+}
+
+/// verify and check-accounts show the import's progress: with stderr not a terminal, a line
+/// every `--progress-interval` seconds, counting rows of the file's total, under the summary's
+/// names. Each run here takes about 3 s (30 calls at 10 a second), so at least one line comes
+/// whatever the machine's speed. Before, both printed nothing until their summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_check_accounts_print_progress_lines_when_stderr_is_not_a_terminal() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(3000));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(3000));
+    let progress_lines = |run: &Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|line| line.contains(" progress: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let slow = ["--rate", "10", "--progress-interval", "1"];
+
+    let mut args = vec!["verify", "users.csv"];
+    args.extend(slow);
+    let verify = exec(tool(&ws, &sim, &args)).await;
+    verify.assert_code(3);
+    let lines = progress_lines(&verify);
+    assert!(!lines.is_empty(), "no progress line:\n{}", verify.stderr);
+    for line in &lines {
+        assert!(
+            line.contains("/3000 rows")
+                && line.contains("users checked")
+                && line.contains("missing accounts")
+                && line.contains("pace 10/s"),
+            "{line}"
+        );
+    }
+    // Lines come before the summary, never after it.
+    let summary_at = verify.stderr.find("── verify ──").unwrap();
+    assert!(verify.stderr.rfind(" progress: ").unwrap() < summary_at);
+
+    let mut args = vec!["check-accounts", "users.csv"];
+    args.extend(slow);
+    let checked = exec(tool(&ws, &sim, &args)).await;
+    checked.assert_code(3);
+    let lines = progress_lines(&checked);
+    assert!(!lines.is_empty(), "no progress line:\n{}", checked.stderr);
+    for line in &lines {
+        assert!(
+            line.contains("/3000 rows") && line.contains("not imported"),
+            "{line}"
+        );
+    }
+
+    // --no-progress turns them off.
+    let mut args = vec!["check-accounts", "users.csv", "--no-progress"];
+    args.extend(slow);
+    let quiet = exec(tool(&ws, &sim, &args)).await;
+    quiet.assert_code(3);
+    assert!(progress_lines(&quiet).is_empty(), "{}", quiet.stderr);
 }
 
 // ── 7b. verify and typed fields ────────────────────────────────────────────────────────────

@@ -1510,6 +1510,85 @@ fn a_clean_run_leaves_no_failure_csv() {
     );
 }
 
+/// Invalid rows and a failure CSV that cannot be created (its folder is missing; or, when the
+/// tests do not run as root, read-only): the counts are still shown, then the reason and what
+/// to do, exit 1, and the JSON summary says 1 too. Before, the run stopped at the first invalid
+/// row with the error alone: no summary.
+#[test]
+fn a_dry_run_that_cannot_write_its_failure_csv_shows_its_counts_then_says_to_pass_failures() {
+    let ws = Workspace::new();
+    ws.write(
+        "users.csv",
+        "UserID,Nick,Level
+u1,A,1
+u2,B,x
+u3,C,3
+u4,D,y
+",
+    );
+    let check = |run: &Run, path: &str| {
+        run.assert_code(1);
+        assert_eq!(
+            (
+                run.count("rows read"),
+                run.count("valid"),
+                run.count("invalid")
+            ),
+            (4, 2, 2),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            has_line(&run.stderr, "failure CSV not written"),
+            "{}",
+            run.stderr
+        );
+        let error = run.line("error: ");
+        assert!(
+            error.contains(&format!("cannot create the failure CSV {path}"))
+                && error.contains("pass --failures PATH"),
+            "{}",
+            run.stderr
+        );
+        // The summary comes first, the reason last.
+        let summary_at = run.stderr.find("rows read").unwrap();
+        assert!(
+            summary_at < run.stderr.find("error: ").unwrap(),
+            "{}",
+            run.stderr
+        );
+    };
+    let run = ws.run([
+        "import",
+        "users.csv",
+        "--dry-run",
+        "--failures",
+        "no-such-dir/f.csv",
+        "--summary-json",
+        "run.json",
+    ]);
+    check(&run, "no-such-dir/f.csv");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        (json["exit_code"].as_u64(), json["invalid"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    // The default path beside the input, in a folder the run cannot write to.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ws.path("ro");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(ws.path("users.csv"), dir.join("users.csv")).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let writable = std::fs::write(dir.join("probe"), b"").is_ok();
+    let run = crate::util::run_in(&dir, ["import", "users.csv", "--dry-run"]);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if !writable {
+        check(&run, "users.dry-run-failures.csv");
+    }
+}
+
 #[test]
 fn failure_path_equal_to_the_input_is_refused() {
     let ws = Workspace::new();

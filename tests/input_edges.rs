@@ -888,3 +888,127 @@ fn location_boundaries_are_16_and_500_bytes_with_and_without_strict_location() {
         );
     }
 }
+
+// ── 16. a stray quote that closes lines later ─────────────────────────────────────────────
+
+/// A quote typed by mistake on line 3 that line 5 happens to close: csv reads u2's Nick as
+/// `Bob,2⏎u3,Carl,3⏎u4,Dan` and one valid row, so u3 and u4 would never be sent.
+const STRAY_QUOTE: &str =
+    "UserID,Nick,Level\nu1,A,1\nu2,\"Bob,2\nu3,Carl,3\nu4,Dan\",4\nu5,Eve,5\n";
+
+/// The warning about the row starting on `line`.
+#[track_caller]
+fn stray_warning(run: &Run, line: u64) -> &str {
+    let start = format!("line {line}: a quoted field");
+    run.stderr
+        .lines()
+        .find(|l| l.contains(&start))
+        .unwrap_or_else(|| panic!("no warning about line {line}:\n{}", run.stderr))
+}
+
+/// The dry run names the lines; `--strict-quotes` makes the row invalid (`stray_quote`), in the
+/// failure CSV and the JSON summary's rule counts. Before, the dry run said rows read 3,
+/// valid 3, exit 0, and nothing else.
+#[test]
+fn a_stray_quote_that_swallows_rows_is_reported_and_strict_quotes_rejects_the_row() {
+    let ws = Workspace::new();
+    ws.write("users.csv", STRAY_QUOTE);
+    let run = dry_run(&ws, "users.csv", &[]);
+    run.assert_code(0);
+    assert_eq!((run.count("rows read"), run.count("valid")), (3, 3));
+    let warning = stray_warning(&run, 3);
+    assert!(
+        warning.contains("runs to line 5") && warning.contains("line(s) 4-5"),
+        "{}",
+        run.stderr
+    );
+    assert!(warning.contains("--strict-quotes"), "{warning}");
+
+    let strict = dry_run(
+        &ws,
+        "users.csv",
+        &["--strict-quotes", "--summary-json", "run.json"],
+    );
+    strict.assert_code(3);
+    assert_eq!((strict.count("valid"), strict.count("invalid")), (2, 1));
+    let (_, rows) = read_failures(&ws.path("f.csv"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].data[0], "u2");
+    assert_eq!(rows[0].code, "stray_quote");
+    assert_eq!(rows[0].line, 3);
+    assert!(rows[0].message.contains("line(s) 4-5"), "{rows:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["invalid_by_rule"]["stray_quote quoted field swallows rows"], 1,
+        "{json}"
+    );
+
+    // The same rule when the file is read in two halves at once (the second half's lines
+    // count from the cut).
+    let mut text = String::from("UserID,Nick,Level\n");
+    for i in 0..40 {
+        text.push_str(&format!("p{i},N,1\n"));
+    }
+    text.push_str(&STRAY_QUOTE["UserID,Nick,Level\n".len()..]);
+    ws.write("halves.csv", &text);
+    let halves = ws.run([
+        "import",
+        "halves.csv",
+        "--dry-run",
+        "--failures",
+        "h.csv",
+        "--parallel-min-bytes",
+        "0",
+    ]);
+    halves.assert_code(0);
+    assert!(
+        stray_warning(&halves, 43).contains("line(s) 44-45"),
+        "{}",
+        halves.stderr
+    );
+}
+
+/// The import warns before it sends (the survey reads every row first), and with
+/// `--strict-quotes` sends u1 and u5 only, with u2's row in the failure CSV. Before, it sent
+/// u2 with a Nick holding u3's and u4's rows, and said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_warns_about_a_stray_quote_and_strict_quotes_keeps_the_row_out() {
+    const KEY: &str = "stray-quote-key";
+    let mut config = SimConfig::new(1_400_000_000, "administrator", SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let ws = Workspace::new();
+    ws.write("users.csv", STRAY_QUOTE);
+    let import = |extra: &'static [&'static str]| {
+        let mut command = tool_command();
+        command
+            .current_dir(ws.dir())
+            .args(["import", "users.csv", "--no-progress"])
+            .args(extra)
+            .args(["--sdkappid", "1400000000", "--endpoint", &sim.url()])
+            .env("PROFILE_IMPORT_SECRET_KEY", KEY);
+        async move {
+            tokio::task::spawn_blocking(move || Run::from_output(command.output().unwrap()))
+                .await
+                .unwrap()
+        }
+    };
+    let run = import(&[]).await;
+    run.assert_code(0);
+    assert!(
+        stray_warning(&run, 3).contains("line(s) 4-5"),
+        "{}",
+        run.stderr
+    );
+
+    let strict = import(&["--strict-quotes"]).await;
+    strict.assert_code(3);
+    assert_eq!((strict.count("ok"), strict.count("invalid")), (2, 1));
+    let (_, rows) = read_failures(&ws.path("users.failures.csv"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].data[0].as_str(), rows[0].code.as_str()),
+        ("u2", "stray_quote")
+    );
+}

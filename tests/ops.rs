@@ -723,21 +723,58 @@ async fn progress_lines_carry_the_summary_counts_a_timestamp_and_an_eta() {
     );
 }
 
+/// `--log-format json`: one schema for every stderr line. Each is an object whose first keys
+/// are `timestamp` (UTC to the millisecond), `level`, `type` (`log`, `progress`, `summary`) and
+/// `message`; a row warning carries `line` and `column` as fields. Before, warnings nested
+/// `fields.message` and had microsecond timestamps and no `type`, while progress and summary
+/// lines were flat, with whole-second timestamps and no `message`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_log_format_makes_progress_and_the_summary_json_lines() {
+async fn json_log_format_gives_every_stderr_line_one_schema() {
     let done = progress_run(&["--log-format", "json"]).await;
-    let lines: Vec<serde_json::Value> = done
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
+    let texts: Vec<&str> = done.stderr.lines().collect();
+    let lines: Vec<serde_json::Value> = texts
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    let millis = |stamp: &str| {
+        let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+        stamp.len() == 24
+            && stamp.ends_with('Z')
+            && stamp.as_bytes()[19] == b'.'
+            && digits.len() == 17
+    };
+    for (text, line) in texts.iter().zip(&lines) {
+        assert!(
+            text.starts_with("{\"timestamp\":\"")
+                && line["timestamp"].as_str().is_some_and(millis)
+                && ["ERROR", "WARN", "INFO"].contains(&line["level"].as_str().unwrap_or(""))
+                && ["log", "progress", "summary"].contains(&line["type"].as_str().unwrap_or(""))
+                && line["message"].is_string()
+                && line.get("fields").is_none(),
+            "{text}"
+        );
+    }
+    // The 8 rows with a bad UserID: each warned about with its line and column as fields.
+    let warnings: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["type"] == "log" && v["level"] == "WARN" && v.get("line").is_some())
+        .collect();
+    assert_eq!(warnings.len(), 5, "5 one by one: {}", done.stderr);
+    assert!(lines.iter().any(|v| v["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("more rows invalid"))));
+    for warning in &warnings {
+        let line = warning["line"].as_u64().expect("line is a number");
+        assert_eq!(warning["column"], "UserID", "{warning}");
+        let message = warning["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("line {line}: ")), "{warning}");
+    }
     let progress: Vec<&serde_json::Value> =
         lines.iter().filter(|v| v["type"] == "progress").collect();
     assert!(!progress.is_empty(), "{}", done.stderr);
-    assert!(progress
-        .iter()
-        .all(|p| p["total"] == 800 && p["failed"] == 0));
+    assert!(progress.iter().all(|p| p["total"] == 800
+        && p["failed"] == 0
+        && p["message"].as_str().unwrap().starts_with("progress: ")));
     let summaries: Vec<&serde_json::Value> =
         lines.iter().filter(|v| v["type"] == "summary").collect();
     assert_eq!(summaries.len(), 1, "{}", done.stderr);

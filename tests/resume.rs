@@ -147,6 +147,44 @@ async fn journal_option_puts_the_journal_and_its_lock_where_asked() {
     );
 }
 
+/// An import killed (SIGKILL) before any row failed leaves no failure CSV, not even a header,
+/// and the earlier run's list is gone too (this run sends its rows again): the file's presence
+/// means rows need attention. The resumed run finishes with none. Before, a header-only file
+/// was left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_before_any_row_failed_leaves_no_failure_csv() {
+    let ws = Workspace::new();
+    let mut config = SimConfig::new(APP, ADMIN, SecretKey::new(KEY));
+    config.limit_per_sec = 0;
+    let sim = SimHandle::start(config).await.unwrap();
+    let rows: Vec<Vec<String>> = (0..400)
+        .map(|i| vec![format!("user_{i:04}"), format!("Nick {i}")])
+        .collect();
+    write_csv(&ws.path("users.csv"), &["UserID", "Nick"], &rows);
+    let failures = ws.path("users.failures.csv");
+    std::fs::write(&failures, "UserID,Nick,_error_code\nold_user,x,40003\n").unwrap();
+
+    let killed = crate::util::signalled_after(
+        import(&ws, &sim, "users.csv", &["--rate", "50"]),
+        &sim,
+        5,
+        "-KILL",
+    )
+    .await;
+    assert_eq!(killed.code, -1, "killed: {}", killed.stderr);
+    assert!(ws.path("users.journal").exists(), "the run had started");
+    assert!(
+        !failures.exists(),
+        "a failure CSV was left: {:?}",
+        std::fs::read_to_string(&failures)
+    );
+
+    let resumed = run_binary(import(&ws, &sim, "users.csv", &["--resume"])).await;
+    resumed.assert_code(0);
+    assert!(!failures.exists());
+    assert_eq!(sim.profiles().len(), 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_cuts_a_torn_failure_record_and_appends_after_it() {
     let ws = Workspace::new();

@@ -827,3 +827,48 @@ async fn a_resumed_run_reports_the_duplicates_of_the_whole_file() {
     assert_eq!(second.count("rows read"), 2000, "{}", second.stderr);
     assert_eq!(second.line("duplicate users"), dry.line("duplicate users"));
 }
+
+/// Row warnings in line order, whatever order the rows finish in: invalid rows are known at
+/// once, a row Chat refuses only after its answer (200 ms here), so the old log read
+/// `line 6, 8, 10, 4, 13`. Each warning now waits for the rows before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_warnings_are_logged_in_line_order() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.limit_per_sec = 0;
+    config.latency_min = Duration::from_millis(200);
+    config.latency_max = Duration::from_millis(200);
+    config.accounts = Some((0..20).map(|i| format!("user_{i:02}")).collect());
+    let sim = start(config).await;
+    // Lines 4 and 13 are not accounts (40003 when sent); 6, 8 and 10 are invalid.
+    let rows: Vec<Vec<String>> = (0..12)
+        .map(|i| {
+            let line = i + 2;
+            let user = match line {
+                4 | 13 => format!("ghost_{line}"),
+                _ => format!("user_{i:02}"),
+            };
+            let level = if [6, 8, 10].contains(&line) { "x" } else { "1" };
+            vec![user, level.to_string()]
+        })
+        .collect();
+    let csv = write_csv(&ws, "users.csv", &["UserID", "Level"], &rows);
+    let failures = ws.path("f.csv");
+    let args = import_args(&csv, &failures, &sim.url(), &[]);
+    let run = run_binary(binary(
+        ws.dir(),
+        &os(&args),
+        &[("PROFILE_IMPORT_SECRET_KEY", KEY)],
+    ))
+    .await;
+    run.assert_code(3);
+    let lines: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("line ")? + "line ".len()..];
+            rest.split(':').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(lines, [4, 6, 8, 10, 13], "{}", run.stderr);
+}

@@ -32,7 +32,9 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Log line format on stderr; with json, progress lines and the summary are JSON lines too.
+    /// Log line format on stderr. With json every stderr line is a JSON object with timestamp,
+    /// level, type (log, progress or summary) and message, then its own fields (a row warning's
+    /// line and column, the progress counters, the summary's fields).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
@@ -189,6 +191,13 @@ pub struct InputArgs {
     /// refused here with Chat's 40009.
     #[arg(long, value_name = "KEYWORDS", value_delimiter = ',')]
     pub custom_fields: Vec<String>,
+
+    /// Reject a row whose quoted cell spans lines that look like rows of the file (a line
+    /// holding the header's number of delimiters, or starting with a UserID-like token and a
+    /// delimiter): a stray quote that some later line closes folds those rows into one cell.
+    /// Without this flag such a row is read as csv reads it, with a warning naming the lines.
+    #[arg(long)]
+    pub strict_quotes: bool,
 }
 
 /// How `check-accounts` reads the CSV: only what finds the UserIDs.
@@ -233,6 +242,7 @@ impl From<AccountsInputArgs> for InputArgs {
             ignore: args.ignore,
             strict_location: false,
             custom_fields: Vec::new(),
+            strict_quotes: false,
         }
     }
 }
@@ -244,7 +254,8 @@ pub struct ImportArgs {
 
     /// Validate every row and build its request, but send nothing. Its failure CSV
     /// (<CSV stem>.dry-run-failures.csv, so an import's is never touched) is created only if a
-    /// row is invalid.
+    /// row is invalid; if it cannot be created, the summary is shown and the run exits 1 (pass
+    /// --failures PATH).
     #[arg(long)]
     pub dry_run: bool,
 
@@ -304,6 +315,7 @@ pub struct ImportArgs {
     /// Import the users' Chat accounts too: `batch` (default: multiaccount_import of every
     /// user before the profiles), `account-list` (the same, also setting Nick and FaceUrl from
     /// the row), or `on-demand` (account_import when portrait_set answers 40003, then retry).
+    /// The summary's accounts line (and `accounts` in the JSON) counts the calls and failures.
     #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "batch")]
     pub create_accounts: Option<CreateAccountsArg>,
 
@@ -472,7 +484,9 @@ pub struct GuardArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
-    /// Ceiling on requests per second: no one-second window holds more than this many.
+    /// Ceiling on requests per second: no one-second window holds more than this many. Above
+    /// 3,000 the run starts at Chat's default 200/s and goes higher only as Chat accepts more
+    /// (at most 200 requests in the first second, plus probes).
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = at_least_one::<u32>, allow_negative_numbers = true)]
     pub rate: u32,

@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let result = match run_command(cli, &mut metrics) {
         Err(err) => match ExitStatus::of_error(&err) {
             status @ (ExitStatus::Locked | ExitStatus::Usage) => {
-                console::err_line(&format!("error: {err:#}"));
+                crate::app::logging::fatal(&format!("{err:#}"));
                 Ok(status)
             }
             _ => Err(err),
@@ -67,8 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 fn run_command(cli: Cli, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Import(args) => import(*args, cli.verbose, cli.quiet, metrics),
-        Command::CheckAccounts(args) => check_accounts_command(*args, metrics),
-        Command::Verify(args) => verify_command(*args, metrics),
+        Command::CheckAccounts(args) => check_accounts_command(*args, cli.quiet, metrics),
+        Command::Verify(args) => verify_command(*args, cli.quiet, metrics),
         Command::State(StateCommand::Stats { path }) => {
             console::out(state::stats(&path)?.as_bytes());
             Ok(ExitStatus::Success)
@@ -182,7 +182,10 @@ fn dry_run_command(
         show_requests: show,
         parallel_min_bytes: args.parallel_min_bytes,
     };
-    let mut summary = dry_run::run(&config.job, options)?;
+    let mut summary = match dry_run::run(&config.job, options) {
+        Ok(summary) => summary,
+        Err(err) => return Err(unwritable_failures(err, config)?),
+    };
     warn_long_locations(&summary);
     let mut status = status_of(&summary);
     let last_rows = match &config.job.state {
@@ -197,14 +200,16 @@ fn dry_run_command(
     if args.check_accounts {
         sinks::print(&summary, status.code());
         let output = crate::fsutil::beside(&config.job.input.path, ".missing-accounts.csv");
-        let checked = match check_accounts(config, &args.connection, &output)? {
+        // At Chat's limit for account_check: this run's --rate is portrait_set's.
+        let checks = Use::AccountChecks;
+        let checked = match check_accounts(config, &args.connection, &output, checks)? {
             Ended::Finished { value, .. } => value,
             Ended::Abandoned(status) => return Ok(status),
         };
         if !checked.passed() && status == ExitStatus::Success {
             status = ExitStatus::RowsFailed;
         }
-        console::err(&checked.to_string());
+        sinks::print(&checked, status.code());
         summary.accounts_checked = checked.accounts_checked;
         history.summary(&summary, status);
         finish_files(&summary, status, config)?;
@@ -213,6 +218,18 @@ fn dry_run_command(
     history.summary(&summary, status);
     finish(&summary, status, config)?;
     Ok(status)
+}
+
+/// A dry run whose failure CSV could not be written still shows its counts (the summary,
+/// exit status 1 in its JSON), then fails with the reason; any other error is passed on.
+fn unwritable_failures(err: anyhow::Error, config: &Config) -> anyhow::Result<anyhow::Error> {
+    let unwritable = match err.downcast::<dry_run::FailuresUnwritable>() {
+        Ok(unwritable) => unwritable,
+        Err(err) => return Ok(err),
+    };
+    warn_long_locations(&unwritable.summary);
+    finish(&unwritable.summary, ExitStatus::Fatal, config)?;
+    Ok(anyhow::anyhow!(unwritable.why))
 }
 
 /// `import --dry-run --changes-only`: the plan. Reads what Chat holds, sends nothing.
@@ -232,6 +249,7 @@ fn changes_plan_command(
                 handles.reads()?.clone(),
                 Some(handles.account_checks()?.clone()),
             ),
+            progress: config.send.progress(),
         };
         let mut report = planner.run(&config.job, &plan_csv, &stop).await?;
         report.calls = handles.calls();
@@ -243,12 +261,15 @@ fn changes_plan_command(
 /// `check-accounts`.
 fn check_accounts_command(
     args: cli::CheckAccountsArgs,
+    quiet: bool,
     metrics: &mut Metrics,
 ) -> anyhow::Result<ExitStatus> {
-    let config = Config::check_accounts(&args)?;
+    let mut config = Config::check_accounts(&args)?;
+    config.send.quiet = quiet;
     metrics.clone_from(&config.metrics);
     let output = config.report_csv.clone().unwrap_or_default();
-    let ended = check_accounts(&config, &args.connection, &output)?;
+    let checks = Use::AccountChecksAt(config.send.rate);
+    let ended = check_accounts(&config, &args.connection, &output, checks)?;
     finish_checked(
         ended,
         &args.input.csv.clone(),
@@ -259,8 +280,13 @@ fn check_accounts_command(
 
 /// `verify`: reads the profiles back and compares them with the CSV; with `--state`, recorded
 /// in the state's run history.
-fn verify_command(args: cli::VerifyArgs, metrics: &mut Metrics) -> anyhow::Result<ExitStatus> {
-    let config = Config::verify(&args)?;
+fn verify_command(
+    args: cli::VerifyArgs,
+    quiet: bool,
+    metrics: &mut Metrics,
+) -> anyhow::Result<ExitStatus> {
+    let mut config = Config::verify(&args)?;
+    config.send.quiet = quiet;
     metrics.clone_from(&config.metrics);
     let connection = settings::connection(&args.connection, true)?;
     let mut history = Recorder::verify(&args, &config, connection.sdkappid)?;
@@ -285,6 +311,7 @@ fn verify_run(
                 handles.reads()?.clone(),
                 Some(handles.account_checks()?.clone()),
             ),
+            progress: config.send.progress(),
         };
         let mut report = verifier.run(&config.job, args.sample, &diff, &stop).await?;
         report.calls = handles.calls();
@@ -356,7 +383,7 @@ fn state_export(
         }
         None => state::export(path, &mut std::io::stdout().lock())?,
     };
-    console::err_line(&format!("exported {count} users"));
+    crate::app::logging::notice("INFO", &format!("exported {count} users"));
     Ok(ExitStatus::Success)
 }
 
@@ -438,24 +465,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Asks Chat which of the file's users are not imported, until a signal stops it; writes them
-/// to `output` and reports how many.
+/// Asks Chat which of the file's users are not imported (account_check paced as `checks`
+/// says), until a signal stops it; writes them to `output` and reports how many.
 fn check_accounts(
     config: &Config,
     connection: &cli::ConnectionArgs,
     output: &std::path::Path,
+    checks: Use,
 ) -> anyhow::Result<Ended<summary::Summary>> {
     let connection = settings::connection(connection, true)?;
     let client = Arc::new(ChatClient::new(connection, config.tuning)?);
     let job = &config.job;
     runtime()?.block_on(signals::until_signalled(|stop| async move {
-        let uses = [Use::AccountChecks];
-        let handles = Handles::new(&client, config.send.retry, &stop, &uses);
+        let handles = Handles::new(&client, config.send.retry, &stop, &[checks]);
         let calls = accounts::AccountCalls {
             api: handles.account_checks()?,
         };
+        let progress = config.send.progress();
         let (checked, missing, whole) =
-            accounts::check_all(&job.input, job.rules, &calls, output, &stop).await?;
+            accounts::check_all(&job.input, job.rules, &calls, output, &stop, progress).await?;
         let mut report = summary::Summary::of(summary::Kind::CheckAccounts);
         report.count_read(checked);
         report.calls = handles.calls();

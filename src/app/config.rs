@@ -18,7 +18,7 @@ use crate::chat::client::ClientTuning;
 use crate::chat::retry::RetryPolicy;
 use crate::input::profile::UserIdRule;
 use crate::input::reader::InputOptions;
-use crate::input::row::{LocationRule, RowRules};
+use crate::input::row::{LocationRule, QuoteRule, RowRules};
 use crate::input::stdin::StdinSpool;
 use crate::run::job::{BatchOptions, Guards, JobInput};
 use crate::run::metrics::MetricsFile;
@@ -339,7 +339,7 @@ fn tuning(args: &CallArgs) -> ClientTuning {
 }
 
 /// The job's input and rules from `--failures`, `--mapping`, `--user-column`, `--delimiter`,
-/// `--empty`, `--relaxed-user-id`, `--ignore` and `--strict-location`.
+/// `--empty`, `--relaxed-user-id`, `--ignore`, `--strict-location` and `--strict-quotes`.
 ///
 /// `run`: whose failure CSV it is, for its default name beside the input (`--failures` says
 /// otherwise). `stdin`: the spooled input when the CSV is `-` or a pipe or device given by name
@@ -396,6 +396,11 @@ fn job(
                 LocationRule::Strict
             } else {
                 LocationRule::Documented
+            },
+            quotes: if args.strict_quotes {
+                QuoteRule::Strict
+            } else {
+                QuoteRule::Warn
             },
         },
         failures,

@@ -74,6 +74,7 @@ pub async fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
             handles.reads()?.clone(),
             Some(handles.account_checks()?.clone()),
         ),
+        progress: settings.progress(),
     };
     let mut verified = job.clone();
     verified.failures = workdir.join("users.verify-failures.csv");

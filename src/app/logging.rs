@@ -2,13 +2,21 @@
 //! coloured as `--color` and NO_COLOR say. Lines go through the progress bar's writer so they
 //! never tear it, and through the console, so a closed stderr never panics. Control characters
 //! in a logged value (a CSV cell, Chat's ErrorInfo) are escaped here, for every log line.
+//!
+//! Under `--log-format json` a log line has the shape of every JSON line (`run::console`):
+//! `timestamp`, `level`, `type` `log`, `message`, then the event's fields at the top level; a
+//! row warning's are `line` and `column` (null for a rule about the whole row). The text
+//! format leaves those two out: the message already names them.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::cli::{ColorChoice, LogFormat};
@@ -42,10 +50,108 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat, color: ColorChoice) {
             .without_time()
             .try_init(),
         LogFormat::Json => builder
-            .json()
+            .event_format(JsonLines)
             .with_writer(|| JsonControls(StderrWriter))
             .try_init(),
     };
+}
+
+/// A row warning's fields (`tracing::warn!(line, column, …)`): JSON lines carry them, text
+/// lines do not repeat them (the message names both).
+const ROW_FIELDS: [&str; 2] = ["line", "column"];
+
+/// A line of the tool's own on stderr that is not a log event (a signal's notice): as it is in
+/// text, one JSON log line at `level` under `--log-format json`.
+pub fn notice(level: &str, text: &str) {
+    if crate::run::console::json_lines() {
+        crate::run::console::err_json_line(level, "log", text, &serde_json::Map::new());
+    } else {
+        crate::run::console::err_line(text);
+    }
+}
+
+/// The error that ends the run: `error: …` in text (control characters escaped, its own line
+/// breaks kept), a JSON log line at level `ERROR` under `--log-format json`.
+pub fn fatal(text: &str) {
+    if crate::run::console::json_lines() {
+        crate::run::console::err_json_line("ERROR", "log", text, &serde_json::Map::new());
+    } else {
+        let text = format!("error: {text}");
+        crate::run::console::err_line(&escape_controls(&text, &['\n']));
+    }
+}
+
+/// `--log-format json`'s event format: one JSON line per event, in `run::console`'s shape.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        if fields.map.contains_key(ROW_FIELDS[0]) {
+            fields
+                .map
+                .entry(ROW_FIELDS[1])
+                .or_insert(serde_json::Value::Null);
+        }
+        let level = event.metadata().level().as_str();
+        let line = crate::run::console::json_line(level, "log", &fields.message, &fields.map);
+        writeln!(writer, "{line}")
+    }
+}
+
+/// An event's message and its other fields as JSON values.
+#[derive(Default)]
+struct JsonFields {
+    message: String,
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl JsonFields {
+    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+        let name = field.name().trim_start_matches("r#");
+        // Log metadata of events bridged from the `log` crate.
+        if name.starts_with("log.") {
+            return;
+        }
+        if name == "message" {
+            self.message = value.as_str().map(str::to_string).unwrap_or_default();
+        } else {
+            self.map.insert(name.to_string(), value);
+        }
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.insert(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.insert(field, value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.insert(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.insert(field, value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // A message arrives as `format_args!`, whose Debug is its text.
+        self.insert(field, format!("{value:?}").into());
+    }
 }
 
 /// `auto`: colour only for a person at a terminal (cron logs and pipes get plain text), and
@@ -121,8 +227,12 @@ struct EscapingVisitor<'w> {
 
 impl EscapingVisitor<'_> {
     fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
-        // Log metadata of events bridged from the `log` crate, which the formatter shows itself.
-        if self.result.is_err() || field.name().starts_with("log.") {
+        // Log metadata of events bridged from the `log` crate, which the formatter shows itself,
+        // and a row warning's line and column, which its message states.
+        if self.result.is_err()
+            || field.name().starts_with("log.")
+            || ROW_FIELDS.contains(&field.name())
+        {
             return;
         }
         let separator = if std::mem::take(&mut self.first) {

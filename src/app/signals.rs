@@ -46,7 +46,10 @@ where
     let result = tokio::select! {
         value = work(stop.clone()) => value,
         Ok(()) = hard_rx => {
-            console::err_line("second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them");
+            crate::app::logging::notice(
+                "WARN",
+                "second signal: exiting now; rows in flight are unconfirmed, --resume re-sends them",
+            );
             return Ok(Ended::Abandoned(signal_status(&terminated)));
         }
     };
@@ -125,7 +128,10 @@ async fn listen_for_signals(
             _ = interrupt.recv() => {}
             _ = terminate.recv() => terminated.store(true, Ordering::Relaxed),
         }
-        console::err_line("stopping: no new rows are sent; waiting for requests in flight (signal again to exit now)");
+        crate::app::logging::notice(
+            "WARN",
+            "stopping: no new rows are sent; waiting for requests in flight (signal again to exit now)",
+        );
         stop.cancel();
         tokio::select! {
             _ = interrupt.recv() => {}

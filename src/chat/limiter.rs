@@ -11,12 +11,17 @@
 //!   `p`. Governor's tolerance comes in whole cells, so a request costs `CELLS` cells: the
 //!   tolerance is then 4 ms at any rate, not 0 or a whole interval.
 //! - **Start.** A `--rate` above `RAMP_ABOVE` (3,000/s) starts at Chat's default limit
-//!   (`START_RATE`, 200/s) and doubles every `RAMP_STEP` (25 ms): a `--rate` far above the real
-//!   limit then meets its first throttles at a modest pace, not with every worker in flight
-//!   (without the ramp, `--rate 5000` against a 200/s server at 5–20 ms had 11.5 % of its
-//!   requests throttled in a debug build). Up to 3,000/s the ramp would end within 0.1 s, after
-//!   about 75 requests and before a 200/s window could fill, so it would cost only time (0.3 %
-//!   of a 25 s run at 3,000/s): such a `--rate` starts at full pace.
+//!   (`START_RATE`, 200/s) and doubles every `RAMP_STEP` (25 ms), and until Chat has accepted
+//!   more, at most `START_RATE` of its requests go in any `GUARD`, plus probes: one at first,
+//!   and two more for each probe accepted (doubling each round trip, as TCP's slow start does).
+//!   The pace alone did not hold the first second: the 200th request went out after about
+//!   135 ms, and by the time the 201st one's throttled answer came back (a round trip later)
+//!   the doubled pace had sent hundreds more into the full window (639 requests in the first
+//!   second against a 200/s limit, 13 % of 3,446 throttled for 3,000 rows). Now a limit of
+//!   200/s costs one throttled probe, and a higher one is found in a round trip per doubling.
+//!   Up to 3,000/s the ramp would end within 0.1 s, after about 75 requests and before a
+//!   200/s window could fill, so it would cost only time (0.3 % of a 25 s run at 3,000/s):
+//!   such a `--rate` starts at full pace.
 //! - **Throttled.** A throttled answer to a request sent at `s` says the server's window before
 //!   `s` was full: the limit is at most our requests in the second before `s` that were not
 //!   refused (unanswered ones counted). The pace is cut to just below that count — from far
@@ -153,6 +158,9 @@ pub struct Ticket(u64);
 struct Sent {
     at: Instant,
     refused: bool,
+    /// Sent during the start with more than `START_RATE` of our sends in its `GUARD`: its
+    /// acceptance says Chat's limit is higher.
+    probe: bool,
 }
 
 struct PaceState {
@@ -164,6 +172,11 @@ struct PaceState {
     held_until: Option<Instant>,
     /// While ramping up to the ceiling: when the pace next doubles.
     next_doubling: Option<Instant>,
+    /// During the start (until a throttle, or until it reaches the ceiling): at most this many
+    /// of our sends in any `GUARD`.
+    allowance: Option<usize>,
+    /// The first ticket sent within the last `GUARD`, as far as `in_guard` has looked.
+    guard_first: u64,
     /// Sends of the last `MEMORY`, oldest first; `first_ticket` is the ticket of the first.
     sent: VecDeque<Sent>,
     first_ticket: u64,
@@ -208,6 +221,33 @@ impl PaceState {
         Some(count)
     }
 
+    /// Our sends in the last `GUARD` (and moves `guard_first` up to the first of them).
+    fn in_guard(&mut self, now: Instant) -> usize {
+        let mut first = self.guard_first.max(self.first_ticket);
+        while let Some(sent) = usize::try_from(first - self.first_ticket)
+            .ok()
+            .and_then(|index| self.sent.get(index))
+        {
+            if now.duration_since(sent.at) < GUARD {
+                break;
+            }
+            first += 1;
+        }
+        self.guard_first = first;
+        usize::try_from(self.next_ticket() - first).unwrap_or(usize::MAX)
+    }
+
+    /// With a start allowance that our last `GUARD` of sends has used up: when the oldest of
+    /// them leaves it.
+    fn allowance_frees_at(&mut self, now: Instant) -> Option<Instant> {
+        let allowance = self.allowance?;
+        if self.in_guard(now) < allowance {
+            return None;
+        }
+        let index = usize::try_from(self.guard_first - self.first_ticket).ok()?;
+        self.sent.get(index).map(|s| s.at + GUARD)
+    }
+
     /// When our last `GUARD` of sends holds fewer than `pace`.
     fn room_for(&self, pace: f64, now: Instant) -> Option<Instant> {
         let recent = self
@@ -234,6 +274,8 @@ pub struct Pacer {
     /// One waiter at a time on the limiter: waking every waiting worker on each turn would
     /// burn CPU. The tokio mutex queues them fairly instead.
     turn: tokio::sync::Mutex<()>,
+    /// Wakes the waiter when an accepted probe (or a throttle) changes the start allowance.
+    allowance_changed: tokio::sync::Notify,
 }
 
 impl Pacer {
@@ -241,10 +283,14 @@ impl Pacer {
         let ceiling = f64::from(ceiling.max(1));
         let clock = TokioClock::new();
         let now = Instant::now();
-        let (rate, next_doubling) = if ceiling > RAMP_ABOVE {
-            (START_RATE, Some(now + RAMP_STEP))
+        let (rate, next_doubling, allowance) = if ceiling > RAMP_ABOVE {
+            (
+                START_RATE,
+                Some(now + RAMP_STEP),
+                Some(START_RATE as usize + 1),
+            )
         } else {
-            (ceiling, None)
+            (ceiling, None, None)
         };
         Pacer {
             ceiling,
@@ -255,6 +301,8 @@ impl Pacer {
                 lowest: ceiling,
                 held_until: None,
                 next_doubling,
+                allowance,
+                guard_first: 0,
                 sent: VecDeque::new(),
                 first_ticket: 0,
                 changed_at_ticket: 0,
@@ -264,6 +312,7 @@ impl Pacer {
                 step: FIRST_STEP,
             }),
             turn: tokio::sync::Mutex::new(()),
+            allowance_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -291,18 +340,28 @@ impl Pacer {
         let _turn = self.turn.lock().await;
         loop {
             let now = Instant::now();
-            let (held_until, spacing) = {
+            let (held_until, spacing, allowance_frees) = {
                 let mut state = self.state();
                 if state.next_doubling.is_some_and(|at| at <= now) {
                     let rate = (state.rate * 2.0).min(self.ceiling);
                     self.set_rate(&mut state, rate, now);
                     state.next_doubling = (rate < self.ceiling).then_some(now + RAMP_STEP);
                 }
-                (state.held_until, state.spacing.clone())
+                let frees = state.allowance_frees_at(now);
+                (state.held_until, state.spacing.clone(), frees)
             };
             if let Some(until) = held_until.filter(|until| *until > now) {
                 nap::next_turn_in(until - now);
                 tokio::time::sleep_until(until).await;
+                continue;
+            }
+            if let Some(until) = allowance_frees {
+                // Not posted as a turn: an accepted probe may free it any moment, and a nap
+                // would read that answer late.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = self.allowance_changed.notified() => {}
+                }
                 continue;
             }
             // Waiting on tokio's own timer rather than governor's `until_ready` (which sleeps
@@ -311,10 +370,13 @@ impl Pacer {
                 Ok(()) => {
                     let mut state = self.state();
                     state.forget_before(now.checked_sub(MEMORY).unwrap_or(now));
+                    let probe =
+                        state.allowance.is_some() && state.in_guard(now) >= START_RATE as usize;
                     let ticket = Ticket(state.next_ticket());
                     state.sent.push_back(Sent {
                         at: now,
                         refused: false,
+                        probe,
                     });
                     return ticket;
                 }
@@ -337,7 +399,7 @@ impl Pacer {
         if ticket.0 < state.cut_at_ticket {
             return;
         }
-        state.next_doubling = None;
+        self.end_start(&mut state);
         // A request sent so long ago that it is forgotten: cut by the at-limit step.
         let accepted = state
             .accepted_before(ticket)
@@ -366,7 +428,7 @@ impl Pacer {
         {
             return;
         }
-        state.next_doubling = None;
+        self.end_start(&mut state);
         let rate = (state.rate * CUT_BELOW).max(MIN_RATE);
         self.cut(&mut state, rate, now);
     }
@@ -376,6 +438,14 @@ impl Pacer {
     pub fn on_accepted(&self, ticket: Ticket) {
         let now = Instant::now();
         let mut state = self.state();
+        if let Some(allowance) = state.allowance {
+            if state.sent_mut(ticket).is_some_and(|sent| sent.probe) {
+                // Chat took one request beyond what it had taken: two more may go.
+                let grown = allowance + 2;
+                state.allowance = (grown < self.ceiling as usize).then_some(grown);
+                self.allowance_changed.notify_one();
+            }
+        }
         if state.rate >= self.ceiling
             || state.next_doubling.is_some()
             || ticket.0 < state.changed_at_ticket
@@ -386,6 +456,14 @@ impl Pacer {
         let rate = (state.rate * (1.0 + state.step)).min(self.ceiling);
         self.set_rate(&mut state, rate, now);
         state.step *= 2.0;
+    }
+
+    /// Chat throttled: the start is over (no more doubling, no start allowance).
+    fn end_start(&self, state: &mut PaceState) {
+        state.next_doubling = None;
+        if state.allowance.take().is_some() {
+            self.allowance_changed.notify_one();
+        }
     }
 
     fn cut(&self, state: &mut PaceState, rate: f64, now: Instant) {

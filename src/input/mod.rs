@@ -3,11 +3,13 @@
 //! duplicate UserIDs in constant memory.
 
 pub mod dupes;
+pub mod encoding;
 pub mod header;
 pub mod jsonl;
 pub mod merge;
 pub mod parts;
 pub mod profile;
+pub mod quotes;
 pub mod reader;
 pub mod row;
 pub mod rows;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use csv::ByteRecord;
 
+use crate::input::encoding;
 use crate::input::header::{self, Columns, Mapping};
 use crate::input::parts::CutGuard;
 use crate::input::source::{RecordSource, RowPos};
@@ -41,9 +42,18 @@ pub struct CsvInput {
     /// The input ends inside a quoted field (an unterminated quote).
     ends_in_quote: bool,
     /// A record read ahead, near the end of an input that ends inside a quote.
-    stash: Option<(ByteRecord, u64)>,
+    stash: Option<(ByteRecord, Raw)>,
     /// The record last returned is the one whose quote never closes.
     unterminated: bool,
+    /// Lines inside the record last returned that look like rows (`input::quotes`).
+    swallowed: Vec<u64>,
+}
+
+/// Where a record read from csv starts, and whether a line break lies inside it.
+#[derive(Clone, Copy)]
+struct Raw {
+    line: u64,
+    spans_lines: bool,
 }
 
 impl CsvInput {
@@ -75,20 +85,20 @@ impl CsvInput {
         }
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let mut source = Source::open(path, file).with_context(cannot_read)?;
-        let mut sample = Vec::with_capacity(ENCODING_SAMPLE_BYTES);
+        let mut sample = Vec::with_capacity(encoding::SAMPLE_BYTES);
         (&mut source)
-            .take(ENCODING_SAMPLE_BYTES as u64)
+            .take(encoding::SAMPLE_BYTES as u64)
             .read_to_end(&mut sample)
             .with_context(cannot_read)?;
-        check_encoding(&sample, sample.len() < ENCODING_SAMPLE_BYTES, path)?;
+        encoding::check(&sample, sample.len() < encoding::SAMPLE_BYTES, path)?;
         source.seek(SeekFrom::Start(0)).with_context(cannot_read)?;
         Self::from_source(source, options, &mapping)
     }
 
     /// Reads CSV from memory, exactly as `open` reads a file (used by the fuzz target).
     pub fn from_bytes(data: Vec<u8>, options: &InputOptions) -> anyhow::Result<CsvInput> {
-        let sample = &data[..data.len().min(ENCODING_SAMPLE_BYTES)];
-        check_encoding(sample, sample.len() == data.len(), &options.path)?;
+        let sample = &data[..data.len().min(encoding::SAMPLE_BYTES)];
+        encoding::check(sample, sample.len() == data.len(), &options.path)?;
         let mapping = Mapping {
             ignore: options.ignore.clone(),
             ..Mapping::default()
@@ -155,6 +165,7 @@ impl CsvInput {
             ends_in_quote: false,
             stash: None,
             unterminated: false,
+            swallowed: Vec::new(),
         })
     }
 
@@ -259,6 +270,7 @@ impl CsvInput {
             ends_in_quote: false,
             stash: None,
             unterminated: false,
+            swallowed: Vec::new(),
         })
     }
 
@@ -270,16 +282,17 @@ impl CsvInput {
     /// tail is checked, and the record holding such a quote is flagged (`unterminated`).
     fn read_record(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
         self.unterminated = false;
+        self.swallowed.clear();
         if self.given_up() {
             return Ok(None);
         }
-        let line = match self.stash.take() {
-            Some((stashed, line)) => {
+        let raw = match self.stash.take() {
+            Some((stashed, raw)) => {
                 *record = stashed;
-                line
+                raw
             }
             None => match self.read_raw(record)? {
-                Some(line) if !self.given_up() => line,
+                Some(raw) if !self.given_up() => raw,
                 _ => return Ok(None),
             },
         };
@@ -290,11 +303,16 @@ impl CsvInput {
         if self.ends_in_quote {
             let mut next = ByteRecord::new();
             match self.read_raw(&mut next)? {
-                Some(next_line) => self.stash = Some((next, next_line)),
+                Some(next_raw) => self.stash = Some((next, next_raw)),
                 None => self.unterminated = true,
             }
         }
-        Ok(Some(line))
+        if raw.spans_lines && !self.unterminated {
+            let columns = self.columns.names.len();
+            let lines = &mut self.swallowed;
+            crate::input::quotes::swallowed_rows(record, raw.line, self.delimiter, columns, lines);
+        }
+        Ok(Some(raw.line))
     }
 
     /// Scans the input from `start` (a record boundary) to the end, the way csv quotes work,
@@ -346,7 +364,7 @@ impl CsvInput {
         Ok(state == State::Quoted)
     }
 
-    fn read_raw(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<u64>> {
+    fn read_raw(&mut self, record: &mut ByteRecord) -> anyhow::Result<Option<Raw>> {
         let more = self.reader.read_byte_record(record).map_err(|err| {
             let byte = err.position().map_or(0, |p| p.byte());
             anyhow::anyhow!("cannot read the input near byte {byte}: {err}")
@@ -358,7 +376,9 @@ impl CsvInput {
         let end = self.reader.position().byte();
         let tracker = self.reader.get_mut();
         tracker.record_end = end;
-        Ok(Some(tracker.breaks.line_at(start)))
+        let line = tracker.breaks.line_at(start);
+        let spans_lines = tracker.breaks.break_before(end);
+        Ok(Some(Raw { line, spans_lines }))
     }
 
     /// True if this reader starts at a cut and the split has failed: its records no longer
@@ -383,6 +403,10 @@ impl RecordSource for CsvInput {
 
     fn unterminated(&self) -> bool {
         self.unterminated
+    }
+
+    fn swallowed(&self) -> &[u64] {
+        &self.swallowed
     }
 
     fn second_half(
@@ -488,6 +512,13 @@ impl LineBreaks {
         if let Some(cr) = self.carriage_return.take() {
             self.pending.push_back((cr, cr + 1));
         }
+    }
+
+    /// True if a break not yet passed lies wholly before `end`: called with a record's end once
+    /// its start is passed, a break inside one of its fields (its own terminator ends at or
+    /// after `end`, wherever csv stops within a CRLF).
+    fn break_before(&self, end: u64) -> bool {
+        self.pending.front().is_some_and(|&(_, after)| after < end)
     }
 
     /// The line of a record whose reading began at byte `start`. csv reports the position
@@ -655,120 +686,6 @@ impl Read for Source {
             Source::Bytes(bytes) => bytes.read(buf),
             Source::Gzip { decoder, .. } => decoder.read(buf),
         }
-    }
-}
-
-/// The first bytes of the input that are checked for their encoding.
-const ENCODING_SAMPLE_BYTES: usize = 64 * 1024;
-/// Lines of the sample with bytes that are not UTF-8 from which a file with no UTF-8 multi-byte
-/// characters is taken to be in another encoding as a whole (see `check_encoding`).
-const FOREIGN_ENCODING_MIN_LINES: u64 = 5;
-
-/// Rejects files in an encoding other than UTF-8, as a whole, with one message.
-///
-/// UTF-16 shows in a byte-order mark or NUL bytes in the header. A single-byte or GBK file
-/// shows in its first `ENCODING_SAMPLE_BYTES` (`complete`: the sample is the whole input): the
-/// file is refused when at least `FOREIGN_ENCODING_MIN_LINES` lines hold bytes that are not
-/// UTF-8 and such lines outnumber the lines of well-formed UTF-8 text beyond ASCII at least ten
-/// to one (a GBK line is now and then valid UTF-8 by accident, so "none" would be too strict).
-/// A UTF-8 file with a few damaged cells has few bad lines, or real UTF-8 lines around them
-/// (CJK names, accents, emoji), so it is read, and each damaged row is rejected on its own,
-/// naming the column. An ASCII file is UTF-8 and always passes.
-fn check_encoding(sample: &[u8], complete: bool, path: &Path) -> anyhow::Result<()> {
-    if sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]) {
-        bail!(
-            "{} is UTF-16 encoded; save it as UTF-8 (in Excel: \"CSV UTF-8\")",
-            path.display()
-        );
-    }
-    let first_line = sample.split(|&b| b == b'\n').next().unwrap_or_default();
-    if first_line.contains(&0) {
-        bail!(
-            "{} has NUL bytes in its header row; it is probably UTF-16 or binary, not a UTF-8 CSV",
-            path.display()
-        );
-    }
-    let census = EncodingCensus::of(sample, complete);
-    if census.bad_lines >= FOREIGN_ENCODING_MIN_LINES && census.bad_lines >= 10 * census.utf8_lines
-    {
-        let (looks_like, iconv_name) = if census.looks_like_gbk() {
-            ("GBK (GB2312/GB18030)", "GB18030")
-        } else {
-            ("Latin-1 (ISO-8859-1) or Windows-1252", "WINDOWS-1252")
-        };
-        bail!(
-            "{path} is not UTF-8: {bad} of its first {lines} lines hold bytes that are not UTF-8, \
-             against {utf8} lines of UTF-8 text beyond ASCII; it looks like {looks_like}. \
-             Nothing was read. Save it as UTF-8 (in Excel: \"CSV UTF-8\"), or \
-             convert it, e.g. `iconv -f {iconv_name} -t UTF-8 {path} > {stem}.utf8.csv`",
-            path = path.display(),
-            bad = census.bad_lines,
-            lines = census.lines,
-            utf8 = census.utf8_lines,
-            stem = crate::fsutil::beside(path, "").display(),
-        );
-    }
-    Ok(())
-}
-
-/// What the bytes of a sample say about its encoding.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct EncodingCensus {
-    /// Lines looked at (a last line cut off by the end of the sample is left out).
-    lines: u64,
-    /// Lines holding at least one byte sequence that is not UTF-8.
-    bad_lines: u64,
-    /// Lines that are well-formed UTF-8 with at least one character beyond ASCII.
-    utf8_lines: u64,
-    /// Bytes of 0x80 and above on the bad lines.
-    high_bytes: u64,
-    /// Of those, the ones in pairs of two GB2312 bytes (0xA1-0xFE each).
-    gb2312_pair_bytes: u64,
-}
-
-impl EncodingCensus {
-    fn of(sample: &[u8], complete: bool) -> EncodingCensus {
-        let mut census = EncodingCensus::default();
-        let mut lines: Vec<&[u8]> = sample.split(|&b| b == b'\n').collect();
-        // The piece after the last line break: nothing (a complete file ending in a break),
-        // or a line the sample cut off.
-        if lines.len() > 1 && (!complete || lines.last().is_some_and(|l| l.is_empty())) {
-            lines.pop();
-        }
-        for line in lines {
-            census.lines += 1;
-            match std::str::from_utf8(line) {
-                Ok(text) if !text.is_ascii() => census.utf8_lines += 1,
-                Ok(_) => {}
-                Err(_) => {
-                    census.bad_lines += 1;
-                    census.count_high_bytes(line);
-                }
-            }
-        }
-        census
-    }
-
-    fn count_high_bytes(&mut self, line: &[u8]) {
-        let gb2312 = |b: u8| (0xA1..=0xFE).contains(&b);
-        let mut i = 0;
-        while i < line.len() {
-            if line[i] < 0x80 {
-                i += 1;
-            } else if i + 1 < line.len() && gb2312(line[i]) && gb2312(line[i + 1]) {
-                self.high_bytes += 2;
-                self.gb2312_pair_bytes += 2;
-                i += 2;
-            } else {
-                self.high_bytes += 1;
-                i += 1;
-            }
-        }
-    }
-
-    /// Chinese text in GBK comes in byte pairs; Latin-1 accents mostly stand alone.
-    fn looks_like_gbk(&self) -> bool {
-        self.high_bytes > 0 && self.gb2312_pair_bytes * 5 >= self.high_bytes * 4
     }
 }
 

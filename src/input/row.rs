@@ -13,6 +13,17 @@ pub struct RowRules {
     pub empty: EmptyPolicy,
     pub user_id: UserIdRule,
     pub location: LocationRule,
+    pub quotes: QuoteRule,
+}
+
+/// What a row whose quoted field swallowed lines that look like rows becomes (`input::quotes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QuoteRule {
+    /// It is read as csv reads it; the run warns, naming the lines.
+    #[default]
+    Warn,
+    /// `--strict-quotes`: it is invalid (`stray_quote`).
+    Strict,
 }
 
 /// Which of Chat's two documented limits a Location is held to.
@@ -71,6 +82,17 @@ pub fn unterminated_quote(line: u64) -> Violation {
             "a quote opened in the row starting on line {line} never closes, so every line after it \
              was read into this row; close the quote (or double it: \"\")"
         ),
+    }
+}
+
+/// The violation for a row whose quoted field swallowed `lines`, which look like rows of their
+/// own (`--strict-quotes`).
+pub fn stray_quote(line: u64, lines: &[u64]) -> Violation {
+    Violation {
+        column: None,
+        code: FailureCode::StrayQuote,
+        rule: "quoted field swallows rows",
+        message: crate::input::quotes::explain(line, lines),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The one record loop: every command reads its input through [`Rows`], which numbers each
 //! record (index, line, byte) and says whether an unclosed quote swallowed the rest of the
-//! file. Where the records come from is a `RecordSource` (`input::source`), opened in its
-//! format by `input::open_source`.
+//! file, or a quote that closes lines later swallowed lines that look like rows. Where the
+//! records come from is a `RecordSource` (`input::source`), opened in its format by
+//! `input::open_source`.
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub struct Row<'a> {
     pub record: &'a ByteRecord,
     /// An unclosed quote swallowed the rest of the file into this record: it is never valid.
     pub unterminated: bool,
+    /// Lines inside this record, after its first, that look like rows of their own: a stray
+    /// quote probably merged them into it (`input::quotes`). Empty for nearly every record.
+    pub swallowed: &'a [u64],
 }
 
 /// The records of an input, in file order, each with its position.
@@ -47,6 +51,11 @@ impl Rows {
         self.source.columns()
     }
 
+    /// Records handed out so far (counted from the start of the input, also after a seek).
+    pub fn records_read(&self) -> u64 {
+        self.next_index
+    }
+
     /// The next record, or None at the end of the input.
     pub fn next_row(&mut self) -> anyhow::Result<Option<Row<'_>>> {
         let Some(line) = self.source.read(&mut self.record)? else {
@@ -62,6 +71,7 @@ impl Rows {
             pos,
             record: &self.record,
             unterminated: self.source.unterminated(),
+            swallowed: self.source.swallowed(),
         }))
     }
 

@@ -33,6 +33,12 @@ pub trait RecordSource: Send {
         false
     }
 
+    /// The lines inside the record last read that look like rows of their own (see
+    /// `input::quotes`): a quoted field that spans lines may have swallowed them.
+    fn swallowed(&self) -> &[u64] {
+        &[]
+    }
+
     /// Continues after the record at `pos` without reading what lies before it.
     fn seek_past(&mut self, pos: RowPos) -> anyhow::Result<()>;
 

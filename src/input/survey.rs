@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
+use crate::input::quotes::SwallowedWarnings;
 use crate::input::reader::InputOptions;
-use crate::input::row::{RowMapper, Verdict};
+use crate::input::row::{QuoteRule, RowMapper, Verdict};
 use crate::input::rows::{Row, Rows};
 
 /// What the survey knows of one user the duplicate filter saw more than once. Rows before the
@@ -56,13 +57,16 @@ impl LaterRows {
 /// Users that may have several rows → what their later rows hold.
 pub type RepeatedUsers = HashMap<Box<str>, LaterRows>;
 
-/// Facts gathered record by record, in file order.
+/// Facts gathered record by record, in file order. It also warns about the rows whose quoted
+/// field swallowed lines that look like rows (`input::quotes`), unless `quiet`: the survey is
+/// the first reading of every command but the dry run, whose own pass warns.
 #[derive(Default)]
 pub struct Survey {
     rows: u64,
     finder: DuplicateFinder,
     repeated: RepeatedUsers,
     body: Vec<u8>,
+    stray_quotes: Option<SwallowedWarnings>,
 }
 
 /// The survey's findings.
@@ -75,9 +79,22 @@ pub struct SurveyFindings {
 }
 
 impl Survey {
+    /// A survey that warns about stray quotes (see [`Survey`]).
+    pub fn warning() -> Survey {
+        Survey {
+            stray_quotes: Some(SwallowedWarnings::default()),
+            ..Survey::default()
+        }
+    }
+
     /// Notes the next row.
     pub fn observe(&mut self, row: &Row, mapper: &RowMapper) {
         self.rows += 1;
+        if let (false, Some(warnings)) = (row.swallowed.is_empty(), &mut self.stray_quotes) {
+            if mapper.rules().quotes == QuoteRule::Warn {
+                warnings.note(row.pos.line, row.swallowed);
+            }
+        }
         let Some(user_id) = mapper.user_id(row.record).filter(|id| !id.is_empty()) else {
             return;
         };
@@ -128,11 +145,16 @@ impl Survey {
     }
 }
 
-/// A row's verdict: an unclosed quote makes it invalid whatever its cells say.
+/// A row's verdict: an unclosed quote makes it invalid whatever its cells say, and so, under
+/// `--strict-quotes`, does a quoted field that swallowed lines that look like rows.
 pub fn judge<'r>(mapper: &RowMapper, row: &Row<'r>, body: &mut Vec<u8>) -> Verdict<'r> {
     if row.unterminated {
         body.clear();
         Verdict::Invalid(vec![crate::input::row::unterminated_quote(row.pos.line)])
+    } else if !row.swallowed.is_empty() && mapper.rules().quotes == QuoteRule::Strict {
+        body.clear();
+        let violation = crate::input::row::stray_quote(row.pos.line, row.swallowed);
+        Verdict::Invalid(vec![violation])
     } else {
         mapper.map(row.record, body)
     }

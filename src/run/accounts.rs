@@ -25,6 +25,7 @@ use crate::input::rows::Rows;
 use crate::input::survey::{RepeatedUsers, Survey};
 use crate::outcome::{AccountFailure, FailureCode};
 use crate::run::decide::{Decider, Known};
+use crate::run::progress::{Progress, ProgressOptions, Snapshot};
 use crate::store::outputs::ReportCsv;
 
 /// How `--create-accounts` imports accounts.
@@ -37,6 +38,17 @@ pub enum CreateAccounts {
     AccountList,
     /// Import one account with account_import when portrait_set answers 40003, then retry.
     OnDemand,
+}
+
+impl CreateAccounts {
+    /// The form as `--create-accounts` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CreateAccounts::Batch => "batch",
+            CreateAccounts::AccountList => "account-list",
+            CreateAccounts::OnDemand => "on-demand",
+        }
+    }
 }
 
 /// What a batch import pass did.
@@ -174,12 +186,12 @@ impl AccountCalls<'_> {
         }
     }
 
-    /// Imports one account with account_import (the on-demand form).
-    pub async fn import_one(&self, user_id: &str) -> Answer {
+    /// Imports one account with account_import (the on-demand form); the answer and the
+    /// requests it took.
+    pub async fn import_one(&self, user_id: &str) -> (Answer, u32) {
         self.api
             .call(ACCOUNT_IMPORT, import_one_body(user_id))
             .await
-            .0
     }
 
     /// Asks which of up to 100 users are not imported. `Err` carries a reason to stop.
@@ -220,24 +232,37 @@ pub async fn import_all(
 
 /// `profile-import check-accounts`: which of the file's users are not imported, each user once.
 /// Writes them (one UserID per line, with a header) to `output`, whole (`ReportCsv`); returns
-/// (users checked, not imported, whether every user was checked before `stop`).
+/// (users checked, not imported, whether every user was checked before `stop`). Its progress
+/// (rows read, users checked, not imported) is shown as `progress` says.
 pub async fn check_all(
     input: &InputOptions,
     rules: RowRules,
     calls: &AccountCalls<'_>,
     output: &Path,
     stop: &tokio_util::sync::CancellationToken,
+    progress: ProgressOptions,
 ) -> anyhow::Result<(u64, u64, bool)> {
     let mapper = RowMapper::new(Rows::open(input)?.columns().clone(), rules);
-    let repeated = Survey::default()
-        .read_all(input, &mapper)?
-        .finish(input)?
-        .repeated;
+    let findings = Survey::warning().read_all(input, &mapper)?.finish(input)?;
+    let mut progress = Progress::with(Some(findings.rows), progress);
+    let mut shown = std::time::Instant::now();
     let mut list = ReportCsv::new(output, &["UserID"]);
     let mut checked = 0u64;
-    let mut reader = BatchReader::open(input, rules, repeated)?;
+    let mut reader = BatchReader::open(input, rules, findings.repeated)?;
     let mut whole = true;
     while let Some(batch) = reader.next_batch()? {
+        if shown.elapsed() >= std::time::Duration::from_secs(1) {
+            shown = std::time::Instant::now();
+            let (requests, pace) = (calls.api.requests(), calls.api.pacer().current_rate());
+            let rows = reader.rows.records_read();
+            progress.update(Snapshot::accounts(
+                rows,
+                checked,
+                list.records(),
+                requests,
+                pace,
+            ));
+        }
         if stop.is_cancelled() {
             whole = false;
             break;
@@ -257,6 +282,7 @@ pub async fn check_all(
             Err(why) => anyhow::bail!("checking accounts stopped: {why}"),
         }
     }
+    progress.finish();
     let missing = list.records();
     list.finish()?;
     Ok((checked, missing, whole))

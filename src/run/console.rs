@@ -4,8 +4,10 @@
 //! rows sent, rows in flight finished, journal and failure CSV synced). The app layer turns a
 //! closed stream into its own exit status.
 //!
-//! It also knows whether stderr carries JSON lines (`--log-format json`), so progress lines
-//! and the summary can follow the log format.
+//! It also knows whether stderr carries JSON lines (`--log-format json`), and writes each of
+//! them in the one shape every JSON line has (log lines, progress lines, the summary):
+//! `timestamp` (UTC, RFC 3339 with milliseconds), `level`, `type` (`log`, `progress` or
+//! `summary`) and `message`, then the line's own fields.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +73,45 @@ pub fn json_lines() -> bool {
     JSON_LINES.load(Ordering::Relaxed)
 }
 
-/// Writes one JSON object as a line on stderr.
-pub fn err_json(value: &serde_json::Value) {
-    err_line(&value.to_string());
+/// Writes one JSON line on stderr: the keys every line has, then `fields` (any of those keys
+/// in `fields` is left out).
+pub fn err_json_line(
+    level: &str,
+    kind: &str,
+    message: &str,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) {
+    err_line(&json_line(level, kind, message, fields));
 }
+
+/// The text of one JSON line (see [`err_json_line`]).
+pub fn json_line(
+    level: &str,
+    kind: &str,
+    message: &str,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let string = |text: &str| serde_json::Value::from(text).to_string();
+    let timestamp = crate::fsutil::utc_timestamp_millis(std::time::SystemTime::now());
+    // Written by hand so the common keys come first, in this order, on every line.
+    let mut line = format!(
+        "{{\"timestamp\":{},\"level\":{},\"type\":{},\"message\":{}",
+        string(&timestamp),
+        string(level),
+        string(kind),
+        string(message)
+    );
+    for (key, value) in fields {
+        if !COMMON_KEYS.contains(&key.as_str()) {
+            line.push_str(&format!(",{}:{value}", string(key)));
+        }
+    }
+    line.push('}');
+    line
+}
+
+/// The keys every JSON line starts with.
+pub const COMMON_KEYS: [&str; 4] = ["timestamp", "level", "type", "message"];
 
 /// While the guard lives, a closed stream cancels `stop` (at once if one is closed already).
 pub fn stop_on_close(stop: CancellationToken) -> StopOnClose {

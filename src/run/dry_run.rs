@@ -19,8 +19,9 @@ use csv::ByteRecord;
 
 use crate::input::dupes::DuplicateFinder;
 use crate::input::parts::{joined, CutGuard, CutSeen, CutWatch, PartEnd};
-use crate::input::row::{failure_from, RowMapper, Verdict, Violation};
-use crate::input::rows::Rows;
+use crate::input::quotes::SwallowedWarnings;
+use crate::input::row::{failure_from, QuoteRule, RowMapper, Verdict, Violation};
+use crate::input::rows::{Row, Rows};
 use crate::input::survey::{judge, user_of, Survey};
 use crate::run::decide::{Decider, Decision, Known, UserRows};
 use crate::run::fate::RowFate;
@@ -61,12 +62,18 @@ struct Chunk {
     bytes: usize,
 }
 
-/// Why a row was rejected.
+/// Why a row was rejected, or warned about. The messages name lines, which only the
+/// collector knows for the second part, so those violations are made there.
 enum Rejected {
     Violations(Vec<Violation>),
-    /// Its quote never closes. The message names the row's line, which only the collector
-    /// knows for the second part, so the violation is made there.
+    /// Its quote never closes.
     UnterminatedQuote,
+    /// A quoted field swallowed these lines (counted like the row's), which look like rows:
+    /// invalid under `--strict-quotes`, else a valid row warned about.
+    StrayQuote {
+        lines: Vec<u64>,
+        strict: bool,
+    },
 }
 
 /// What every reader needs to know.
@@ -111,12 +118,15 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
         summary: &mut summary,
         failures: &mut failures,
         delimiter: job.input.delimiter,
+        stray_quotes: SwallowedWarnings::default(),
+        unwritable: None,
     };
     let guard = Arc::new(CutGuard::default());
     let second = rows.second_half(options.parallel_min_bytes, guard.clone())?;
     let cut = second.as_ref().map(|(cut, _)| *cut);
     let filter = DuplicateFilter::spawn()?;
     let second_counted = read_in_parts(rows, second, guard, &plan, &filter, &mut collector)?;
+    let unwritable = collector.unwritable.take();
     let mut finder = filter.finish()?;
     if cut.is_some() && !second_counted || finder.is_discarded() {
         // The second reader's UserIDs were misread from a cut inside a record; they may have
@@ -144,10 +154,39 @@ pub fn run(job: &JobInput, options: DryRunOptions) -> anyhow::Result<Summary> {
     if options.show_requests > 0 {
         show_requests(job, mapper, options.show_requests)?;
     }
-    summary.failure_csv = failures.finish()?;
     summary.elapsed = started.elapsed();
+    if let Some(err) = unwritable {
+        let why = format!(
+            "{err:#}: the {} invalid rows are counted above but listed nowhere; pass \
+             --failures PATH with a path this run can write to list them",
+            summary.invalid
+        );
+        return Err(FailuresUnwritable {
+            summary: Box::new(summary),
+            why,
+        }
+        .into());
+    }
+    summary.failure_csv = failures.finish()?;
     Ok(summary)
 }
+
+/// The dry run read every row but could not write its failure CSV (a folder it cannot write
+/// to): its report, complete but for the file, and why. The app shows the report, then the
+/// reason, and the run fails.
+#[derive(Debug)]
+pub struct FailuresUnwritable {
+    pub summary: Box<Summary>,
+    pub why: String,
+}
+
+impl std::fmt::Display for FailuresUnwritable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for FailuresUnwritable {}
 
 /// `--show-requests N`: the first N bodies the import would send, exactly as it decides them
 /// (`run::decide`: a repeated user once, its rows merged, at its last row). This costs a
@@ -406,6 +445,10 @@ struct Collector<'a> {
     summary: &'a mut Summary,
     failures: &'a mut FailureWriter,
     delimiter: u8,
+    stray_quotes: SwallowedWarnings,
+    /// Why the failure CSV could not be written, once that happened: the rows are still
+    /// counted, and no more writes are tried.
+    unwritable: Option<anyhow::Error>,
 }
 
 impl Collector<'_> {
@@ -422,19 +465,58 @@ impl Collector<'_> {
             let violations = match rejected {
                 Rejected::Violations(violations) => violations,
                 Rejected::UnterminatedQuote => vec![crate::input::row::unterminated_quote(line)],
+                Rejected::StrayQuote { lines, strict } => {
+                    let lines: Vec<u64> = lines.iter().map(|l| l + line_offset).collect();
+                    if !strict {
+                        self.stray_quotes.note(line, &lines);
+                        continue;
+                    }
+                    vec![crate::input::row::stray_quote(line, &lines)]
+                }
             };
             summary.count(RowFate::Invalid(&violations));
             if summary.invalid <= PRINTED_INVALID_ROWS {
                 for violation in &violations {
-                    tracing::warn!("line {line}: {}", violation.describe());
+                    let column = violation.column.as_deref();
+                    tracing::warn!(line, column, "line {line}: {}", violation.describe());
                 }
             } else if summary.invalid == PRINTED_INVALID_ROWS + 1 {
                 tracing::warn!("more invalid rows follow; all are in the failure CSV");
             }
-            self.failures
-                .write(&record, line, &failure_from(&violations), self.delimiter)?;
+            if self.unwritable.is_none() {
+                let failure = failure_from(&violations);
+                if let Err(err) = self.failures.write(&record, line, &failure, self.delimiter) {
+                    self.unwritable = Some(err);
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// A row's verdict as a reader sees it, and what the collector must be told beyond its
+/// violations: a quote that never closes, or a quoted field that swallowed lines that look
+/// like rows (an invalid row under `--strict-quotes`, else a warning). Their messages name
+/// lines, which only the collector knows for the second part.
+fn judge_part<'r>(
+    row: &Row<'r>,
+    mapper: &RowMapper,
+    body: &mut Vec<u8>,
+) -> (Verdict<'r>, Option<Rejected>) {
+    let strict = mapper.rules().quotes == QuoteRule::Strict;
+    let stray = (!row.swallowed.is_empty()).then(|| Rejected::StrayQuote {
+        lines: row.swallowed.to_vec(),
+        strict,
+    });
+    if row.unterminated {
+        (
+            Verdict::Invalid(Vec::new()),
+            Some(Rejected::UnterminatedQuote),
+        )
+    } else if strict && stray.is_some() {
+        (Verdict::Invalid(Vec::new()), stray)
+    } else {
+        (mapper.map(row.record, body), stray)
     }
 }
 
@@ -468,11 +550,21 @@ fn read_part(
         }
         counts.count_read(1);
         let part_first_line = *part_first_line.get_or_insert(line);
-        let unterminated = row.unterminated;
-        let verdict = if unterminated {
-            Verdict::Invalid(Vec::new())
-        } else {
-            plan.mapper.map(record, &mut body)
+        let (verdict, rejected) = judge_part(&row, plan.mapper, &mut body);
+        let new_chunk = || Chunk {
+            part_first_line,
+            invalid: Vec::new(),
+            bytes: 0,
+        };
+        let rejected = match rejected {
+            // A row that stays valid: warned about in file order with the rows around it
+            // (the record is not needed).
+            Some(warning @ Rejected::StrayQuote { strict: false, .. }) => {
+                let chunk = chunk.get_or_insert_with(new_chunk);
+                chunk.invalid.push((ByteRecord::new(), line, warning));
+                None
+            }
+            other => other,
         };
         // Every row with a readable UserID counts toward duplicates, invalid ones too.
         match &verdict {
@@ -481,11 +573,6 @@ fn read_part(
             }
             Verdict::Invalid(_) => duplicates.push(plan.mapper.user_id(record).unwrap_or_default()),
         }
-        let new_chunk = || Chunk {
-            part_first_line,
-            invalid: Vec::new(),
-            bytes: 0,
-        };
         match verdict {
             Verdict::Ready { user_id, .. } => {
                 counts.count(RowFate::Valid);
@@ -496,11 +583,7 @@ fn read_part(
             }
             Verdict::Skipped { .. } => counts.count(RowFate::Skipped),
             Verdict::Invalid(violations) => {
-                let rejected = if unterminated {
-                    Rejected::UnterminatedQuote
-                } else {
-                    Rejected::Violations(violations)
-                };
+                let rejected = rejected.unwrap_or(Rejected::Violations(violations));
                 let chunk = chunk.get_or_insert_with(new_chunk);
                 chunk.bytes += record.as_slice().len();
                 chunk.invalid.push((record.clone(), line, rejected));

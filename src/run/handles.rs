@@ -26,6 +26,8 @@ pub enum Use {
     Reads(u32),
     /// account_check, at Chat's limit for it.
     AccountChecks,
+    /// account_check at a rate of its own (`check-accounts --rate`).
+    AccountChecksAt(u32),
     /// multiaccount_import for the account pass of `--create-accounts`, at Chat's limit.
     AccountImports,
     /// `--batch-nick-image`: multiaccount_import's AccountList at `--batch-rate`, and the
@@ -65,6 +67,7 @@ impl Handles {
                 Use::AccountChecks => {
                     handles.account_checks = Some(api(command::limit(ACCOUNT_CHECK)))
                 }
+                Use::AccountChecksAt(rate) => handles.account_checks = Some(api(rate)),
                 Use::AccountImports => {
                     handles.account_imports = Some(api(command::limit(MULTIACCOUNT_IMPORT)))
                 }

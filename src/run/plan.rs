@@ -121,7 +121,7 @@ pub async fn prepare(
         rows: total,
         finder,
         repeated,
-    } = Survey::default()
+    } = Survey::warning()
         .read_all(&job.input, &mapper)?
         .finish(&job.input)?;
     let mut prior = prior_summary(total, resume.as_ref());
@@ -220,13 +220,15 @@ fn known(
             index: state_index.unwrap_or_default(),
         });
     }
-    if let Some(pass) = accounts {
-        prior.accounts = Some(format!(
-            "{} imported or already there, {} failed ({} multiaccount_import calls)",
-            pass.accounts - pass.failed.len() as u64,
-            pass.failed.len(),
-            pass.calls
-        ));
+    if let (Some(pass), Some(form)) = (accounts, job.create_accounts) {
+        prior.accounts = Some(crate::run::summary::AccountsReport {
+            form: form.name(),
+            command: "multiaccount_import",
+            calls: pass.calls,
+            users: pass.accounts,
+            failed: pass.failed.len() as u64,
+            in_requests: 0,
+        });
         known.failed_accounts = pass.failed;
     }
     known
@@ -252,7 +254,7 @@ fn open_outputs(
             )
         }
         None => (
-            FailureWriter::create(&job.failures, mapper.columns(), delimiter)?,
+            FailureWriter::fresh(&job.failures, mapper.columns(), delimiter)?,
             HashSet::new(),
             Journal::create(&job.journal, identity)?,
         ),

@@ -59,14 +59,18 @@ impl Sink for JsonSummary {
     }
 }
 
-/// Prints the summary on stderr: the text table, or one JSON line under `--log-format json`.
+/// Prints the summary on stderr: the text table, or one JSON line under `--log-format json`
+/// (type `summary`, with the fields of `--summary-json`).
 pub fn print(summary: &Summary, exit_code: u8) {
     if console::json_lines() {
-        let mut json = summary.to_json(exit_code);
-        json["timestamp"] = crate::fsutil::utc_timestamp(std::time::SystemTime::now()).into();
-        json["level"] = "INFO".into();
-        json["type"] = "summary".into();
-        console::err_json(&json);
+        let json = summary.to_json(exit_code);
+        let message = format!(
+            "{} summary: {} rows read, exit code {exit_code}",
+            json["command"].as_str().unwrap_or("run"),
+            summary.rows
+        );
+        let fields = json.as_object().cloned().unwrap_or_default();
+        console::err_json_line("INFO", "summary", &message, &fields);
     } else {
         console::err(&summary.to_string());
     }

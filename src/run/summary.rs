@@ -75,8 +75,8 @@ pub struct Summary {
     pub refused: Option<String>,
     /// The journal to resume from, if rows are left.
     pub journal: Option<PathBuf>,
-    /// What `--create-accounts` did, in words.
-    pub accounts: Option<String>,
+    /// What `--create-accounts` did.
+    pub accounts: Option<AccountsReport>,
     /// Dry run: valid rows whose Location is over Chat's older 16-byte limit.
     pub long_locations: u64,
     /// `--changes-only`, its plan, verify: what the comparison with Chat found.
@@ -149,6 +149,40 @@ impl Comparisons {
             "read_throttled": self.read_throttled,
             "account_checks": self.account_checks,
             "read_pace_lowest_per_second": self.read_pace_lowest,
+        })
+    }
+}
+
+/// What `--create-accounts` did, in any of its forms: the batch pass before the send
+/// (`batch`, `account-list`: multiaccount_import), or account_import when portrait_set answered
+/// 40003 (`on-demand`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AccountsReport {
+    /// `batch`, `account-list` or `on-demand`.
+    pub form: &'static str,
+    /// The Chat command that imported them.
+    pub command: &'static str,
+    /// Calls made (retries not counted): one per 100 users in a batch form, one per user on
+    /// demand.
+    pub calls: u64,
+    /// Users sent to the command, and those it did not import (their rows failed at stage
+    /// `account`).
+    pub users: u64,
+    pub failed: u64,
+    /// Requests of the command, retries included, that are part of the run's `requests`
+    /// (on demand: they share portrait_set's handle and pacer; the batch pass has its own).
+    pub in_requests: u64,
+}
+
+impl AccountsReport {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "form": self.form,
+            "command": self.command,
+            "calls": self.calls,
+            "users": self.users,
+            "imported": self.users - self.failed.min(self.users),
+            "failed": self.failed,
         })
     }
 }
@@ -381,7 +415,7 @@ impl Summary {
             "long_locations": self.long_locations,
             "mean_requests_per_second": round_ms(self.mean_rate()),
             "journal": self.journal,
-            "accounts": self.accounts,
+            "accounts": self.accounts.as_ref().map(AccountsReport::to_json),
         });
         if let Some(compared) = &self.compared {
             json["changes_only"] = compared.to_json();

@@ -22,12 +22,15 @@ use crate::run::changes::tally::CheckTally;
 use crate::run::changes::{check_rows, ChatReads};
 use crate::run::decide::{Decider, Known};
 use crate::run::job::JobInput;
+use crate::run::progress::ProgressOptions;
 use crate::run::summary::{Kind, Summary};
 
 /// Everything a verify run needs: how it reads Chat (portrait_get paced at `--rate`, several
 /// calls in flight, as `--changes-only` reads).
 pub struct Verifier {
     pub chat: ChatReads,
+    /// How its progress is shown (as an import's).
+    pub progress: ProgressOptions,
 }
 
 impl Verifier {
@@ -44,10 +47,10 @@ impl Verifier {
         let input = &job.input;
         let rows = Rows::open(input)?;
         let mapper = RowMapper::new(rows.columns().clone(), job.rules);
-        let findings = Survey::default().read_all(input, &mapper)?.finish(input)?;
+        let findings = Survey::warning().read_all(input, &mapper)?.finish(input)?;
         let mut report = Summary::of(Kind::Verify);
         report.count_read(findings.rows);
-        let mut tally = CheckTally::new(report, job, &mapper, diff_path)?;
+        let mut tally = CheckTally::new(report, job, &mapper, diff_path, self.progress)?;
         let total = findings.rows;
         let keep = move |user: &str| match sample {
             Some(n) if total > 0 && n < total => {
@@ -57,7 +60,7 @@ impl Verifier {
         };
         let reads = self.chat.reads(&mapper);
         let decider = Decider::new(mapper, findings.repeated, Known::default());
-        let whole = check_rows(rows, decider, reads, keep, stop, |row| tally.take(row)).await?;
+        let whole = check_rows(rows, decider, reads, keep, stop, &mut tally).await?;
         if let Some(why) = self.chat.fatal() {
             anyhow::bail!("{why}");
         }

@@ -48,9 +48,9 @@ pub fn default_path(input: &Path, run: FailuresOf) -> PathBuf {
 /// Writes failed rows.
 pub struct FailureWriter {
     path: PathBuf,
-    /// None until the first row of a lazy writer.
+    /// None until the first row of a lazy or fresh writer.
     file: Option<File>,
-    /// A lazy writer's header, written when the file is created.
+    /// A lazy (or fresh) writer's header, written when the file is created.
     lazy_header: Option<Vec<u8>>,
     /// A lazy writer's lock on the path (none in a read-only directory).
     _lock: Option<crate::store::lock::RunLock>,
@@ -65,14 +65,24 @@ pub struct FailureWriter {
 }
 
 impl FailureWriter {
-    /// Creates (or truncates) the failure CSV and writes its header. Called before any row is
-    /// processed, so an unwritable path stops the run at once.
-    pub fn create(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
-        let file = crate::fsutil::create_private(path)
-            .with_context(|| format!("cannot create the failure CSV {}", path.display()))?;
-        let mut writer = FailureWriter::with_header(path, Some(file), None, columns, delimiter)?;
-        writer.unsynced = true;
-        writer.write_pending()?;
+    /// The failure CSV of an import, which holds the path's lock already: an earlier run's
+    /// file is removed now (the run sends its rows again), and the new one is created with its
+    /// first failed row, so a run killed before any row failed leaves none and the file's
+    /// presence always means rows need attention. The caller has checked that the path can be
+    /// created (`fsutil::check_can_create`), so an unwritable path stops the run before
+    /// anything is sent.
+    pub fn fresh(path: &Path, columns: &Columns, delimiter: u8) -> anyhow::Result<FailureWriter> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!("cannot remove the earlier failure CSV {}", path.display())
+                })
+            }
+        }
+        let mut writer = FailureWriter::with_header(path, None, None, columns, delimiter)?;
+        writer.lazy_header = Some(std::mem::take(&mut writer.pending));
         Ok(writer)
     }
 
@@ -123,8 +133,8 @@ impl FailureWriter {
         Ok(writer)
     }
 
-    /// Reopens the failure CSV of an interrupted run to append to it. A torn last record is
-    /// cut off. Returns the writer and the input lines already recorded in the file (rows whose
+    /// Reopens the failure CSV of an interrupted run to append to it (or, when there is none,
+    /// starts one as [`FailureWriter::fresh`] does). A torn last record is cut off. Returns the writer and the input lines already recorded in the file (rows whose
     /// failure was written just before a crash but not yet journalled).
     pub fn append(
         path: &Path,
@@ -133,9 +143,9 @@ impl FailureWriter {
     ) -> anyhow::Result<(FailureWriter, std::collections::HashSet<u64>)> {
         let data = match std::fs::read(path) {
             Ok(data) if !data.is_empty() => data,
-            Ok(_) => return Ok((Self::create(path, columns, delimiter)?, Default::default())),
+            Ok(_) => return Ok((Self::fresh(path, columns, delimiter)?, Default::default())),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Self::create(path, columns, delimiter)?, Default::default()))
+                return Ok((Self::fresh(path, columns, delimiter)?, Default::default()))
             }
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };

@@ -485,6 +485,11 @@ impl Journal {
         &self.path
     }
 
+    /// The lowest record index not yet final: every record before it is.
+    pub fn final_before(&self) -> u64 {
+        self.low_water.next
+    }
+
     /// Bytes noted but not yet handed to the operating system.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len()

@@ -287,10 +287,14 @@ async fn far_above_the_default_limit_the_pace_ramps_up_from_it() {
     let pacer = Pacer::new(100_000);
     let start = Instant::now();
     let mut first_125ms = 0;
-    while start.elapsed() < Duration::from_millis(250) {
+    let mut first_second = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
         pacer.acquire().await;
         if start.elapsed() < Duration::from_millis(125) {
             first_125ms += 1;
+        }
+        if start.elapsed() < WINDOW {
+            first_second += 1;
         }
     }
     assert_eq!(pacer.current_rate(), 100_000.0);
@@ -298,6 +302,65 @@ async fn far_above_the_default_limit_the_pace_ramps_up_from_it() {
     assert!(
         (130..=180).contains(&first_125ms),
         "{first_125ms} in the first 125 ms"
+    );
+    // With no answer accepting more, 200 and one probe in the first second, whatever the pace.
+    assert_eq!(first_second, START_RATE as usize + 1);
+}
+
+/// The start from far above a 200/s limit: however few rows, the first second sends 200
+/// requests and a few probes, not a round trip's worth at the doubled pace (before: 164-205 of
+/// 664-705 requests throttled for 500 rows at 20-80 ms).
+#[tokio::test(start_paused = true)]
+async fn far_above_the_limit_even_a_small_file_has_few_throttled_answers() {
+    for (rate, rows) in [(100_000, 500), (100_000, 3_000), (5_000, 500)] {
+        let run = Run {
+            limit: 200,
+            rows,
+            ..Run::at_limit(rate)
+        }
+        .go()
+        .await;
+        let (throttled, requests) = (run.throttled(), run.arrivals.len());
+        assert_eq!(
+            run.admitted(),
+            rows,
+            "rate {rate}, {rows} rows: every row ends OK"
+        );
+        assert!(
+            throttled * 50 <= requests,
+            "rate {rate}, {rows} rows: {throttled} of {requests} requests throttled"
+        );
+        let first = run.most_in_a_window(Duration::ZERO, WINDOW);
+        // A probe that arrives ahead of requests sent beside it (arrival jitter) may be taken
+        // in their place and let two more go: a few, never a round trip's worth.
+        assert!(
+            first <= 210,
+            "rate {rate}, {rows} rows: {first} in the first second"
+        );
+    }
+}
+
+/// A limit above the default is found by probing: each accepted probe lets two more go, so
+/// 1,000/s is reached within a few seconds and the rows land with few refusals.
+#[tokio::test(start_paused = true)]
+async fn far_above_a_higher_limit_the_probes_find_it() {
+    let run = Run {
+        limit: 1_000,
+        rows: 20_000,
+        ..Run::at_limit(100_000)
+    }
+    .go()
+    .await;
+    let (throttled, requests) = (run.throttled(), run.arrivals.len());
+    assert_eq!(run.admitted(), 20_000);
+    assert!(
+        throttled * 20 <= requests,
+        "{throttled} of {requests} requests throttled"
+    );
+    let pace = &run.pace_by_second;
+    assert!(
+        pace.iter().skip(5).all(|p| (900.0..=1100.0).contains(p)),
+        "pace by second: {pace:.0?}"
     );
 }
 

@@ -212,16 +212,18 @@ pub enum Checked {
 
 /// The read path of verify and the plan: every row decided (`run::decide`, each user once,
 /// its rows merged), the users to compare read ahead with `reads`, and each row handed to
-/// `take` in file order. `keep`: whether a user is compared at all (a sample). Returns false
-/// if `stop` was cancelled (a signal) before every row was taken.
+/// `tally` in file order, which shows the progress once a second. `keep`: whether a user is
+/// compared at all (a sample). Returns false if `stop` was cancelled (a signal) before every
+/// row was taken.
 pub async fn check_rows(
     rows: Rows,
     decider: Decider,
     reads: Reads,
     keep: impl Fn(&str) -> bool + Send + 'static,
     stop: &tokio_util::sync::CancellationToken,
-    mut take: impl FnMut(Checked) -> anyhow::Result<()>,
+    tally: &mut tally::CheckTally,
 ) -> anyhow::Result<bool> {
+    let api = Arc::clone(&reads.api);
     let (rows_tx, rows_rx) = mpsc::channel(1024);
     let (out_tx, mut out_rx) = mpsc::channel(1024);
     let reader = std::thread::Builder::new()
@@ -241,6 +243,8 @@ pub async fn check_rows(
     ));
     let mut taken = Ok(());
     let mut whole = true;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let row = tokio::select! {
             biased;
@@ -249,9 +253,13 @@ pub async fn check_rows(
                 break;
             }
             row = out_rx.recv() => row,
+            _ = tick.tick() => {
+                tally.show_progress(api.requests(), api.pacer().current_rate());
+                continue;
+            }
         };
         let Some(row) = row else { break };
-        taken = take(row);
+        taken = tally.take(row);
         if taken.is_err() {
             break;
         }

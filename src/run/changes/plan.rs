@@ -13,6 +13,7 @@ use crate::input::rows::Rows;
 use crate::input::survey::Survey;
 use crate::run::decide::{Decider, Known};
 use crate::run::job::JobInput;
+use crate::run::progress::ProgressOptions;
 use crate::run::summary::{Kind, Summary};
 
 /// The default plan CSV: `users.csv` → `users.plan.csv`.
@@ -23,6 +24,8 @@ pub fn default_path(input: &Path) -> PathBuf {
 /// Makes the plan with `reads` (`--read-rate`).
 pub struct Planner {
     pub chat: ChatReads,
+    /// How its progress is shown (as an import's).
+    pub progress: ProgressOptions,
 }
 
 impl Planner {
@@ -37,17 +40,17 @@ impl Planner {
     ) -> anyhow::Result<Summary> {
         let rows = Rows::open(&job.input)?;
         let mapper = RowMapper::new(rows.columns().clone(), job.rules);
-        let findings = Survey::default()
+        let findings = Survey::warning()
             .read_all(&job.input, &mapper)?
             .finish(&job.input)?;
         let mut report = Summary::of(Kind::Plan);
         report.count_read(findings.rows);
         report.creates_accounts = job.create_accounts.is_some();
-        let mut tally = CheckTally::new(report, job, &mapper, plan_path)?;
+        let mut tally = CheckTally::new(report, job, &mapper, plan_path, self.progress)?;
         let mut reads = self.chat.reads(&mapper);
         reads.only_if_empty = std::sync::Arc::new(OnlyIfEmpty::of(job.only_if_empty.as_ref()));
         let decider = Decider::new(mapper, findings.repeated, Known::default());
-        let whole = check_rows(rows, decider, reads, |_| true, stop, |row| tally.take(row)).await?;
+        let whole = check_rows(rows, decider, reads, |_| true, stop, &mut tally).await?;
         if let Some(why) = self.chat.fatal() {
             anyhow::bail!("{why}");
         }

@@ -9,6 +9,7 @@ use crate::input::row::{failure_from, RowMapper};
 use crate::outcome::Failure;
 use crate::run::fate::{Compared, RowFate};
 use crate::run::job::JobInput;
+use crate::run::progress::{Progress, ProgressOptions, Snapshot};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::failures::FailureWriter;
@@ -25,17 +26,24 @@ pub struct CheckTally {
     failures: FailureWriter,
     warnings: RowWarnings,
     delimiter: u8,
+    progress: Progress,
+    /// Rows taken so far.
+    taken: u64,
 }
 
 impl CheckTally {
-    /// The tally of `report` for `job`'s rows (read with `mapper`), writing `diff_path`.
+    /// The tally of `report` for `job`'s rows (read with `mapper`), writing `diff_path`, its
+    /// progress shown as `progress` says.
     pub fn new(
         report: Summary,
         job: &JobInput,
         mapper: &RowMapper,
         diff_path: &Path,
+        progress: ProgressOptions,
     ) -> anyhow::Result<CheckTally> {
         Ok(CheckTally {
+            progress: Progress::with(Some(report.rows), progress),
+            taken: 0,
             report,
             diff: ReportCsv::new(diff_path, &DIFF_HEADER),
             failures: FailureWriter::lazy(&job.failures, mapper.columns(), job.input.delimiter)?,
@@ -45,6 +53,7 @@ impl CheckTally {
     }
 
     pub fn take(&mut self, row: Checked) -> anyhow::Result<()> {
+        self.taken += 1;
         let report = &mut self.report;
         let (user, compared) = match row {
             Checked::Compared { user, compared } => (user, compared),
@@ -64,7 +73,9 @@ impl CheckTally {
                 superseded,
             } => {
                 report.count(RowFate::Invalid(&violations));
-                self.warnings.invalid(line, &violations);
+                // Rows come here in file order: nothing to wait for.
+                self.warnings.invalid(self.taken, line, &violations);
+                self.warnings.release_all();
                 let failure = Failure {
                     superseded,
                     ..failure_from(&violations)
@@ -136,8 +147,15 @@ impl CheckTally {
         self.diff.write([user, tag, &expected.to_string(), actual])
     }
 
+    /// Shows the counts so far (`requests` made, at `pace` calls a second).
+    pub fn show_progress(&mut self, requests: u64, pace: f64) {
+        let snapshot = Snapshot::comparison(&self.report, self.taken, requests, pace);
+        self.progress.update(snapshot);
+    }
+
     /// The report with its files put in place.
-    pub fn finish(self) -> anyhow::Result<Summary> {
+    pub fn finish(mut self) -> anyhow::Result<Summary> {
+        self.progress.finish();
         let mut report = self.report;
         report.diff_csv = self.diff.finish()?;
         report.failure_csv = self.failures.finish()?;

@@ -2,9 +2,8 @@
 //! the progress display, the failure CSV, the journal and the state's record of accepted rows.
 //! The failure record always reaches the disk before the journal says the row failed.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -55,16 +54,15 @@ impl Collector {
         let mut summary = prior;
         let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut rate_window: VecDeque<(Instant, u64)> = VecDeque::new();
-        let mut done = summary.settled();
         let errors_before = summary.failed + summary.invalid;
         loop {
             tokio::select! {
                 report = reports.recv() => {
                     let Some(report) = report else { break };
-                    done += 1;
                     let sent = matches!(report, Report::Finished { .. });
                     self.record(report, &mut summary)?;
+                    // In line order: a row's warning waits for the rows before it.
+                    self.warnings.release_before(self.journal.final_before());
                     // A row Chat answered goes out to the OS at once, so a killed process
                     // never re-sends a row it had finished; rows decided locally (invalid,
                     // unchanged …) are cheap to decide again and go out in batches. The
@@ -85,34 +83,15 @@ impl Collector {
                 }
                 _ = flush_tick.tick() => {
                     self.sync()?;
-                    let now = Instant::now();
-                    rate_window.push_back((now, self.shared.requests()));
-                    while rate_window.len() > 6 {
-                        rate_window.pop_front();
-                    }
-                    let rate = match (rate_window.front(), rate_window.back()) {
-                        (Some(first), Some(last)) if last.0 > first.0 => {
-                            (last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64()
-                        }
-                        _ => 0.0,
-                    };
-                    self.progress.update(Snapshot {
-                        done,
-                        ok: summary.ok,
-                        failed: summary.failed,
-                        invalid: summary.invalid,
-                        skipped: summary.skipped,
-                        unchanged: summary.unchanged,
-                        superseded: summary.superseded,
-                        retries: summary.retries,
-                        rate,
-                        pace: self.shared.api.pacer().current_rate(),
-                    });
+                    let pace = self.shared.api.pacer().current_rate();
+                    let snapshot = Snapshot::import(&summary, self.shared.requests(), pace);
+                    self.progress.update(snapshot);
                     self.show_live(&summary);
                 }
             }
         }
         self.settle_held_transport(&mut summary)?;
+        self.warnings.release_all();
         self.sync()?;
         self.progress.finish();
         summary.failure_csv = self.failures.finish()?;
@@ -212,7 +191,7 @@ impl Collector {
                 superseded,
             } => {
                 summary.count(RowFate::Invalid(&violations));
-                self.warnings.invalid(pos.line, &violations);
+                self.warnings.invalid(pos.index, pos.line, &violations);
                 let failure = Failure {
                     superseded,
                     ..failure_from(&violations)
@@ -294,7 +273,8 @@ impl Collector {
         summary.count(RowFate::Failed { code: &code });
         self.judge(Some(&failure));
         self.log_changes(&job, &code)?;
-        self.warnings.failed(job.pos.line, &job.user_id, &failure);
+        let (index, line) = (job.pos.index, job.pos.line);
+        self.warnings.failed(index, line, &job.user_id, &failure);
         self.failures
             .write(&job.record, job.pos.line, &failure, self.delimiter)?;
         let comparison = comparison(&job, 0);

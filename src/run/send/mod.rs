@@ -34,7 +34,7 @@ use crate::run::decide::Decider;
 use crate::run::handles::{Handles, Use};
 use crate::run::job::JobInput;
 use crate::run::plan::{self, Plan, Prepared, ReaderPlan};
-use crate::run::progress::Progress;
+use crate::run::progress::{Progress, ProgressOptions};
 use crate::run::row_warnings::RowWarnings;
 use crate::run::summary::Summary;
 use crate::store::changes_log::ChangeLog;
@@ -77,6 +77,15 @@ pub struct SendSettings {
 }
 
 impl SendSettings {
+    /// How the run's progress is shown.
+    pub fn progress(&self) -> ProgressOptions {
+        ProgressOptions {
+            show: self.show_progress,
+            quiet: self.quiet,
+            interval: self.progress_interval,
+        }
+    }
+
     /// Little's law: in-flight = rate × latency. Sized for 1 s latencies with 25 % headroom,
     /// up to 4,096 (3,000/s at 600 ms needs 1,800 in flight).
     pub fn default_concurrency(rate: u32) -> usize {
@@ -264,6 +273,7 @@ pub async fn run(
         fatal: Mutex::new(None),
         halted: Mutex::new(None),
         create_accounts: job.create_accounts,
+        on_demand: worker::OnDemandAccounts::default(),
         transport_streak: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut report = pipeline(job, *plan, &shared).await?;
@@ -342,6 +352,9 @@ async fn count_requests(summary: &mut Summary, shared: &Shared) {
     let pacer = shared.api.pacer();
     summary.pace = Some((pacer.lowest_rate(), pacer.current_rate()));
     summary.calls = crate::run::handles::calls_of(shared.every.iter().map(|api| &**api));
+    if shared.create_accounts == Some(CreateAccounts::OnDemand) {
+        summary.accounts = Some(shared.on_demand.report());
+    }
     changes::count_reads(summary, shared);
 }
 

@@ -3,7 +3,7 @@
 //! Image through the batch path first), reports the outcome and releases the user. A job-wide
 //! error or too many unreachable rows in a row stop the run.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ pub(super) struct Shared {
     /// left stay pending, as after a job-wide error, but the run ends with exit 3.
     pub(super) halted: Mutex<Option<String>>,
     pub(super) create_accounts: Option<CreateAccounts>,
+    /// `--create-accounts on-demand`: what its account_import calls did.
+    pub(super) on_demand: OnDemandAccounts,
     /// Rows in a row, in the order the workers finished them, that got no answer.
     pub(super) transport_streak: AtomicUsize,
 }
@@ -95,6 +97,42 @@ impl Shared {
             *fatal = Some(why);
         }
         self.api.stop().cancel();
+    }
+}
+
+/// `--create-accounts on-demand`: account_import calls made, the accounts they did not import,
+/// and their requests (which go through portrait_set's handle, so they are in its count).
+#[derive(Default)]
+pub(super) struct OnDemandAccounts {
+    calls: AtomicU64,
+    failed: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl OnDemandAccounts {
+    fn note(&self, answer: &Answer, requests: u32) {
+        if requests == 0 {
+            return;
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.requests
+            .fetch_add(u64::from(requests), Ordering::Relaxed);
+        if matches!(answer, Answer::Failed { .. }) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What they did, for the summary.
+    pub(super) fn report(&self) -> crate::run::summary::AccountsReport {
+        let calls = self.calls.load(Ordering::Relaxed);
+        crate::run::summary::AccountsReport {
+            form: CreateAccounts::OnDemand.name(),
+            command: "account_import",
+            calls,
+            users: calls,
+            failed: self.failed.load(Ordering::Relaxed),
+            in_requests: self.requests.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -183,7 +221,9 @@ async fn send_with_retries(shared: &Shared, job: &Job, body: bytes::Bytes) -> (O
         // Not an account yet: import it (account_import, through the same pacer) and retry
         // the row once.
         let calls = crate::run::accounts::AccountCalls { api };
-        answer = match calls.import_one(&job.user_id).await {
+        let (imported, import_requests) = calls.import_one(&job.user_id).await;
+        shared.on_demand.note(&imported, import_requests);
+        answer = match imported {
             Answer::Ok(..) => {
                 let (again, more) = api.call(PORTRAIT_SET, body).await;
                 requests += more;

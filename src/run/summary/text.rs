@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{BatchReport, Comparisons, Kind, Summary};
+use super::{AccountsReport, BatchReport, Comparisons, Kind, Summary};
 
 impl Comparisons {
     pub(super) fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,6 +77,22 @@ fn slowed(lowest: u32, ceiling: u32) -> String {
     )
 }
 
+impl fmt::Display for AccountsReport {
+    /// `300 imported or already there, 0 failed (3 multiaccount_import calls)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let imported = self.users - self.failed.min(self.users);
+        let how = match self.form {
+            "on-demand" => "imported on demand (portrait_set answered 40003)",
+            _ => "imported or already there",
+        };
+        write!(
+            f,
+            "{imported} {how}, {} failed ({} {} calls)",
+            self.failed, self.calls, self.command
+        )
+    }
+}
+
 impl fmt::Display for BatchReport {
     /// The summary's two lines about the batch path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,9 +147,17 @@ impl Summary {
     /// The send's own lines: rows left pending, requests, the pace, the account pass.
     fn write_requests(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "not attempted    {:>10}", self.not_attempted)?;
+        // account_import on demand goes through portrait_set's handle: its requests are part
+        // of the count, and said apart so they are not taken for retries.
+        let accounts = match &self.accounts {
+            Some(report) if report.in_requests > 0 => {
+                format!("{} {}, ", report.in_requests, report.command)
+            }
+            _ => String::new(),
+        };
         writeln!(
             f,
-            "requests         {:>10}   ({} retries, {} throttled)",
+            "requests         {:>10}   ({accounts}{} retries, {} throttled)",
             self.requests, self.retries, self.throttled
         )?;
         match self.pace {
@@ -198,6 +222,10 @@ impl Summary {
     fn write_files(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.failure_csv {
             Some(path) => writeln!(f, "failure CSV      {}", path.display())?,
+            // A dry run that could not create its file (the reason follows the summary).
+            None if self.kind == Kind::DryRun && self.has_failures() => {
+                writeln!(f, "failure CSV      not written")?
+            }
             None => writeln!(f, "failure CSV      none (no row failed)")?,
         }
         if let Some(why) = &self.stopped {
