@@ -2,12 +2,12 @@
 //!
 //! # Architecture
 //! ```text
-//!   app     clap, settings, one function per command, signals, logging, exit statuses
-//!    │
-//!   run     job, plan, send pipeline, dry run, accounts, verify, changes-only, summary, progress
-//!    │  ╲
-//!   store  input      failure CSV, journal, lock, state │ CSV reader, header, rules, rows
-//!    │  ╱
+//!   app     clap, settings, one function per command, signals, logging, run history, exit
+//!    │      statuses
+//!   run     job, plan, send pipeline and guards, dry run, accounts, verify, changes-only,
+//!    │  ╲   summary, progress, metrics
+//!   store  input      failure CSV, journal, change log, lock, state │ CSV reader, header,
+//!    │  ╱             rules, rows
 //!   chat    connection, UserSig, client, codes, pacer and the nap before idling, retry,
 //!           portrait_get on the wire
 //!    │
@@ -16,7 +16,8 @@
 //!   sim     the built-in Chat simulator: chat types only
 //! ```
 //! Dependencies point down only. Nothing below `app` imports clap or picks an exit status;
-//! `tests/layers.rs` parses every `use crate::` and fails on a cycle or an upward edge.
+//! `tests/layers.rs` parses every path a module names (`crate::`, `super::`, `self::`) and fails
+//! on a cycle or an upward edge.
 
 pub mod app;
 pub mod chat;
