@@ -801,3 +801,50 @@ fn declared_custom_fields_fix_a_keywords_case_and_refuse_an_undeclared_one_in_th
         configured.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_import_writes_its_metrics_while_it_runs() {
+    let ws = Workspace::new();
+    let sim = simulator(false, &[]).await;
+    let csv = users_csv(&ws, "users.csv", 60);
+    let prom = ws.path("metrics.prom");
+    // 60 rows at 20 a second: about 3 seconds, with the file written every second.
+    let args = [
+        "--rate",
+        "20",
+        "--progress-interval",
+        "1",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ];
+    let mut watched = crate::util::Watched::spawn(command(&ws, &sim, &csv, &args));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let during = loop {
+        if let Ok(text) = std::fs::read_to_string(&prom) {
+            if text.contains("profile_import_running{job=\"users\"} 1") {
+                break metrics(&prom);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics written during the run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let job = [("job", "users")];
+    assert_eq!(metric(&during, "profile_import_exit_code", &job), None);
+    assert_eq!(
+        metric(&during, "profile_import_rows_in_file", &job),
+        Some(60.0)
+    );
+    let (code, _) = tokio::task::spawn_blocking(move || watched.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let after = metrics(&prom);
+    assert_eq!(metric(&after, "profile_import_running", &job), Some(0.0));
+    assert_eq!(
+        metric(&after, "profile_import_rows", &[job[0], ("outcome", "ok")]),
+        Some(60.0)
+    );
+}

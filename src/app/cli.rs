@@ -518,7 +518,8 @@ pub struct CallArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// Seconds between progress lines when stderr is not a terminal.
+    /// Seconds between progress lines when stderr is not a terminal, and between writes of
+    /// --metrics-file during an import.
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = at_least_one::<u64>, allow_negative_numbers = true)]
     pub progress_interval: u64,
