@@ -1014,3 +1014,50 @@ async fn a_signal_during_the_account_pass_stops_with_130_and_sends_no_profile() 
     assert_eq!(by_command(&sim, "portrait_set"), 0);
     assert!(by_command(&sim, "multiaccount_import") < 30);
 }
+
+/// Issue 24, items 9 and 10: `verify` against an app that does not know the users counts them
+/// as missing accounts, not as differences; a `--state` run says its unchanged rows are
+/// unchanged since the last accepted run (what the state knows), not that Chat holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_counts_missing_accounts_apart_and_state_says_what_it_knows() {
+    let ws = Workspace::new();
+    let mut config = sim_config();
+    config.accounts = Some(known_accounts(10));
+    let sim = start(config).await;
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &nick_rows(10));
+    let verify = exec(tool(&ws, &sim, &["verify", "users.csv"])).await;
+    verify.assert_code(3);
+    assert_eq!(verify.count("users checked"), 10, "{}", verify.stderr);
+    assert_eq!(verify.count("missing accounts"), 3, "{}", verify.stderr);
+    assert_eq!(verify.count("differences"), 7, "{}", verify.stderr);
+    assert_eq!(verify.count("values compared"), 7, "{}", verify.stderr);
+    assert!(
+        verify
+            .stderr
+            .contains("(users that are not Chat accounts: their values were not compared)"),
+        "{}",
+        verify.stderr
+    );
+
+    let mut config = sim_config();
+    config.accounts = None;
+    let sim = start(config).await;
+    let args = [
+        "import",
+        "users.csv",
+        "--state",
+        "state.db",
+        "--no-progress",
+    ];
+    exec(tool(&ws, &sim, &args)).await.assert_code(0);
+    let again = exec(tool(&ws, &sim, &args)).await;
+    again.assert_code(0);
+    assert!(
+        again
+            .stderr
+            .contains("(unchanged since the last accepted run: not sent)")
+            && !again.stderr.contains("Chat already holds"),
+        "{}",
+        again.stderr
+    );
+}
