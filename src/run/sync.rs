@@ -32,3 +32,36 @@ impl SyncFilter {
         self.rule.unchanged(&self.index, user_key(user_id), hash)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::state::{body_hash, load_index, RunTotals, StateDb};
+
+    /// A user's body is unchanged only when the state holds exactly its hash for that user,
+    /// and `--full` sends it anyway.
+    #[test]
+    fn a_body_is_unchanged_only_when_the_state_holds_its_hash_and_full_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let held = body_hash(br#"{"From_Account":"ann","ProfileItem":[]}"#);
+        let (mut db, _) = StateDb::open(&path, 1, &dir.path().join("u.csv")).unwrap();
+        db.accepted("ann", held);
+        let totals = RunTotals {
+            rows: 1,
+            ok: 1,
+            failed: 0,
+            unchanged: 0,
+        };
+        db.finish_run(totals, Some(0)).unwrap();
+        let filter = |full| SyncFilter {
+            rule: SyncRule { full },
+            index: load_index(&path).unwrap(),
+        };
+        let sync = filter(false);
+        assert!(sync.unchanged("ann", held));
+        assert!(!sync.unchanged("ann", held ^ 1), "another body");
+        assert!(!sync.unchanged("bob", held), "another user");
+        assert!(!filter(true).unchanged("ann", held), "--full");
+    }
+}
