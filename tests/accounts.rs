@@ -837,6 +837,56 @@ async fn verify_and_check_accounts_print_progress_lines_when_stderr_is_not_a_ter
     assert!(progress_lines(&quiet).is_empty(), "{}", quiet.stderr);
 }
 
+/// `verify --sample N` picks its users by a hash of the UserID, so every run checks the same
+/// ones: run twice, and once over the same rows in reverse order. Chat holds another Nick for
+/// every user, so the diff CSV names exactly the users a run checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_sample_checks_the_same_users_every_time_whatever_the_row_order() {
+    let ws = Workspace::new();
+    let sim = start(sim_config()).await;
+    for i in 0..1000 {
+        sim.write_profile(&user(i), [(NICK, json!(format!("Old {i}")))]);
+    }
+    let rows = nick_rows(1000);
+    write_csv(&ws, "users.csv", &["UserID", "Nick"], &rows);
+    let reversed: Vec<Vec<String>> = rows.iter().rev().cloned().collect();
+    write_csv(&ws, "reversed.csv", &["UserID", "Nick"], &reversed);
+
+    let mut sampled = Vec::new();
+    for (csv, diff) in [
+        ("users.csv", "first.diff.csv"),
+        ("users.csv", "second.diff.csv"),
+        ("reversed.csv", "reversed.diff.csv"),
+    ] {
+        let run = exec(tool(
+            &ws,
+            &sim,
+            &["verify", csv, "--sample", "50", "--diff", diff],
+        ))
+        .await;
+        run.assert_code(3);
+        let users: BTreeSet<String> = read_csv(&ws.path(diff))
+            .into_iter()
+            .skip(1)
+            .map(|row| row[0].clone())
+            .collect();
+        assert_eq!(
+            run.count("users checked"),
+            users.len() as u64,
+            "{}",
+            run.stderr
+        );
+        assert!(
+            (20..=100).contains(&users.len()),
+            "{csv}: {} users",
+            users.len()
+        );
+        sampled.push(users);
+    }
+    assert_eq!(sampled[0], sampled[1], "two runs checked different users");
+    assert_eq!(sampled[0], sampled[2], "the reversed file's sample differs");
+}
+
 // ── 7b. verify and typed fields ────────────────────────────────────────────────────────────
 
 /// Friendly spellings, dates and padded numbers: Chat must hold the exact values written out

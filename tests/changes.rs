@@ -837,3 +837,79 @@ async fn changes_only_is_the_same_object_in_the_plan_and_the_import() {
     }
     assert_eq!(plan["update"], 1);
 }
+
+/// Values are compared exactly: a Nick or a custom value that differs from the file's only in
+/// case, or in the spaces around it, is drift, whichever side has the capital or the space
+/// (an ideographic space included), and the file's value is sent. The other users match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_only_in_case_or_surrounding_spaces_is_a_difference_and_is_sent() {
+    let ws = Workspace::new();
+    let mut people = people(12);
+    // (user, tag, the file's value, what Chat holds)
+    let drift: [(usize, &str, &str, &str); 7] = [
+        (1, NICK, "Ann", "ann"),
+        (2, NICK, "ann", "Ann"),
+        (3, NICK, "Ann", "Ann "),
+        (4, NICK, " Ann ", "Ann"),
+        (5, NICK, "Ann", "\u{3000}Ann"),
+        (6, HOBBY, "chess", "CHESS"),
+        (7, HOBBY, "chess\t", "chess"),
+    ];
+    for &(i, tag, file, _) in &drift {
+        match tag {
+            NICK => people[i].nick = file.into(),
+            _ => people[i].hobby = file.into(),
+        }
+    }
+    let csv = ws.path("users.csv");
+    write_people(&csv, &people);
+    let sim = seeded(sim_config(), &people).await;
+    for &(i, tag, _, held) in &drift {
+        sim.write_profile(&people[i].id, [(tag, json!(held))]);
+    }
+
+    let run = import(&ws, &sim, &csv, &["--changes-only"]).await;
+    run.assert_code(0);
+    assert_eq!(
+        sim.profiles(),
+        expected(&people),
+        "Chat holds the file's values, case and spaces as written"
+    );
+    assert_eq!(calls(&sim, "portrait_set"), 7, "one per drifted user");
+    assert_eq!(
+        sim.stats().written_by_tag,
+        written(&[(NICK, 5), (HOBBY, 2)]),
+        "each body held only its drifted tag"
+    );
+    let changes = &summary(&ws)["changes_only"];
+    assert_eq!(changes["users_compared"], 12);
+    assert_eq!(changes["updated"], 7);
+    assert_eq!(changes["unchanged_in_chat"], 5);
+}
+
+/// The reads `--changes-only` keeps in flight stay within their bound: 10 at `--read-rate 100`
+/// (`run::changes::reads_in_flight`, written out here). Chat answers in 200-250 ms, so the pace
+/// alone would have about 22 out at once; the simulator's high-water mark of concurrent
+/// requests (only reads are made: nothing differs) reaches the bound and never passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_in_flight_under_changes_only_stay_within_their_bound() {
+    let ws = Workspace::new();
+    let people = people(3000);
+    let csv = ws.path("users.csv");
+    write_people(&csv, &people);
+    let mut config = sim_config();
+    config.latency_min = std::time::Duration::from_millis(200);
+    config.latency_max = std::time::Duration::from_millis(250);
+    let sim = seeded(config, &people).await;
+
+    let run = import(&ws, &sim, &csv, &["--changes-only", "--read-rate", "100"]).await;
+    run.assert_code(0);
+    assert_eq!(calls(&sim, "portrait_get"), 30, "{}", run.stderr);
+    assert_eq!(calls(&sim, "portrait_set"), 0);
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 30, "only the reads were made: {stats}");
+    assert_eq!(
+        stats.max_in_flight, 10,
+        "reads in flight at most (the bound is 10 at --read-rate 100): {stats}"
+    );
+}

@@ -498,6 +498,57 @@ fn sim_listens_on_localhost() {
     );
 }
 
+/// Every test that starts the binary keeps the runner's `PROFILE_IMPORT_*` settings (a
+/// developer's real key or SDKAppID) away from it: it starts from `util::tool_command`, which
+/// removes them, or its own helper clears the environment or removes them. Checked on the test
+/// sources: a helper that starts `bin()` any other way fails here (as `run_with_stdin` and this
+/// file's simulator test did before they used `tool_command`).
+#[test]
+fn every_test_that_starts_the_binary_scrubs_profile_import_settings() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = Vec::new();
+    for dir in [tests.clone(), tests.join("util")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    // `bin()` as an argument (`Command::new(bin())`, `.arg(bin())`), spelt so that this
+    // function does not name it.
+    let call = format!("bin(){}", ')');
+    let mut unscrubbed = Vec::new();
+    let mut starts = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices(&call) {
+            // The function around the call: from its `fn` line to the next item.
+            let start = text[..at]
+                .rfind("\nfn ")
+                .or(text[..at].rfind("fn "))
+                .unwrap_or(0);
+            let end = text[at..].find("\n}\n").map_or(text.len(), |end| at + end);
+            let function = &text[start..end];
+            starts += 1;
+            let scrubbed = function.contains(".env_clear()")
+                || function.contains("starts_with(\"PROFILE_IMPORT_\")");
+            if !scrubbed {
+                let line = text[..at].lines().count();
+                unscrubbed.push(format!("{}:{line}", path.display()));
+            }
+        }
+    }
+    assert!(
+        starts >= 5,
+        "found only {starts} places that start the binary"
+    );
+    assert!(
+        unscrubbed.is_empty(),
+        "start the binary from util::tool_command (or scrub PROFILE_IMPORT_*): {unscrubbed:?}"
+    );
+}
+
 // ── 19. help texts agree with the program ──────────────────────────────────────────────────
 
 #[test]

@@ -74,6 +74,60 @@ fn demo_imports_the_sample_and_verify_finds_no_difference() {
     assert_eq!(std::fs::read_dir(ws.dir()).unwrap().count(), 0);
 }
 
+/// The demo's last step imports the file again with `--changes-only`: Chat holds every value
+/// by then, so that run's own summary (the second import's, not the first's) shows every user
+/// unchanged and nothing sent, and the simulator saw no portrait_set beyond the first
+/// import's requests.
+#[test]
+fn the_demo_changes_only_rerun_sends_no_portrait_set() {
+    let ws = Workspace::new();
+    let csv = sample("users.csv");
+    let users = users_of(&csv).len() as u64;
+    let output = tool_command()
+        .current_dir(ws.dir())
+        .arg("demo")
+        .arg(&csv)
+        .output()
+        .expect("run the demo");
+    let run = Run::from_output(output);
+    run.assert_code(0);
+    let part = |text: &str| Run {
+        code: 0,
+        stdout: String::new(),
+        stderr: text.to_string(),
+    };
+    let (first, rest) = run
+        .stderr
+        .split_once("demo: import --changes-only")
+        .unwrap_or_else(|| panic!("no --changes-only run:\n{}", run.stderr));
+    let (second, seen) = rest
+        .split_once("── what the simulator saw ──")
+        .unwrap_or_else(|| panic!("no simulator report:\n{}", run.stderr));
+    let (first, second) = (part(first), part(second));
+    assert_eq!(first.count("ok"), users, "{}", run.stderr);
+    // The second import: every user read back and found unchanged, nothing sent.
+    assert_eq!(second.count("rows read"), users, "{}", second.stderr);
+    assert_eq!(second.count("users compared"), users, "{}", second.stderr);
+    assert_eq!(second.count("unchanged"), users, "{}", second.stderr);
+    assert_eq!(second.count("ok"), 0, "{}", second.stderr);
+    assert_eq!(second.count("updated"), 0, "{}", second.stderr);
+    assert_eq!(second.count("tags sent"), 0, "{}", second.stderr);
+    assert_eq!(second.count("requests"), 0, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("the --changes-only run made 0 portrait_set"),
+        "{}",
+        second.stderr
+    );
+    // The simulator's own count: every portrait_set it saw was one of the first import's.
+    let sent = first.count("requests");
+    assert!(
+        seen.contains(&format!("portrait_set={sent} ")),
+        "the first import made {sent} requests; the simulator saw:\n{seen}"
+    );
+}
+
 #[test]
 fn sim_command_serves_on_a_port_it_picks_and_reports_what_it_saw_on_ctrl_c() {
     let ws = Workspace::new();

@@ -86,6 +86,7 @@ impl Scenario {
                 max_attempts: self.max_attempts,
                 base_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(20),
+                ..RetryPolicy::default()
             },
             show_progress: false,
             quiet: true,

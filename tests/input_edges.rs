@@ -555,6 +555,69 @@ async fn standard_input_imports_with_a_state_and_a_rerun_sends_nothing() {
     sim.shutdown();
 }
 
+/// `import -` copies standard input to `<temp dir>/profile-import-stdin-…/stdin` before
+/// reading it: rows carry personal data, so the folder is 0700 and the file 0600 while they
+/// exist (checked here while standard input is still open, the copy half written), and both
+/// are gone when the run ends, whether it passed (0), found invalid rows (3) or stopped on a
+/// bad header (1).
+#[test]
+fn the_standard_input_copy_is_private_while_it_exists_and_removed_at_the_end() {
+    let ws = Workspace::new();
+    let tmp = ws.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let cases: [(&[u8], &[u8], i32); 3] = [
+        (b"UserID,Nick\n", b"u1,Ann\nu2,Bob\n", 0),
+        (b"UserID,Nick\n", b"u1,Ann\nu 2,Bob\n", 3),
+        (b"Nope,Nick\n", b"u1,Ann\n", 1),
+    ];
+    for (head, rest, code) in cases {
+        let mut child = tool_command()
+            .current_dir(ws.dir())
+            .args(["import", "-", "--dry-run", "--failures", "f.csv"])
+            .env("XDG_CONFIG_HOME", ws.dir())
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(head).unwrap();
+        pipe.flush().unwrap();
+        // The copy is made before standard input ends: find it while the pipe is open.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let (dir, copy) = loop {
+            let found = std::fs::read_dir(&tmp)
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .find(|path| {
+                    path.file_name().is_some_and(|name| {
+                        name.to_string_lossy().starts_with("profile-import-stdin-")
+                    }) && path.join("stdin").exists()
+                });
+            if let Some(dir) = found {
+                let copy = dir.join("stdin");
+                break (dir, copy);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no copy of standard input appeared in {}",
+                tmp.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(crate::util::mode(&dir), 0o700, "{}", dir.display());
+        assert_eq!(crate::util::mode(&copy), 0o600, "{}", copy.display());
+        pipe.write_all(rest).unwrap();
+        drop(pipe);
+        let run = Run::from_output(child.wait_with_output().unwrap());
+        run.assert_code(code);
+        assert!(!dir.exists(), "{} is left after the run", dir.display());
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "left in the temporary folder: {left:?}");
+    }
+}
+
 // ── 14. empty exports, config files ────────────────────────────────────────────────────────
 
 #[test]

@@ -1,6 +1,7 @@
 //! The architecture rules, checked on the source: dependencies between modules point one way
 //! (app → run → store → input → chat → leaf helpers, the simulator on chat alone), no module
-//! uses another in a circle, and only the app layer knows clap or exit statuses.
+//! uses another in a circle, only the app layer knows clap or exit statuses, and the simulator
+//! uses none of the client's UserSig code but the key type.
 //!
 //! Every path a module's code names is read: `crate::…`, `super::…`, `self::…` and its child
 //! modules' paths (`batch::BatchPath` in `run::send`), over the whole file up to its
@@ -396,6 +397,96 @@ fn only_the_app_layer_knows_clap_and_exit_statuses() {
         }
     }
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+/// What the simulator's code (its test modules aside) uses of the client's `chat::usersig`
+/// other than the key type: the simulator checks UserSigs with its own code (`sim::auth`,
+/// written from the spec), so a mistake in the client's generation or check cannot pass there
+/// too. Every way to reach it counts: a path through `crate::` or `super::`, the module itself
+/// imported, renamed or glob-imported, and `usersig::…` after `use crate::chat;` or such.
+fn sim_usersig_uses(source: &Source) -> Vec<String> {
+    let key_type = ["chat", "usersig", "SecretKey"];
+    let module: Vec<&str> = source.module.split("::").collect();
+    if module.first() != Some(&"sim") || module.contains(&"tests") {
+        return Vec::new();
+    }
+    let mut uses: Vec<String> = module_paths(&source.code, &source.module, &[])
+        .into_iter()
+        .filter(|path| path.len() >= 2 && path[..2] == key_type[..2] && *path != key_type)
+        .map(|path| path.join("::"))
+        .collect();
+    // `usersig::x` wherever `usersig` is the whole name, after `::` or not.
+    let mut from = 0;
+    while let Some(found) = source.code[from..].find("usersig::") {
+        let at = from + found;
+        from = at + "usersig::".len();
+        let before = source.code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &source.code[from..];
+        let mut paths = Vec::new();
+        parse_tree(
+            rest,
+            &mut rest.char_indices().peekable(),
+            Vec::new(),
+            &mut paths,
+        );
+        uses.extend(
+            paths
+                .into_iter()
+                .filter(|path| *path != ["SecretKey"])
+                .map(|path| format!("usersig::{}", path.join("::"))),
+        );
+    }
+    uses
+}
+
+#[test]
+fn the_simulator_uses_none_of_the_clients_usersig_code_but_the_key_type() {
+    let offenders: Vec<String> = sources()
+        .iter()
+        .flat_map(|source| {
+            sim_usersig_uses(source)
+                .into_iter()
+                .map(move |used| format!("{} uses {used}", source.module))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "the simulator must check UserSigs with its own code (sim::auth), not the client's:\n  {}",
+        offenders.join("\n  ")
+    );
+    // The rule sees every way simulator code could reach the client's generation or check.
+    let sim = |code: &str| Source {
+        module: "sim::auth".into(),
+        code: code.into(),
+    };
+    for reach in [
+        "let sig = crate::chat::usersig::generate(&key, app, admin, now, ttl);",
+        "use crate::chat::usersig::{verify, SecretKey};",
+        "use crate::chat::usersig::{self, SecretKey};\nlet doc = usersig::decode(sig);",
+        "use crate::chat::usersig;",
+        "use crate::chat::usersig as sig;",
+        "use crate::chat::usersig::*;",
+        "use crate::chat;\nlet sig = chat::usersig::signature(&key, admin, app, now, ttl);",
+        "use crate::chat::{client::SENT_AT_HEADER, usersig::{decode, SecretKey}};",
+    ] {
+        assert!(
+            !sim_usersig_uses(&sim(reach)).is_empty(),
+            "not seen: {reach}"
+        );
+    }
+    // The key type is allowed, and so are the simulator's own names that contain the word.
+    let own = "use crate::chat::usersig::SecretKey;\nuse crate::chat::{usersig::SecretKey};\n\
+               let n = state.usersigs.len(); check_usersig(usersig, &key, app, id, now);";
+    assert_eq!(sim_usersig_uses(&sim(own)), Vec::<String>::new());
+    // Its test modules build signed requests as a client would: they may use the generation.
+    let tests = Source {
+        module: "sim::tests::auth".into(),
+        code: "let sig = usersig::generate(&key, app, admin, now, ttl);".into(),
+    };
+    assert!(sim_usersig_uses(&tests).is_empty());
 }
 
 /// Functions over this many lines (outside tests) are split.

@@ -238,6 +238,7 @@ async fn run_with_faults(
             max_attempts: 6,
             base_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
+            ..RetryPolicy::default()
         },
         show_progress: false,
         quiet: true,

@@ -53,6 +53,7 @@ fn settings(rate: u32, concurrency: usize, max_attempts: u32) -> SendSettings {
             max_attempts,
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
+            ..RetryPolicy::default()
         },
         show_progress: false,
         quiet: true,

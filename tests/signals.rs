@@ -186,6 +186,7 @@ async fn a_stop_cancels_backoff_sleeps_and_leaves_those_rows_pending() {
             max_attempts: 1000,
             base_backoff: Duration::from_secs(3600),
             max_backoff: Duration::from_secs(3600),
+            ..RetryPolicy::default()
         },
         show_progress: false,
         quiet: true,

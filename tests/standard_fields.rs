@@ -95,6 +95,7 @@ async fn every_standard_field_reaches_chat_under_its_spec_tag_and_spelling() {
             max_attempts: 2,
             base_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
         },
         show_progress: false,
         quiet: true,

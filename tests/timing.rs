@@ -48,6 +48,7 @@ fn settings(rate: u32, concurrency: usize) -> SendSettings {
             max_attempts: 5,
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
+            ..RetryPolicy::default()
         },
         show_progress: false,
         quiet: true,

@@ -189,6 +189,7 @@ impl Config {
                 max_attempts: 5,
                 base_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(2),
+                ..RetryPolicy::default()
             },
             show_progress: true,
             quiet,

@@ -43,11 +43,6 @@ impl MergedCells {
         self.cells[index] = Some(cell);
     }
 
-    /// True when no row has sent anything yet.
-    pub fn is_empty(&self) -> bool {
-        self.cells.iter().all(Option::is_none)
-    }
-
     /// The user's merged record, built on `last` (the user's last valid row, which gives the
     /// cells of columns that set no tag, such as ignored ones): each profile column holds the
     /// merged cell, or nothing where no row sent it. An earlier failure CSV's `_superseded`

@@ -658,6 +658,70 @@ mod tests {
         }
     }
 
+    /// The last day of every month is a real date, and the day after it is not, in leap and
+    /// common years alike.
+    #[test]
+    fn the_last_day_of_each_month_is_a_real_date_and_the_next_is_not() {
+        let birthday = StandardField::BirthDay.kind();
+        for (year, month, last) in [
+            (2023, 1, 31),
+            (2023, 2, 28),
+            (2024, 2, 29),
+            (2000, 2, 29),
+            (1900, 2, 28),
+            (2023, 3, 31),
+            (2023, 4, 30),
+            (2023, 5, 31),
+            (2023, 6, 30),
+            (2023, 7, 31),
+            (2023, 8, 31),
+            (2023, 9, 30),
+            (2023, 10, 31),
+            (2023, 11, 30),
+            (2023, 12, 31),
+        ] {
+            let date = year * 10_000 + month * 100 + last;
+            for cell in [format!("{date}"), format!("{year:04}-{month:02}-{last:02}")] {
+                assert_eq!(
+                    text(birthday, &cell),
+                    Ok(Some(Value::Number(date))),
+                    "{cell}"
+                );
+            }
+            let after = format!("{}", date + 1);
+            assert_eq!(text(birthday, &after).unwrap_err().code, 40605, "{after}");
+        }
+    }
+
+    /// A date whose separators are not both dashes, or with a character just past '9' in it,
+    /// is not a date at all (40610), never read as one.
+    #[test]
+    fn a_date_with_a_stray_character_is_not_a_date() {
+        let birthday = StandardField::BirthDay.kind();
+        for cell in [
+            "1990-01x15",
+            "1990x01-15",
+            "1990-01/15",
+            "19900:15",
+            "1990-0:-15",
+        ] {
+            assert_eq!(text(birthday, cell).unwrap_err().code, 40610, "{cell}");
+        }
+    }
+
+    /// A sign with digits is a number out of range (40605); a sign alone is not a number (40610).
+    #[test]
+    fn a_sign_alone_is_not_a_number() {
+        let level = StandardField::Level.kind();
+        for cell in ["-", "+", "-x", "+-1"] {
+            let err = text(level, cell).unwrap_err();
+            assert_eq!(err.code, 40610, "{cell}");
+            assert_eq!(err.rule, "not a number", "{cell}");
+        }
+        let err = text(level, "-5").unwrap_err();
+        assert_eq!((err.code, err.rule), (40605, "not a uint32"));
+    }
+
     #[test]
     fn enums_accept_exact_and_friendly_forms_and_send_the_exact_value() {
         let gender = StandardField::Gender.kind();
@@ -745,6 +809,29 @@ mod tests {
             check_user_id("a.b", UserIdRule::Strict).unwrap_err().code,
             40001
         );
+    }
+
+    /// A refused UserID's message names the character at fault, and the looser rule still
+    /// refuses control characters and DEL.
+    #[test]
+    fn a_refused_user_id_names_the_character_at_fault() {
+        let strict = check_user_id("ann smith", UserIdRule::Strict).unwrap_err();
+        assert!(
+            strict.message.contains("contains ' '"),
+            "{}",
+            strict.message
+        );
+        let accented = check_user_id("zoé", UserIdRule::Strict).unwrap_err();
+        assert!(
+            accented.message.contains("contains 'é'"),
+            "{}",
+            accented.message
+        );
+        for id in ["a\tb", "a\u{7f}", "\u{1}\u{2}", "\t"] {
+            let err = check_user_id(id, UserIdRule::PrintableAscii).unwrap_err();
+            assert_eq!(err.code, 40001, "{id:?}");
+        }
+        assert!(check_user_id(" ~!", UserIdRule::PrintableAscii).is_ok());
     }
 
     #[test]

@@ -424,6 +424,133 @@ mod tests {
         }
     }
 
+    /// A decider over the CSV `text`, with its rows, as the import reads them.
+    fn decider_of(dir: &Path, text: &str) -> (Rows, Decider) {
+        let path = dir.join("u.csv");
+        std::fs::write(&path, text).unwrap();
+        let input = InputOptions {
+            path,
+            delimiter: b',',
+            ..InputOptions::default()
+        };
+        let rows = Rows::open(&input).unwrap();
+        let mapper = RowMapper::new(rows.columns().clone(), Default::default());
+        let survey = Survey::default()
+            .read_all(&input, &mapper)
+            .unwrap()
+            .finish(&input)
+            .unwrap();
+        (
+            rows,
+            Decider::new(mapper, survey.repeated, Known::default()),
+        )
+    }
+
+    /// The tags and values of a body.
+    fn items(body: &[u8]) -> Vec<(String, serde_json::Value)> {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        body["ProfileItem"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                (
+                    item["Tag"].as_str().unwrap().to_string(),
+                    item["Value"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn cells(record: &ByteRecord) -> Vec<String> {
+        record
+            .iter()
+            .map(|cell| String::from_utf8_lossy(cell).into_owned())
+            .collect()
+    }
+
+    const ANN_THEN_LEVEL: &str = "UserID,Nick,Level\nu1,Ann,\nu2,Bo,\nu1,,7\n";
+
+    /// A resumed run passes over the rows that are final in the journal; a later row of their
+    /// user still merges them, so the body sent sets what the earlier rows set too.
+    #[test]
+    fn rows_passed_over_on_a_resume_still_merge_into_the_users_last_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut rows, mut decider) = decider_of(dir.path(), ANN_THEN_LEVEL);
+        for _ in 0..2 {
+            let row = rows.next_row().unwrap().unwrap();
+            decider.pass_over(&row);
+        }
+        let last = rows.next_row().unwrap().unwrap();
+        let Decision::Send(ready) = decider.decide(&last) else {
+            panic!("u1's last row is sent");
+        };
+        assert_eq!(
+            items(&ready.body),
+            [
+                ("Tag_Profile_IM_Nick".to_string(), serde_json::json!("Ann")),
+                ("Tag_Profile_IM_Level".to_string(), serde_json::json!(7)),
+            ]
+        );
+        // Every row final (an interrupted run that had finished them all): passing over the
+        // users' last rows merges nothing more than their earlier rows did.
+        let (mut rows, mut decider) = decider_of(dir.path(), ANN_THEN_LEVEL);
+        let mut merged_before_last = None;
+        while let Some(row) = rows.next_row().unwrap() {
+            if row.pos.index == 2 {
+                merged_before_last = Some(decider.merging.clone());
+            }
+            decider.pass_over(&row);
+        }
+        assert_eq!(Some(decider.merging), merged_before_last);
+    }
+
+    /// The account passes handle each user once, at its last valid row, with its rows merged.
+    #[test]
+    fn the_account_passes_see_each_user_once_at_its_last_valid_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "UserID,Nick,Level\nu1,Ann,\nu2,Bo,3\nu1,,7\nu1,,x\n";
+        let (mut rows, mut decider) = decider_of(dir.path(), text);
+        let mut seen = Vec::new();
+        while let Some(row) = rows.next_row().unwrap() {
+            seen.push(
+                decider
+                    .account_row(&row)
+                    .map(|(user, record)| (user, cells(&record))),
+            );
+        }
+        let user =
+            |id: &str, record: [&str; 3]| Some((id.to_string(), record.map(String::from).to_vec()));
+        assert_eq!(
+            seen,
+            [
+                None,
+                user("u2", ["u2", "Bo", "3"]),
+                user("u1", ["u1", "Ann", "7"]),
+                None,
+            ]
+        );
+    }
+
+    /// An invalid row names the cells a later valid row of its user sends (the failure CSV's
+    /// `_superseded`), and only those.
+    #[test]
+    fn an_invalid_row_names_the_cells_a_later_row_of_its_user_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "UserID,Nick,Level\nu1,Ann,x\nu1,,7\nu2,Bo,y\n";
+        let (mut rows, mut decider) = decider_of(dir.path(), text);
+        let mut superseded = Vec::new();
+        while let Some(row) = rows.next_row().unwrap() {
+            if let Decision::Invalid {
+                superseded: names, ..
+            } = decider.decide(&row)
+            {
+                superseded.push(names);
+            }
+        }
+        assert_eq!(superseded, [vec!["Level".to_string()], vec![]]);
+    }
+
     /// A state holding, for about half the users, the hash the import would send (the rest a
     /// stale one).
     fn seed_state(path: &Path, job: &JobInput, rng: &mut rand::rngs::StdRng) {

@@ -32,3 +32,30 @@ impl SyncFilter {
         self.rule.unchanged(&self.index, user_key(user_id), hash)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::state::{body_hash, load_index, StateDb};
+
+    /// A user's body is unchanged only when the state holds exactly its hash for that user,
+    /// and `--full` sends it anyway.
+    #[test]
+    fn a_body_is_unchanged_only_when_the_state_holds_its_hash_and_full_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let held = body_hash(br#"{"From_Account":"ann","ProfileItem":[]}"#);
+        let (mut db, _) = StateDb::open(&path, 1).unwrap();
+        db.accepted("ann", held);
+        db.finish_run().unwrap();
+        let filter = |full| SyncFilter {
+            rule: SyncRule { full },
+            index: load_index(&path).unwrap(),
+        };
+        let sync = filter(false);
+        assert!(sync.unchanged("ann", held));
+        assert!(!sync.unchanged("ann", held ^ 1), "another body");
+        assert!(!sync.unchanged("bob", held), "another user");
+        assert!(!filter(true).unchanged("ann", held), "--full");
+    }
+}

@@ -184,8 +184,6 @@ pub struct Resume {
     /// Chat accepted for them.
     pub found: BTreeMap<Found, u64>,
     pub found_tags: u64,
-    /// The earlier run finished every row.
-    pub complete: bool,
 }
 
 impl PartialOrd for Final {
@@ -364,7 +362,6 @@ pub fn read(path: &Path, identity: &Identity, force: bool) -> anyhow::Result<Opt
                     );
                 }
             }
-            Some(&"done") => resume.complete = true,
             Some(&"c") => {
                 if let (Some(index), Some(line_no), Some(byte)) = (number(1), number(2), number(3))
                 {
@@ -563,8 +560,10 @@ impl Journal {
         Ok(())
     }
 
-    /// Marks the run complete (every row final).
+    /// Marks the run complete (every row final). The last checkpoint goes out first: `done`
+    /// must be the journal's last line, whether or not the rows were synced before.
     pub fn complete(mut self) -> anyhow::Result<()> {
+        self.sync()?;
         self.pending.push_str("done\n");
         self.sync()
     }
@@ -687,6 +686,139 @@ mod tests {
         // The code of a failed row is where it always was, and every row still counts.
         assert_eq!(resume.codes[&(Final::Failed, "40003".to_string())], 1);
         assert_eq!(resume.counts[&Final::Ok], 5);
+    }
+
+    /// Every outcome and every comparison finding is read back as it was written, a torn
+    /// last line is ignored even when its words would parse, and the rows journalled after a
+    /// checkpoint are final too (a resumed run skips them).
+    #[test]
+    fn every_outcome_is_read_back_and_rows_after_a_checkpoint_are_skipped() {
+        let (_dir, path, identity, mut journal) = fresh_journal();
+        let finals = [
+            Final::Ok,
+            Final::Failed,
+            Final::Invalid,
+            Final::Skipped,
+            Final::Unchanged,
+            Final::Superseded,
+        ];
+        let found = [
+            Found::InChat,
+            Found::Updated,
+            Found::NotAnAccount,
+            Found::NotCompared,
+        ];
+        for (i, state) in finals.into_iter().enumerate() {
+            let comparison = found.get(i).map(|&found| Comparison {
+                found,
+                tags_accepted: 1,
+            });
+            journal.record_compared(pos(i as u64), state, "40001", comparison);
+        }
+        // What is pending is what the next write hands to the operating system.
+        let pending = journal.pending_bytes() as u64;
+        let before = std::fs::metadata(&path).unwrap().len();
+        journal.write_out().unwrap();
+        assert!(pending > 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() - before, pending);
+        assert_eq!(journal.pending_bytes(), 0);
+        journal.sync().unwrap();
+        // Rows 7 and 9 become final after the checkpoint at 5 (row 6 is still out).
+        journal.record(pos(7), Final::Ok, "");
+        journal.record(pos(9), Final::Skipped, "");
+        journal.sync().unwrap();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"r 6 8 80 ok").unwrap();
+
+        let resume = read(&path, &identity, false).unwrap().unwrap();
+        for state in finals {
+            let expected = 1 + u64::from(state == Final::Ok) + u64::from(state == Final::Skipped);
+            assert_eq!(resume.counts.get(&state), Some(&expected), "{state:?}");
+        }
+        for found in found {
+            assert_eq!(resume.found.get(&found), Some(&1), "{found:?}");
+        }
+        assert_eq!(resume.found_tags, 4);
+        assert_eq!(resume.checkpoint, Some(pos(5)));
+        assert_eq!(
+            skip_set(&resume),
+            HashSet::from([7, 9]),
+            "not the torn row 6"
+        );
+        assert!(!resume.is_final(6));
+    }
+
+    /// A finished journal over other input starts a fresh run (no error); the same input's is
+    /// read. Only a missing journal means "none": any other failure to open it is an error.
+    #[test]
+    fn a_finished_journal_over_other_input_starts_fresh() {
+        let (dir, path, identity, mut journal) = fresh_journal();
+        journal.record(pos(0), Final::Ok, "");
+        assert!(unfinished(&path), "no `done` yet");
+        journal.complete().unwrap();
+        assert!(!unfinished(&path));
+        assert!(journal_is_complete(&path).unwrap());
+        let other = Identity {
+            size: 11,
+            hash: "cd".into(),
+        };
+        assert!(read(&path, &other, false).unwrap().is_none());
+        let same = read(&path, &identity, false).unwrap().unwrap();
+        assert_eq!(same.counts[&Final::Ok], 1);
+        // Not journals, or not there: nothing unfinished.
+        std::fs::write(dir.path().join("text"), "hello\n").unwrap();
+        assert!(!unfinished(&dir.path().join("text")));
+        assert!(!unfinished(&dir.path().join("missing")));
+        let under_a_file = dir.path().join("text").join("j");
+        assert!(read(&under_a_file, &identity, false).is_err());
+    }
+
+    /// The input's identity is its size and a hash of all of its content (read in 1 MiB
+    /// pieces): one changed byte anywhere makes another identity.
+    #[test]
+    fn the_identity_covers_the_whole_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = vec![b'a'; 3 << 20];
+        let path = dir.path().join("u.csv");
+        std::fs::write(&path, &content).unwrap();
+        let first = Identity::of(&path).unwrap();
+        assert_eq!(first.size, 3 << 20);
+        assert_eq!(Identity::of(&path).unwrap(), first);
+        content[(3 << 20) - 1] = b'b';
+        std::fs::write(&path, &content).unwrap();
+        let changed = Identity::of(&path).unwrap();
+        assert_eq!(changed.size, first.size);
+        assert_ne!(changed.hash, first.hash);
+        assert_eq!(
+            default_path(Path::new("exports/users.csv")),
+            Path::new("exports/users.journal")
+        );
+    }
+
+    /// The outcomes sort by their words, the same by either comparison.
+    #[test]
+    fn outcomes_sort_alike_by_either_comparison() {
+        let mut finals = vec![
+            Final::Unchanged,
+            Final::Ok,
+            Final::Failed,
+            Final::Superseded,
+        ];
+        finals.sort();
+        assert_eq!(
+            finals,
+            [
+                Final::Failed,
+                Final::Ok,
+                Final::Superseded,
+                Final::Unchanged
+            ]
+        );
+        assert!(Final::Failed < Final::Ok && Final::Unchanged > Final::Superseded);
+        assert_eq!(
+            Final::Ok.partial_cmp(&Final::Invalid),
+            Some(Final::Ok.cmp(&Final::Invalid))
+        );
     }
 
     #[test]

@@ -443,3 +443,250 @@ fn governor_per_second_alone_would_burst_past_the_ceiling() {
     }
     assert!(admitted > 390, "{admitted}");
 }
+
+/// Sends `n` requests through `pacer` as fast as it lets them go: their tickets and send times.
+async fn send(pacer: &Pacer, n: usize) -> (Vec<Ticket>, Vec<Instant>) {
+    let mut tickets = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        tickets.push(pacer.acquire().await);
+        times.push(Instant::now());
+    }
+    (tickets, times)
+}
+
+/// The next request's send time.
+async fn next_send(pacer: &Pacer) -> Instant {
+    pacer.acquire().await;
+    Instant::now()
+}
+
+/// What the cut after a throttle must be: just below the requests sent in the second before the
+/// throttled one that were not refused, never more than halfway down (from 200/s above it), and
+/// at least 1 % down.
+fn expected_cut(rate: f64, times: &[Instant], refused: &[usize], throttled: usize) -> f64 {
+    let at = times[throttled];
+    let accepted = (0..throttled)
+        .filter(|&i| at.duration_since(times[i]) < WINDOW && !refused.contains(&i))
+        .count();
+    (accepted as f64 * 0.99)
+        .floor()
+        .max(0.5 * rate.min(200.0))
+        .min(rate * 0.99)
+}
+
+/// 500 requests at 1,000/s, the last throttled: the pace is cut to ⌊0.99 × 499⌋ = 494, and the
+/// next request waits until the last 1.006 s of sends holds fewer than 494 (the 7th oldest has
+/// left it), to the nanosecond.
+#[tokio::test(start_paused = true)]
+async fn a_throttle_cuts_below_what_was_accepted_and_holds_requests_until_the_window_has_room() {
+    let pacer = Pacer::new(1000);
+    let (tickets, times) = send(&pacer, 500).await;
+    pacer.on_throttled(tickets[499]);
+    assert_eq!(pacer.current_rate(), 494.0);
+    assert_eq!(expected_cut(1000.0, &times, &[], 499), 494.0);
+    assert_eq!(pacer.lowest_rate(), 494.0);
+    assert_eq!(next_send(&pacer).await, times[6] + GUARD);
+    assert_eq!(pacer.lowest_rate(), 494.0);
+}
+
+/// A throttle with few requests before it cuts halfway (the floor), and holds nothing when the
+/// window already has room; with exactly the new pace in the window it holds until the oldest
+/// leaves.
+#[tokio::test(start_paused = true)]
+async fn a_throttle_with_few_requests_before_it_cuts_halfway() {
+    let pacer = Pacer::new(1000);
+    let (tickets, _) = send(&pacer, 10).await;
+    pacer.on_throttled(tickets[9]);
+    assert_eq!(pacer.current_rate(), 100.0);
+    let cut_at = Instant::now();
+    // 10 sends in the window, below the new pace: only the new spacing applies (an interval
+    // of 10.1 ms, the timer's millisecond steps aside), not a hold of about a second.
+    let next = next_send(&pacer).await;
+    assert!(
+        next < cut_at + Duration::from_millis(12),
+        "{:?}",
+        next - cut_at
+    );
+
+    let pacer = Pacer::new(1000);
+    let (tickets, times) = send(&pacer, 100).await;
+    pacer.on_throttled(tickets[99]);
+    assert_eq!(pacer.current_rate(), 100.0);
+    // 100 sends in the window, as many as the new pace: wait for the oldest to leave it.
+    assert_eq!(next_send(&pacer).await, times[0] + GUARD);
+}
+
+/// Throttles of requests sent before a cut are its consequence and do not cut again; the
+/// first request sent after it, throttled, does. Refused requests are not counted as accepted.
+#[tokio::test(start_paused = true)]
+async fn only_throttles_of_requests_sent_after_the_last_cut_cut_again() {
+    let pacer = Pacer::new(1000);
+    let (mut tickets, mut times) = send(&pacer, 400).await;
+    pacer.on_throttled(tickets[200]);
+    let first = expected_cut(1000.0, &times, &[], 200);
+    assert_eq!(pacer.current_rate(), first);
+    pacer.on_throttled(tickets[300]);
+    pacer.on_throttled(tickets[399]);
+    assert_eq!(pacer.current_rate(), first, "sent before the cut");
+    let (more, more_times) = send(&pacer, 1).await;
+    tickets.extend(more);
+    times.extend(more_times);
+    pacer.on_throttled(tickets[400]);
+    let second = expected_cut(first, &times, &[200, 300, 399], 400);
+    assert!(second < first);
+    assert_eq!(pacer.current_rate(), second);
+}
+
+/// A throttle of a request sent so long ago that the pacer forgot it (3 s) cuts by the at-limit
+/// step, 1 %; the pacer remembers only those 3 s of sends.
+#[tokio::test(start_paused = true)]
+async fn a_throttle_of_a_forgotten_request_cuts_by_one_percent() {
+    let pacer = Pacer::new(100);
+    let (old, _) = send(&pacer, 1).await;
+    send(&pacer, 400).await;
+    assert!(
+        pacer.state().sent.len() <= 310,
+        "{}",
+        pacer.state().sent.len()
+    );
+    pacer.on_throttled(old[0]);
+    assert_eq!(pacer.current_rate(), 99.0);
+}
+
+/// The count behind a cut is of the second before the throttled request, a send exactly one
+/// second earlier not included (the server's window is half-open).
+#[tokio::test(start_paused = true)]
+async fn the_second_before_a_throttled_request_excludes_a_send_exactly_a_second_earlier() {
+    let pacer = Pacer::new(1000);
+    let (mut tickets, mut times) = send(&pacer, 150).await;
+    tokio::time::sleep_until(times[0] + WINDOW).await;
+    let (last, at) = send(&pacer, 1).await;
+    assert_eq!(at[0], times[0] + WINDOW);
+    tickets.extend(last);
+    times.extend(at);
+    pacer.on_throttled(tickets[150]);
+    assert_eq!(pacer.current_rate(), 147.0, "⌊0.99 × 149⌋");
+}
+
+/// A throttle cuts at least 1 % below the pace in force, even when more requests than that pace
+/// were accepted in the second before (the pace was lowered just before).
+#[tokio::test(start_paused = true)]
+async fn a_throttle_cuts_at_least_one_percent_below_the_pace_in_force() {
+    let pacer = Pacer::new(1000);
+    send(&pacer, 500).await;
+    {
+        let mut state = pacer.state();
+        pacer.set_rate(&mut state, 300.0, Instant::now());
+    }
+    let (ticket, _) = send(&pacer, 1).await;
+    pacer.on_throttled(ticket[0]);
+    assert_eq!(pacer.current_rate(), 297.0);
+}
+
+/// An app-wide throttle elsewhere cuts 1 %, once a second at most (a second to the nanosecond
+/// after a cut, it cuts again).
+#[tokio::test(start_paused = true)]
+async fn an_app_wide_throttle_elsewhere_cuts_one_percent_once_a_second() {
+    let pacer = Pacer::new(200);
+    pacer.on_throttled_elsewhere();
+    assert_eq!(pacer.current_rate(), 198.0);
+    pacer.on_throttled_elsewhere();
+    tokio::time::advance(WINDOW - Duration::from_nanos(1)).await;
+    pacer.on_throttled_elsewhere();
+    assert_eq!(pacer.current_rate(), 198.0, "within a second of the cut");
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    pacer.on_throttled_elsewhere();
+    assert_eq!(pacer.current_rate(), 198.0 * 0.99);
+    assert_eq!(pacer.lowest_rate(), 198.0 * 0.99);
+}
+
+/// After a cut, only answers to requests sent at the new pace count, once at least a second
+/// has passed since it (to the nanosecond): the pace climbs 0.5 %, then 1 %, 2 %...
+#[tokio::test(start_paused = true)]
+async fn the_pace_climbs_back_on_answers_to_requests_sent_at_the_new_pace() {
+    let pacer = Pacer::new(1000);
+    let (tickets, _) = send(&pacer, 10).await;
+    pacer.on_throttled(tickets[9]);
+    assert_eq!(pacer.current_rate(), 100.0);
+    let cut = Instant::now();
+    let (after, _) = send(&pacer, 1).await;
+    tokio::time::advance(cut + WINDOW - Duration::from_nanos(1) - Instant::now()).await;
+    pacer.on_accepted(after[0]);
+    assert_eq!(
+        pacer.current_rate(),
+        100.0,
+        "less than a second after the cut"
+    );
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    assert_eq!(Instant::now(), cut + WINDOW);
+    pacer.on_accepted(tickets[5]);
+    assert_eq!(pacer.current_rate(), 100.0, "sent before the cut");
+    pacer.on_accepted(after[0]);
+    let climbs = |rate: f64, expected: f64| (rate - expected).abs() < 1e-9;
+    assert!(
+        climbs(pacer.current_rate(), 100.5),
+        "{}",
+        pacer.current_rate()
+    );
+    let climbed = Instant::now();
+    let (next, _) = send(&pacer, 1).await;
+    tokio::time::advance(climbed + WINDOW - Instant::now()).await;
+    pacer.on_accepted(next[0]);
+    assert!(
+        climbs(pacer.current_rate(), 100.5 * 1.01),
+        "{}",
+        pacer.current_rate()
+    );
+}
+
+/// At `--rate`, answers change nothing: the next request goes as soon as the spacing allows,
+/// never held back a whole interval by a pace set again. The same once a start ramp is over.
+#[tokio::test(start_paused = true)]
+async fn at_the_ceiling_nothing_holds_the_next_request_back() {
+    let pacer = Pacer::new(10);
+    let (tickets, _) = send(&pacer, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pacer.on_accepted(tickets[0]);
+    assert_eq!(pacer.current_rate(), 10.0);
+    let now = Instant::now();
+    assert_eq!(next_send(&pacer).await, now, "idle for 1.5 s at 10/s");
+
+    // 200, 400, ..., 3,200, then 4,000/s: the ramp is over after 125 ms.
+    let pacer = Pacer::new(4000);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(150) {
+        pacer.acquire().await;
+    }
+    assert_eq!(pacer.current_rate(), 4000.0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let now = Instant::now();
+    assert_eq!(next_send(&pacer).await, now, "idle for 100 ms at 4,000/s");
+}
+
+/// Each request costs `CELLS` cells whatever the pace, so governor's whole-cell tolerance is
+/// the 4 ms catch-up at any pace, and the interval is never shorter than the pace's.
+#[test]
+fn a_request_costs_the_same_cells_at_every_pace() {
+    for pace in [
+        1.0, 3.0, 50.0, 101.0, 199.0, 200.0, 1000.0, 3000.0, 5000.0, 100_000.0,
+    ] {
+        let (quota, cells, burst) = shape(pace);
+        let cells = u64::from(cells.get());
+        assert!(
+            (CELLS..=CELLS + 10).contains(&cells),
+            "pace {pace}: {cells} cells"
+        );
+        let cell = quota.replenish_interval();
+        let interval = cell * cells as u32;
+        assert!(
+            interval >= PACE_WINDOW.div_f64(pace),
+            "pace {pace}: {interval:?}"
+        );
+        let tolerance = cell * (burst.get() - cells as u32);
+        assert!(
+            tolerance >= CATCH_UP && tolerance < CATCH_UP + cell,
+            "pace {pace}: {tolerance:?}"
+        );
+    }
+}

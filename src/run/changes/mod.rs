@@ -446,6 +446,22 @@ mod tests {
                 {"Tag": "Tag_Profile_Custom_Hobby", "Value": "chess"},
             ]})
         );
+        // A body reads back as its user and items; anything else is not a body.
+        let read = parse_body(&partial_body("u1", &expected, &differences)).unwrap();
+        assert_eq!(read.user, "u1");
+        let items: Vec<(&str, &serde_json::Value)> = read
+            .items
+            .iter()
+            .map(|i| (i.tag.as_str(), &i.value))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("Tag_Profile_IM_Level", &json!(7)),
+                ("Tag_Profile_Custom_Hobby", &json!("chess"))
+            ]
+        );
+        assert!(parse_body(b"{\"ActionStatus\":\"OK\"}").is_none());
         let same: HashMap<String, serde_json::Value> = [
             ("Tag_Profile_IM_Nick".to_string(), json!("Ann")),
             ("Tag_Profile_IM_Level".to_string(), json!(7)),
