@@ -832,6 +832,36 @@ mod tests {
             assert_eq!(err.code, 40001, "{id:?}");
         }
         assert!(check_user_id(" ~!", UserIdRule::PrintableAscii).is_ok());
+        // The character named is the first one the rule refuses, not an allowed '_' or '-'
+        // before it.
+        let after_allowed = check_user_id("ann_smith-jr x", UserIdRule::Strict).unwrap_err();
+        assert!(
+            after_allowed.message.contains("contains ' '"),
+            "{}",
+            after_allowed.message
+        );
+    }
+
+    /// Every row's UserID is checked against a byte table first; a byte the table wrongly
+    /// refused would send every such row down the slow path that names the bad character.
+    /// The tables hold exactly what each rule allows (letters, digits, '_' and '-';
+    /// or printable ASCII).
+    #[test]
+    fn the_user_id_byte_tables_hold_exactly_what_each_rule_allows() {
+        for byte in 0..=255u8 {
+            let strict = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
+            let printable = (0x20..=0x7e).contains(&byte);
+            assert_eq!(
+                STRICT_USER_ID_BYTES[usize::from(byte)],
+                strict,
+                "{byte:#04x}"
+            );
+            assert_eq!(
+                PRINTABLE_USER_ID_BYTES[usize::from(byte)],
+                printable,
+                "{byte:#04x}"
+            );
+        }
     }
 
     #[test]

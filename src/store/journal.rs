@@ -569,13 +569,34 @@ impl Journal {
     }
 }
 
-/// Cuts a journal back to its last complete line.
+/// Cuts a journal back to its last complete line. Reads backwards from the end in small
+/// blocks, so resuming a run with a journal of millions of rows does not read it whole.
 fn truncate_torn_tail(path: &Path) -> anyhow::Result<()> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if keep < data.len() {
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(keep as u64)?;
+    use std::io::{Seek, SeekFrom};
+    const BLOCK: u64 = 4096;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut block = vec![0; BLOCK as usize];
+    let mut end = len;
+    let mut keep = 0;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let bytes = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(at) = bytes.iter().rposition(|&b| b == b'\n') {
+            keep = start + at as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if keep < len {
+        file.set_len(keep)?;
         file.sync_data()?;
     }
     Ok(())
@@ -746,6 +767,75 @@ mod tests {
             "not the torn row 6"
         );
         assert!(!resume.is_final(6));
+    }
+
+    /// The collector logs a row's warnings once every row before it is final: the journal's
+    /// low water, which moves only over an unbroken run of final rows, and continues from the
+    /// checkpoint of the run being resumed.
+    #[test]
+    fn final_before_is_the_first_row_not_yet_final() {
+        let (_dir, path, identity, mut journal) = fresh_journal();
+        assert_eq!(journal.final_before(), 0);
+        journal.record(pos(1), Final::Ok, "");
+        assert_eq!(journal.final_before(), 0, "row 0 is still out");
+        journal.record(pos(0), Final::Ok, "");
+        assert_eq!(journal.final_before(), 2);
+        journal.record(pos(3), Final::Failed, "40001");
+        journal.record(pos(2), Final::Invalid, "40605");
+        assert_eq!(journal.final_before(), 4);
+        journal.sync().unwrap();
+        drop(journal);
+        let resume = read(&path, &identity, false).unwrap().unwrap();
+        let journal = Journal::append(&path, &resume).unwrap();
+        assert_eq!(journal.final_before(), 4);
+    }
+
+    /// A torn last line (a crash mid-write) is cut off before a resumed run appends, however
+    /// long it is against the blocks read from the end; whole lines are kept byte for byte.
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_whole_lines_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let lines = "r 1 2 3 ok -\n".repeat(700);
+        for (text, kept) in [
+            (String::new(), 0),
+            ("no newline at all".to_string(), 0),
+            (lines.clone(), lines.len()),
+            (format!("{lines}r 9 9 9 o"), lines.len()),
+            (format!("{lines}{}", "x".repeat(9000)), lines.len()),
+            (format!("{}\n{}", "y".repeat(4095), "z".repeat(4096)), 4096),
+            (format!("{}\n", "y".repeat(4095)), 4096),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            truncate_torn_tail(&path).unwrap();
+            let left = std::fs::read(&path).unwrap();
+            assert_eq!(left.len(), kept, "{} bytes given", text.len());
+            assert_eq!(left, text.as_bytes()[..kept]);
+        }
+    }
+
+    /// Whether a journal ends with `done` is read from its last bytes, whatever its length:
+    /// an empty file (a crash right after it was created) or one shorter than the tail read
+    /// is unfinished, never a panic; `done` must be a whole last line.
+    #[test]
+    fn a_journal_is_complete_only_when_its_last_line_is_done_at_any_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        for (text, complete) in [
+            ("", false),
+            ("\n", false),
+            ("\ndone\n", true),
+            ("x\ndone", false),
+            ("x\nundone\n", false),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(journal_is_complete(&path).unwrap(), complete, "{text:?}");
+        }
+        let long = format!("{}\ndone\n", "r 1 2 3 ok -\n".repeat(1000));
+        std::fs::write(&path, &long).unwrap();
+        assert!(journal_is_complete(&path).unwrap());
+        std::fs::write(&path, &long[..long.len() - 1]).unwrap();
+        assert!(!journal_is_complete(&path).unwrap());
     }
 
     /// A finished journal over other input starts a fresh run (no error); the same input's is

@@ -690,3 +690,75 @@ fn a_request_costs_the_same_cells_at_every_pace() {
         );
     }
 }
+
+/// The memory of sends is half-open too: a send exactly `MEMORY` old is still remembered (its
+/// throttle is counted against the second before it), one a nanosecond older is forgotten.
+#[tokio::test(start_paused = true)]
+async fn a_send_exactly_as_old_as_the_memory_is_still_remembered() {
+    let pacer = Pacer::new(100);
+    let (_, times) = send(&pacer, 3).await;
+    let mut state = pacer.state();
+    state.forget_before(times[0]);
+    assert_eq!((state.sent.len(), state.first_ticket), (3, 0));
+    state.forget_before(times[0] + Duration::from_nanos(1));
+    assert_eq!((state.sent.len(), state.first_ticket), (2, 1));
+}
+
+/// The room after a cut is counted over the last `GUARD`, half-open: a send exactly `GUARD`
+/// old has left it.
+#[tokio::test(start_paused = true)]
+async fn a_send_exactly_a_guard_old_has_left_the_guard_window() {
+    let pacer = Pacer::new(100);
+    let (_, times) = send(&pacer, 3).await;
+    let state = pacer.state();
+    let left = times[0] + GUARD;
+    assert_eq!(
+        state.room_for(3.0, left - Duration::from_nanos(1)),
+        Some(left)
+    );
+    assert_eq!(state.room_for(3.0, left), None);
+}
+
+/// During a long start (no answer yet, `--rate` far above 200/s), the start allowance holds for
+/// seconds after the first sends are forgotten: at most `START_RATE` + 1 of our sends in any
+/// `GUARD`, and a send as soon as the oldest of them leaves it, so the count stays at the
+/// allowance window after window.
+#[tokio::test(start_paused = true)]
+async fn the_start_allowance_holds_after_the_first_sends_are_forgotten() {
+    let pacer = Pacer::new(100_000);
+    let allowance = START_RATE as usize + 1;
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while Instant::now() < start + Duration::from_secs(6) {
+        pacer.acquire().await;
+        times.push(Instant::now());
+    }
+    assert!(pacer.state().first_ticket > 0, "some sends were forgotten");
+    for (i, &at) in times.iter().enumerate() {
+        let in_guard = times[i..]
+            .iter()
+            .take_while(|&&later| later.duration_since(at) < GUARD)
+            .count();
+        assert!(
+            in_guard <= allowance,
+            "{in_guard} sends within a GUARD of send {i}"
+        );
+    }
+    // Every full GUARD window after the first holds the allowance: nothing waits longer than
+    // the oldest send's leaving.
+    for window in 1..5 {
+        let from = start + GUARD * window;
+        let sent = times
+            .iter()
+            .filter(|&&at| at >= from && at < from + GUARD)
+            .count();
+        assert_eq!(sent, allowance, "window {window}");
+    }
+    let mut state = pacer.state();
+    let now = Instant::now();
+    let expected = times
+        .iter()
+        .filter(|&&at| now.duration_since(at) < GUARD)
+        .count();
+    assert_eq!(state.in_guard(now), expected);
+}
