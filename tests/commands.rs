@@ -45,9 +45,9 @@ fn the_readme_first_screen_shows_a_migration_in_three_lines_after_the_install() 
     }
 }
 
-#[test]
-fn demo_imports_the_sample_and_verify_finds_no_difference() {
-    let ws = Workspace::new();
+/// Runs `profile-import demo samples/users.csv` in `ws`, which must exit 0; with the sample's
+/// number of users.
+fn demo_of_the_sample(ws: &Workspace) -> (Run, u64) {
     let csv = sample("users.csv");
     let users = users_of(&csv).len() as u64;
     let output = tool_command()
@@ -58,6 +58,13 @@ fn demo_imports_the_sample_and_verify_finds_no_difference() {
         .expect("run the demo");
     let run = Run::from_output(output);
     run.assert_code(0);
+    (run, users)
+}
+
+#[test]
+fn demo_imports_the_sample_and_verify_finds_no_difference() {
+    let ws = Workspace::new();
+    let (run, users) = demo_of_the_sample(&ws);
     // The import through the real pipeline, despite the injected faults.
     assert_eq!(run.count("ok"), users, "{}", run.stderr);
     assert_eq!(run.count("failed"), 0, "{}", run.stderr);
@@ -81,16 +88,7 @@ fn demo_imports_the_sample_and_verify_finds_no_difference() {
 #[test]
 fn the_demo_changes_only_rerun_sends_no_portrait_set() {
     let ws = Workspace::new();
-    let csv = sample("users.csv");
-    let users = users_of(&csv).len() as u64;
-    let output = tool_command()
-        .current_dir(ws.dir())
-        .arg("demo")
-        .arg(&csv)
-        .output()
-        .expect("run the demo");
-    let run = Run::from_output(output);
-    run.assert_code(0);
+    let (run, users) = demo_of_the_sample(&ws);
     let part = |text: &str| Run {
         code: 0,
         stdout: String::new(),
