@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{Injected, SimConfig, SimHandle};
 
-use crate::util::{read_csv, read_failures, Run, Workspace};
+use crate::util::{exec, read_csv, read_failures, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -87,20 +87,6 @@ fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
         .env("PROFILE_IMPORT_SECRET_KEY", KEY)
         .stdin(Stdio::null());
     command
-}
-
-/// Runs the binary to its end on a blocking thread, so the simulator keeps being served.
-async fn exec(mut command: Command) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let output = command.output().expect("run the profile-import binary");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("the runner thread")
 }
 
 /// `import <csv>` against an unlimited simulator: fast pace, 32 workers, plus `extra`.

@@ -15,7 +15,7 @@ use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
 use crate::util::fixture::{failure_lines, journal_lines, settled};
-use crate::util::{read_failures, signalled_after, write_csv, Run, Workspace};
+use crate::util::{exec, read_failures, signalled_after, write_csv, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -88,15 +88,6 @@ fn batch_import(ws: &Workspace, sim: &SimHandle, csv: &str, extra: &[&str]) -> C
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-/// Runs the binary to its end on a blocking thread, so the simulator keeps being served.
-async fn exec(mut command: Command) -> Run {
-    tokio::task::spawn_blocking(move || {
-        Run::from_output(command.output().expect("run the profile-import binary"))
-    })
-    .await
-    .expect("the runner thread")
 }
 
 fn summary_json(ws: &Workspace) -> Value {

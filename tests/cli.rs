@@ -12,7 +12,7 @@ use serde_json::Value;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{sample, tool_command, Run, Workspace};
+use crate::util::{exec, sample, tool_command, Run, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const KEY: &str = "cli-test-key-7f3a";
@@ -38,19 +38,6 @@ fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
         .env("XDG_CONFIG_HOME", ws.dir())
         .stdin(Stdio::null());
     command
-}
-
-async fn exec(mut command: Command) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let output = command.output().expect("run the profile-import binary");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("the runner thread")
 }
 
 fn json_file(path: &std::path::Path) -> Value {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{read_csv, signalled_after, write_csv, Run, Workspace};
+use crate::util::{exec, read_csv, signalled_after, write_csv, Workspace};
 
 const APP: u64 = 1_400_000_000;
 const ADMIN: &str = "administrator";
@@ -33,14 +33,6 @@ fn tool(ws: &Workspace, sim: &SimHandle, args: &[&str]) -> Command {
         .env("PROFILE_IMPORT_SECRET_KEY", KEY)
         .stdin(Stdio::null());
     command
-}
-
-async fn exec(mut command: Command) -> Run {
-    tokio::task::spawn_blocking(move || {
-        Run::from_output(command.output().expect("run the profile-import binary"))
-    })
-    .await
-    .expect("the runner thread")
 }
 
 /// `verify u.csv --diff u.csv` deleted the input before sending anything, `check-accounts

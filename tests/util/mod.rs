@@ -197,6 +197,16 @@ pub fn tool_command() -> Command {
     command
 }
 
+/// Runs a command to its end on a blocking thread, so a test's simulator keeps serving on the
+/// runtime meanwhile.
+pub async fn exec(mut command: Command) -> Run {
+    tokio::task::spawn_blocking(move || {
+        Run::from_output(command.output().expect("run the profile-import binary"))
+    })
+    .await
+    .expect("the runner thread")
+}
+
 /// Sends `signal` (`"-INT"`, `"-TERM"`, `"-KILL"`) to process `pid`.
 pub fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
