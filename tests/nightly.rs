@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use profile_import::chat::usersig::SecretKey;
 use profile_import::sim::{SimConfig, SimHandle};
 
-use crate::util::{read_csv, tool_command, write_csv, Run, Workspace};
+use crate::util::{exec, read_csv, tool_command, write_csv, Run, Workspace};
 
 const APP: u64 = 1_400_000_777;
 const ADMIN: &str = "administrator";
@@ -51,10 +51,7 @@ async fn import(ws: &Workspace, sim: &SimHandle, csv: &Path, args: &[&str]) -> R
     if !args.contains(&"--rate") {
         args.extend(["--rate", "2000"]);
     }
-    let mut command = command(ws, sim, csv, &args);
-    tokio::task::spawn_blocking(move || Run::from_output(command.output().unwrap()))
-        .await
-        .unwrap()
+    exec(command(ws, sim, csv, &args)).await
 }
 
 fn summary(ws: &Workspace) -> Value {
@@ -196,24 +193,34 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before_it() {
     let ws = Workspace::new();
     let sim = simulator(false, &[]).await;
     let csv = users_csv(&ws, "users.csv", 20);
+    let empty = ws.write("empty.csv", "UserID,Nick\n");
     let prom = ws.path("metrics.prom");
-    let prom_arg = prom.to_str().unwrap();
+    let flags = [
+        "--metrics-file",
+        prom.to_str().unwrap(),
+        "--job-name",
+        "sync",
+        "--rate",
+        "2000",
+    ];
     let job = [("job", "sync")];
-    import(
-        &ws,
-        &sim,
-        &csv,
-        &["--metrics-file", prom_arg, "--job-name", "sync"],
-    )
-    .await
-    .assert_code(0);
-    let first = metrics(&prom);
-    let succeeded = metric(
-        &first,
-        "profile_import_last_success_timestamp_seconds",
-        &job,
-    )
-    .expect("a success is recorded");
+    // The metrics file after a run of `input` (with `key` for the secret key) exiting `code`.
+    let run = |input: &Path, key: Option<&str>, code: i32| {
+        let mut command = command(&ws, &sim, input, &flags);
+        if let Some(key) = key {
+            command.env("PROFILE_IMPORT_SECRET_KEY", key);
+        }
+        let prom = &prom;
+        async move {
+            exec(command).await.assert_code(code);
+            metrics(prom)
+        }
+    };
+    let last_success =
+        |file: &_| metric(file, "profile_import_last_success_timestamp_seconds", &job);
+
+    let first = run(&csv, None, 0).await;
+    let succeeded = last_success(&first).expect("a success is recorded");
     // The whole seconds must move on, so that a kept value is told from a new one.
     while std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -225,25 +232,10 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before_it() {
     }
 
     // A wrong key: Chat refuses the UserSig, a job-wide error (exit 1).
-    let mut wrong_key = command(
-        &ws,
-        &sim,
-        &csv,
-        &["--metrics-file", prom_arg, "--job-name", "sync"],
-    );
-    wrong_key.env("PROFILE_IMPORT_SECRET_KEY", "not-the-key");
-    let run = tokio::task::spawn_blocking(move || Run::from_output(wrong_key.output().unwrap()))
-        .await
-        .unwrap();
-    run.assert_code(1);
-    let second = metrics(&prom);
+    let second = run(&csv, Some("not-the-key"), 1).await;
     assert_eq!(metric(&second, "profile_import_exit_code", &job), Some(1.0));
     assert_eq!(
-        metric(
-            &second,
-            "profile_import_last_success_timestamp_seconds",
-            &job
-        ),
+        last_success(&second),
         Some(succeeded),
         "the failed run keeps the last success"
     );
@@ -251,42 +243,10 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before_it() {
     assert!(started > succeeded, "the failed run is the last run");
 
     // A run stopped by a guard is no success either; a clean rerun is.
-    let empty = ws.write("empty.csv", "UserID,Nick\n");
-    import(
-        &ws,
-        &sim,
-        &empty,
-        &["--metrics-file", prom_arg, "--job-name", "sync"],
-    )
-    .await
-    .assert_code(3);
-    let third = metrics(&prom);
-    assert_eq!(
-        metric(
-            &third,
-            "profile_import_last_success_timestamp_seconds",
-            &job
-        ),
-        Some(succeeded)
-    );
-    import(
-        &ws,
-        &sim,
-        &csv,
-        &["--metrics-file", prom_arg, "--job-name", "sync"],
-    )
-    .await
-    .assert_code(0);
-    let fourth = metrics(&prom);
-    assert!(
-        metric(
-            &fourth,
-            "profile_import_last_success_timestamp_seconds",
-            &job
-        )
-        .unwrap()
-            > succeeded
-    );
+    let third = run(&empty, None, 3).await;
+    assert_eq!(last_success(&third), Some(succeeded));
+    let fourth = run(&csv, None, 0).await;
+    assert!(last_success(&fourth).unwrap() > succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,10 +265,7 @@ async fn verify_and_check_accounts_write_metrics_too() {
             .arg("--metrics-file")
             .arg(&prom)
             .env("PROFILE_IMPORT_SECRET_KEY", KEY);
-        let run = tokio::task::spawn_blocking(move || Run::from_output(run.output().unwrap()))
-            .await
-            .unwrap();
-        run.assert_code(0);
+        exec(run).await.assert_code(0);
         let all = metrics(&prom);
         let job = ("job", "users");
         assert_eq!(metric(&all, "profile_import_exit_code", &[job]), Some(0.0));

@@ -330,6 +330,7 @@ mod tests {
 
     use super::*;
     use crate::input::reader::InputOptions;
+    use crate::input::row::RowRules;
     use crate::input::rows::Rows;
     use crate::input::survey::Survey;
     use crate::run::dry_run::{self, DryRunOptions};
@@ -350,19 +351,24 @@ mod tests {
     }
 
     /// (valid, unchanged, superseded, skipped, invalid) as the import decides the rows.
-    fn decided(job: &JobInput, sync: Option<SyncFilter>) -> [u64; 5] {
-        let mut rows = Rows::open(&job.input).unwrap();
-        let mapper = RowMapper::new(rows.columns().clone(), job.rules);
+    /// The rows of `input` and a decider over them, as the import builds it: the survey first.
+    fn open_decider(input: &InputOptions, rules: RowRules, known: Known) -> (Rows, Decider) {
+        let rows = Rows::open(input).unwrap();
+        let mapper = RowMapper::new(rows.columns().clone(), rules);
         let survey = Survey::default()
-            .read_all(&job.input, &mapper)
+            .read_all(input, &mapper)
             .unwrap()
-            .finish(&job.input)
+            .finish(input)
             .unwrap();
+        (rows, Decider::new(mapper, survey.repeated, known))
+    }
+
+    fn decided(job: &JobInput, sync: Option<SyncFilter>) -> [u64; 5] {
         let known = Known {
             sync,
             ..Known::default()
         };
-        let mut decider = Decider::new(mapper, survey.repeated, known);
+        let (mut rows, mut decider) = open_decider(&job.input, job.rules, known);
         let mut counts = [0; 5];
         while let Some(row) = rows.next_row().unwrap() {
             let slot = match decider.decide(&row) {
@@ -433,17 +439,7 @@ mod tests {
             delimiter: b',',
             ..InputOptions::default()
         };
-        let rows = Rows::open(&input).unwrap();
-        let mapper = RowMapper::new(rows.columns().clone(), Default::default());
-        let survey = Survey::default()
-            .read_all(&input, &mapper)
-            .unwrap()
-            .finish(&input)
-            .unwrap();
-        (
-            rows,
-            Decider::new(mapper, survey.repeated, Known::default()),
-        )
+        open_decider(&input, RowRules::default(), Known::default())
     }
 
     /// The tags and values of a body.
@@ -555,14 +551,7 @@ mod tests {
     /// stale one).
     fn seed_state(path: &Path, job: &JobInput, rng: &mut rand::rngs::StdRng) {
         let (mut db, _) = StateDb::open(path, 1).unwrap();
-        let mut rows = Rows::open(&job.input).unwrap();
-        let mapper = RowMapper::new(rows.columns().clone(), job.rules);
-        let survey = Survey::default()
-            .read_all(&job.input, &mapper)
-            .unwrap()
-            .finish(&job.input)
-            .unwrap();
-        let mut decider = Decider::new(mapper, survey.repeated, Known::default());
+        let (mut rows, mut decider) = open_decider(&job.input, job.rules, Known::default());
         while let Some(row) = rows.next_row().unwrap() {
             if let Decision::Send(ready) = decider.decide(&row) {
                 let hash = if rng.random_bool(0.5) {
